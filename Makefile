@@ -1,0 +1,56 @@
+# Chorus — the two commands are `make demo` and `make test`; both start with `make setup`.
+# Every step is idempotent: stamps under .stamps/ record what was installed and from which inputs,
+# so a second run reuses what exists and starts in seconds.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CHORUS := $(VENV)/bin/chorus
+FORGE := node_modules/.bin/forge
+STAMPS := .stamps
+
+.PHONY: setup demo test test-py test-sol contracts models clean distclean help
+
+help:
+	@echo "make setup   create .venv, install Python + npm dependencies, build contracts, prepare models"
+	@echo "make demo    set-up, then run the devnet demo / quick experiment and print the summary"
+	@echo "make test    set-up, then the whole test suite (pytest and forge test)"
+	@echo "make clean   remove build outputs (contracts/out, model artifacts, reports, .chorus)"
+
+setup: $(STAMPS)/python $(STAMPS)/npm contracts models
+
+$(STAMPS)/python: pyproject.toml
+	@mkdir -p $(STAMPS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch is pinned ==2.13.0 in the train extra: the CPU build on this machine's disk.
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[train,test]'
+	@touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+contracts: $(STAMPS)/npm
+	@cd contracts && ../$(FORGE) build --quiet
+
+models: $(STAMPS)/python
+	@$(PY) -m scripts.prepare_models
+
+demo: setup
+	$(PY) -m scripts.demo
+
+test: setup test-py test-sol
+
+test-py:
+	$(PY) -m pytest -q
+
+test-sol:
+	cd contracts && ../$(FORGE) test
+
+clean:
+	rm -rf contracts/out contracts/cache models/artifacts reports .chorus
+
+distclean: clean
+	rm -rf $(VENV) node_modules $(STAMPS)

@@ -1,0 +1,1 @@
+"""Chorus agents: market, sentiment, risk and fusion, behind one small interface."""

@@ -1,0 +1,1 @@
+"""Sub-commands of the `chorus` CLI, one module each."""

@@ -1,0 +1,60 @@
+"""The one exception tree of Chorus.
+
+`ChorusError` is the root; the HTTP layer maps it to JSON errors in a single handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ChorusError(Exception):
+    """Base of every error Chorus raises on purpose."""
+
+
+class ConfigError(ChorusError):
+    """Settings are missing, malformed or unsafe (a dev key on a non-dev chain, say)."""
+
+
+class ArtifactError(ChorusError):
+    """Contract artifacts are missing, unreadable or stale against their sources."""
+
+
+class ModelError(ChorusError):
+    """A model file is missing, has the wrong id, or an input has the wrong shape."""
+
+
+class PayloadError(ChorusError):
+    """A task payload is malformed, too large, or does not match its hash."""
+
+
+class ChainError(ChorusError):
+    """Talking to the chain failed: RPC unreachable, transaction dropped or reverted."""
+
+
+class RpcUnavailable(ChainError):
+    """The RPC endpoint did not answer (connection refused, timeout)."""
+
+
+class ContractRevert(ChainError):
+    """A call or transaction reverted; `error_name` and `args` are decoded from the custom error."""
+
+    def __init__(self, error_name: str, args: dict[str, Any] | tuple = (), *, data: str | None = None,
+                 tx_hash: str | None = None) -> None:
+        self.error_name = error_name
+        self.error_args = args
+        self.data = data
+        self.tx_hash = tx_hash
+        super().__init__(f"{error_name}({_fmt_args(args)})" + (f" in tx {tx_hash}" if tx_hash else ""))
+
+
+def _fmt_args(args: dict[str, Any] | tuple) -> str:
+    if isinstance(args, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in args.items())
+    return ", ".join(_fmt(v) for v in args)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return "0x" + bytes(v).hex()
+    return repr(v) if isinstance(v, str) else str(v)
