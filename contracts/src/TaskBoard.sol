@@ -1,0 +1,674 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AgentRegistry} from "./AgentRegistry.sol";
+import {Chorus} from "./Chorus.sol";
+
+// Field extraction from the packed slots narrows on purpose, and deadlines are timestamps by
+// design (a validator's few seconds of drift do not matter at task granularity):
+// forge-lint: disable-start(unsafe-typecast, block-timestamp)
+
+/// @title TaskBoard
+/// @notice Chorus tasks: a submitter escrows a reward for a payload (inline or by URI), registered
+/// agents publish embeddings and decisions before the deadline, and `finalize` fuses the decisions
+/// on chain with per-architecture, per-role weights (the modular baseline) and splits the reward
+/// equally among contributors, who pull their shares with `claimReward`.
+/// @dev Vectors and payloads travel in calldata and events; storage holds hashes, tallies and
+/// escrow. Publications are the hot path, so everything a publication reads or writes about a
+/// task lives in one slot (`Task.state`):
+///
+///     bits   0..63   deadline       bits  96..111  contributors
+///     bits  64..71   arch           bits 112..159  sell tally
+///     bits  72..79   status         bits 160..207  hold tally
+///     bits  80..95   decisions      bits 208..255  buy tally
+///
+/// The slot is non-zero from submission on, so every publication rewrites it at the
+/// non-zero-to-non-zero price. Tallies fit 48 bits: each decision adds at most
+/// `(2**16 - 1) * 10_000 < 2**30`, and a task takes at most `2**16 - 1` decisions (the
+/// contributor count is capped there), so a tally stays below `2**46`. The cold fields sit in
+/// `Task.meta` (`submitter 160 | quorum 16 | action 8`), `Task.funds` (`reward 128 | share 128`)
+/// and `Task.payloadHash`. Per (task, agent) flags (embedding, decision, claimed) take one slot
+/// (`_flagSlot`); the weights of one architecture (five roles x 16 bits) take one slot. A
+/// publication makes one call to the AgentRegistry and touches three cold slots of this
+/// contract: the task's hot slot, its own flags and, for a decision, the weights of the
+/// task's architecture (read when the decision is published, as docs/protocol.md says).
+/// @author Chorus
+contract TaskBoard {
+    /*//////////////////////////////////////////////////////////////
+                                 ERRORS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev The caller is not the owner (admin) or not the submitter (reclaim).
+    error Unauthorized();
+
+    /// @dev The architecture id is above 15.
+    error InvalidArchitecture();
+
+    /// @dev The role is above 4.
+    error InvalidRole();
+
+    /// @dev The inline payload or the URI is empty.
+    error EmptyPayload();
+
+    /// @dev The deadline is not in the future.
+    error DeadlineInPast(uint64 deadline, uint256 timestamp);
+
+    /// @dev The quorum is zero.
+    error ZeroQuorum();
+
+    /// @dev `msg.value` does not fit the uint128 reward field (beyond any real ETH supply).
+    error RewardTooLarge(uint256 sent);
+
+    /// @dev The sender is not a registered, active agent.
+    error UnknownAgent(address agent);
+
+    /// @dev No task has this id.
+    error UnknownTask(uint256 taskId);
+
+    /// @dev The task is no longer open (finalized, or reclaimed by its submitter).
+    error AlreadyFinalized(uint256 taskId);
+
+    /// @dev The task's deadline has passed.
+    error PastDeadline(uint256 taskId, uint64 deadline);
+
+    /// @dev The embedding's model id is not the agent's (`expected == 0`: the agent has no model).
+    error ModelMismatch(bytes32 expected, bytes32 got);
+
+    /// @dev The encoding is not one of 0 f32, 1 f16, 2 i8, 3 binary.
+    error InvalidEncoding();
+
+    /// @dev The vector's byte length does not match the agent's dim under the encoding.
+    error WrongLength(uint256 expected, uint256 got);
+
+    /// @dev The agent already published an embedding to this task.
+    error DuplicateEmbedding(uint256 taskId, address agent);
+
+    /// @dev The action is not one of 0 sell, 1 hold, 2 buy.
+    error InvalidAction();
+
+    /// @dev The confidence is above 10_000 basis points.
+    error InvalidConfidence();
+
+    /// @dev The agent already published a decision to this task.
+    error DuplicateDecision(uint256 taskId, address agent);
+
+    /// @dev The task already has `2**16 - 1` contributors.
+    error TooManyContributors(uint256 taskId);
+
+    /// @dev Before the deadline, finalizing needs `decisions >= quorum`.
+    error QuorumNotReached(uint256 taskId, uint16 decisions, uint16 quorum);
+
+    /// @dev After the deadline, finalizing needs at least one decision.
+    error NothingToFinalize(uint256 taskId);
+
+    /// @dev Rewards are claimable once the task is finalized.
+    error NotFinalized(uint256 taskId);
+
+    /// @dev The agent published nothing to this task.
+    error NotContributor(uint256 taskId, address agent);
+
+    /// @dev The agent already claimed its share.
+    error AlreadyClaimed(uint256 taskId, address agent);
+
+    /// @dev Reclaiming waits for the deadline to pass.
+    error DeadlineNotPassed(uint256 taskId, uint64 deadline);
+
+    /// @dev A task with decisions is finalized, not reclaimed.
+    error HasDecisions(uint256 taskId, uint16 decisions);
+
+    /// @dev An ETH transfer failed.
+    error TransferFailed();
+
+    /*//////////////////////////////////////////////////////////////
+                                 EVENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Emitted on construction and on every ownership transfer.
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+
+    /// @dev Emitted when the fusion weight of `role` under `arch` is set (constructor defaults included).
+    event WeightSet(uint8 indexed arch, uint8 indexed role, uint16 weight);
+
+    /// @dev Emitted on submission; `uri` is empty for inline tasks, `payload` is empty for URI tasks.
+    event TaskSubmitted(
+        uint256 indexed taskId,
+        address indexed submitter,
+        uint8 arch,
+        uint64 deadline,
+        uint16 quorum,
+        uint256 reward,
+        bytes32 payloadHash,
+        string uri,
+        bytes payload
+    );
+
+    /// @dev Emitted for every embedding; the vector is in the event data only.
+    event EmbeddingPublished(
+        uint256 indexed taskId, address indexed agent, bytes32 modelId, uint8 encoding, bytes vector
+    );
+
+    /// @dev Emitted for every decision.
+    event DecisionPublished(
+        uint256 indexed taskId, address indexed agent, uint8 role, uint8 action, uint16 confidence
+    );
+
+    /// @dev Emitted once per finalized task.
+    event TaskFinalized(
+        uint256 indexed taskId,
+        uint8 action,
+        uint64 sellTally,
+        uint64 holdTally,
+        uint64 buyTally,
+        uint16 decisions,
+        uint16 contributors
+    );
+
+    /// @dev Emitted when a contributor pulls its share.
+    event RewardClaimed(uint256 indexed taskId, address indexed agent, uint256 amount);
+
+    /// @dev Emitted when the submitter takes back the reward of a task nobody decided.
+    event TaskReclaimed(uint256 indexed taskId, uint256 amount);
+
+    /*//////////////////////////////////////////////////////////////
+                               CONSTANTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Task status values.
+    uint256 internal constant _STATUS_NONE = 0;
+    uint256 internal constant _STATUS_OPEN = 1;
+    uint256 internal constant _STATUS_FINALIZED = 2;
+    uint256 internal constant _STATUS_RECLAIMED = 3;
+
+    /// @dev `Task.state` layout (see the contract notes).
+    uint256 internal constant _ARCH_SHIFT = 64;
+    uint256 internal constant _STATUS_SHIFT = 72;
+    uint256 internal constant _DECISIONS_SHIFT = 80;
+    uint256 internal constant _CONTRIBUTORS_SHIFT = 96;
+    uint256 internal constant _TALLY_SHIFT = 112;
+    uint256 internal constant _TALLY_BITS = 48;
+    uint256 internal constant _STATUS_MASK = uint256(0xff) << _STATUS_SHIFT;
+    uint256 internal constant _ONE_DECISION = uint256(1) << _DECISIONS_SHIFT;
+    uint256 internal constant _ONE_CONTRIBUTOR = uint256(1) << _CONTRIBUTORS_SHIFT;
+    uint256 internal constant _MAX_COUNT = 0xffff;
+
+    /// @dev `Task.meta` layout.
+    uint256 internal constant _QUORUM_SHIFT = 160;
+    uint256 internal constant _ACTION_SHIFT = 176;
+
+    /// @dev `Task.funds` layout: reward in the low half, per-contributor share in the high half.
+    uint256 internal constant _SHARE_SHIFT = 128;
+
+    /// @dev Per (task, agent) flag bits, stored at `_flagSlot(taskId, agent)`.
+    uint256 internal constant _FLAGS_SEED = 0xF1A65;
+    uint256 internal constant _EMBEDDING = 1;
+    uint256 internal constant _DECISION = 2;
+    uint256 internal constant _CLAIMED = 4;
+
+    /// @dev Role ids used by the default weights.
+    uint8 internal constant _MARKET = 0;
+    uint8 internal constant _SENTIMENT = 1;
+    uint8 internal constant _RISK = 2;
+    uint8 internal constant _FUSION = 3;
+    uint8 internal constant _COORDINATOR = 4;
+
+    /*//////////////////////////////////////////////////////////////
+                                STORAGE
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev A task: one hot slot, three cold ones.
+    struct Task {
+        uint256 state;
+        uint256 meta;
+        uint256 funds;
+        bytes32 payloadHash;
+    }
+
+    /// @notice The registry that publications are checked against (one call per publication).
+    AgentRegistry public immutable registry;
+
+    /// @notice The admin that sets fusion weights.
+    address public owner;
+
+    /// @notice Number of tasks submitted; ids run from 1 to `taskCount`.
+    uint256 public taskCount;
+
+    /// @notice Wei owed: rewards of open tasks plus unclaimed shares of finalized tasks.
+    uint256 public escrowed;
+
+    /// @dev Fusion weights: architecture => five 16-bit weights, role `r` at bits `16r`.
+    uint256[16] internal _weights;
+
+    /// @dev Tasks by id.
+    mapping(uint256 taskId => Task) internal _tasks;
+
+    // Per (task, agent) flags (embedding, decision, claimed) live at `_flagSlot(taskId, agent)`.
+
+    /*//////////////////////////////////////////////////////////////
+                              CONSTRUCTOR
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Sets the default weights: the modular baseline `0.5 market + 0.3 sentiment + 0.2 risk`
+    /// for architectures 0..2 and 8..15; the fusion agent alone for 3 (M-learned), 4 (M-regret)
+    /// and 5 (E-d); the coordinator alone for 6 (U) and 7 (U-rep).
+    /// @param registry_ The AgentRegistry.
+    /// @param owner_ The admin.
+    constructor(AgentRegistry registry_, address owner_) {
+        registry = registry_;
+        owner = owner_;
+        emit OwnershipTransferred(address(0), owner_);
+        for (uint8 arch; arch <= Chorus.MAX_ARCH; ++arch) {
+            if (arch == 3 || arch == 4 || arch == 5) {
+                _setWeight(arch, _FUSION, 10_000);
+            } else if (arch == 6 || arch == 7) {
+                _setWeight(arch, _COORDINATOR, 10_000);
+            } else {
+                _setWeight(arch, _MARKET, 5000);
+                _setWeight(arch, _SENTIMENT, 3000);
+                _setWeight(arch, _RISK, 2000);
+            }
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 ADMIN
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Hands the admin role to `newOwner` (the zero address renounces it).
+    function transferOwnership(address newOwner) external {
+        if (msg.sender != owner) revert Unauthorized();
+        emit OwnershipTransferred(msg.sender, newOwner);
+        owner = newOwner;
+    }
+
+    /// @notice Sets the fusion weight of `role` under architecture `arch`.
+    /// @dev Applies to decisions published from now on, open tasks included.
+    function setWeight(uint8 arch, uint8 role, uint16 weight) external {
+        if (msg.sender != owner) revert Unauthorized();
+        if (arch > Chorus.MAX_ARCH) revert InvalidArchitecture();
+        if (role > Chorus.MAX_ROLE) revert InvalidRole();
+        _setWeight(arch, role, weight);
+    }
+
+    /// @notice The fusion weight of `role` under architecture `arch`.
+    function weights(uint8 arch, uint8 role) external view returns (uint16) {
+        if (arch > Chorus.MAX_ARCH) revert InvalidArchitecture();
+        if (role > Chorus.MAX_ROLE) revert InvalidRole();
+        return uint16(_weights[arch] >> (uint256(role) << 4));
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               SUBMISSION
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Submits a task whose payload travels inline; `msg.value` is the escrowed reward.
+    /// @param payload The task payload, non-empty; its sha256 is computed on chain.
+    /// @param arch Architecture id, 0..15.
+    /// @param deadline Last timestamp at which publications are accepted; in the future.
+    /// @param quorum Decisions that allow finalizing before the deadline; at least 1.
+    /// @return taskId The new task's id.
+    function submitTask(bytes calldata payload, uint8 arch, uint64 deadline, uint16 quorum)
+        external
+        payable
+        returns (uint256 taskId)
+    {
+        if (payload.length == 0) revert EmptyPayload();
+        bytes32 payloadHash = sha256(payload);
+        taskId = _open(payloadHash, arch, deadline, quorum);
+        emit TaskSubmitted(taskId, msg.sender, arch, deadline, quorum, msg.value, payloadHash, "", payload);
+    }
+
+    /// @notice Submits a task whose payload lives at `uri`; nodes fetch it and check its sha256.
+    /// @param payloadHash sha256 of the payload bytes.
+    /// @param uri Where the payload lives, non-empty.
+    /// @param arch Architecture id, 0..15.
+    /// @param deadline Last timestamp at which publications are accepted; in the future.
+    /// @param quorum Decisions that allow finalizing before the deadline; at least 1.
+    /// @return taskId The new task's id.
+    function submitTaskURI(bytes32 payloadHash, string calldata uri, uint8 arch, uint64 deadline, uint16 quorum)
+        external
+        payable
+        returns (uint256 taskId)
+    {
+        if (bytes(uri).length == 0) revert EmptyPayload();
+        taskId = _open(payloadHash, arch, deadline, quorum);
+        emit TaskSubmitted(taskId, msg.sender, arch, deadline, quorum, msg.value, payloadHash, uri, "");
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                              PUBLICATION
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Publishes the sender's embedding of task `taskId`'s payload.
+    /// @param taskId An open task whose deadline has not passed.
+    /// @param modelId The sender's registered model id.
+    /// @param encoding 0 f32, 1 f16, 2 i8, 3 binary.
+    /// @param vector The encoded vector; its length follows from the sender's dim and `encoding`.
+    function publishEmbedding(uint256 taskId, bytes32 modelId, uint8 encoding, bytes calldata vector) external {
+        (bool active, uint16 dim, bytes32 agentModel) = _agentInfo(msg.sender);
+        if (!active) revert UnknownAgent(msg.sender);
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requirePublishable(taskId, s);
+        if (agentModel == bytes32(0) || agentModel != modelId) revert ModelMismatch(agentModel, modelId);
+        if (encoding > Chorus.MAX_ENCODING) revert InvalidEncoding();
+        uint256 expected = Chorus.vectorBytes(dim, encoding);
+        if (vector.length != expected) revert WrongLength(expected, vector.length);
+        uint256 slot = _flagSlot(taskId, msg.sender);
+        uint256 f = _load(slot);
+        if (f & _EMBEDDING != 0) revert DuplicateEmbedding(taskId, msg.sender);
+        _store(slot, f | _EMBEDDING);
+        // A first publication makes the sender a contributor; otherwise the hot slot is untouched.
+        if (f == 0) t.state = _addContributor(taskId, s);
+        emit EmbeddingPublished(taskId, msg.sender, modelId, encoding, vector);
+    }
+
+    /// @notice Publishes the sender's decision on task `taskId`, adding
+    /// `weights(arch, role) * confidence` to the tally of `action`.
+    /// @param taskId An open task whose deadline has not passed.
+    /// @param action 0 sell, 1 hold, 2 buy.
+    /// @param confidence Basis points, 0..10_000.
+    function publishDecision(uint256 taskId, uint8 action, uint16 confidence) external {
+        (bool active, uint256 role) = _agentRole(msg.sender);
+        if (!active) revert UnknownAgent(msg.sender);
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requirePublishable(taskId, s);
+        if (action > Chorus.MAX_ACTION) revert InvalidAction();
+        if (confidence > Chorus.MAX_CONFIDENCE) revert InvalidConfidence();
+        uint256 slot = _flagSlot(taskId, msg.sender);
+        uint256 f = _load(slot);
+        if (f & _DECISION != 0) revert DuplicateDecision(taskId, msg.sender);
+        _store(slot, f | _DECISION);
+        if (f == 0) s = _addContributor(taskId, s);
+        uint256 weight = uint16(_weights[uint8(s >> _ARCH_SHIFT)] >> (uint256(role) << 4));
+        // No field overflows: the tally stays below 2**46 (see the contract notes), and
+        // decisions <= contributors <= 2**16 - 1 with this agent not yet counted in decisions.
+        unchecked {
+            s += (weight * confidence) << (_TALLY_SHIFT + _TALLY_BITS * action);
+            s += _ONE_DECISION;
+        }
+        t.state = s;
+        emit DecisionPublished(taskId, msg.sender, uint8(role), action, confidence);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               SETTLEMENT
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Fuses the decisions of task `taskId` and splits its reward among contributors.
+    /// Anyone may call it once `decisions >= quorum`, or after the deadline with one decision
+    /// or more. The fused action is the strict argmax of the tallies, hold (1) on a tie; the
+    /// division remainder goes back to the submitter now, the shares are pulled with
+    /// `claimReward`.
+    function finalize(uint256 taskId) external {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requireOpen(taskId, s);
+        uint256 meta = t.meta;
+        uint16 decisions = uint16(s >> _DECISIONS_SHIFT);
+        uint16 quorum = uint16(meta >> _QUORUM_SHIFT);
+        if (decisions < quorum) {
+            if (block.timestamp <= uint64(s)) revert QuorumNotReached(taskId, decisions, quorum);
+            if (decisions == 0) revert NothingToFinalize(taskId);
+        }
+        uint64 sell = uint64(uint48(s >> _TALLY_SHIFT));
+        uint64 hold = uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS)));
+        uint64 buy = uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS));
+        uint8 action = Chorus.HOLD;
+        if (sell > hold && sell > buy) action = 0;
+        else if (buy > hold && buy > sell) action = 2;
+        uint16 contributors = uint16(s >> _CONTRIBUTORS_SHIFT);
+
+        t.state = (s & ~_STATUS_MASK) | (_STATUS_FINALIZED << _STATUS_SHIFT);
+        t.meta = meta | (uint256(action) << _ACTION_SHIFT);
+        uint256 reward = uint128(t.funds);
+        uint256 share;
+        uint256 remainder;
+        // contributors >= decisions >= 1, and share * contributors <= reward.
+        unchecked {
+            share = reward / contributors;
+            remainder = reward - share * contributors;
+            escrowed -= remainder;
+        }
+        t.funds = reward | (share << _SHARE_SHIFT);
+        emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
+        if (remainder != 0) _send(address(uint160(meta)), remainder);
+    }
+
+    /// @notice Pays the sender its equal share of finalized task `taskId`'s reward.
+    function claimReward(uint256 taskId) external {
+        Task storage t = _tasks[taskId];
+        if ((t.state >> _STATUS_SHIFT) & 0xff != _STATUS_FINALIZED) revert NotFinalized(taskId);
+        uint256 slot = _flagSlot(taskId, msg.sender);
+        uint256 f = _load(slot);
+        if (f & (_EMBEDDING | _DECISION) == 0) revert NotContributor(taskId, msg.sender);
+        if (f & _CLAIMED != 0) revert AlreadyClaimed(taskId, msg.sender);
+        _store(slot, f | _CLAIMED);
+        uint256 share = t.funds >> _SHARE_SHIFT;
+        // Each share was counted in `escrowed` at submission and is paid at most once.
+        unchecked {
+            escrowed -= share;
+        }
+        emit RewardClaimed(taskId, msg.sender, share);
+        _send(msg.sender, share);
+    }
+
+    /// @notice Gives the submitter back the reward of a task past its deadline with no decision.
+    function reclaim(uint256 taskId) external {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requireOpen(taskId, s);
+        if (msg.sender != address(uint160(t.meta))) revert Unauthorized();
+        uint64 deadline = uint64(s);
+        if (block.timestamp <= deadline) revert DeadlineNotPassed(taskId, deadline);
+        uint16 decisions = uint16(s >> _DECISIONS_SHIFT);
+        if (decisions != 0) revert HasDecisions(taskId, decisions);
+        t.state = (s & ~_STATUS_MASK) | (_STATUS_RECLAIMED << _STATUS_SHIFT);
+        uint256 reward = uint128(t.funds);
+        // The reward was counted in `escrowed` at submission and nothing of it was paid.
+        unchecked {
+            escrowed -= reward;
+        }
+        emit TaskReclaimed(taskId, reward);
+        _send(msg.sender, reward);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 VIEWS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice The task record (all zero for an unknown id). `status`: 0 none, 1 open,
+    /// 2 finalized, 3 reclaimed.
+    function tasks(uint256 taskId)
+        external
+        view
+        returns (address submitter, uint64 deadline, uint8 arch, uint8 status, uint16 quorum)
+    {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        uint256 meta = t.meta;
+        return (
+            address(uint160(meta)),
+            uint64(s),
+            uint8(s >> _ARCH_SHIFT),
+            uint8(s >> _STATUS_SHIFT),
+            uint16(meta >> _QUORUM_SHIFT)
+        );
+    }
+
+    /// @notice Everything about a task but its tallies. `action` is meaningful once finalized.
+    function taskInfo(uint256 taskId)
+        external
+        view
+        returns (
+            address submitter,
+            uint64 deadline,
+            uint8 arch,
+            uint8 status,
+            uint16 quorum,
+            uint16 decisions,
+            uint16 contributors,
+            uint8 action,
+            uint128 reward,
+            bytes32 payloadHash
+        )
+    {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        uint256 meta = t.meta;
+        submitter = address(uint160(meta));
+        deadline = uint64(s);
+        arch = uint8(s >> _ARCH_SHIFT);
+        status = uint8(s >> _STATUS_SHIFT);
+        quorum = uint16(meta >> _QUORUM_SHIFT);
+        decisions = uint16(s >> _DECISIONS_SHIFT);
+        contributors = uint16(s >> _CONTRIBUTORS_SHIFT);
+        action = uint8(meta >> _ACTION_SHIFT);
+        reward = uint128(t.funds);
+        payloadHash = t.payloadHash;
+    }
+
+    /// @notice What `agent` published to task `taskId`, and whether it claimed its share.
+    function published(uint256 taskId, address agent) external view returns (bool embedding, bool decision, bool claimed) {
+        uint256 f = _load(_flagSlot(taskId, agent));
+        return (f & _EMBEDDING != 0, f & _DECISION != 0, f & _CLAIMED != 0);
+    }
+
+    /// @notice The weighted tallies of task `taskId` (sum of `weight * confidence` per action).
+    function tallies(uint256 taskId) external view returns (uint64 sell, uint64 hold, uint64 buy) {
+        uint256 s = _tasks[taskId].state;
+        return (
+            uint64(uint48(s >> _TALLY_SHIFT)),
+            uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS))),
+            uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS))
+        );
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                INTERNAL
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Validates a submission and writes the new task; returns its id.
+    function _open(bytes32 payloadHash, uint8 arch, uint64 deadline, uint16 quorum) internal returns (uint256 taskId) {
+        if (arch > Chorus.MAX_ARCH) revert InvalidArchitecture();
+        if (deadline <= block.timestamp) revert DeadlineInPast(deadline, block.timestamp);
+        if (quorum == 0) revert ZeroQuorum();
+        if (msg.value > type(uint128).max) revert RewardTooLarge(msg.value);
+        // Ids are sequential from 1; 2**256 submissions are out of reach.
+        unchecked {
+            taskId = ++taskCount;
+        }
+        Task storage t = _tasks[taskId];
+        t.state = uint256(deadline) | (uint256(arch) << _ARCH_SHIFT) | (_STATUS_OPEN << _STATUS_SHIFT);
+        t.meta = uint256(uint160(msg.sender)) | (uint256(quorum) << _QUORUM_SHIFT);
+        if (msg.value != 0) t.funds = msg.value;
+        t.payloadHash = payloadHash;
+        escrowed += msg.value;
+    }
+
+    /// @dev Reverts unless the task whose hot slot is `s` is open.
+    function _requireOpen(uint256 taskId, uint256 s) internal pure {
+        uint256 status = (s >> _STATUS_SHIFT) & 0xff;
+        if (status != _STATUS_OPEN) {
+            if (status == _STATUS_NONE) revert UnknownTask(taskId);
+            revert AlreadyFinalized(taskId);
+        }
+    }
+
+    /// @dev Reverts unless the task whose hot slot is `s` is open and its deadline has not passed.
+    function _requirePublishable(uint256 taskId, uint256 s) internal view {
+        _requireOpen(taskId, s);
+        uint64 deadline = uint64(s);
+        if (block.timestamp > deadline) revert PastDeadline(taskId, deadline);
+    }
+
+    /// @dev Returns the hot slot `s` with one more contributor.
+    function _addContributor(uint256 taskId, uint256 s) internal pure returns (uint256) {
+        if ((s >> _CONTRIBUTORS_SHIFT) & _MAX_COUNT == _MAX_COUNT) revert TooManyContributors(taskId);
+        // The field is below its maximum, so the increment stays inside it.
+        unchecked {
+            return s + _ONE_CONTRIBUTOR;
+        }
+    }
+
+    /// @dev Writes one weight into its architecture's slot and logs it.
+    function _setWeight(uint8 arch, uint8 role, uint16 weight) internal {
+        uint256 shift = uint256(role) << 4;
+        _weights[arch] = (_weights[arch] & ~(uint256(0xffff) << shift)) | (uint256(weight) << shift);
+        emit WeightSet(arch, role, weight);
+    }
+
+    /// @dev `registry.agentRole(agent)` through scratch space: the hot path skips Solidity's ABI
+    /// round trip (about 300 gas). The registry is immutable and trusted; a short answer (no code
+    /// at the address) reverts with whatever it returned.
+    function _agentRole(address agent) internal view returns (bool active, uint256 role) {
+        address target = address(registry);
+        bytes4 selector = AgentRegistry.agentRole.selector;
+        assembly ("memory-safe") {
+            mstore(0x00, selector)
+            mstore(0x04, agent)
+            // Yul evaluates arguments right to left: call first, then look at the answer's size.
+            let ok := staticcall(gas(), target, 0x00, 0x24, 0x00, 0x40)
+            if iszero(and(ok, iszero(lt(returndatasize(), 0x40)))) {
+                let m := mload(0x40)
+                returndatacopy(m, 0x00, returndatasize())
+                revert(m, returndatasize())
+            }
+            active := mload(0x00)
+            role := mload(0x20)
+        }
+    }
+
+    /// @dev `registry.agentInfo(agent)` (role dropped) through the free memory area, for the
+    /// same reason; the four returned words are read before anything else uses that memory.
+    function _agentInfo(address agent) internal view returns (bool active, uint16 dim, bytes32 modelId) {
+        address target = address(registry);
+        bytes4 selector = AgentRegistry.agentInfo.selector;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, selector)
+            mstore(add(m, 0x04), agent)
+            let ok := staticcall(gas(), target, m, 0x24, m, 0x80)
+            if iszero(and(ok, iszero(lt(returndatasize(), 0x80)))) {
+                returndatacopy(m, 0x00, returndatasize())
+                revert(m, returndatasize())
+            }
+            active := mload(m)
+            dim := mload(add(m, 0x40))
+            modelId := mload(add(m, 0x60))
+        }
+    }
+
+    /// @dev Storage slot of the (task, agent) flags, `keccak256(taskId . seed << 160 | agent)`:
+    /// one hash instead of a nested mapping's two. Solidity's mapping slots hash
+    /// `key . slotIndex` with a small `slotIndex`; the seed in the high bits keeps these
+    /// preimages apart from all of them.
+    function _flagSlot(uint256 taskId, address agent) internal pure returns (uint256 slot) {
+        assembly ("memory-safe") {
+            mstore(0x00, taskId)
+            mstore(0x20, or(agent, shl(160, _FLAGS_SEED)))
+            slot := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// @dev Reads a raw storage slot.
+    function _load(uint256 slot) internal view returns (uint256 value) {
+        assembly ("memory-safe") {
+            value := sload(slot)
+        }
+    }
+
+    /// @dev Writes a raw storage slot.
+    function _store(uint256 slot, uint256 value) internal {
+        assembly ("memory-safe") {
+            sstore(slot, value)
+        }
+    }
+
+    /// @dev Sends `amount` wei to `to`, reverting `TransferFailed` if the call fails.
+    function _send(address to, uint256 amount) internal {
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed();
+    }
+}
+// forge-lint: disable-end(unsafe-typecast, block-timestamp)
