@@ -1,0 +1,527 @@
+"""The web3.py backend of `ChainClient`: local signing, nonces, EIP-1559 fees, receipts, reverts.
+
+- Signing is local (eth-account, whose eth-keys uses the coincurve backend when it is installed:
+  `signing_backend()` says which). The RPC node never holds our key: no eth_sendTransaction.
+- One `NonceManager` per sender. Its lock is held from nonce choice until the node accepted the
+  raw transaction, so one key's transactions reach the node strictly in nonce order, even from
+  many threads. Anvil's auto-mine can strand transactions that arrive out of nonce order
+  (foundry-rs/foundry#10122); ordered sends avoid that on any node, at the cost of serialising
+  one key's sends (receipts are still awaited in parallel).
+- Reads are retried with exponential backoff on connection errors. A raw-transaction send is
+  retried too: the same signed bytes have the same hash, so a resend is idempotent ("already
+  known", or "nonce too low" for a hash the node already has, both count as accepted).
+- A transaction that would revert is caught by gas estimation and raised as `ContractRevert`
+  before it is sent; a mined failure (status 0) is replayed with eth_call at its block to get the
+  revert data.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+from eth_utils import to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    RequestTimedOut,
+    TransactionNotFound,
+    Web3RPCError,
+)
+
+from node.chain.abi import RevertDecoder
+from node.chain.api import BlockId, ChainClient, Fees, Log, Receipt, SentTx
+from node.errors import ChainError, ConfigError, ContractRevert, RpcUnavailable
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from node.settings import ChainSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, ProviderConnectionError, RequestTimedOut,
+                      ConnectionError, TimeoutError)
+
+
+@functools.cache
+def signing_backend() -> str:
+    """Name of the ECC backend eth-keys signs with ('CoinCurveECCBackend' when coincurve is installed).
+
+    eth-keys picks coincurve (libsecp256k1) by itself when it is importable, unless the
+    ECC_BACKEND_CLASS environment variable says otherwise; the pure-Python fallback is ~50x slower.
+    """
+    from eth_keys.backends import get_backend
+
+    name = type(get_backend()).__name__
+    if name != "CoinCurveECCBackend":
+        log.warning("eth-keys signs with %s, not coincurve: signing will be slow (pip install coincurve)", name)
+    return name
+
+
+# --- fees -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeePolicy:
+    """How fees and gas limits are chosen."""
+
+    base_fee_multiplier: int = 2  # maxFee = multiplier * baseFee + tip
+    priority_fee_wei: int | None = None  # None: ask the node once (eth_maxPriorityFeePerGas)
+    gas_margin: float = 1.2  # gas limit = estimate * margin
+    bump_percent: int = 10  # minimum replacement bump; geth and Anvil require > 10%
+    fee_cache_s: float = 0.25  # reuse the base fee this long (it moves <= 12.5% per block)
+
+
+def fees_for(base_fee: int, tip: int, multiplier: int = 2) -> Fees:
+    """EIP-1559 caps for a block with `base_fee`: maxFee = multiplier * baseFee + tip."""
+    return Fees(max_fee_per_gas=multiplier * base_fee + tip, max_priority_fee_per_gas=tip)
+
+
+def min_replacement(value: int, percent: int = 10) -> int:
+    """Smallest value a replacement may carry: strictly more than `percent`% above `value`.
+
+    geth's pool accepts a replacement only if both fee caps rise by at least 10%; adding 1 wei on
+    top of the floored 10% keeps rounding from ever landing below the threshold.
+    """
+    return value + value * percent // 100 + 1
+
+
+def bump_fees(old: Fees, current: Fees | None = None, percent: int = 10) -> Fees:
+    """Fees for replacing a transaction that carried `old`: each cap at least `min_replacement` of
+    the old one, and no lower than what the market asks now (`current`)."""
+    tip = min_replacement(old.max_priority_fee_per_gas, percent)
+    max_fee = min_replacement(old.max_fee_per_gas, percent)
+    if current is not None:
+        tip = max(tip, current.max_priority_fee_per_gas)
+        max_fee = max(max_fee, current.max_fee_per_gas)
+    return Fees(max_fee_per_gas=max(max_fee, tip), max_priority_fee_per_gas=tip)
+
+
+# --- nonces -----------------------------------------------------------------------------------
+
+
+class NonceManager:
+    """Hands out one sender's nonces to concurrent threads without gaps or duplicates.
+
+    The first nonce comes from `eth_getTransactionCount(address, "pending")`; after that the
+    count is local. `reserve()` holds the lock while the caller signs and sends; the nonce is
+    consumed only if the body returns normally, so a failed send leaves no gap.
+    """
+
+    def __init__(self, fetch_pending: Callable[[], int]) -> None:
+        self._fetch = fetch_pending
+        self._lock = threading.RLock()
+        self._next: int | None = None
+
+    @contextmanager
+    def reserve(self) -> Iterator[int]:
+        """Yield the next nonce under the sender's lock; commit it when the body succeeds."""
+        with self._lock:
+            if self._next is None:
+                self._next = self._fetch()
+            nonce = self._next
+            yield nonce
+            self._next = nonce + 1
+
+    def resync(self) -> int:
+        """Forget the local count and re-read the pending count (after "nonce too low")."""
+        with self._lock:
+            self._next = self._fetch()
+            return self._next
+
+    def reset(self) -> None:
+        """Re-read the count on next use (after a chain revert, e.g. evm_revert in tests)."""
+        with self._lock:
+            self._next = None
+
+
+class _NonceConflict(Exception):
+    """The node already has (or mined) another transaction with this nonce."""
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    response = exc.rpc_response or {}
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return str(exc.message)
+
+
+def _is_nonce_conflict(message: str) -> bool:
+    m = message.lower()
+    return "nonce too low" in m or "nonce is too low" in m or "replacement transaction underpriced" in m
+
+
+def _is_already_known(message: str) -> bool:
+    m = message.lower()
+    return "already known" in m or "already imported" in m or "known transaction" in m
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def _revert_data(exc: ContractLogicError) -> str | None:
+    data = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    return data if isinstance(data, str) else None
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+class Web3Client(ChainClient):
+    """`ChainClient` over an HTTP JSON-RPC endpoint, signing locally with `account`."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        account: LocalAccount | None = None,
+        *,
+        decoder: RevertDecoder | None = None,
+        fee_policy: FeePolicy | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.1,
+        receipt_timeout: float = 60.0,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self._account = account
+        self.decoder = decoder or RevertDecoder([])
+        self.fee_policy = fee_policy or FeePolicy()
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self.receipt_timeout = receipt_timeout
+        # web3's own retry loop is off: retries are decided here, per kind of request.
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        self.w3 = Web3(provider, middleware=[])
+        self._chain_id: int | None = None
+        self._tip: int | None = self.fee_policy.priority_fee_wei
+        self._fees: tuple[float, Fees] | None = None
+        self._nonces = NonceManager(self._pending_nonce)
+        if account is not None:
+            signing_backend()  # warns once if signing would fall back to pure Python
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def account(self) -> LocalAccount:
+        if self._account is None:
+            raise ConfigError("this chain client has no signing key")
+        return self._account
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    @property
+    def nonces(self) -> NonceManager:
+        return self._nonces
+
+    def with_account(self, account: LocalAccount) -> Web3Client:
+        """A client for another key on the same RPC, sharing the revert decoder and policies."""
+        other = Web3Client(self.rpc_url, account, decoder=self.decoder, fee_policy=self.fee_policy,
+                           timeout=self._timeout, retries=self._retries, backoff=self._backoff,
+                           receipt_timeout=self.receipt_timeout)
+        other.w3 = self.w3  # one HTTP session pool
+        other._chain_id = self._chain_id
+        return other
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Run a request that is safe to repeat; connection errors are retried with backoff."""
+        for attempt in range(self._retries + 1):
+            try:
+                return fn()
+            except _CONNECTION_ERRORS as exc:
+                if attempt == self._retries:
+                    raise RpcUnavailable(f"RPC {self.rpc_url} unavailable ({what}): {_short(exc)}"
+                                         + (f" after {self._retries} retries" if self._retries else "")) from None
+                time.sleep(self._backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """A raw JSON-RPC request (e.g. anvil's `evm_snapshot`); returns `result`."""
+        def go() -> Any:
+            response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+            if "error" in response:
+                raise ChainError(f"{method} failed: {response['error']}")
+            return response.get("result")
+        return self._retrying(method, go)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self._retrying("eth_chainId", lambda: self.w3.eth.chain_id))
+        return self._chain_id
+
+    def block_number(self) -> int:
+        return int(self._retrying("eth_blockNumber", lambda: self.w3.eth.block_number))
+
+    def block_timestamp(self, block: BlockId = "latest") -> int:
+        raw = self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))  # type: ignore[arg-type]
+        return int(raw["timestamp"])
+
+    def base_fee(self) -> int:
+        """baseFeePerGas of the latest block."""
+        block = self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
+        return int(block.get("baseFeePerGas") or 0)
+
+    def balance(self, address: str | None = None) -> int:
+        addr = to_checksum_address(address or self.address)
+        return int(self._retrying("eth_getBalance", lambda: self.w3.eth.get_balance(addr)))
+
+    def _pending_nonce(self) -> int:
+        addr = self.address
+        return int(self._retrying("eth_getTransactionCount",
+                                  lambda: self.w3.eth.get_transaction_count(addr, "pending")))
+
+    def call(self, to: str, data: bytes, *, value: int = 0, block: BlockId = "latest") -> bytes:
+        tx: dict[str, Any] = {"to": to_checksum_address(to), "data": _hex(data)}
+        if self._account is not None:
+            tx["from"] = self.address
+        if value:
+            tx["value"] = value
+        try:
+            return bytes(self._retrying("eth_call", lambda: self.w3.eth.call(tx, block)))  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise self.decoder.decode(_revert_data(exc)) from None
+        except Web3RPCError as exc:
+            raise ChainError(f"eth_call failed: {_rpc_message(exc)}") from None
+
+    def estimate_gas(self, to: str | None, data: bytes, *, value: int = 0) -> int:
+        """eth_estimateGas; a revert raises ContractRevert."""
+        tx: dict[str, Any] = {"from": self.address, "data": _hex(data), "value": value}
+        if to is not None:
+            tx["to"] = to_checksum_address(to)
+        try:
+            return int(self._retrying("eth_estimateGas", lambda: self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise self.decoder.decode(_revert_data(exc)) from None
+        except Web3RPCError as exc:
+            raise ChainError(f"gas estimation failed: {_rpc_message(exc)}") from None
+
+    def suggest_fees(self) -> Fees:
+        """Fees for a transaction now: 2 * latest baseFee + tip (cached for `fee_cache_s`)."""
+        now = time.monotonic()
+        cached = self._fees
+        if cached is not None and now - cached[0] < self.fee_policy.fee_cache_s:
+            return cached[1]
+        if self._tip is None:
+            self._tip = int(self._retrying("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee))
+        fees = fees_for(self.base_fee(), self._tip, self.fee_policy.base_fee_multiplier)
+        self._fees = (now, fees)
+        return fees
+
+    def get_receipt(self, tx_hash: str) -> Receipt | None:
+        try:
+            raw = self._retrying("eth_getTransactionReceipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        if raw is None:
+            return None
+        return _receipt(raw)
+
+    def get_logs(self, *, address: str | Sequence[str] | None = None,
+                 topics: Sequence[bytes | Sequence[bytes] | None] | None = None,
+                 from_block: BlockId = 0, to_block: BlockId = "latest") -> list[Log]:
+        params: dict[str, Any] = {"fromBlock": from_block, "toBlock": to_block}
+        if address is not None:
+            params["address"] = (to_checksum_address(address) if isinstance(address, str)
+                                 else [to_checksum_address(a) for a in address])
+        if topics is not None:
+            params["topics"] = [None if t is None else _hex(t) if isinstance(t, (bytes, bytearray))
+                                else [_hex(x) for x in t] for t in topics]
+        raw = self._retrying("eth_getLogs", lambda: self.w3.eth.get_logs(params))  # type: ignore[arg-type]
+        return [_log(entry) for entry in raw]
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def send(self, to: str | None, data: bytes, *, value: int = 0, gas: int | None = None,
+             fees: Fees | None = None) -> SentTx:
+        account = self.account
+        if gas is None:
+            gas = math.ceil(self.estimate_gas(to, data, value=value) * self.fee_policy.gas_margin)
+        fees = fees or self.suggest_fees()
+        chain_id = self.chain_id()
+        recipient = to_checksum_address(to) if to is not None else None
+        for _ in range(5):
+            try:
+                with self._nonces.reserve() as nonce:
+                    tx = SentTx("", account.address, nonce, recipient, bytes(data), value, gas, fees)
+                    return self._sign_and_send(tx, chain_id)
+            except _NonceConflict as exc:
+                log.info("nonce %s of %s is taken (%s); resyncing", nonce, account.address, exc)
+                self._nonces.resync()
+        raise ChainError(f"could not find a free nonce for {account.address} after 5 tries")
+
+    def replace(self, tx: SentTx, *, fees: Fees | None = None) -> SentTx:
+        """Resend `tx` with the same nonce and fees raised past the replacement threshold.
+
+        `fees` may ask for more; anything below `bump_fees(tx.fees)` is raised to it.
+        """
+        minimum = bump_fees(tx.fees, self.suggest_fees(), self.fee_policy.bump_percent)
+        if fees is not None:
+            minimum = Fees(max(fees.max_fee_per_gas, minimum.max_fee_per_gas),
+                           max(fees.max_priority_fee_per_gas, minimum.max_priority_fee_per_gas))
+        replacement = SentTx("", tx.sender, tx.nonce, tx.to, tx.data, tx.value, tx.gas, minimum)
+        try:
+            return self._sign_and_send(replacement, self.chain_id())
+        except _NonceConflict as exc:
+            raise ChainError(f"cannot replace {tx.tx_hash}: {exc} (already mined, or bump too small)") from None
+
+    def _sign_and_send(self, tx: SentTx, chain_id: int) -> SentTx:
+        fields: dict[str, Any] = {
+            "type": 2,
+            "chainId": chain_id,
+            "nonce": tx.nonce,
+            "value": tx.value,
+            "data": tx.data,
+            "gas": tx.gas,
+            "maxFeePerGas": tx.fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": tx.fees.max_priority_fee_per_gas,
+        }
+        if tx.to is not None:
+            fields["to"] = tx.to
+        signed = self.account.sign_transaction(fields)
+        tx_hash = _hex(signed.hash)
+        self._send_raw(bytes(signed.raw_transaction), tx_hash)
+        return SentTx(tx_hash, tx.sender, tx.nonce, tx.to, tx.data, tx.value, tx.gas, tx.fees)
+
+    def _send_raw(self, raw: bytes, tx_hash: str) -> None:
+        """eth_sendRawTransaction, retried on connection errors (a resend of the same bytes is
+        idempotent: the node answers with the same hash or says it already knows it)."""
+        for attempt in range(self._retries + 1):
+            try:
+                self.w3.eth.send_raw_transaction(raw)
+                return
+            except _CONNECTION_ERRORS as exc:
+                if attempt == self._retries:
+                    raise RpcUnavailable(f"RPC {self.rpc_url} unavailable (eth_sendRawTransaction {tx_hash}): "
+                                         f"{_short(exc)}") from None
+                time.sleep(self._backoff * 2**attempt)
+            except Web3RPCError as exc:
+                message = _rpc_message(exc)
+                if _is_already_known(message):
+                    return
+                if _is_nonce_conflict(message):
+                    if attempt > 0 and self._tx_known(tx_hash):
+                        return  # our first attempt got through before the connection dropped
+                    raise _NonceConflict(message) from None
+                raise ChainError(f"node rejected transaction {tx_hash}: {message}") from None
+
+    def _tx_known(self, tx_hash: str) -> bool:
+        try:
+            self._retrying("eth_getTransactionByHash", lambda: self.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
+            return True
+        except TransactionNotFound:
+            return False
+
+    def wait(self, tx: SentTx | str, *, timeout: float | None = None) -> Receipt:
+        tx_hash = tx if isinstance(tx, str) else tx.tx_hash
+        timeout = self.receipt_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while (receipt := self.get_receipt(tx_hash)) is None:
+            if time.monotonic() >= deadline:
+                raise ChainError(f"transaction {tx_hash} not mined within {timeout:g}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        if not receipt.succeeded:
+            raise self.explain_failure(receipt)
+        return receipt
+
+    def explain_failure(self, receipt: Receipt) -> ContractRevert:
+        """Decode why a mined transaction failed: replay it with eth_call at its block.
+
+        The state after that block holds everything the failed call saw (a reverted transaction
+        changes nothing but the nonce), except for later transactions of the same block.
+        """
+        tx = self._retrying("eth_getTransactionByHash", lambda: self.w3.eth.get_transaction(receipt.tx_hash))  # type: ignore[arg-type]
+        call: dict[str, Any] = {"from": tx["from"], "data": _hex(tx["input"]), "value": tx["value"], "gas": tx["gas"]}
+        if tx.get("to"):
+            call["to"] = tx["to"]
+        try:
+            self._retrying("eth_call", lambda: self.w3.eth.call(call, receipt.block_number))  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            return self.decoder.decode(_revert_data(exc), tx_hash=receipt.tx_hash)
+        except Web3RPCError as exc:
+            message = _rpc_message(exc)
+            if "outofgas" in message.lower().replace(" ", "").replace("_", ""):  # geth / anvil spellings
+                return ContractRevert("OutOfGas", {"gas": tx["gas"]}, tx_hash=receipt.tx_hash)
+            return ContractRevert("Reverted", {"reason": message}, tx_hash=receipt.tx_hash)
+        if receipt.gas_used >= tx["gas"]:
+            return ContractRevert("OutOfGas", {"gas": tx["gas"]}, tx_hash=receipt.tx_hash)
+        return ContractRevert("Reverted", {}, tx_hash=receipt.tx_hash)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if isinstance(exc, (requests.Timeout, TimeoutError, RequestTimedOut)) or "timed out" in text.lower():
+        return "timed out"
+    return text[:200]
+
+
+def _log(raw: Any) -> Log:
+    return Log(
+        address=to_checksum_address(raw["address"]),
+        topics=tuple(bytes(t) for t in raw["topics"]),
+        data=bytes(raw["data"]),
+        block_number=int(raw["blockNumber"]),
+        tx_hash=_hex(raw["transactionHash"]),
+        log_index=int(raw["logIndex"]),
+    )
+
+
+def _receipt(raw: Any) -> Receipt:
+    contract = raw.get("contractAddress")
+    return Receipt(
+        tx_hash=_hex(raw["transactionHash"]),
+        block_number=int(raw["blockNumber"]),
+        status=int(raw["status"]),
+        gas_used=int(raw["gasUsed"]),
+        effective_gas_price=int(raw.get("effectiveGasPrice") or 0),
+        sender=to_checksum_address(raw["from"]),
+        to=to_checksum_address(raw["to"]) if raw.get("to") else None,
+        contract_address=to_checksum_address(contract) if contract else None,
+        logs=tuple(_log(entry) for entry in raw["logs"]),
+    )
+
+
+def connect(settings: ChainSettings, *, decoder: RevertDecoder | None = None,
+            signing: bool = True) -> Web3Client:
+    """A `Web3Client` for `settings`: checks the chain id and the key policy, loads the key.
+
+    `decoder` defaults to one built from the protocol's artifacts (ArtifactError if not built).
+    With `signing=False` no key is loaded (read-only use).
+    """
+    if decoder is None:
+        from node.chain.artifacts import load_protocol_artifacts
+
+        decoder = RevertDecoder(a.abi for a in load_protocol_artifacts(settings.artifacts_dir).values())
+    policy = FeePolicy(base_fee_multiplier=settings.base_fee_multiplier,
+                       priority_fee_wei=settings.priority_fee_wei, gas_margin=settings.gas_margin)
+    client = Web3Client(settings.rpc_url, decoder=decoder, fee_policy=policy, timeout=settings.rpc_timeout_s,
+                        retries=settings.rpc_retries, receipt_timeout=settings.receipt_timeout_s)
+    actual = client.chain_id()
+    if settings.chain_id is not None and settings.chain_id != actual:
+        raise ConfigError(f"RPC {settings.rpc_url} serves chain id {actual}, settings expect {settings.chain_id}")
+    return client.with_account(settings.load_account(actual)) if signing else client

@@ -1,0 +1,95 @@
+"""`chorus devnet up|down|status`: a local Anvil with the protocol deployed.
+
+Mining: auto-mine by default (fast; safe because Chorus sends each key's transactions in nonce
+order, see `node.devnet`); `--block-time SECONDS` for interval mining.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def _parse_block_time(value: str) -> float | None:
+    if value.lower() in ("none", "auto", "0", ""):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise typer.BadParameter("expected 'none' (auto-mine) or a number of seconds") from None
+    if seconds <= 0:
+        raise typer.BadParameter("block time must be positive, or 'none' for auto-mine")
+    return seconds
+
+
+def register(app: typer.Typer) -> None:
+    devnet = typer.Typer(help="A local Anvil chain with Chorus' contracts deployed.", no_args_is_help=True)
+
+    @devnet.command("up")
+    def up(
+        port: int = typer.Option(8545, "--port", help="Port Anvil listens on (127.0.0.1)."),
+        block_time: str = typer.Option(
+            "none", "--block-time",
+            help="'none': auto-mine each transaction at once (default, fast); "
+                 "SECONDS: interval mining, one block every SECONDS.",
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print devnet.json instead of a summary."),
+    ) -> None:
+        """Start Anvil (chain id 31337), deploy the contracts with dev key 0, write .chorus/devnet.json."""
+        from rich.console import Console
+
+        from node.devnet import devnet_up
+        from node.errors import ChorusError
+
+        seconds = _parse_block_time(block_time)
+        err = Console(stderr=True)
+        try:
+            with err.status("starting anvil and deploying contracts..."):
+                state = devnet_up(port=port, block_time=seconds)
+        except ChorusError as exc:
+            err.print(f"[red]devnet up failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        if as_json:
+            typer.echo(json.dumps(state, indent=2))
+            return
+        console = Console()
+        console.print(f"[green]devnet up[/green] {state['rpc_url']} chain {state['chain_id']} "
+                      f"(anvil pid {state['anvil']['pid']}, {state['mining']} mining)")
+        for name, address in state["contracts"].items():
+            console.print(f"  {name:<14} {address}")
+
+    @devnet.command("down")
+    def down() -> None:
+        """Stop the Anvil that `devnet up` started (by its recorded pid) and remove the state files."""
+        from node.devnet import devnet_down
+        from node.errors import ChorusError
+
+        try:
+            typer.echo(devnet_down())
+        except ChorusError as exc:
+            typer.echo(f"devnet down failed: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    @devnet.command("status")
+    def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+        """Show whether the devnet runs, where, and the contract addresses."""
+        from node.devnet import devnet_status
+
+        st = devnet_status()
+        if as_json:
+            typer.echo(json.dumps({"running": st.running, "rpc_up": st.rpc_up, "problem": st.problem,
+                                   "state": st.state}, indent=2))
+        elif not st.running:
+            typer.echo(f"devnet not running: {st.problem}")
+        else:
+            state = st.state or {}
+            anvil = state.get("anvil", {})
+            typer.echo(f"devnet running: {state.get('rpc_url')} chain {state.get('chain_id')} "
+                       f"anvil pid {anvil.get('pid')} rpc {'up' if st.rpc_up else 'DOWN'}")
+            for name, address in state.get("contracts", {}).items():
+                typer.echo(f"  {name:<14} {address}")
+        if not st.running or not st.rpc_up:
+            raise typer.Exit(1)
+
+    app.add_typer(devnet, name="devnet")
