@@ -85,4 +85,5 @@ def upsert_entries(new: list[ManifestEntry], path: Path = MANIFEST_PATH) -> None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.")
     with os.fdopen(fd, "w") as f:
         f.write(body + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the manifest is no secret
     os.replace(tmp, path)

@@ -1,13 +1,24 @@
 """Set-up step: build the model artifacts the runtime needs (idempotent; seconds when present).
 
-Called by `make setup`. It exports all-MiniLM-L6-v2 to ONNX (fp32 and int8) and trains + exports the
-quick-profile agent, fusion and unified models, recording each in models/artifacts/manifest.json.
+Called by `make setup`. It exports all-MiniLM-L6-v2 to ONNX (fp32 and int8), then, when the
+manifest lacks any deployed model or its file, trains the quick-profile agent, fusion and unified
+models (`chorus train --quick --no-compare`) and exports them (`chorus export`).
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
+
+from models.manifest import ARTIFACTS_DIR, load_manifest
+
+DEPLOYED = ("market", "sentiment", "risk", "m-learned", "m-learned-dec", "e-d16", "u", "u-int8")
+
+
+def missing_models() -> list[str]:
+    entries = load_manifest()
+    return [n for n in DEPLOYED if n not in entries or not entries[n].file(ARTIFACTS_DIR).exists()]
 
 
 def main() -> int:
@@ -15,9 +26,18 @@ def main() -> int:
     from models.minilm.export import ensure_minilm_artifacts
 
     ensure_minilm_artifacts()
-    from models.export import ensure_default_artifacts
-
-    ensure_default_artifacts()
+    missing = missing_models()
+    if not missing:
+        logging.info("models: all %d deployed models present", len(DEPLOYED))
+        return 0
+    logging.info("models: training and exporting (missing: %s)", ", ".join(missing))
+    chorus = [sys.executable, "-m", "node.cli"]
+    subprocess.run([*chorus, "train", "--quick", "--no-compare"], check=True)
+    subprocess.run([*chorus, "export"], check=True)
+    still = missing_models()
+    if still:
+        logging.error("models still missing after export: %s", ", ".join(still))
+        return 1
     return 0
 
 

@@ -1,0 +1,356 @@
+r"""The seeded synthetic multimodal market: prices/volumes, news headlines, on-chain flows.
+
+Generative model (one sample = one task about one asset)
+--------------------------------------------------------
+Latent state. A common factor c and three private factors u_k, all N(0, 1) and independent; the
+per-modality latents are
+
+    z_k = sqrt(1 - rho) * u_k + sqrt(rho) * c,      k in {market, sentiment, risk}
+
+so `redundancy` rho is the correlation between any two modalities' latents (0: each modality
+carries its own information; 1: all carry the same).
+
+Label. An additive part A and a cross-modal interaction part I, both of unit variance:
+
+    A = (1.0 z_m + 0.8 z_s + 0.6 z_r) / sd_A
+    I = (z_m z_s + z_m z_r + z_s z_r - 3 rho) / sqrt(3 + 6 rho + 9 rho^2)
+    s = (1 - alpha) * A + alpha * I                               (the latent decision score)
+    label = sell if s + e < t_lo, buy if s + e > t_hi, else hold,  e ~ N(0, (label_noise * sd_s)^2)
+
+with thresholds t_lo, t_hi at the tertiles of s + e (balanced classes; computed once per
+(alpha, rho, label_noise) by a fixed-seed Monte Carlo). Given any one modality the pairwise
+products are symmetric in sign, so at alpha = 1 no single modality says buy rather than sell:
+the signal exists only across modalities (a soft XOR). At alpha = 0 the Bayes decision is a
+monotone function of E[A | x] = sum_k w_k E[z_k | x_k], a sum of per-modality terms, so calibrated
+late fusion of per-modality posteriors can reach it.
+
+Oracle. The Bayes decision given the true latent state: argmax_y P(y | s) under the label noise,
+i.e. the label rule applied to the noiseless latent score. No model sees s, so none can beat it in
+expectation. Risk flag: 1 when z_r + e_r < -1 (e_r ~ N(0, 0.3^2)); its oracle is z_r < -1.
+
+Observations, each with a noise multiplier (the `noise` knob; 1.0 = default):
+- market: T prices and volumes. Per-step volatility sigma_i (lognormal per sample); log returns
+  r_t = sigma_i * (1.6 z_m / sqrt(T - 1) + nu_m * e_t) with AR(1) noise e_t (phi 0.2) and, with
+  probability 0.2, one unrelated +-3 sigma jump. Volume is higher on days that move with the trend:
+  log v_t = log V_i + 0.15 z_m sign(r_t) + 0.4 nu_m eta_t. Prices and volumes are rounded to 6 and 5
+  significant digits (short payloads that round-trip through JSON exactly).
+- sentiment: 1-3 headlines (30/40/30%). Each is a distractor with probability 0.15 (level 0,
+  off-topic or about another asset); otherwise its polarity level is the bucket of
+  1.0 z_s + 0.8 nu_s * N(0, 1) at (-1.5, -0.5, 0.5, 1.5) -> -2..2, and the text is drawn from the
+  headline bank (`models.data.headlines`) for that asset and level.
+- risk: 8 on-chain flow features (`FLOW_NAMES`), log-normal around a per-sample activity level a
+  ~ N(0, 1) (a nuisance that scales every flow), each tilted by z_r: exchange inflow down and
+  outflow up with z_r, stablecoin mints and active addresses up, bridge and validator outflows
+  down, DEX volume pure nuisance, whale transfers a Poisson count.
+
+Missing modalities: each modality is absent independently with probability `missing_rate` (at least
+one stays). An absent modality has empty fields in the payload and a 0 in the presence mask.
+
+Regime shift (`shift` >= 0, applied only when `regime="test"`): market volatility x (1 + 0.5 shift)
+and return noise x (1 + 0.5 shift); flow activity level +0.5 shift and flow noise x (1 + 0.5 shift);
+distractor rate +0.1 shift and a share 0.5 shift (capped at 1) of headlines from the held-out
+phrasing family. The label rule and the oracle do not shift (covariate shift only).
+
+Every component draws from its own child of the seed, so changing one knob changes only what it
+governs: alpha changes labels and oracle, never observations; noise changes observations, never
+labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from models.data.headlines import ASSETS, BASE_PRICE, headline_bank
+
+SCHEMA_VERSION = "chorus.task/1"
+MODALITIES = ("market", "sentiment", "risk")
+ACTIONS = ("sell", "hold", "buy")
+FLOW_NAMES = (
+    "exchange_inflow",
+    "exchange_outflow",
+    "whale_transfers",
+    "stablecoin_mint",
+    "active_addresses",
+    "bridge_outflow",
+    "dex_volume",
+    "validator_outflow",
+)
+"""Order of the on-chain flow vector (exchange flows in thousand tokens, mints in USD millions,
+active addresses in thousands, whale transfers a count)."""
+
+ADDITIVE_WEIGHTS = (1.0, 0.8, 0.6)
+SERIES_LEN = 32
+_REGIMES = ("train", "test")
+_BASE_VOLUME = {a: 1e6 / math.sqrt(p) for a, p in BASE_PRICE.items()}
+
+
+@dataclass
+class Sample:
+    """One task with its ground truth (the payload is `to_payload(sample)`)."""
+
+    asset: str
+    prices: list[float]
+    volumes: list[float]
+    headlines: list[str]
+    flows: list[float]
+    label: int
+    risk_flag: int
+    latent: list[float] | None = None
+    """(z_market, z_sentiment, z_risk); None for data whose latent state is unknown."""
+    oracle: int | None = None
+    """The Bayes decision given the latent state; None when unknown."""
+
+
+@dataclass
+class Dataset:
+    """A batch of tasks as arrays. Absent modalities: NaN rows (prices, volumes, flows), [] headlines."""
+
+    asset: np.ndarray  # (N,) str
+    prices: np.ndarray  # (N, T) float64
+    volumes: np.ndarray  # (N, T) float64
+    headlines: list[list[str]]
+    flows: np.ndarray  # (N, 8) float64
+    label: np.ndarray  # (N,) int64
+    risk_flag: np.ndarray  # (N,) int64
+    mask: np.ndarray  # (N, 3) bool, presence of market, sentiment, risk
+    latent: np.ndarray | None = None  # (N, 3)
+    score: np.ndarray | None = None  # (N,) latent decision score
+    oracle: np.ndarray | None = None  # (N,) int64
+    oracle_risk: np.ndarray | None = None  # (N,) int64
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def __getitem__(self, i: int) -> Sample:
+        m, s, r = (bool(v) for v in self.mask[i])
+        return Sample(
+            asset=str(self.asset[i]),
+            prices=self.prices[i].tolist() if m else [],
+            volumes=self.volumes[i].tolist() if m else [],
+            headlines=list(self.headlines[i]) if s else [],
+            flows=self.flows[i].tolist() if r else [],
+            label=int(self.label[i]),
+            risk_flag=int(self.risk_flag[i]),
+            latent=None if self.latent is None else self.latent[i].tolist(),
+            oracle=None if self.oracle is None else int(self.oracle[i]),
+        )
+
+    def subset(self, idx: np.ndarray) -> Dataset:
+        """The rows `idx` (an index array or boolean mask) as a new Dataset."""
+        idx = np.arange(len(self))[idx] if np.asarray(idx).dtype == bool else np.asarray(idx)
+        opt = lambda a: None if a is None else a[idx]  # noqa: E731
+        return Dataset(
+            asset=self.asset[idx], prices=self.prices[idx], volumes=self.volumes[idx],
+            headlines=[self.headlines[i] for i in idx], flows=self.flows[idx],
+            label=self.label[idx], risk_flag=self.risk_flag[idx], mask=self.mask[idx],
+            latent=opt(self.latent), score=opt(self.score), oracle=opt(self.oracle),
+            oracle_risk=opt(self.oracle_risk), params=dict(self.params),
+        )
+
+    def oracle_accuracy(self) -> float | None:
+        """Accuracy of the oracle decision on this data (the ceiling no model may exceed)."""
+        return None if self.oracle is None else float(np.mean(self.oracle == self.label))
+
+
+def to_payload(sample: Sample) -> dict[str, Any]:
+    """The JSON task payload for a sample: what agents see. No label, no latent state."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "asset": sample.asset,
+        "prices": list(sample.prices),
+        "volumes": list(sample.volumes),
+        "headlines": list(sample.headlines),
+        "flows": list(sample.flows),
+    }
+
+
+def _noise_levels(noise: float | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(noise, Mapping):
+        unknown = set(noise) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"noise keys {sorted(unknown)} not in {MODALITIES}")
+        levels = {m: float(noise.get(m, 1.0)) for m in MODALITIES}
+    else:
+        levels = dict.fromkeys(MODALITIES, float(noise))
+    if any(v < 0 for v in levels.values()):
+        raise ValueError(f"noise must be >= 0, got {levels}")
+    return levels
+
+
+def _score_sd(alpha: float) -> float:
+    return math.sqrt((1 - alpha) ** 2 + alpha**2)  # A and I are uncorrelated (odd vs even moments)
+
+
+def latent_score(z: np.ndarray, alpha: float, redundancy: float) -> np.ndarray:
+    """The latent decision score s = (1 - alpha) A + alpha I for latents z of shape (N, 3)."""
+    w = np.asarray(ADDITIVE_WEIGHTS)
+    cov = (1 - redundancy) * np.eye(3) + redundancy
+    a = z @ w / math.sqrt(w @ cov @ w)
+    pair = z[:, 0] * z[:, 1] + z[:, 0] * z[:, 2] + z[:, 1] * z[:, 2]
+    i = (pair - 3 * redundancy) / math.sqrt(3 + 6 * redundancy + 9 * redundancy**2)
+    return (1 - alpha) * a + alpha * i
+
+
+def _draw_latent(rng: np.random.Generator, n: int, redundancy: float) -> np.ndarray:
+    c = rng.standard_normal((n, 1))
+    u = rng.standard_normal((n, 3))
+    return math.sqrt(1 - redundancy) * u + math.sqrt(redundancy) * c
+
+
+@lru_cache(maxsize=64)
+def label_thresholds(alpha: float, redundancy: float, label_noise: float) -> tuple[float, float]:
+    """Tertiles (t_lo, t_hi) of the noisy score, by a fixed-seed Monte Carlo (balanced classes)."""
+    rng = np.random.default_rng(12345)
+    s = latent_score(_draw_latent(rng, 400_000, redundancy), alpha, redundancy)
+    s = s + rng.standard_normal(s.shape) * label_noise * _score_sd(alpha)
+    lo, hi = np.quantile(s, [1 / 3, 2 / 3])
+    return float(lo), float(hi)
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+
+    return ndtr(x)
+
+
+def label_posterior(score: np.ndarray, alpha: float, redundancy: float, label_noise: float) -> np.ndarray:
+    """P(label | latent score): (N, 3) probabilities of sell, hold, buy."""
+    lo, hi = label_thresholds(alpha, redundancy, label_noise)
+    sd = max(label_noise * _score_sd(alpha), 1e-9)
+    p_sell = _phi((lo - score) / sd)
+    p_buy = 1.0 - _phi((hi - score) / sd)
+    return np.stack([p_sell, 1.0 - p_sell - p_buy, p_buy], axis=1)
+
+
+def _round_sig(x: np.ndarray, sig: int) -> np.ndarray:
+    """Round to `sig` significant digits so payload JSON stays short and round-trips exactly."""
+    flat = np.asarray(x, dtype=np.float64).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.floor(np.log10(np.abs(flat)))
+    dec = np.where(np.isfinite(mag), sig - 1 - mag, 0).astype(int)
+    out = np.array([round(float(v), int(d)) for v, d in zip(flat, dec)], dtype=np.float64)
+    return out.reshape(np.shape(x))
+
+
+def _market(rng: np.random.Generator, z_m: np.ndarray, assets: np.ndarray, nu: float, shift: float,
+            t: int) -> tuple[np.ndarray, np.ndarray]:
+    n, steps = len(z_m), t - 1
+    sigma = 0.02 * np.exp(0.3 * rng.standard_normal(n)) * (1 + 0.5 * shift)  # per-step volatility
+    eta = rng.standard_normal((n, steps))
+    e = np.empty_like(eta)
+    e[:, 0] = eta[:, 0]
+    for k in range(1, steps):  # AR(1) noise, unit variance
+        e[:, k] = 0.2 * e[:, k - 1] + math.sqrt(1 - 0.04) * eta[:, k]
+    noise = nu * (1 + 0.5 * shift)
+    r = sigma[:, None] * (1.6 * z_m[:, None] / math.sqrt(steps) + noise * e)  # (N, T-1)
+    jump = rng.random(n) < 0.2
+    where = rng.integers(0, steps, n)
+    sign = rng.choice([-1.0, 1.0], n)
+    r[np.arange(n), where] += jump * sign * 3.0 * sigma
+    p0 = np.array([BASE_PRICE[a] for a in assets]) * np.exp(0.2 * rng.standard_normal(n))
+    prices = p0[:, None] * np.exp(np.concatenate([np.zeros((n, 1)), np.cumsum(r, axis=1)], axis=1))
+    v0 = np.array([_BASE_VOLUME[a] for a in assets]) * np.exp(0.5 * rng.standard_normal(n))
+    sgn = np.concatenate([np.zeros((n, 1)), np.sign(r)], axis=1)
+    log_v = np.log(v0)[:, None] + 0.15 * z_m[:, None] * sgn + 0.4 * nu * rng.standard_normal((n, t))
+    return _round_sig(prices, 6), _round_sig(np.exp(log_v), 5)
+
+
+def _flows(rng: np.random.Generator, z_r: np.ndarray, nu: float, shift: float) -> np.ndarray:
+    n = len(z_r)
+    a = rng.standard_normal(n) + 0.5 * shift  # activity level: a nuisance that scales every flow
+    s = nu * (1 + 0.5 * shift)
+    g = lambda: rng.standard_normal(n)  # noqa: E731
+    cols = [
+        np.exp(4.0 + 0.6 * a - 0.5 * z_r + 0.5 * s * g()),  # exchange inflow
+        np.exp(4.0 + 0.6 * a + 0.5 * z_r + 0.5 * s * g()),  # exchange outflow
+        rng.poisson(np.exp(2.5 + 0.4 * a - 0.3 * z_r + 0.3 * s * g())).astype(np.float64),  # whales
+        np.exp(3.0 + 0.5 * a + 0.4 * z_r + 0.6 * s * g()),  # stablecoin mint
+        np.exp(5.0 + 0.8 * a + 0.2 * z_r + 0.3 * s * g()),  # active addresses
+        np.exp(2.0 + 0.5 * a - 0.3 * z_r + 0.6 * s * g()),  # bridge outflow
+        np.exp(4.5 + 0.7 * a + 0.5 * s * g()),  # DEX volume (nuisance)
+        np.exp(1.5 + 0.3 * a - 0.3 * z_r + 0.6 * s * g()),  # validator outflow
+    ]
+    return _round_sig(np.stack(cols, axis=1), 5)
+
+
+def _headlines(rng: np.random.Generator, z_s: np.ndarray, assets: np.ndarray, nu: float, shift: float,
+               test_regime: bool) -> list[list[str]]:
+    bank = headline_bank()
+    n = len(z_s)
+    counts = rng.choice([1, 2, 3], size=n, p=[0.3, 0.4, 0.3])
+    p_distract = 0.15 + (0.1 * shift if test_regime else 0.0)
+    p_held_out = min(1.0, 0.5 * shift) if test_regime else 0.0
+    out = []
+    for i in range(n):
+        texts = []
+        for _ in range(counts[i]):
+            if rng.random() < p_distract:
+                group = bank.group(str(assets[i]), None, "d")
+            else:
+                u = 1.0 * z_s[i] + 0.8 * nu * rng.standard_normal()
+                level = int(np.digitize(u, [-1.5, -0.5, 0.5, 1.5])) - 2
+                family = "b" if rng.random() < p_held_out else "a"
+                group = bank.group(str(assets[i]), level, family)
+            texts.append(group[int(rng.integers(len(group)))])
+        out.append(texts)
+    return out
+
+
+def generate(n: int, seed: int, alpha: float = 0.0, noise: float | Mapping[str, float] = 1.0,
+             missing_rate: float = 0.0, redundancy: float = 0.0, shift: float = 0.0,
+             regime: str = "train", label_noise: float = 0.25, series_len: int = SERIES_LEN) -> Dataset:
+    """Draw `n` tasks. See the module docstring for the generative model.
+
+    `regime="test"` draws from the shifted test regime (and from a different seed stream than
+    `regime="train"`, so a train and a test set with the same seed never share samples).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not 0.0 <= redundancy <= 1.0:
+        raise ValueError(f"redundancy must be in [0, 1], got {redundancy}")
+    if not 0.0 <= missing_rate < 1.0:
+        raise ValueError(f"missing_rate must be in [0, 1), got {missing_rate}")
+    if shift < 0 or label_noise <= 0 or n < 1 or series_len < 8:
+        raise ValueError("need shift >= 0, label_noise > 0, n >= 1, series_len >= 8")
+    if regime not in _REGIMES:
+        raise ValueError(f"regime must be one of {_REGIMES}")
+    nu = _noise_levels(noise)
+    test = regime == "test"
+    eff_shift = shift if test else 0.0
+    streams = np.random.SeedSequence([seed, _REGIMES.index(regime)]).spawn(7)
+    r_lat, r_lab, r_mkt, r_txt, r_flw, r_msk, r_ast = (np.random.default_rng(s) for s in streams)
+
+    z = _draw_latent(r_lat, n, redundancy)  # (N, 3)
+    score = latent_score(z, alpha, redundancy)
+    lo, hi = label_thresholds(alpha, redundancy, label_noise)
+    noisy = score + r_lab.standard_normal(n) * label_noise * _score_sd(alpha)
+    label = np.where(noisy < lo, 0, np.where(noisy > hi, 2, 1)).astype(np.int64)
+    risk_flag = (z[:, 2] + 0.3 * r_lab.standard_normal(n) < -1.0).astype(np.int64)
+    oracle = label_posterior(score, alpha, redundancy, label_noise).argmax(axis=1).astype(np.int64)
+
+    assets = np.array(list(ASSETS))[r_ast.integers(0, len(ASSETS), n)]
+    prices, volumes = _market(r_mkt, z[:, 0], assets, nu["market"], eff_shift, series_len)
+    headlines = _headlines(r_txt, z[:, 1], assets, nu["sentiment"], eff_shift, test)
+    flows = _flows(r_flw, z[:, 2], nu["risk"], eff_shift)
+
+    mask = r_msk.random((n, 3)) >= missing_rate
+    empty = ~mask.any(axis=1)
+    mask[np.flatnonzero(empty), r_msk.integers(0, 3, int(empty.sum()))] = True
+    prices[~mask[:, 0]] = np.nan
+    volumes[~mask[:, 0]] = np.nan
+    headlines = [h if mask[i, 1] else [] for i, h in enumerate(headlines)]
+    flows[~mask[:, 2]] = np.nan
+
+    params = dict(n=n, seed=seed, alpha=alpha, noise=nu, missing_rate=missing_rate,
+                  redundancy=redundancy, shift=shift, regime=regime, label_noise=label_noise,
+                  series_len=series_len)
+    return Dataset(asset=assets, prices=prices, volumes=volumes, headlines=headlines, flows=flows,
+                   label=label, risk_flag=risk_flag, mask=mask, latent=z, score=score, oracle=oracle,
+                   oracle_risk=(z[:, 2] < -1.0).astype(np.int64), params=params)

@@ -1,0 +1,295 @@
+"""Torch definitions of every architecture Chorus compares. Training-time only (imports torch).
+
+One config dataclass per model; checkpoints store `asdict(config)` beside the weights, and
+`build(kind, config_dict)` rebuilds the exact module.
+
+- `AgentNet`: one modality's encoder. features -> (embedding (B, d) in [-1, 1], logits (B, C)).
+  The tanh bottleneck is what an agent publishes (quantised to f32/f16/i8/binary, `fake_quant`).
+- `Stacker`: M-learned, late fusion of the agents' scores (+ presence mask).
+- `EdHead`: E-d, a head on the concatenated (dequantised) agent embeddings (+ mask).
+- `EdJoint`: E-d trained through the bottleneck: agent encoders + quantiser + head, end to end.
+- `UNet`: U, one token per modality, cross-modal self-attention with a CLS token, end to end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VECTOR_DTYPES = ("f32", "f16", "i8", "binary")
+
+
+class Standardize(nn.Module):
+    """(x - mean) / scale with buffers fitted on training data, so ONNX carries the normalisation."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """Fit on the rows of x (B, dim) where the modality is present."""
+        if len(x) == 0:
+            return
+        self.mean.copy_(x.mean(dim=0))
+        self.scale.copy_(x.std(dim=0).clamp_min(1e-3) if len(x) > 1 else torch.ones_like(self.scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, depth: int, dropout: float) -> nn.Sequential:
+    """`depth` hidden layers of width `hidden` (GELU, dropout), then a linear map to `out_dim`."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout)]
+        d = hidden
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+def fake_quant(e: torch.Tensor, dtype: str) -> torch.Tensor:
+    """Quantise-dequantise an embedding in [-1, 1] as it travels on chain; straight-through gradient.
+
+    Matches `models.fusion.quantize` + `dequantize` exactly (round half to even, scale 127, sign bit).
+    """
+    if dtype == "f32":
+        return e
+    if dtype == "f16":
+        q = e.half().float()
+    elif dtype == "i8":
+        q = torch.round(e.clamp(-1, 1) * 127) / 127
+    elif dtype == "binary":
+        q = torch.where(e >= 0, torch.ones_like(e), -torch.ones_like(e))
+    else:
+        raise ValueError(f"dtype {dtype!r} not in {VECTOR_DTYPES}")
+    return e + (q - e).detach()
+
+
+@dataclass
+class AgentConfig:
+    in_dim: int
+    embed_dim: int = 16
+    """d: width of the published embedding."""
+    hidden: int = 64
+    depth: int = 2
+    dropout: float = 0.1
+    n_classes: int = 3
+
+
+class AgentNet(nn.Module):
+    def __init__(self, cfg: AgentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.norm = Standardize(cfg.in_dim)
+        self.body = mlp(cfg.in_dim, cfg.hidden, cfg.hidden, cfg.depth - 1, cfg.dropout)
+        self.to_embed = nn.Linear(cfg.hidden, cfg.embed_dim)
+        self.head = nn.Linear(cfg.embed_dim, cfg.n_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.body(self.norm(x)))  # (B, hidden)
+        return torch.tanh(self.to_embed(h))  # (B, d)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.embed(x)  # (B, d)
+        return e, self.head(e)  # (B, d), (B, C)
+
+
+@dataclass
+class StackerConfig:
+    n_agents: int = 3
+    n_classes: int = 3
+    hidden: int = 32
+    """0: multinomial logistic regression on the scores; >0: one hidden layer."""
+    dropout: float = 0.0
+    scores: str = "probs"
+    """What each agent contributes: 'probs' (its class probabilities, `fusion.stack_probs`) or
+    'decisions' (its published action and confidence only, `fusion.decision_scores`)."""
+
+
+class Stacker(nn.Module):
+    """scores (B, A*C) = each agent's class scores (zeros if absent), mask (B, A) -> logits (B, C)."""
+
+    def __init__(self, cfg: StackerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        in_dim = 2 * cfg.n_agents * cfg.n_classes + cfg.n_agents
+        self.net = mlp(in_dim, cfg.hidden, cfg.n_classes, 1 if cfg.hidden else 0, cfg.dropout)
+
+    def forward(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        feats = torch.cat([scores, torch.log(scores.clamp_min(1e-4)), mask], dim=1)  # (B, 2AC + A)
+        return self.net(feats)
+
+
+@dataclass
+class EdHeadConfig:
+    n_agents: int = 3
+    embed_dim: int = 16
+    dtype: str = "f32"
+    """Element type the embeddings travel in; the head is trained on dequantised inputs."""
+    hidden: int = 64
+    depth: int = 2
+    dropout: float = 0.1
+    n_classes: int = 3
+
+
+class EdHead(nn.Module):
+    """embeddings (B, A*d) (dequantised, zeros for absent agents), mask (B, A) -> logits (B, C)."""
+
+    def __init__(self, cfg: EdHeadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = mlp(cfg.n_agents * (cfg.embed_dim + 1), cfg.hidden, cfg.n_classes, cfg.depth, cfg.dropout)
+
+    def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([embeddings, mask], dim=1))
+
+
+@dataclass
+class EdJointConfig:
+    agents: list[AgentConfig] = field(default_factory=list)
+    head: EdHeadConfig = field(default_factory=EdHeadConfig)
+
+    def __post_init__(self) -> None:  # rebuild nested configs from checkpoint dicts
+        self.agents = [a if isinstance(a, AgentConfig) else AgentConfig(**a) for a in self.agents]
+        if isinstance(self.head, dict):
+            self.head = EdHeadConfig(**self.head)
+
+
+class EdJoint(nn.Module):
+    """E-d trained through the bottleneck: features of every modality + mask -> logits."""
+
+    def __init__(self, cfg: EdJointConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.agents = nn.ModuleList(AgentNet(a) for a in cfg.agents)
+        self.head = EdHead(cfg.head)
+
+    def embeddings(self, *xs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        es = [fake_quant(a.embed(x), self.cfg.head.dtype) * mask[:, i:i + 1] for i, (a, x) in
+              enumerate(zip(self.agents, xs))]
+        return torch.cat(es, dim=1)  # (B, A*d)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *xs, mask = inputs
+        return self.head(self.embeddings(*xs, mask=mask), mask)
+
+
+@dataclass
+class UConfig:
+    in_dims: tuple[int, ...] = ()
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    ff_mult: int = 2
+    dropout: float = 0.1
+    embed_dim: int = 32
+    """Width of U's published embedding (the pooled CLS state, projected)."""
+    n_classes: int = 3
+
+    def __post_init__(self) -> None:
+        self.in_dims = tuple(self.in_dims)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over modality tokens; absent tokens are masked out as keys."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.scale = 1.0 / math.sqrt(d // n_heads)  # a Python float, so tracing keeps it a constant
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        h = self.n_heads
+        q, k, v = self.qkv(x).split(d, dim=2)  # (B, L, d) each
+        q = q.reshape(b, n, h, d // h).transpose(1, 2)  # (B, H, L, dh)
+        k = k.reshape(b, n, h, d // h).transpose(1, 2)
+        v = v.reshape(b, n, h, d // h).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, L, L)
+        att = att + key_bias[:, None, None, :]  # (B, 1, 1, L): 0 present, -1e4 absent
+        att = self.drop(torch.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).reshape(b, n, d)  # (B, L, d)
+        return self.proj(y)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: UConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff_mult * cfg.d_model), nn.GELU(),
+                                nn.Linear(cfg.ff_mult * cfg.d_model, cfg.d_model), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), key_bias)
+        return x + self.ff(self.ln2(x))
+
+
+class UNet(nn.Module):
+    """U: modality features + presence mask -> (embedding (B, e), logits (B, C))."""
+
+    def __init__(self, cfg: UConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.norms = nn.ModuleList(Standardize(k) for k in cfg.in_dims)
+        self.tokenizers = nn.ModuleList(mlp(k, d, d, 1, cfg.dropout) for k in cfg.in_dims)
+        self.modality = nn.Parameter(torch.randn(len(cfg.in_dims), d) * 0.02)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.to_embed = nn.Linear(d, cfg.embed_dim)
+        self.head = nn.Linear(cfg.embed_dim, cfg.n_classes)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        *xs, mask = inputs  # xs: (B, F_k) each; mask: (B, M)
+        b = mask.shape[0]
+        toks = [tok(norm(x)) * mask[:, i:i + 1] for i, (norm, tok, x) in
+                enumerate(zip(self.norms, self.tokenizers, xs))]
+        x = torch.stack(toks, dim=1) + self.modality  # (B, M, d)
+        x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)  # (B, 1+M, d)
+        key_bias = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        key_bias = (1.0 - key_bias) * -1e4  # (B, 1+M)
+        for blk in self.blocks:
+            x = blk(x, key_bias)
+        e = torch.tanh(self.to_embed(self.ln_f(x[:, 0])))  # (B, e)
+        return e, self.head(e)
+
+
+_KINDS = {
+    "agent": (AgentNet, AgentConfig),
+    "stacker": (Stacker, StackerConfig),
+    "ed-head": (EdHead, EdHeadConfig),
+    "ed-joint": (EdJoint, EdJointConfig),
+    "u": (UNet, UConfig),
+}
+
+
+def build(kind: str, config: dict) -> nn.Module:
+    """Rebuild a module from its kind and `asdict(config)`."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(_KINDS)}")
+    cls, cfg_cls = _KINDS[kind]
+    return cls(cfg_cls(**config))
+
+
+def kind_of(model: nn.Module) -> str:
+    for kind, (cls, _) in _KINDS.items():
+        if type(model) is cls:
+            return kind
+    raise ValueError(f"not a Chorus model: {type(model).__name__}")
+
+
+def config_of(model: nn.Module) -> dict:
+    return asdict(model.cfg)
