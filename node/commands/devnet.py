@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                  "SECONDS: interval mining, one block every SECONDS.",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print devnet.json instead of a summary."),
+        agents: int = typer.Option(0, "--agents", min=0,
+                                   help="Also start N agent node processes (market, sentiment, risk, fusion, ...)."),
+        node_port: int = typer.Option(8701, "--node-port", help="API port of the first node (+1 for each next)."),
     ) -> None:
         """Start Anvil (chain id 31337), deploy the contracts with dev key 0, write .chorus/devnet.json."""
         from rich.console import Console
@@ -50,6 +53,19 @@ def register(app: typer.Typer) -> None:
         except ChorusError as exc:
             err.print(f"[red]devnet up failed:[/red] {exc}")
             raise typer.Exit(1) from None
+        if agents:
+            from node.cluster import default_roles, start_nodes
+            from node.devnet import devnet_down
+            from node.settings import state_dir
+
+            try:
+                with err.status(f"starting {agents} agent nodes and waiting until they are healthy..."):
+                    nodes = start_nodes(state_dir() / "devnet.json", default_roles(agents), base_port=node_port)
+            except ChorusError as exc:
+                err.print(f"[red]nodes failed to start:[/red] {exc}")
+                devnet_down()
+                raise typer.Exit(1) from None
+            state["nodes"] = [n.to_dict() for n in nodes]
         if as_json:
             typer.echo(json.dumps(state, indent=2))
             return
@@ -58,14 +74,20 @@ def register(app: typer.Typer) -> None:
                       f"(anvil pid {state['anvil']['pid']}, {state['mining']} mining)")
         for name, address in state["contracts"].items():
             console.print(f"  {name:<14} {address}")
+        for node in state.get("nodes", []):
+            console.print(f"  node {node['role']:<9} {node['url']}  {node['address']}  pid {node['pid']}")
 
     @devnet.command("down")
     def down() -> None:
         """Stop the Anvil that `devnet up` started (by its recorded pid) and remove the state files."""
+        from node.cluster import stop_nodes
         from node.devnet import devnet_down
         from node.errors import ChorusError
+        from node.settings import state_dir
 
         try:
+            for line in stop_nodes(state_dir() / "devnet.json"):  # the nodes first: they read devnet.json
+                typer.echo(line)
             typer.echo(devnet_down())
         except ChorusError as exc:
             typer.echo(f"devnet down failed: {exc}", err=True)
@@ -74,12 +96,17 @@ def register(app: typer.Typer) -> None:
     @devnet.command("status")
     def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
         """Show whether the devnet runs, where, and the contract addresses."""
+        from node.cluster import nodes_status
         from node.devnet import devnet_status
+        from node.settings import state_dir
 
         st = devnet_status()
+        nodes = nodes_status(state_dir() / "devnet.json")
+        node_rows = [{**n.node.to_dict(), "running": n.running, "healthy": n.healthy,
+                      "health": n.health} for n in nodes]
         if as_json:
             typer.echo(json.dumps({"running": st.running, "rpc_up": st.rpc_up, "problem": st.problem,
-                                   "state": st.state}, indent=2))
+                                   "state": st.state, "nodes": node_rows}, indent=2))
         elif not st.running:
             typer.echo(f"devnet not running: {st.problem}")
         else:
@@ -89,7 +116,11 @@ def register(app: typer.Typer) -> None:
                        f"anvil pid {anvil.get('pid')} rpc {'up' if st.rpc_up else 'DOWN'}")
             for name, address in state.get("contracts", {}).items():
                 typer.echo(f"  {name:<14} {address}")
-        if not st.running or not st.rpc_up:
+            for n in nodes:
+                health = "healthy" if n.healthy else (n.health or {}).get("status", "no answer")
+                typer.echo(f"  node {n.node.role:<9} {n.node.url}  pid {n.node.pid} "
+                           f"{'running' if n.running else 'NOT RUNNING'}, {health}")
+        if not st.running or not st.rpc_up or not all(n.running and n.healthy for n in nodes):
             raise typer.Exit(1)
 
     app.add_typer(devnet, name="devnet")

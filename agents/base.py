@@ -1,0 +1,159 @@
+"""The one small interface every agent implements: a task in, a decision (and maybe an embedding) out.
+
+An agent knows nothing of the chain: the node hands it a `TaskInput` (the validated payload and,
+for the fusion agent, the other agents' published outputs) and publishes what `run` returns.
+`AgentIdentity` is what the node registers on chain (role, modality, model id, dim).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from node.chain.types import MAX_CONFIDENCE, ZERO_MODEL_ID, Action, Encoding, Modality, Role
+from node.payload import TaskPayload
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Action", "Agent", "AgentIdentity", "AgentOutput", "Decision", "Embedding", "Encoding", "Modality",
+           "PeerOutput", "Role", "TaskInput", "decode_vector", "encode_vector", "softmax"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An action with a confidence in basis points (0..10000), as TaskBoard takes it."""
+
+    action: Action
+    confidence: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.confidence <= MAX_CONFIDENCE:
+            raise ValueError(f"confidence {self.confidence} outside 0..{MAX_CONFIDENCE}")
+
+    @classmethod
+    def from_probs(cls, probs: np.ndarray) -> Decision:
+        """argmax of (sell, hold, buy) probabilities; confidence = its probability in bps."""
+        p = np.asarray(probs, dtype=np.float64).reshape(-1)  # (3,)
+        if p.shape != (3,) or not np.all(np.isfinite(p)):
+            raise ValueError(f"expected 3 finite probabilities, got {p}")
+        best = int(np.argmax(p))
+        return cls(Action(best), int(round(float(np.clip(p[best], 0.0, 1.0)) * MAX_CONFIDENCE)))
+
+    @classmethod
+    def abstain(cls) -> Decision:
+        """hold with confidence 0: what an agent says when its modality is missing."""
+        return cls(Action.HOLD, 0)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A vector in the space of `model_id`, with the on-chain encoding it is published in."""
+
+    vector: np.ndarray = field(repr=False)  # (d,) float32
+    model_id: bytes
+    encoding: Encoding = Encoding.F32
+
+    def to_bytes(self) -> bytes:
+        return encode_vector(self.vector, self.encoding)
+
+
+@dataclass(frozen=True)
+class AgentOutput:
+    decision: Decision
+    embedding: Embedding | None = None
+    note: str = ""
+    """A short human-readable reason (shown in the API), e.g. 'modality missing'."""
+
+
+@dataclass(frozen=True)
+class PeerOutput:
+    """Another agent's publication for the same task, as read from chain events."""
+
+    agent: str
+    role: int | None = None
+    action: int | None = None
+    confidence: int | None = None
+    model_id: bytes | None = None
+    encoding: int | None = None
+    vector: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    task_id: int
+    arch: int
+    payload: TaskPayload
+    peers: tuple[PeerOutput, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """What the node registers in AgentRegistry, and what it says about itself in `GET /info`."""
+
+    role: Role
+    modality: Modality
+    model_id: bytes = ZERO_MODEL_ID
+    """sha256 of the ONNX file whose embeddings the agent publishes; zero: decisions only."""
+    dim: int = 0
+    encoding: Encoding = Encoding.F32
+    model_name: str = ""
+    """Manifest name of the model whose embeddings are published (`minilm-f32`, `market`); empty if none.
+    It is also the name registered in ModelRegistry."""
+    decider: str = ""
+    """What makes the decision: a trained model's name, or the simple rule's (`momentum-rule`)."""
+    backend: str = "numpy"
+    """`onnx` when a trained ONNX model decides, `numpy` for the simple deterministic model."""
+
+    @property
+    def publishes_embeddings(self) -> bool:
+        return self.model_id != ZERO_MODEL_ID and self.dim > 0
+
+
+class Agent(ABC):
+    """Payload (+ peers) -> decision (+ embedding). Implementations load their model once, in
+    `__init__`, and keep its session for the life of the process."""
+
+    identity: AgentIdentity
+    waits_for_peers: bool = False
+    """True for agents that need other agents' outputs first (fusion)."""
+
+    @abstractmethod
+    def run(self, task: TaskInput) -> AgentOutput:
+        """Decide on one task. Must not raise for a valid payload; abstain instead."""
+
+    def describe(self) -> str:
+        i = self.identity
+        published = f"embeddings of {i.model_name} (model id 0x{i.model_id.hex()[:12]}..., dim {i.dim})" \
+            if i.publishes_embeddings else "decisions only"
+        return f"{i.role.name.lower()} agent: {i.decider} ({i.backend}), {published}"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+DTYPE_NAMES = {Encoding.F32: "f32", Encoding.F16: "f16", Encoding.I8: "i8", Encoding.BINARY: "binary"}
+
+
+def encode_vector(vector: np.ndarray, encoding: Encoding | int) -> bytes:
+    """Bytes of a vector in an on-chain encoding (f32 4d, f16 2d, i8 d, binary ceil(d/8)).
+
+    The codec is `models.fusion`'s (f32/f16 little-endian, i8 = round(127 x) clipped, binary = sign
+    bits MSB first), the one the E-d heads were trained on: one definition for both sides.
+    """
+    from models.fusion import encode_vector as encode
+
+    return encode(np.asarray(vector, dtype=np.float32).reshape(-1), DTYPE_NAMES[Encoding(encoding)])
+
+
+def decode_vector(data: bytes, encoding: Encoding | int, dim: int) -> np.ndarray:
+    """Inverse of `encode_vector`, dequantised to float32 (dim,)."""
+    from models.fusion import decode_vector as decode
+
+    return decode(bytes(data), DTYPE_NAMES[Encoding(encoding)], dim)

@@ -1,0 +1,115 @@
+"""The fusion (strategy) agent: decides from the other agents' published outputs for a task.
+
+It reads the DecisionPublished and EmbeddingPublished events the node's watcher stored and
+publishes one decision:
+- arch 3 (M-learned), with the trained `m-learned-dec` head in the manifest: the learned late
+  fusion over the peers' decisions (`models.fusion.decision_scores`, exactly what the chain shows);
+- arch 5 (E-d), with a trained `e-d<d>` head: the head on the concatenated peer embeddings, each
+  used only if it is in the embedding space the head was trained on (same model id, dim, dtype) —
+  vectors from other spaces are treated as absent, never fused;
+- otherwise (or without heads): a confidence-weighted vote with the protocol's role weights
+  (market 0.5, sentiment 0.3, risk 0.2).
+In the architectures where the chain fuses (M-fixed and friends) TaskBoard gives this decision
+weight 0; in M-learned, M-regret and E-d it is the decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Modality, Role, TaskInput, decode_vector
+from node.chain.types import MAX_CONFIDENCE, Action, Encoding
+
+log = logging.getLogger(__name__)
+
+ROLE_WEIGHTS = {int(Role.MARKET): 0.5, int(Role.SENTIMENT): 0.3, int(Role.RISK): 0.2}
+INPUT_ROLES = tuple(ROLE_WEIGHTS)  # market, sentiment, risk: the heads' agent order
+ARCH_M_LEARNED, ARCH_E_D = 3, 5
+
+
+@dataclass
+class TrainedHead:
+    """A fusion head from the manifest: `run(**inputs) -> {'probs': (1, 3)}` (models.runtime.OnnxModel)."""
+
+    name: str
+    model: Any = field(repr=False)
+    # E-d only: the embedding space each input slot must come from, in INPUT_ROLES order.
+    spaces: tuple[tuple[bytes, int, Encoding], ...] = ()
+
+    def probs(self, **inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.run(**inputs)["probs"])[0]  # (3,)
+
+
+class FusionAgent(Agent):
+    waits_for_peers = True
+
+    def __init__(self, decisions_head: TrainedHead | None = None, embeddings_head: TrainedHead | None = None) -> None:
+        self.decisions_head = decisions_head
+        self.embeddings_head = embeddings_head
+        heads = [h.name for h in (decisions_head, embeddings_head) if h is not None]
+        decider = "weighted-vote" + (f" + trained heads {', '.join(heads)}" if heads else "")
+        self.identity = AgentIdentity(Role.FUSION, Modality.MULTIMODAL, decider=decider,
+                                      backend="onnx" if heads else "numpy")
+
+    def run(self, task: TaskInput) -> AgentOutput:
+        peers = {p.role: p for p in task.peers if p.role in ROLE_WEIGHTS}
+        if task.arch == ARCH_M_LEARNED and self.decisions_head is not None and peers:
+            return self._learned(peers)
+        if task.arch == ARCH_E_D and self.embeddings_head is not None:
+            out = self._embeddings(peers)
+            if out is not None:
+                return out
+        return self._vote(task)
+
+    def _vote(self, task: TaskInput) -> AgentOutput:
+        scores = np.zeros(3)  # (sell, hold, buy)
+        used = 0
+        for peer in task.peers:
+            if peer.role not in ROLE_WEIGHTS or peer.action is None or peer.confidence is None:
+                continue
+            scores[int(peer.action)] += ROLE_WEIGHTS[peer.role] * peer.confidence / MAX_CONFIDENCE
+            used += 1
+        total = scores.sum()
+        if used == 0 or total <= 0:
+            return AgentOutput(Decision.abstain(), note="no usable peer decision")
+        best = int(np.argmax(scores))
+        if np.sum(scores == scores[best]) > 1:
+            best = int(Action.HOLD)  # a tie is no signal, as on chain
+        confidence = int(round(MAX_CONFIDENCE * scores[best] / total))
+        return AgentOutput(Decision(Action(best), confidence), note=f"vote over {used} peer decisions")
+
+    def _learned(self, peers: dict[int, Any]) -> AgentOutput:
+        from models.fusion import decision_scores
+
+        actions = np.array([[peers[r].action if r in peers and peers[r].action is not None else 0
+                             for r in INPUT_ROLES]])  # (1, A)
+        confs = np.array([[peers[r].confidence if r in peers and peers[r].confidence is not None else 0
+                           for r in INPUT_ROLES]])
+        present = np.array([[1.0 if r in peers and peers[r].action is not None else 0.0 for r in INPUT_ROLES]],
+                           np.float32)
+        scores = decision_scores(actions, confs, present)  # (1, A*3)
+        probs = self.decisions_head.probs(scores=scores, mask=present)  # type: ignore[union-attr]
+        return AgentOutput(Decision.from_probs(probs), note=f"{self.decisions_head.name} head")  # type: ignore[union-attr]
+
+    def _embeddings(self, peers: dict[int, Any]) -> AgentOutput | None:
+        from models.fusion import concat_embeddings
+
+        head = self.embeddings_head
+        assert head is not None
+        vectors: list[np.ndarray | None] = []
+        for role, (model_id, dim, encoding) in zip(INPUT_ROLES, head.spaces, strict=True):
+            peer = peers.get(role)
+            same_space = (peer is not None and peer.vector is not None and peer.model_id == model_id
+                          and peer.encoding == int(encoding) and len(peer.vector) == encoding.byte_length(dim))
+            vectors.append(decode_vector(peer.vector, encoding, dim) if same_space else None)  # type: ignore[union-attr]
+        if all(v is None for v in vectors):
+            return None  # no embedding in the head's spaces: fall back to the vote
+        dim = head.spaces[0][1]
+        x, mask = concat_embeddings(vectors, dim)  # (1, A*d), (1, A)
+        probs = head.probs(embeddings=x, mask=mask)
+        used = sum(v is not None for v in vectors)
+        return AgentOutput(Decision.from_probs(probs), note=f"{head.name} head over {used} embeddings")

@@ -1,0 +1,87 @@
+"""The sentiment agent: reads the headlines, embedded with all-MiniLM-L6-v2 through onnxruntime.
+
+The text encoder always runs (tokenizers + onnxruntime, no torch). On top of the mean headline
+embedding, the trained `sentiment` ONNX model decides when the manifest has it (and its embedding
+is published); otherwise a deterministic prototype rule decides — cosine similarity to a few
+anchor headlines per class, embedded once at start-up — and the MiniLM embedding itself is
+published, in MiniLM's own embedding space (its model id).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from agents.base import (
+    Agent,
+    AgentIdentity,
+    AgentOutput,
+    Decision,
+    Embedding,
+    Encoding,
+    Modality,
+    Role,
+    TaskInput,
+    softmax,
+)
+from agents.onnx import AgentModel
+
+log = logging.getLogger(__name__)
+
+ANCHORS: dict[str, tuple[str, ...]] = {
+    "sell": ("Prices plunge as investors flee after the hack", "Regulators sue the exchange; tokens slide",
+             "Heavy losses and liquidations as the market crashes", "Project halts withdrawals amid insolvency fears"),
+    "hold": ("Prices little changed in a quiet session", "Traders wait for more data before moving",
+             "The token trades sideways within its range", "No major news; volumes stay flat"),
+    "buy": ("Prices surge as institutional demand soars", "Record inflows push the token to new highs",
+            "Analysts upgrade the outlook after strong growth", "Major partnership announced; rally accelerates"),
+}
+TEMPERATURE = 25.0  # cosine similarities are close together; sharpen them into probabilities
+
+
+class TextEncoder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), d) float32, L2-normalised rows."""
+        ...
+
+
+class SentimentAgent(Agent):
+    def __init__(self, encoder: TextEncoder, encoder_model_id: bytes, encoder_name: str,
+                 model: AgentModel | None = None, encoder_encoding: Encoding = Encoding.F32) -> None:
+        self.encoder = encoder
+        self.model = model
+        self._prototypes = self._embed_anchors()  # (3, d)
+        dim = self._prototypes.shape[1]
+        if model is not None:
+            self.identity = AgentIdentity(Role.SENTIMENT, Modality.TEXT, model.model_id, model.dim, model.encoding,
+                                          model.name, f"{model.name} on {encoder_name}", "onnx")
+        else:
+            self.identity = AgentIdentity(Role.SENTIMENT, Modality.TEXT, encoder_model_id, dim, encoder_encoding,
+                                          encoder_name, f"prototype-rule on {encoder_name}", "numpy")
+
+    def _embed_anchors(self) -> np.ndarray:
+        rows = []
+        for label in ("sell", "hold", "buy"):
+            v = self.encoder.embed(list(ANCHORS[label])).mean(axis=0)  # (d,)
+            rows.append(v / (np.linalg.norm(v) + 1e-12))
+        return np.stack(rows).astype(np.float32)  # (3, d)
+
+    def text_embedding(self, headlines: list[str]) -> np.ndarray:
+        """Mean of the headlines' normalised embeddings (the trained model's input), (d,)."""
+        return self.encoder.embed(list(headlines)).mean(axis=0).astype(np.float32)
+
+    def run(self, task: TaskInput) -> AgentOutput:
+        p = task.payload
+        if not p.headlines:
+            return AgentOutput(Decision.abstain(), note="sentiment modality missing")
+        mean = self.text_embedding(p.headlines)  # (d,)
+        if self.model is not None:
+            out = self.model(mean)
+            emb = Embedding(out["embedding"][0].astype(np.float32), self.model.model_id, self.model.encoding)
+            return AgentOutput(Decision.from_probs(out["probs"][0]), emb)
+        unit = mean / (np.linalg.norm(mean) + 1e-12)
+        probs = softmax(TEMPERATURE * (self._prototypes @ unit))  # (3,)
+        emb = Embedding(unit, self.identity.model_id, self.identity.encoding)
+        return AgentOutput(Decision.from_probs(probs), emb)

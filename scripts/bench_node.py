@@ -1,0 +1,52 @@
+"""Benchmark N agent node processes on a fresh devnet: tasks/s and p50/p95 submit-to-finalized
+latency, beside raw Anvil throughput measured in the same run, and their ratio.
+
+    python -m scripts.bench_node                 # N=4, 40 tasks, arch 2 (M-fixed)
+    python -m scripts.bench_node --tasks 100 --arch 5 --json reports/bench_node.json
+
+The logic lives in `node.throughput`; this is the entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=4, help="node processes (default mix of roles)")
+    parser.add_argument("--tasks", type=int, default=40, help="tasks submitted in one burst")
+    parser.add_argument("--arch", type=int, default=2, help="architecture id of the tasks (2 M-fixed, 5 E-d)")
+    parser.add_argument("--raw-txs", type=int, default=500, help="transfers for the raw Anvil measurement")
+    parser.add_argument("--paced", type=int, default=10, help="tasks sent one at a time for the unloaded latency")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from node.throughput import format_result, run_benchmark
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as progress:
+        bars: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done)
+
+        result = run_benchmark(args.nodes, args.tasks, args.arch, args.raw_txs, args.paced, on_progress=on_progress)
+    print(format_result(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

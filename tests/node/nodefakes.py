@@ -1,0 +1,200 @@
+"""A fake chain for the node's unit tests: real signing, a geth-like transaction pool, scripted
+blocks and events. Where a real chain adds nothing (backoff, replacement rules, crash windows)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
+
+from node.chain.api import Fees, Receipt
+from node.chain.client import NonceManager
+from node.chain.events import ChainEvent
+from node.chainview import BlockHeader, NonceTaken, SignedTx
+from node.errors import RpcUnavailable
+
+GETH_PRICE_BUMP = 10  # percent, geth's txpool.pricebump default
+
+
+def geth_accepts_replacement(old: Fees, new: Fees, bump: int = GETH_PRICE_BUMP) -> bool:
+    """geth's legacypool rule: both caps strictly higher and at least `bump`% higher (floored)."""
+    if new.max_fee_per_gas <= old.max_fee_per_gas or new.max_priority_fee_per_gas <= old.max_priority_fee_per_gas:
+        return False
+    threshold_fee = old.max_fee_per_gas * (100 + bump) // 100
+    threshold_tip = old.max_priority_fee_per_gas * (100 + bump) // 100
+    return new.max_fee_per_gas >= threshold_fee and new.max_priority_fee_per_gas >= threshold_tip
+
+
+def anvil_accepts_replacement(old: Fees, new: Fees) -> bool:
+    """Anvil's looser rule: any higher price replaces."""
+    return new.max_fee_per_gas > old.max_fee_per_gas
+
+
+@dataclass
+class PoolTx:
+    tx_hash: str
+    raw: bytes
+    nonce: int
+    fees: Fees
+
+
+@dataclass
+class FakeChain:
+    """One key's view of a chain. `automine` mines each accepted transaction at once."""
+
+    automine: bool = True
+    replacement_rule: str = "geth"
+    down: bool = False
+    estimate_reverts: Exception | None = None
+    account: object = field(default_factory=Account.create)
+    base_fees: Fees = field(default_factory=lambda: Fees(2_000_000_000, 1_000_000_000))
+    mined_nonce: int = 0  # the account's nonce at "latest"
+    block: int = 1
+    pool: dict[int, PoolTx] = field(default_factory=dict)
+    receipts: dict[str, Receipt] = field(default_factory=dict)
+    broadcasts: list[str] = field(default_factory=list)
+    on_broadcast: object = None  # callable(tx_hash) run before the pool sees the tx
+
+    def __post_init__(self) -> None:
+        self.nonces = NonceManager(lambda: self.mined_nonce + self._contiguous())
+
+    # -- SendPort ---------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    gas_margin = 1.2
+
+    def estimate_gas(self, to: str, data: bytes, *, value: int = 0) -> int:
+        self._check_up()
+        if self.estimate_reverts is not None:
+            raise self.estimate_reverts
+        return 50_000
+
+    def suggest_fees(self) -> Fees:
+        self._check_up()
+        return self.base_fees
+
+    @contextmanager
+    def reserve_nonce(self) -> Iterator[int]:
+        with self.nonces.reserve() as nonce:
+            yield nonce
+
+    def resync_nonce(self) -> int:
+        return self.nonces.resync()
+
+    def nonce_at(self, block: str = "latest") -> int:
+        self._check_up()
+        return self.mined_nonce if block == "latest" else self.mined_nonce + self._contiguous()
+
+    def sign(self, *, nonce: int, to: str, data: bytes, value: int, gas: int, fees: Fees) -> SignedTx:
+        signed = self.account.sign_transaction({
+            "type": 2, "chainId": 31337, "nonce": nonce, "to": to, "value": value, "data": data, "gas": gas,
+            "maxFeePerGas": fees.max_fee_per_gas, "maxPriorityFeePerGas": fees.max_priority_fee_per_gas})
+        return SignedTx("0x" + bytes(signed.hash).hex(), bytes(signed.raw_transaction), nonce, fees)
+
+    def send_raw(self, raw: bytes, tx_hash: str) -> None:
+        self._check_up()
+        if self.on_broadcast is not None:
+            self.on_broadcast(tx_hash)
+        fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        nonce = int(fields["nonce"])
+        fees = Fees(int(fields["maxFeePerGas"]), int(fields["maxPriorityFeePerGas"]))
+        if tx_hash in self.receipts or any(p.tx_hash == tx_hash for p in self.pool.values()):
+            return  # already known
+        if nonce < self.mined_nonce:
+            raise NonceTaken("nonce too low")
+        old = self.pool.get(nonce)
+        if old is not None:
+            ok = geth_accepts_replacement(old.fees, fees) if self.replacement_rule == "geth" \
+                else anvil_accepts_replacement(old.fees, fees)
+            if not ok:
+                raise NonceTaken("replacement transaction underpriced")
+        self.pool[nonce] = PoolTx(tx_hash, raw, nonce, fees)
+        self.broadcasts.append(tx_hash)
+        if self.automine:
+            self.mine()
+
+    def get_receipt(self, tx_hash: str) -> Receipt | None:
+        self._check_up()
+        return self.receipts.get(tx_hash)
+
+    def tx_known(self, tx_hash: str) -> bool:
+        self._check_up()
+        return tx_hash in self.receipts or any(p.tx_hash == tx_hash for p in self.pool.values())
+
+    # -- chain control ------------------------------------------------------------------------------
+
+    def _contiguous(self) -> int:
+        n = 0
+        while self.mined_nonce + n in self.pool:
+            n += 1
+        return n
+
+    def mine(self, status: int = 1) -> list[str]:
+        """Mine every ready pool transaction (nonce order) into one block each."""
+        mined = []
+        while self.mined_nonce in self.pool:
+            tx = self.pool.pop(self.mined_nonce)
+            self.block += 1
+            self.receipts[tx.tx_hash] = Receipt(tx.tx_hash, self.block, status, 45_000, tx.fees.max_fee_per_gas,
+                                                self.address, None, None, ())
+            self.mined_nonce += 1
+            mined.append(tx.tx_hash)
+        return mined
+
+    def forget(self, tx_hash: str) -> None:
+        """Drop a transaction from the pool (a node restart without persistence)."""
+        self.pool = {n: p for n, p in self.pool.items() if p.tx_hash != tx_hash}
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise RpcUnavailable("RPC http://127.0.0.1:1 unavailable: connection refused")
+
+
+@dataclass
+class ScriptedSource:
+    """Blocks (number -> hash) and events, for the watcher; `replace_from` fakes a reorg."""
+
+    blocks: dict[int, str] = field(default_factory=dict)
+    log: list[ChainEvent] = field(default_factory=list)
+    down: bool = False
+    mutate_between_reads: bool = False
+    calls: int = 0
+
+    def add_block(self, events: list[ChainEvent] = (), tag: str = "a") -> int:
+        number = max(self.blocks, default=0) + 1
+        self.blocks[number] = f"0x{tag}{number:063x}"[:66]
+        for i, ev in enumerate(events):
+            object.__setattr__(ev, "block_number", number)
+            object.__setattr__(ev, "log_index", i)
+            self.log.append(ev)
+        return number
+
+    def replace_from(self, number: int, tag: str = "b") -> None:
+        """Drop blocks >= number and their events (the caller adds new ones)."""
+        self.blocks = {n: h for n, h in self.blocks.items() if n < number}
+        self.log = [e for e in self.log if e.block_number < number]
+
+    def header(self, block: int | str = "latest") -> BlockHeader | None:
+        self.calls += 1
+        if self.down:
+            raise RpcUnavailable("RPC unavailable: connection refused")
+        number = max(self.blocks, default=0) if block == "latest" else int(block)
+        if number not in self.blocks:
+            return None
+        return BlockHeader(number, self.blocks[number], 1_700_000_000 + number)
+
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        if self.down:
+            raise RpcUnavailable("RPC unavailable: connection refused")
+        found = [e for e in self.log if from_block <= e.block_number <= to_block]
+        if self.mutate_between_reads:
+            self.blocks[to_block] = "0x" + "f" * 64
+            self.mutate_between_reads = False
+        return found

@@ -1,0 +1,221 @@
+"""The HTTP API: each route's success, not-found and bad-input answers, over a store filled
+directly (no chain)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from node import store as s
+from node.api import create_app, status_for
+from node.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable
+from node.metrics import NodeMetrics
+from node.store import ChainEvent, Store, TaskRecord
+
+ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+@dataclass
+class FakeView:
+    store: Store
+    metrics: NodeMetrics = field(default_factory=lambda: NodeMetrics("market"))
+    healthy: bool = True
+    fail_with: Exception | None = None
+
+    def info(self) -> dict[str, Any]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return dict(address=ADDRESS, role="market", endpoint="http://127.0.0.1:8701", model_id="0x" + "00" * 32,
+                    model_name="", decider="momentum-rule", model_backend="numpy", embedding_dim=0, embedding_encoding="f32",
+                    chain_id=31337, contracts={"TaskBoard": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"},
+                    last_processed_block=self.store.cursor(), confirmations=0, version="chorus-node/1")
+
+    def health(self) -> dict[str, Any]:
+        return dict(status="ok" if self.healthy else "degraded", chain_reachable=self.healthy, registered=True,
+                    head_block=12, last_processed_block=self.store.cursor(),
+                    rpc_down_since=None if self.healthy else 1.0,
+                    last_error=None if self.healthy else "RpcUnavailable: connection refused", uptime_s=3.5)
+
+
+@pytest.fixture
+def view(tmp_path: Path) -> FakeView:
+    store = Store(tmp_path / "api.sqlite")
+    store.apply_batch(12, {12: "0x12"}, [
+        ChainEvent("TaskSubmitted", 10, 0, tx_hash="0xsub", task_id=1, submitter=ADDRESS, arch=5, deadline=2_000_000_000,
+                   quorum=2, reward=5, payload_hash="0x" + "ab" * 32, uri="http://127.0.0.1:9/p.json?token=SECRET",
+                   payload=b""),
+        ChainEvent("EmbeddingPublished", 11, 0, tx_hash="0xemb", task_id=1, agent=ADDRESS, model_id="0x" + "cd" * 32,
+                   encoding=0, vector=b"\x00" * 1536),
+        ChainEvent("DecisionPublished", 11, 1, tx_hash="0xdec", task_id=1, agent=ADDRESS, role=0, action=2,
+                   confidence=8100),
+        ChainEvent("DecisionPublished", 12, 0, tx_hash="0xdec2", task_id=1, agent="0xOther", role=1, action=0,
+                   confidence=6000),
+        ChainEvent("TaskFinalized", 12, 1, tx_hash="0xfin", task_id=1, action=2, decisions=2, contributors=2),
+    ])
+    send = store.record_send(task_id=1, kind="decision", nonce=3, tx_hash="0xdec", raw=b"\x02")
+    store.mark_send(send, s.MINED, block_number=11, gas_used=61_000, effective_gas_price=10**9)
+    store.update_task(1, status=s.PUBLISHED, action=2, confidence=8100, seen_at=100.0, published_at=100.25,
+                      finalized_at=100.5)
+    for i in range(2, 8):
+        store.put_task(TaskRecord(id=i, status=s.REJECTED if i == 3 else s.NEW, chain_status="open", arch=2,
+                                  error="invalid payload: asset: Field required" if i == 3 else None))
+    return FakeView(store)
+
+
+@pytest.fixture
+def client(view: FakeView) -> TestClient:
+    return TestClient(create_app(view))
+
+
+# -- /health ------------------------------------------------------------------------------------------
+
+
+def test_health_ok(client: TestClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok" and r.json()["chain_reachable"] is True and r.json()["last_processed_block"] == 12
+
+
+def test_health_degraded_is_503_with_a_reason(client: TestClient, view: FakeView) -> None:
+    view.healthy = False
+    r = client.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "degraded"
+    assert "connection refused" in r.json()["last_error"]
+
+
+def test_health_rejects_unknown_methods(client: TestClient) -> None:
+    r = client.post("/health")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+# -- /info --------------------------------------------------------------------------------------------
+
+
+def test_info(client: TestClient) -> None:
+    body = client.get("/info").json()
+    assert body["address"] == ADDRESS and body["role"] == "market" and body["chain_id"] == 31337
+    assert body["last_processed_block"] == 12 and "TaskBoard" in body["contracts"]
+
+
+def test_info_maps_chorus_errors_once(client: TestClient, view: FakeView) -> None:
+    view.fail_with = RpcUnavailable("RPC unreachable")
+    r = client.get("/info")
+    assert r.status_code == 503 and r.json() == {"error": "RpcUnavailable", "message": "RPC unreachable"}
+
+
+def test_info_bad_input_is_ignored_query(client: TestClient) -> None:
+    assert client.get("/info?unexpected=1").status_code == 200
+
+
+@pytest.mark.parametrize(("exc", "status"), [
+    (PayloadError("x"), 422), (RpcUnavailable("x"), 503), (ContractRevert("AlreadyFinalized", {}), 409),
+    (ChainError("x"), 502), (ConfigError("x"), 500), (ChorusError("x"), 500),
+])
+def test_error_statuses(exc: ChorusError, status: int) -> None:
+    assert status_for(exc) == status
+
+
+# -- /tasks -------------------------------------------------------------------------------------------
+
+
+def test_tasks_are_paged_newest_first(client: TestClient) -> None:
+    body = client.get("/tasks", params={"limit": 3}).json()
+    assert body["total"] == 7 and [t["id"] for t in body["items"]] == [7, 6, 5]
+    body = client.get("/tasks", params={"limit": 3, "offset": 6}).json()
+    assert [t["id"] for t in body["items"]] == [1]
+    assert body["items"][0]["final_action"] == "buy"
+
+
+def test_tasks_filter_by_status(client: TestClient) -> None:
+    body = client.get("/tasks", params={"status": "rejected"}).json()
+    assert body["total"] == 1 and body["items"][0]["id"] == 3 and "asset" in body["items"][0]["error"]
+
+
+def test_tasks_beyond_the_end_is_an_empty_page(client: TestClient) -> None:
+    body = client.get("/tasks", params={"offset": 100}).json()
+    assert body["items"] == [] and body["total"] == 7
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "ten"},
+                                    {"status": "bogus"}])
+def test_tasks_bad_parameters_are_422(client: TestClient, params: dict) -> None:
+    r = client.get("/tasks", params=params)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+    assert "bogus" not in r.json()["message"] and "ten" not in r.json()["message"]  # input is not echoed
+
+
+# -- /tasks/{id} ----------------------------------------------------------------------------------------
+
+
+def test_task_detail(client: TestClient) -> None:
+    body = client.get("/tasks/1").json()
+    assert body["status"] == "published" and body["chain_status"] == "finalized"
+    assert body["output"] == {"action": "buy", "confidence": 8100, "embedding_bytes": None, "note": None}
+    assert body["finalized"]["action"] == "buy" and body["finalized"]["tx_hash"] == "0xfin"
+    kinds = [(p["kind"], p["agent"]) for p in body["publications"]]
+    assert kinds == [("embedding", ADDRESS), ("decision", ADDRESS), ("decision", "0xOther")]
+    assert body["publications"][0]["vector_bytes"] == 1536
+    assert body["publications"][2]["role"] == "sentiment" and body["publications"][2]["action"] == "sell"
+    assert body["transactions"] == [{"kind": "decision", "nonce": 3, "status": "mined", "tx_hash": "0xdec",
+                                     "attempts": ["0xdec"], "block_number": 11, "gas_used": 61_000,
+                                     "effective_gas_price": 10**9, "error": None}]
+    assert body["gas_used"] == 61_000
+    assert body["timings"]["publish_latency_s"] == 0.25 and body["timings"]["finalize_latency_s"] == 0.5
+    assert body["payload_uri"] == "http://127.0.0.1:9/p.json"  # the query (a token) is not shown
+
+
+def test_task_rejected_shows_why(client: TestClient) -> None:
+    body = client.get("/tasks/3").json()
+    assert body["status"] == "rejected" and "Field required" in body["error"]
+
+
+def test_task_not_found(client: TestClient) -> None:
+    r = client.get("/tasks/999")
+    assert r.status_code == 404 and r.json() == {"error": "not_found", "message": "task 999 is unknown to this node"}
+
+
+@pytest.mark.parametrize("task_id", ["abc", "0", "-4", "1.5"])
+def test_task_bad_id_is_422(client: TestClient, task_id: str) -> None:
+    r = client.get(f"/tasks/{task_id}")
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+
+
+def test_unknown_route_is_a_json_404(client: TestClient) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+# -- /metrics and the docs -------------------------------------------------------------------------------
+
+
+def test_metrics_are_prometheus_text(client: TestClient, view: FakeView) -> None:
+    view.metrics.tasks_seen.inc(3)
+    view.metrics.publish_latency.observe(0.3)
+    view.metrics.gas_used.labels(kind="decision").inc(61_000)
+    view.metrics.rpc_errors.labels(operation="poll").inc()
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    for line in ("chorus_tasks_seen_total 3.0", 'chorus_gas_used_total{kind="decision"} 61000.0',
+                 'chorus_rpc_errors_total{operation="poll"} 1.0', "chorus_publish_latency_seconds_count 1.0",
+                 "chorus_tasks_processed_total 0.0", 'chorus_node_info{role="market"} 1.0'):
+        assert line in text
+
+
+def test_metrics_bad_method(client: TestClient) -> None:
+    assert client.delete("/metrics").status_code == 405
+
+
+def test_openapi_and_docs(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/info", "/tasks", "/tasks/{task_id}", "/metrics"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_no_secret_in_any_response(client: TestClient, view: FakeView) -> None:
+    for path in ("/health", "/info", "/tasks", "/tasks/1", "/metrics", "/openapi.json"):
+        assert "SECRET" not in client.get(path).text

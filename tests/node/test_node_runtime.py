@@ -1,0 +1,360 @@
+"""The node runtime in-process against the session's Anvil: register, publish, fuse, finalize;
+reorgs (snapshot/revert and anvil_reorg); a crash between persisting and broadcasting; bad
+payloads; the finalize race."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.base import Encoding
+from agents.factory import build_agent
+from node import payload as pl
+from node.chain.events import DecisionPublished, EmbeddingPublished, TaskSubmitted
+from node.chainview import NodeChain
+from node.node_settings import NodeSettings
+from node.runner import NodeRuntime
+from node.store import CHAIN_FINALIZED, CHAIN_GONE, PUBLISHED, RECHECK, REJECTED, Store
+
+
+class HashEncoder:
+    """Deterministic stand-in for MiniLM (words -> fixed random vectors), 16-d."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            v = np.zeros(16)
+            for word in text.lower().split():
+                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little")
+                v += np.random.default_rng(seed).standard_normal(16)
+            rows.append(v / (np.linalg.norm(v) + 1e-12))
+        return np.asarray(rows, dtype=np.float32)
+
+
+ENCODER = (HashEncoder(), hashlib.sha256(b"hash-encoder-16").digest(), "hash-encoder-16", Encoding.F32)
+KEYS = {"market": 1, "sentiment": 2, "risk": 3, "fusion": 4}
+
+
+def make_node(chain, role: str, tmp_path: Path, **overrides) -> NodeRuntime:
+    key = KEYS[role]
+    settings = NodeSettings(role=role, port=9100 + key, dev_key_index=key, chain_id=31337, rpc_url=chain.rpc_url,
+                            finalize_grace_s=overrides.pop("finalize_grace_s", 0.0), **overrides)
+    agent = build_agent(role, use_trained=False, text_encoder=ENCODER)
+    store = Store(tmp_path / f"{role}.sqlite")
+    runtime = NodeRuntime(settings, NodeChain(chain.client(key), chain.contracts(key)), store, agent,
+                          deployment=chain.deployment)
+    runtime.bootstrap()
+    return runtime
+
+
+def submit(chain, raw: bytes | None = None, *, quorum: int = 1, arch: int = 2) -> int:
+    contracts = chain.contracts(0)
+    raw = raw if raw is not None else pl.encode(pl.example_payload(1))
+    deadline = chain.timestamp() + 600
+    return contracts.submit_task(raw, arch, deadline, quorum).event(TaskSubmitted).task_id
+
+
+def run_until(nodes: list[NodeRuntime], done, rounds: int = 40) -> None:
+    for _ in range(rounds):
+        for node in nodes:
+            node.step()
+        if done():
+            return
+    raise AssertionError("condition not reached")
+
+
+def publications(chain, task_id: int, kind=DecisionPublished) -> list:
+    return [e for e in chain.contracts(0).events(chain.deployment.deploy_block, "latest")
+            if isinstance(e, kind) and e.task_id == task_id]
+
+
+def test_a_node_registers_once(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "market", tmp_path)
+    info = chain.contracts(0).agent_info(node.address)
+    assert info.active and info.role == 0
+    again = make_node(chain, "market", tmp_path / "again")  # a restart: no second registration
+    assert again.health()["registered"] is True
+
+
+def test_four_agents_publish_fuse_and_finalize(chain, tmp_path: Path) -> None:
+    nodes = [make_node(chain, role, tmp_path) for role in ("market", "sentiment", "risk", "fusion")]
+    task_id = submit(chain, quorum=4, arch=5)
+    board = chain.contracts(0)
+    run_until(nodes, lambda: board.task_info(task_id).status == 2)
+    decisions = publications(chain, task_id)
+    assert sorted(d.role for d in decisions) == [0, 1, 2, 3]
+    assert decisions[-1].role == 3  # fusion waited for its peers
+    embeddings = publications(chain, task_id, EmbeddingPublished)
+    assert [len(e.vector) for e in embeddings] == [16 * 4]  # the sentiment agent's E-d embedding
+    run_until(nodes, lambda: all(n.store.get_task(task_id).chain_status == CHAIN_FINALIZED for n in nodes))
+    for node in nodes:
+        task = node.store.get_task(task_id)
+        assert task.status == PUBLISHED and task.final_action is not None
+        sends = node.store.sends(task_id=task_id)
+        assert len([s for s in sends if s.kind == "decision"]) == 1
+    finalizers = [n for n in nodes if n.store.sends(task_id=task_id, kind="finalize")]
+    assert len(finalizers) == 1  # the node whose decision reached quorum
+
+
+def test_reorg_by_snapshot_revert_forgets_vanished_outputs(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "market", tmp_path, finalize=False)
+    node.step()  # a cursor below the fork
+    snapshot = chain.rpc("evm_snapshot")
+    task_id = submit(chain)
+    run_until([node], lambda: node.store.get_task(task_id) is not None
+              and node.store.get_task(task_id).status == PUBLISHED)
+    assert len(publications(chain, task_id)) == 1
+
+    assert chain.rpc("evm_revert", snapshot)
+    chain.forget_nonces()
+    chain.rpc("evm_mine")
+    chain.rpc("evm_mine")  # the new branch is longer than the fork point
+    node.step()
+    task = node.store.get_task(task_id)
+    assert task.status == RECHECK and task.chain_status == CHAIN_GONE  # not kept as done
+    assert node.metrics.reorgs._value.get() >= 1  # noqa: SLF001
+
+    other = pl.encode(pl.example_payload(99))
+    again = submit(chain, other)  # the same id, another task
+    assert again == task_id
+    run_until([node], lambda: node.store.get_task(task_id).status == PUBLISHED)
+    assert node.store.get_task(task_id).payload_hash == "0x" + pl.payload_hash(other).hex()
+    assert len(publications(chain, task_id)) == 1
+
+
+def test_anvil_reorg_of_recent_blocks_is_detected(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "market", tmp_path, finalize=False)
+    task_id = submit(chain)
+    run_until([node], lambda: node.store.get_task(task_id) is not None
+              and node.store.get_task(task_id).status == PUBLISHED)
+    # Replace the last 3 blocks (submission and publication) with empty ones at the same height.
+    chain.rpc("anvil_reorg", 3, [])
+    chain.forget_nonces()
+    node.step()
+    task = node.store.get_task(task_id)
+    assert task.status == RECHECK and task.chain_status == CHAIN_GONE
+    assert node.store.task_events(task_id) == []
+
+
+def test_killed_between_persist_and_broadcast_no_duplicate_after_restart(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "market", tmp_path, finalize=False)
+    task_id = submit(chain)
+
+    class Killed(BaseException):
+        pass
+
+    def die(raw: bytes, tx_hash: str) -> None:
+        raise Killed  # the process dies after the send log was written
+
+    node.chain.send_raw = die
+    with pytest.raises(Killed):
+        for _ in range(5):
+            node.step()
+    (prepared,) = node.store.open_sends()
+    assert prepared.status == "prepared" and publications(chain, task_id) == []
+
+    chain.forget_nonces()
+    restarted = make_node(chain, "market", tmp_path)  # same state file, fresh process objects
+    run_until([restarted], lambda: restarted.store.get_task(task_id).status == PUBLISHED)
+    (decision,) = publications(chain, task_id)
+    assert decision.tx_hash == prepared.tx_hash  # the very transaction written before the crash
+    assert len(restarted.store.sends(task_id=task_id, kind="decision")) == 1
+
+
+def test_killed_between_embedding_and_decision_the_decision_still_goes_out(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "sentiment", tmp_path, finalize=False)
+    task_id = submit(chain, arch=5)  # E-d: an embedding, then the decision
+    real_send = node.chain.send_raw
+
+    class Killed(BaseException):
+        pass
+
+    def embedding_then_die(raw: bytes, tx_hash: str) -> None:
+        if node.store.live_send(task_id, "decision") is not None:
+            raise Killed  # the decision is on disk, the process dies before broadcasting it
+        real_send(raw, tx_hash)
+
+    node.chain.send_raw = embedding_then_die
+    with pytest.raises(Killed):
+        for _ in range(5):
+            node.step()
+    assert len(publications(chain, task_id, EmbeddingPublished)) == 1 and publications(chain, task_id) == []
+
+    chain.forget_nonces()
+    restarted = make_node(chain, "sentiment", tmp_path)
+    run_until([restarted], lambda: restarted.store.get_task(task_id).status == PUBLISHED)
+    assert len(publications(chain, task_id)) == 1 and len(publications(chain, task_id, EmbeddingPublished)) == 1
+    assert [s.kind for s in restarted.store.sends(task_id=task_id) if s.kind != "finalize"] == ["embedding", "decision"]
+
+
+def test_killed_after_the_embedding_before_the_decision_was_even_built(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "sentiment", tmp_path, finalize=False)
+    task_id = submit(chain, arch=5)
+    real_send = node.outbox.send
+
+    class Killed(BaseException):
+        pass
+
+    def die_before_decision(*, kind: str, **kwargs):
+        if kind == "decision":
+            raise Killed  # nothing of the decision on disk
+        return real_send(kind=kind, **kwargs)
+
+    node.outbox.send = die_before_decision
+    with pytest.raises(Killed):
+        for _ in range(5):
+            node.step()
+    chain.forget_nonces()
+    restarted = make_node(chain, "sentiment", tmp_path)  # settles the embedding first
+    assert restarted.store.get_task(task_id).status != PUBLISHED
+    run_until([restarted], lambda: restarted.store.get_task(task_id).status == PUBLISHED)
+    assert len(publications(chain, task_id)) == 1 and len(publications(chain, task_id, EmbeddingPublished)) == 1
+
+
+def test_bad_payloads_are_rejected_and_the_node_carries_on(chain, tmp_path: Path, caplog) -> None:
+    node = make_node(chain, "market", tmp_path)
+    board = chain.contracts(0)
+    deadline = chain.timestamp() + 600
+    malformed = submit(chain, b"this is not json")
+    good_file = tmp_path / "p.json"
+    good_file.write_bytes(pl.encode(pl.example_payload(5)))
+    mismatch = board.submit_task_uri(b"\x01" * 32, good_file.as_uri(), 2, deadline, 1).event(TaskSubmitted).task_id
+    off_list = board.submit_task_uri(pl.payload_hash(good_file.read_bytes()), "http://192.0.2.1/p.json", 2,
+                                     deadline, 1).event(TaskSubmitted).task_id
+    by_uri = board.submit_task_uri(pl.payload_hash(good_file.read_bytes()), good_file.as_uri(), 2,
+                                   deadline, 1).event(TaskSubmitted).task_id
+    with caplog.at_level(logging.WARNING, logger="node.runner"):
+        run_until([node], lambda: node.store.get_task(by_uri) is not None
+                  and node.store.get_task(by_uri).status == PUBLISHED)
+    for task_id, reason in ((malformed, "not UTF-8 JSON"), (mismatch, "does not match"), (off_list, "not allowed")):
+        task = node.store.get_task(task_id)
+        assert task.status == REJECTED and reason in task.error
+        assert publications(chain, task_id) == []
+    assert sum("rejected" in r.getMessage() for r in caplog.records) == 3
+    assert node.metrics.tasks_failed.labels(reason="payload")._value.get() == 3  # noqa: SLF001
+
+
+def test_losing_the_finalize_race_is_quiet(chain, tmp_path: Path, caplog) -> None:
+    market = make_node(chain, "market", tmp_path)
+    risk = make_node(chain, "risk", tmp_path)
+    task_id = submit(chain, quorum=2)
+    market.step()
+    risk.step()  # risk's decision reaches quorum...
+    risk.step()  # ...which risk's watcher sees next: risk finalizes at once
+    assert chain.contracts(0).task_info(task_id).status == 2
+    head = market.chain.header("latest")
+    with caplog.at_level(logging.WARNING):
+        market.finalize_ready(head)  # market's view is stale: it tries, estimation says AlreadyFinalized
+    assert market.store.sends(task_id=task_id, kind="finalize") == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    market.step()
+    assert market.store.get_task(task_id).chain_status == CHAIN_FINALIZED
+
+
+class TcpProxy:
+    """127.0.0.1:port -> target port; `cut()` drops the listener and every connection, `restore()`
+    listens again on the same port: the RPC going away and coming back."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self._socket, self._threading = socket, threading
+        self.target = target_port
+        self.port = 0
+        self._conns: list = []
+        self._listener = None
+        self.restore()
+
+    def restore(self) -> None:
+        s = self._socket.socket()
+        s.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(16)
+        self.port = s.getsockname()[1]
+        self._listener = s
+        self._threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = self._socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        try:
+            self._listener.shutdown(self._socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self._listener.close()
+        for conn in self._conns:
+            try:
+                conn.shutdown(self._socket.SHUT_RDWR)
+                conn.close()
+            except OSError:
+                pass
+        self._conns.clear()
+
+
+def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: Path, caplog) -> None:
+    import threading
+
+    from node.chain.client import Web3Client
+    from node.chain.contracts import ChorusContracts, revert_decoder
+    from node.settings import dev_account
+
+    proxy = TcpProxy(chain.anvil.port)
+    url = f"http://127.0.0.1:{proxy.port}"
+    client = Web3Client(url, dev_account(1), decoder=revert_decoder(chain.artifacts), retries=0, timeout=2)
+    contracts = ChorusContracts.from_deployment(client, chain.deployment, chain.artifacts)
+    settings = NodeSettings(role="market", port=9201, dev_key_index=1, chain_id=31337, rpc_url=url,
+                            poll_interval_s=0.05, backoff_max_s=0.4)
+    node = NodeRuntime(settings, NodeChain(client, contracts), Store(tmp_path / "m.sqlite"),
+                       build_agent("market", use_trained=False), deployment=chain.deployment)
+    node.bootstrap()
+    stop = threading.Event()
+    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    with caplog.at_level(logging.INFO, logger="node.runner"):
+        loop.start()
+        proxy.cut()
+        task_id = submit(chain)  # submitted while the node cannot reach its RPC
+        deadline = time.monotonic() + 10
+        while node.health()["status"] != "degraded":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert node.health()["chain_reachable"] is False
+        proxy.restore()
+        while (task := node.store.get_task(task_id)) is None or task.status != PUBLISHED:
+            assert time.monotonic() < deadline, "the node did not resume"
+            time.sleep(0.05)
+        stop.set()
+        loop.join(timeout=5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unreachable or failing" in m for m in messages)
+    assert any("reachable again" in m for m in messages)
+    assert node.health()["status"] == "ok" and len(publications(chain, task_id)) == 1
+    proxy.cut()

@@ -1,0 +1,158 @@
+"""The node's SQLite state: cursor persistence, idempotent batches, reorg rollback, the send log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node import store as s
+from node.store import ChainEvent, Store, TaskRecord
+
+
+def submitted(task_id: int, block: int, payload_hash: str = "0x" + "11" * 32, payload: bytes = b"{}") -> ChainEvent:
+    return ChainEvent("TaskSubmitted", block_number=block, log_index=0, tx_hash=f"0xsub{task_id}", task_id=task_id,
+                      submitter="0xS", arch=2, deadline=2_000_000_000, quorum=4, reward=10**18,
+                      payload_hash=payload_hash, uri="", payload=payload)
+
+
+def decision(task_id: int, block: int, agent: str = "0xA", index: int = 1) -> ChainEvent:
+    return ChainEvent("DecisionPublished", block_number=block, log_index=index, tx_hash=f"0xdec{task_id}{agent}",
+                      task_id=task_id, agent=agent, role=0, action=2, confidence=7000)
+
+
+def finalized(task_id: int, block: int) -> ChainEvent:
+    return ChainEvent("TaskFinalized", block_number=block, log_index=5, tx_hash=f"0xfin{task_id}", task_id=task_id,
+                      action=2, decisions=4, contributors=4)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "node.sqlite")
+
+
+def test_cursor_and_tasks_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    first = Store(path)
+    assert first.cursor() is None
+    new = first.apply_batch(10, {10: "0xaa"}, [submitted(1, 9, payload=b'{"a":1}'), decision(1, 10)])
+    assert new == [1]
+    first.close()
+
+    second = Store(path)
+    assert second.cursor() == 10
+    assert second.block_hash(10) == "0xaa"
+    task = second.get_task(1)
+    assert task is not None and task.status == s.NEW and task.reward == str(10**18)
+    assert second.inline_payload(1) == b'{"a":1}'
+    assert [e.name for e in second.task_events(1)] == ["DecisionPublished"]
+
+
+def test_a_batch_seen_twice_adds_nothing(store: Store) -> None:
+    assert store.apply_batch(5, {5: "0x05"}, [submitted(1, 5)]) == [1]
+    store.update_task(1, status=s.PUBLISHED)
+    assert store.apply_batch(5, {5: "0x05"}, [submitted(1, 5), decision(1, 5)]) == []
+    assert store.get_task(1).status == s.PUBLISHED
+    assert len(store.task_events(1)) == 1
+
+
+def test_finalization_and_reclaim_update_the_chain_status(store: Store) -> None:
+    store.apply_batch(3, {3: "0x03"}, [submitted(1, 2), submitted(2, 3)])
+    store.apply_batch(4, {4: "0x04"}, [finalized(1, 4), ChainEvent("TaskReclaimed", 4, 6, task_id=2)])
+    one, two = store.get_task(1), store.get_task(2)
+    assert (one.chain_status, one.final_action, one.decisions, one.final_block) == (s.CHAIN_FINALIZED, 2, 4, 4)
+    assert two.chain_status == s.CHAIN_RECLAIMED
+    assert store.open_tasks() == []
+
+
+def test_rollback_undoes_everything_above_the_fork(store: Store) -> None:
+    store.apply_batch(10, {10: "0x10"}, [submitted(1, 10)])
+    store.apply_batch(12, {12: "0x12"}, [decision(1, 11), submitted(2, 12)])
+    store.apply_batch(14, {14: "0x14"}, [finalized(1, 14)])
+    send_id = store.record_send(task_id=2, kind="decision", nonce=3, tx_hash="0xt", raw=b"\x01")
+    store.mark_send(send_id, s.MINED, block_number=13, gas_used=50_000)
+    store.update_task(2, status=s.PUBLISHED)
+
+    rb = store.rollback(10)
+
+    assert rb.to_block == 10 and rb.tasks_rechecked == (2,) and rb.tasks_reopened == (1,)
+    assert rb.sends_reopened == (send_id,)
+    assert store.cursor() == 10
+    assert [n for n, _ in store.recent_blocks()] == [10]
+    one, two = store.get_task(1), store.get_task(2)
+    assert one.chain_status == s.CHAIN_OPEN and one.final_action is None  # its finalization vanished
+    assert store.task_events(1) == []  # the decision in block 11 vanished
+    assert two.status == s.RECHECK and two.chain_status == s.CHAIN_GONE  # submitted in a dropped block
+    send = store.get_send(send_id)
+    assert send.status == s.SENT and send.block_number is None  # its receipt must be fetched again
+    assert [t.id for t in store.todo_tasks()] == [1]  # task 2 vanished: not work until it reappears
+
+
+def test_a_task_reappearing_after_a_reorg_starts_over(store: Store) -> None:
+    store.apply_batch(5, {5: "0x05"}, [submitted(1, 5, payload_hash="0x" + "aa" * 32, payload=b"old")])
+    store.update_task(1, status=s.PUBLISHED, action=2, confidence=9000)
+    store.rollback(4)
+    new = store.apply_batch(6, {6: "0x06b"}, [submitted(1, 6, payload_hash="0x" + "bb" * 32, payload=b"new")])
+    assert new == [1]
+    task = store.get_task(1)
+    assert (task.status, task.chain_status, task.payload_hash, task.action) == (s.NEW, s.CHAIN_OPEN, "0x" + "bb" * 32, None)
+    assert store.inline_payload(1) == b"new"
+
+
+def test_a_publication_in_a_dropped_block_puts_its_task_back_to_work(store: Store) -> None:
+    store.apply_batch(5, {5: "0x05"}, [submitted(1, 5)])
+    send_id = store.record_send(task_id=1, kind="decision", nonce=0, tx_hash="0xt", raw=b"\x01")
+    store.mark_send(send_id, s.MINED, block_number=7)
+    store.update_task(1, status=s.PUBLISHED)
+    store.apply_batch(7, {7: "0x07"}, [])
+    store.rollback(6)
+    task = store.get_task(1)
+    assert task.status == s.RECHECK and task.chain_status == s.CHAIN_OPEN
+    assert [t.id for t in store.todo_tasks()] == [1]
+
+
+def test_bind_wipes_state_of_another_deployment(store: Store) -> None:
+    assert store.bind({"chain_id": 31337, "board": "0xB", "hash": "0x1"}) is False
+    store.apply_batch(3, {3: "0x03"}, [submitted(1, 3)])
+    store.record_send(task_id=1, kind="decision", nonce=0, tx_hash="0xt", raw=b"\x01")
+    assert store.bind({"chain_id": 31337, "board": "0xB", "hash": "0x1"}) is False
+    assert store.cursor() == 3
+    assert store.bind({"chain_id": 31337, "board": "0xB", "hash": "0x2"}) is True
+    assert store.cursor() is None and store.count_tasks() == 0 and store.open_sends() == []
+
+
+def test_send_log_records_before_and_settles_after(store: Store) -> None:
+    send_id = store.record_send(task_id=7, kind="decision", nonce=4, tx_hash="0xa1", raw=b"raw1",
+                                max_fee_per_gas=3 * 10**9, max_priority_fee_per_gas=10**9)
+    assert store.get_send(send_id).status == s.PREPARED
+    assert store.live_send(7, "decision").id == send_id
+    assert store.live_send(7, "embedding") is None
+    store.add_attempt(send_id, tx_hash="0xa2", raw=b"raw2", max_fee_per_gas=4 * 10**9, max_priority_fee_per_gas=2 * 10**9)
+    store.mark_send(send_id, s.SENT, sent_at=1.0)
+    send = store.get_send(send_id)
+    assert [a.tx_hash for a in send.attempts] == ["0xa1", "0xa2"] and send.tx_hash == "0xa2"
+    assert send.attempts[1].raw == b"raw2" and send.attempts[1].max_priority_fee_per_gas == 2 * 10**9
+    store.mark_send(send_id, s.MINED, tx_hash="0xa1", block_number=9, gas_used=51_000)
+    assert store.open_sends() == [] and store.live_send(7, "decision").status == s.MINED
+    store.mark_send(send_id, s.DROPPED)
+    assert store.live_send(7, "decision") is None
+    with pytest.raises(ValueError):
+        store.mark_send(send_id, s.MINED, bogus=1)
+
+
+def test_listing_paging_and_counts(store: Store) -> None:
+    for i in range(1, 8):
+        store.put_task(TaskRecord(id=i, status=s.PUBLISHED if i % 2 else s.NEW))
+    assert [t.id for t in store.list_tasks(limit=3)] == [7, 6, 5]
+    assert [t.id for t in store.list_tasks(offset=3, limit=3)] == [4, 3, 2]
+    assert [t.id for t in store.list_tasks(status=s.NEW)] == [6, 4, 2]
+    assert store.count_tasks() == 7 and store.count_tasks(s.PUBLISHED) == 4
+    assert store.status_counts() == {s.PUBLISHED: 4, s.NEW: 3}
+    with pytest.raises(ValueError):
+        store.update_task(1, nonsense=True)
+
+
+def test_old_block_hashes_are_pruned(store: Store) -> None:
+    for n in range(1, 40):
+        store.apply_batch(n, {n: f"0x{n:02x}"}, [], keep_blocks=10)
+    assert [n for n, _ in store.recent_blocks(100)] == list(range(39, 29, -1))
