@@ -15,28 +15,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-from eth_utils import to_checksum_address
-from web3.exceptions import ProviderConnectionError, RequestTimedOut, Web3RPCError
 
-from node.chain.api import Fees, Receipt
+from node.chain.api import Fees, Receipt, SentTx
 from node.chain.client import Web3Client
 from node.chain.contracts import ChorusContracts
 from node.chain.events import AgentInfo, ChainEvent, Published, TaskInfo
-from node.errors import ChainError, RpcUnavailable
+from node.errors import ChainError
 
 log = logging.getLogger(__name__)
 
 WATCHED_EVENTS = ("TaskSubmitted", "EmbeddingPublished", "DecisionPublished", "TaskFinalized", "TaskReclaimed")
 """TaskBoard events the node follows."""
-
-_CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, ProviderConnectionError, RequestTimedOut,
-                      ConnectionError, TimeoutError)
-
-
-class NonceTaken(ChainError):
-    """The node already has or mined another transaction with this nonce (or the replacement
-    does not pay enough more than the one it has)."""
 
 
 @dataclass(frozen=True)
@@ -128,26 +117,14 @@ class NodeChain:
         return int(self.client.request("eth_getTransactionCount", [address, block]), 16)
 
     def sign(self, *, nonce: int, to: str, data: bytes, value: int, gas: int, fees: Fees) -> SignedTx:
-        fields = {"type": 2, "chainId": self.chain_id(), "nonce": nonce, "to": to_checksum_address(to),
-                  "value": value, "data": data, "gas": gas, "maxFeePerGas": fees.max_fee_per_gas,
-                  "maxPriorityFeePerGas": fees.max_priority_fee_per_gas}
-        signed = self.client.account.sign_transaction(fields)
-        return SignedTx("0x" + bytes(signed.hash).hex(), bytes(signed.raw_transaction), nonce, fees)
+        tx = SentTx("", self.address, nonce, to, data, value, gas, fees)
+        signed, raw = self.client.sign(tx, self.chain_id())
+        return SignedTx(signed.tx_hash, raw, nonce, fees)
 
     def send_raw(self, raw: bytes, tx_hash: str) -> None:
-        """Broadcast signed bytes once. Resending the same bytes is harmless ("already known")."""
-        try:
-            self.client.w3.eth.send_raw_transaction(raw)
-        except _CONNECTION_ERRORS as exc:
-            raise RpcUnavailable(f"RPC unreachable while sending {tx_hash}: {type(exc).__name__}") from None
-        except Web3RPCError as exc:
-            message = _rpc_message(exc)
-            lowered = message.lower()
-            if "already known" in lowered or "already imported" in lowered or "known transaction" in lowered:
-                return
-            if "nonce too low" in lowered or "nonce is too low" in lowered or "underpriced" in lowered:
-                raise NonceTaken(message) from None
-            raise ChainError(f"node rejected transaction {tx_hash}: {message}") from None
+        """Broadcast signed bytes. Resending the same bytes is harmless ("already known");
+        raises NonceTaken, RpcUnavailable or ChainError (see `Web3Client.send_raw`)."""
+        self.client.send_raw(raw, tx_hash)
 
     def get_receipt(self, tx_hash: str) -> Receipt | None:
         return self.client.get_receipt(tx_hash)
@@ -155,14 +132,6 @@ class NodeChain:
     def tx_known(self, tx_hash: str) -> bool:
         """Whether the node has the transaction (pending or mined)."""
         return self.client.request("eth_getTransactionByHash", [tx_hash]) is not None
-
-
-def _rpc_message(exc: Web3RPCError) -> str:
-    response = exc.rpc_response or {}
-    error = response.get("error") if isinstance(response, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    return str(exc.message)
 
 
 def connect_node_chain(settings: Any, deployment: Any, *, signing: bool = True) -> NodeChain:

@@ -36,6 +36,11 @@ class RpcUnavailable(ChainError):
     """The RPC endpoint did not answer (connection refused, timeout)."""
 
 
+class NonceTaken(ChainError):
+    """The node already has or mined another transaction with this nonce (or a replacement does
+    not pay enough more than the transaction it would replace)."""
+
+
 class ContractRevert(ChainError):
     """A call or transaction reverted; `error_name` and `args` are decoded from the custom error."""
 
@@ -46,6 +51,15 @@ class ContractRevert(ChainError):
         self.data = data
         self.tx_hash = tx_hash
         super().__init__(f"{error_name}({_fmt_args(args)})" + (f" in tx {tx_hash}" if tx_hash else ""))
+
+
+def safe_url(url: str) -> str:
+    """scheme://host:port only: RPC URLs of hosted providers carry API keys in the path or query."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<url>"
+    hostport = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]  # drop user:password@
+    return f"{scheme}://{hostport}"
 
 
 def _fmt_args(args: dict[str, Any] | tuple) -> str:

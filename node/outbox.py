@@ -25,7 +25,8 @@ from typing import Protocol
 
 from node.chain.api import Fees, Receipt
 from node.chain.client import bump_fees
-from node.chainview import NonceTaken, SignedTx
+from node.chainview import SignedTx
+from node.errors import NonceTaken
 from node.errors import ChainError, RpcUnavailable
 from node.metrics import NodeMetrics
 from node.store import DROPPED, MINED, PREPARED, REVERTED, SENT, SendRecord, Store

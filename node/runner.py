@@ -26,11 +26,11 @@ from typing import Any
 from agents.base import Agent, PeerOutput, TaskInput
 from node.chain.types import ZERO_MODEL_ID, Role
 from node.chainview import BlockHeader
-from node.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable
+from node.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
 from node.metrics import NodeMetrics
 from node.node_settings import NodeSettings
 from node.outbox import Outbox, Settled
-from node.payload import TaskPayload, fetch, redact_uri, verify
+from node.payload import TaskPayload, fetch, verify
 from node.store import (
     CHAIN_OPEN,
     DROPPED,
@@ -58,13 +58,6 @@ PUBLICATION_KINDS = ("embedding", "decision")  # send order: the embedding first
 _ALREADY_DONE = {"DuplicateDecision": "decision", "DuplicateEmbedding": "embedding"}
 _TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
 _FINALIZE_QUIET = {"AlreadyFinalized", "QuorumNotReached", "NothingToFinalize", "UnknownTask"}
-
-
-def safe_url(url: str) -> str:
-    """scheme://host:port only: RPC URLs of hosted providers carry API keys in the path."""
-    redacted = redact_uri(url)
-    scheme, _, rest = redacted.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 @dataclass

@@ -40,7 +40,7 @@ from web3.exceptions import (
 
 from node.chain.abi import RevertDecoder
 from node.chain.api import BlockId, ChainClient, Fees, Log, Receipt, SentTx
-from node.errors import ChainError, ConfigError, ContractRevert, RpcUnavailable
+from node.errors import ChainError, ConfigError, ContractRevert, NonceTaken, RpcUnavailable, safe_url
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -147,10 +147,6 @@ class NonceManager:
             self._next = None
 
 
-class _NonceConflict(Exception):
-    """The node already has (or mined) another transaction with this nonce."""
-
-
 def _rpc_message(exc: Web3RPCError) -> str:
     response = exc.rpc_response or {}
     error = response.get("error") if isinstance(response, dict) else None
@@ -250,7 +246,7 @@ class Web3Client(ChainClient):
                 return fn()
             except _CONNECTION_ERRORS as exc:
                 if attempt == self._retries:
-                    raise RpcUnavailable(f"RPC {self.rpc_url} unavailable ({what}): {_short(exc)}"
+                    raise RpcUnavailable(f"RPC {safe_url(self.rpc_url)} unavailable ({what}): {_short(exc)}"
                                          + (f" after {self._retries} retries" if self._retries else "")) from None
                 time.sleep(self._backoff * 2**attempt)
         raise AssertionError("unreachable")
@@ -366,7 +362,7 @@ class Web3Client(ChainClient):
                 with self._nonces.reserve() as nonce:
                     tx = SentTx("", account.address, nonce, recipient, bytes(data), value, gas, fees)
                     return self._sign_and_send(tx, chain_id)
-            except _NonceConflict as exc:
+            except NonceTaken as exc:
                 log.info("nonce %s of %s is taken (%s); resyncing", nonce, account.address, exc)
                 self._nonces.resync()
         raise ChainError(f"could not find a free nonce for {account.address} after 5 tries")
@@ -383,13 +379,23 @@ class Web3Client(ChainClient):
         replacement = SentTx("", tx.sender, tx.nonce, tx.to, tx.data, tx.value, tx.gas, minimum)
         try:
             return self._sign_and_send(replacement, self.chain_id())
-        except _NonceConflict as exc:
+        except NonceTaken as exc:
             raise ChainError(f"cannot replace {tx.tx_hash}: {exc} (already mined, or bump too small)") from None
 
     def _sign_and_send(self, tx: SentTx, chain_id: int) -> SentTx:
+        signed, raw = self.sign(tx, chain_id)
+        self.send_raw(raw, signed.tx_hash)
+        return signed
+
+    def sign(self, tx: SentTx, chain_id: int | None = None) -> tuple[SentTx, bytes]:
+        """Sign `tx` (an EIP-1559 transaction) locally: (`tx` with its hash filled in, raw bytes).
+
+        Signing and broadcasting are separate so a caller can persist the signed bytes before
+        they leave the process (the node's crash-safe send log does).
+        """
         fields: dict[str, Any] = {
             "type": 2,
-            "chainId": chain_id,
+            "chainId": self.chain_id() if chain_id is None else chain_id,
             "nonce": tx.nonce,
             "value": tx.value,
             "data": tx.data,
@@ -398,22 +404,24 @@ class Web3Client(ChainClient):
             "maxPriorityFeePerGas": tx.fees.max_priority_fee_per_gas,
         }
         if tx.to is not None:
-            fields["to"] = tx.to
+            fields["to"] = to_checksum_address(tx.to)
         signed = self.account.sign_transaction(fields)
         tx_hash = _hex(signed.hash)
-        self._send_raw(bytes(signed.raw_transaction), tx_hash)
-        return SentTx(tx_hash, tx.sender, tx.nonce, tx.to, tx.data, tx.value, tx.gas, tx.fees)
+        return SentTx(tx_hash, tx.sender, tx.nonce, tx.to, tx.data, tx.value, tx.gas, tx.fees), bytes(signed.raw_transaction)
 
-    def _send_raw(self, raw: bytes, tx_hash: str) -> None:
+    def send_raw(self, raw: bytes, tx_hash: str) -> None:
         """eth_sendRawTransaction, retried on connection errors (a resend of the same bytes is
-        idempotent: the node answers with the same hash or says it already knows it)."""
+        idempotent: the node answers with the same hash or says it already knows it).
+
+        Raises `NonceTaken` when the nonce is used by another transaction or a replacement is
+        underpriced, `RpcUnavailable` when the RPC cannot be reached, `ChainError` otherwise."""
         for attempt in range(self._retries + 1):
             try:
                 self.w3.eth.send_raw_transaction(raw)
                 return
             except _CONNECTION_ERRORS as exc:
                 if attempt == self._retries:
-                    raise RpcUnavailable(f"RPC {self.rpc_url} unavailable (eth_sendRawTransaction {tx_hash}): "
+                    raise RpcUnavailable(f"RPC {safe_url(self.rpc_url)} unavailable (eth_sendRawTransaction {tx_hash}): "
                                          f"{_short(exc)}") from None
                 time.sleep(self._backoff * 2**attempt)
             except Web3RPCError as exc:
@@ -423,7 +431,7 @@ class Web3Client(ChainClient):
                 if _is_nonce_conflict(message):
                     if attempt > 0 and self._tx_known(tx_hash):
                         return  # our first attempt got through before the connection dropped
-                    raise _NonceConflict(message) from None
+                    raise NonceTaken(message) from None
                 raise ChainError(f"node rejected transaction {tx_hash}: {message}") from None
 
     def _tx_known(self, tx_hash: str) -> bool:
@@ -523,5 +531,5 @@ def connect(settings: ChainSettings, *, decoder: RevertDecoder | None = None,
                         retries=settings.rpc_retries, receipt_timeout=settings.receipt_timeout_s)
     actual = client.chain_id()
     if settings.chain_id is not None and settings.chain_id != actual:
-        raise ConfigError(f"RPC {settings.rpc_url} serves chain id {actual}, settings expect {settings.chain_id}")
+        raise ConfigError(f"RPC {safe_url(settings.rpc_url)} serves chain id {actual}, settings expect {settings.chain_id}")
     return client.with_account(settings.load_account(actual)) if signing else client
