@@ -49,7 +49,7 @@ FLOW_NAMES = (
     "validator_outflow",
 )
 """Order of the `flows` array: exchange flows in thousand tokens, mints in USD millions, active
-addresses in thousands, whale transfers a count (the benchmark generator's `FLOW_NAMES`)."""
+addresses in thousands, whale transfers a count (the benchmark generator uses this order)."""
 
 PositiveFloat = Annotated[float, Field(allow_inf_nan=False, gt=0)]
 NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0)]

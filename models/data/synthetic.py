@@ -67,22 +67,11 @@ from typing import Any
 import numpy as np
 
 from models.data.headlines import ASSETS, BASE_PRICE, headline_bank
+# The payload schema owns the flow order and the schema id; FLOW_NAMES is re-exported for the loader.
+from node.payload import FLOW_NAMES, SCHEMA_ID as SCHEMA_VERSION  # noqa: F401
 
-SCHEMA_VERSION = "chorus.task/1"
 MODALITIES = ("market", "sentiment", "risk")
 ACTIONS = ("sell", "hold", "buy")
-FLOW_NAMES = (
-    "exchange_inflow",
-    "exchange_outflow",
-    "whale_transfers",
-    "stablecoin_mint",
-    "active_addresses",
-    "bridge_outflow",
-    "dex_volume",
-    "validator_outflow",
-)
-"""Order of the on-chain flow vector (exchange flows in thousand tokens, mints in USD millions,
-active addresses in thousands, whale transfers a count)."""
 
 ADDITIVE_WEIGHTS = (1.0, 0.8, 0.6)
 SERIES_LEN = 32
