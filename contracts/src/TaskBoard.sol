@@ -398,8 +398,9 @@ contract TaskBoard {
     /// @notice Fuses the decisions of task `taskId` and splits its reward among contributors.
     /// Anyone may call it once `decisions >= quorum`, or after the deadline with one decision
     /// or more. The fused action is the strict argmax of the tallies, hold (1) on a tie; the
-    /// division remainder goes back to the submitter now, the shares are pulled with
-    /// `claimReward`.
+    /// shares are pulled with `claimReward`. The division remainder (under one wei per
+    /// contributor) goes to the caller, not the submitter: no third party can block finalize by
+    /// refusing ETH, since a caller that refuses it only reverts its own call (`TransferFailed`).
     function finalize(uint256 taskId) external {
         Task storage t = _tasks[taskId];
         uint256 s = t.state;
@@ -432,7 +433,7 @@ contract TaskBoard {
         }
         t.funds = reward | (share << _SHARE_SHIFT);
         emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
-        if (remainder != 0) _send(address(uint160(meta)), remainder);
+        if (remainder != 0) _send(msg.sender, remainder);
     }
 
     /// @notice Pays the sender its equal share of finalized task `taskId`'s reward.

@@ -301,7 +301,7 @@ contract TaskBoardPublishTest is ChorusFixture {
         _decide(roleAgents[0], taskId, 2, 1);
         _decide(roleAgents[1], taskId, 2, 1);
         _decide(roleAgents[2], taskId, 2, 1);
-        board.finalize(taskId);
+        _finalize(taskId);
     }
 
     /// @dev Overwrites the contributor count of `id` (reaching 2**16 - 1 honestly takes 65535 agents).

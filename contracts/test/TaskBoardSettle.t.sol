@@ -36,13 +36,14 @@ contract TaskBoardSettleTest is ChorusFixture {
 
         vm.expectEmit(true, true, true, true, address(board));
         emit TaskBoard.TaskFinalized(taskId, 2, uint64(sell), 0, uint64(buy), 3, 4);
-        board.finalize(taskId);
+        _finalize(taskId);
 
         (,,, uint8 status,,,, uint8 action,,) = board.taskInfo(taskId);
         assertEq(status, 2, "finalized");
         assertEq(action, 2, "buy wins");
-        // REWARD = 1 ether + 3 split among 4 contributors: 3 wei of remainder go back now.
-        assertEq(submitter.balance - submitterBefore, 3, "remainder refunded");
+        // REWARD = 1 ether + 3 split among 4 contributors: 3 wei of remainder go to the caller.
+        assertEq(finalizer.balance, 3, "remainder to the finalizer");
+        assertEq(submitter.balance, submitterBefore, "nothing to the submitter");
         assertEq(board.escrowed(), 1 ether, "shares stay escrowed");
         assertEq(address(board).balance, 1 ether, "balance");
     }
@@ -50,7 +51,7 @@ contract TaskBoardSettleTest is ChorusFixture {
     function test_finalize_afterDeadlineBelowQuorum() public {
         _decide(roleAgents[2], taskId, 0, 1);
         vm.warp(deadline + 1);
-        board.finalize(taskId);
+        _finalize(taskId);
         (,,, uint8 status,,,, uint8 action,,) = board.taskInfo(taskId);
         assertEq(status, 2, "finalized");
         assertEq(action, 0, "sell");
@@ -60,7 +61,7 @@ contract TaskBoardSettleTest is ChorusFixture {
         _decide(roleAgents[0], taskId, 0, 3000); // sell 5000 * 3000
         _decide(roleAgents[1], taskId, 2, 5000); // buy  3000 * 5000
         _decide(roleAgents[2], taskId, 1, 1); // hold 2000
-        board.finalize(taskId);
+        _finalize(taskId);
         (,,,,,,, uint8 action,,) = board.taskInfo(taskId);
         assertEq(action, 1, "sell == buy > hold: hold");
     }
@@ -69,7 +70,7 @@ contract TaskBoardSettleTest is ChorusFixture {
         uint256 id = _submit(0, 3, deadline, 2); // M-learned: only the fusion agent weighs
         _decide(roleAgents[0], id, 2, 10_000);
         _decide(roleAgents[1], id, 0, 10_000);
-        board.finalize(id);
+        _finalize(id);
         (,,,,,,, uint8 action,,) = board.taskInfo(id);
         assertEq(action, 1, "all-zero tallies: hold");
     }
@@ -92,7 +93,7 @@ contract TaskBoardSettleTest is ChorusFixture {
             if (r >= n) ++contributors;
         }
         uint256 escrowBefore = board.escrowed();
-        board.finalize(id); // quorum == n reached
+        _finalize(id); // quorum == n reached
         (uint64 sell, uint64 hold, uint64 buy) = board.tallies(id);
         assertEq(sell, tally[0], "sell");
         assertEq(hold, tally[1], "hold");
@@ -102,6 +103,7 @@ contract TaskBoardSettleTest is ChorusFixture {
         assertEq(c, contributors, "contributors");
         assertEq(action, _fuse(tally[0], tally[1], tally[2]), "fused action");
         assertEq(escrowBefore - board.escrowed(), reward % contributors, "remainder left escrow");
+        assertEq(finalizer.balance, reward % contributors, "remainder to the finalizer");
     }
 
     function testFuzz_finalize_revert_UnknownTask(uint256 id) public {
@@ -130,7 +132,7 @@ contract TaskBoardSettleTest is ChorusFixture {
 
     function test_finalize_revert_AlreadyFinalized() public {
         _decideQuorum(taskId);
-        board.finalize(taskId);
+        _finalize(taskId);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.AlreadyFinalized.selector, taskId));
         board.finalize(taskId);
     }
@@ -143,16 +145,36 @@ contract TaskBoardSettleTest is ChorusFixture {
         board.finalize(taskId);
     }
 
-    function test_finalize_revert_TransferFailed() public {
+    function test_finalize_refusingSubmitterCannotBlock() public {
         Rejector rejector = new Rejector();
         vm.deal(address(rejector), 10);
         bytes memory ret = rejector.exec(
             address(board), 10, abi.encodeCall(TaskBoard.submitTask, (bytes("p"), uint8(2), deadline, uint16(3)))
         );
         uint256 id = abi.decode(ret, (uint256));
-        _decideQuorum(id); // 10 wei among 3 contributors leaves 1 wei for the submitter
+        _decideQuorum(id); // 10 wei among 3 contributors: shares of 3, 1 wei of remainder
+        _finalize(id);
+        assertEq(_status(id), 2, "finalized despite the refusing submitter");
+        assertEq(finalizer.balance, 1, "remainder to the finalizer");
+        for (uint8 r; r < 3; ++r) {
+            uint256 before = roleAgents[r].balance;
+            vm.prank(roleAgents[r]);
+            board.claimReward(id);
+            assertEq(roleAgents[r].balance - before, 3, "share paid");
+        }
+        assertEq(board.escrowed(), REWARD, "only the fixture task stays escrowed");
+        assertEq(address(board).balance, REWARD, "balance");
+    }
+
+    /// @dev A finalizer that refuses the remainder blocks only its own call; anyone else may finalize.
+    function test_finalize_revert_TransferFailed() public {
+        Rejector rejector = new Rejector();
+        _decideQuorum(taskId); // REWARD = 1 ether + 3 among 3 contributors leaves 1 wei
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.TransferFailed.selector));
-        board.finalize(id);
+        rejector.exec(address(board), 0, abi.encodeCall(TaskBoard.finalize, (taskId)));
+        assertEq(_status(taskId), 1, "still open");
+        _finalize(taskId);
+        assertEq(_status(taskId), 2, "finalized by another caller");
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -161,7 +183,7 @@ contract TaskBoardSettleTest is ChorusFixture {
 
     function test_claimReward() public {
         _decideQuorum(taskId);
-        board.finalize(taskId);
+        _finalize(taskId);
         uint256 share = REWARD / 3;
         for (uint8 r; r < 3; ++r) {
             address agent = roleAgents[r];
@@ -186,8 +208,7 @@ contract TaskBoardSettleTest is ChorusFixture {
         for (uint8 r; r < deciders; ++r) _decide(roleAgents[r], id, 1, 1);
         for (uint8 r; r < embedders; ++r) _embed(roleAgents[r], id);
         uint256 contributors = deciders > embedders ? deciders : embedders;
-        uint256 submitterBefore = submitter.balance;
-        board.finalize(id);
+        _finalize(id);
         uint256 paid;
         for (uint8 r; r < contributors; ++r) {
             uint256 before = roleAgents[r].balance;
@@ -195,8 +216,8 @@ contract TaskBoardSettleTest is ChorusFixture {
             board.claimReward(id);
             paid += roleAgents[r].balance - before;
         }
-        assertEq(paid + submitter.balance - submitterBefore, reward, "shares + remainder == reward");
-        assertEq(paid, reward - reward % contributors, "equal shares, remainder to the submitter");
+        assertEq(paid + finalizer.balance, reward, "shares + remainder == reward");
+        assertEq(paid, reward - reward % contributors, "equal shares, remainder to the finalizer");
         assertEq(board.escrowed(), REWARD, "only the fixture task stays escrowed");
     }
 
@@ -216,7 +237,7 @@ contract TaskBoardSettleTest is ChorusFixture {
     function testFuzz_claimReward_revert_NotContributor(address who) public {
         vm.assume(who != roleAgents[0] && who != roleAgents[1] && who != roleAgents[2]);
         _decideQuorum(taskId);
-        board.finalize(taskId);
+        _finalize(taskId);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.NotContributor.selector, taskId, who));
         vm.prank(who);
         board.claimReward(taskId);
@@ -224,7 +245,7 @@ contract TaskBoardSettleTest is ChorusFixture {
 
     function test_claimReward_revert_AlreadyClaimed() public {
         _decideQuorum(taskId);
-        board.finalize(taskId);
+        _finalize(taskId);
         vm.startPrank(roleAgents[0]);
         board.claimReward(taskId);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.AlreadyClaimed.selector, taskId, roleAgents[0]));
@@ -242,7 +263,7 @@ contract TaskBoardSettleTest is ChorusFixture {
         );
         uint256 id = _submit(3 ether, 2, deadline, 1);
         agent.exec(address(board), 0, abi.encodeCall(TaskBoard.publishDecision, (id, uint8(2), uint16(5))));
-        board.finalize(id);
+        _finalize(id);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.TransferFailed.selector));
         agent.exec(address(board), 0, abi.encodeCall(TaskBoard.claimReward, (id)));
     }

@@ -72,7 +72,7 @@ def test_update_endpoint_deregister_withdraw(chain) -> None:
 
 def test_task_lifecycle_with_reward(chain) -> None:
     owner, market, sentiment, mid = setup_agents(chain)
-    reward = 10**15 + 1  # odd: the remainder goes back to the submitter at finalize
+    reward = 10**15 + 1  # odd: the remainder goes to the caller of finalize
     deadline = owner.client.block_timestamp() + 600
     submitted = owner.submit_task(b"payload", Arch.M_FIXED, deadline, 2, reward).event(TaskSubmitted)
     assert submitted.payload_hash == hashlib.sha256(b"payload").digest()

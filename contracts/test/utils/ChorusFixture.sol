@@ -26,6 +26,8 @@ abstract contract ChorusFixture is Test {
     TaskBoard internal board;
     address internal owner = address(0xA11CE);
     address internal submitter = address(0xB0B);
+    /// @dev Calls `finalize` in tests, and so receives the division remainder.
+    address internal finalizer = address(0xF17A1);
 
     function setUp() public virtual {
         vm.warp(START);
@@ -108,6 +110,12 @@ abstract contract ChorusFixture is Test {
             uint256 n = len - i < 32 ? len - i : 32;
             for (uint256 j; j < n; ++j) v[i + j] = word[j];
         }
+    }
+
+    /// @dev Finalizes `taskId` from `finalizer`.
+    function _finalize(uint256 taskId) internal {
+        vm.prank(finalizer);
+        board.finalize(taskId);
     }
 
     /// @dev Publishes a decision from `agent`.
