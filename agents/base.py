@@ -66,6 +66,9 @@ class AgentOutput:
     embedding: Embedding | None = None
     note: str = ""
     """A short human-readable reason (shown in the API), e.g. 'modality missing'."""
+    commitment: bytes | None = None
+    """sha256 of the encoded embedding, when the agent commits to its embedding instead of
+    publishing it (the coordinator); kept in the node's task record, shown in GET /tasks/{id}."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from node.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-ROLES = ("market", "sentiment", "risk", "fusion")
+ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
 
 
 def _trained(name: str, use_trained: bool, manifest_path: Path | None) -> AgentModel | None:
@@ -96,6 +96,13 @@ def build_agent(role: str, *, model_name: str | None = None, use_trained: bool =
         log.info("fusion heads: M-learned %s, E-d %s (else the weighted vote decides)",
                  decisions.name if decisions else "none", embeddings.name if embeddings else "none")
         return FusionAgent(decisions, embeddings)
+    if role == "coordinator":
+        if not use_trained:
+            raise ModelError("the coordinator runs the trained unified model (u); it has no simple fallback")
+        from agents.coordinator import load_u_agent
+
+        encoder = text_encoder[:3] if text_encoder is not None else None
+        return load_u_agent(model_name or "u", manifest_path=manifest_path, text_encoder=encoder)
     model = _trained(model_name or role, use_trained, manifest_path)
     if role == "market":
         return MarketAgent(model)

@@ -11,9 +11,10 @@ query strings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -127,6 +128,8 @@ class Output(BaseModel):
     confidence: int | None
     embedding_bytes: int | None
     note: str | None = Field(default=None, description="How the agent decided (model, head, or why it abstained).")
+    embedding_commitment: str | None = Field(
+        default=None, description="sha256 of the encoded embedding behind the decision (the coordinator), 0x-hex.")
 
 
 class Timings(BaseModel):
@@ -225,7 +228,7 @@ def task_detail(store: Store, task: TaskRecord) -> TaskDetail:
         payload_uri=redact_uri(task.uri) if task.uri else None, payload_size=task.payload_size,
         submitted_tx=task.submitted_tx,
         output=Output(action=_action(task.action), confidence=task.confidence, embedding_bytes=task.embedding_bytes,
-                      note=task.note),
+                      note=task.note, embedding_commitment=task.commitment),
         finalized=finalized,
         publications=pubs,
         transactions=[_transaction(s) for s in sends],
@@ -255,8 +258,9 @@ def get_view(request: Request) -> NodeView:
     return request.app.state.view
 
 
-def create_app(view: NodeView | None = None) -> FastAPI:
-    """The API over `view` (set later through `app.state.view` if None)."""
+def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The API over `view` (set later through `app.state.view` if None), plus `extra_routers` (the
+    coordinator's /embed and /decide), which get the same error handlers."""
     app = FastAPI(title="Chorus agent node", version="1", description=__doc__,
                   responses={422: {"model": ErrorBody}, 500: {"model": ErrorBody}})
     app.state.view = view
@@ -313,4 +317,6 @@ def create_app(view: NodeView | None = None) -> FastAPI:
     def metrics(view: NodeView = Depends(get_view)) -> Response:
         return Response(content=view.metrics.render(), media_type=CONTENT_TYPE)
 
+    for router in extra_routers:
+        app.include_router(router)
     return app

@@ -84,7 +84,7 @@ class NodeProc:
         if not _alive(self.pid):
             return False
         cmdline = _cmdline(self.pid)
-        if "node" not in cmdline or "run" not in cmdline or "--port" not in cmdline:
+        if not {"node", "coordinator"} & set(cmdline) or "run" not in cmdline or "--port" not in cmdline:
             return False
         if cmdline[cmdline.index("--port") + 1:][:1] != [str(self.port)]:
             return False
@@ -194,7 +194,10 @@ def _record(devnet_json_path: Path, nodes: list[NodeProc]) -> None:
 
 def node_command(role: str, port: int, key_index: int, devnet_json_path: Path, db: Path,
                  extra_args: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, "-m", "node.cli", "-v", "node", "run", "--role", role, "--port", str(port),
+    """`chorus node run --role ROLE ...`, or `chorus coordinator run ...` for role coordinator (the
+    same node plus /embed and /decide)."""
+    run = ["coordinator", "run"] if role == "coordinator" else ["node", "run", "--role", role]
+    return [sys.executable, "-m", "node.cli", "-v", *run, "--port", str(port),
             "--dev-key-index", str(key_index), "--deployment", str(devnet_json_path), "--db", str(db), *extra_args]
 
 
@@ -266,8 +269,9 @@ def _tail(path: str, chars: int = 1500) -> str:
 def start_nodes(devnet_json_path: Path, roles: list[str] | None = None, base_port: int = 8701, *,
                 n: int | None = None, timeout: float = 90.0, die_with_parent: bool = False,
                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> list[NodeProc]:
-    """Start one node per role (default mix for `n`), wait until all are healthy, record them in
-    devnet.json under `nodes`. On failure every node started here is stopped again."""
+    """Start one node per role (default mix for `n`; "coordinator" starts `chorus coordinator run`),
+    wait until all are healthy, record them in devnet.json under `nodes`. On failure every node
+    started here is stopped again."""
     devnet_json_path = Path(devnet_json_path).resolve()
     roles = list(roles) if roles is not None else default_roles(n or 4)
     running = [node for node in recorded_nodes(devnet_json_path) if node.is_ours()]

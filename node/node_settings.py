@@ -12,32 +12,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from node.errors import ConfigError
 from node.settings import ChainSettings, get_settings, state_dir
 
-NODE_ROLES = ("market", "sentiment", "risk", "fusion")
-RoleName = Literal["market", "sentiment", "risk", "fusion"]
+NODE_ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
+RoleName = Literal["market", "sentiment", "risk", "fusion", "coordinator"]
 DEFAULT_ARCHS = (0, 1, 2, 3, 4, 5, *range(8, 16))
 """Architectures agent nodes serve; 6 (U) and 7 (U-rep) are the coordinator's."""
+COORDINATOR_ARCHS = (6, 7)
+"""Architectures the coordinator serves: TaskBoard weighs only role coordinator there (10000), and
+the coordinator weighs 0 everywhere else, so each side would only spend gas on the other's tasks."""
 
 
 class NodeSettings(ChainSettings):
     """Everything one `chorus node run` process needs."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CHORUS_",
-        extra="ignore",
-        validate_default=True,
-        hide_input_in_errors=True,
-        use_attribute_docstrings=True,
-        toml_file=None,
-    )
+    model_config = SettingsConfigDict(**{**ChainSettings.model_config, "toml_file": None})
 
     role: RoleName = "market"
-    """Which agent this node runs: market, sentiment, risk or fusion."""
+    """Which agent this node runs: market, sentiment, risk, fusion or coordinator."""
 
     host: str = "127.0.0.1"
     """Interface the HTTP API binds to (loopback by default: the API is for operators, not the world)."""
@@ -79,7 +75,8 @@ class NodeSettings(ChainSettings):
     """Use the trained ONNX model when the manifest has it (else the simple numpy model)."""
 
     archs: list[int] = Field(default_factory=lambda: list(DEFAULT_ARCHS))
-    """Architecture ids this node publishes for; tasks of other architectures are skipped."""
+    """Architecture ids this node publishes for; tasks of other architectures are skipped.
+    Default 0-5 and 8-15, or 6-7 (U, U-rep) for role coordinator."""
 
     embedding_archs: list[int] = Field(default_factory=lambda: [5])
     """Architectures for which the node also publishes its embedding (E-d)."""
@@ -89,6 +86,10 @@ class NodeSettings(ChainSettings):
 
     finalize_grace_s: float = Field(default=3.0, ge=0)
     """A node that did not publish the quorum-reaching decision waits this long before finalizing."""
+
+    claim_rewards: bool = True
+    """Call TaskBoard.claimReward once for every finalized task this node contributed to (embedding or
+    decision) whose share is above zero; without it, rewards stay escrowed until claimed by hand."""
 
     fusion_wait_s: float = Field(default=20.0, ge=0)
     """Fusion: how long to wait for the other agents' decisions before deciding with what is there."""
@@ -119,6 +120,12 @@ class NodeSettings(ChainSettings):
             raise ValueError(f"architecture ids must be 0..15, got {bad}")
         return value
 
+    @model_validator(mode="after")
+    def _coordinator_archs(self) -> NodeSettings:
+        if self.role == "coordinator" and "archs" not in self.model_fields_set:
+            self.archs = list(COORDINATOR_ARCHS)
+        return self
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource,
@@ -138,14 +145,16 @@ class NodeSettings(ChainSettings):
         return self.deployment_file or state_dir(root) / "devnet.json"
 
 
-def load_node_settings(config_file: Path | None = None, **overrides: Any) -> NodeSettings:
-    """Build NodeSettings: `overrides` (flags; None values ignored) > env > TOML `config_file` > defaults."""
-    cls: type[NodeSettings] = NodeSettings
+def load_node_settings(config_file: Path | None = None, *, settings_cls: type[NodeSettings] = NodeSettings,
+                       **overrides: Any) -> NodeSettings:
+    """Build NodeSettings (or the subclass `settings_cls`): `overrides` (flags; None values ignored) >
+    env > TOML `config_file` > defaults."""
+    cls: type[NodeSettings] = settings_cls
     if config_file is not None:
         if not Path(config_file).is_file():
             raise ConfigError(f"config file {config_file} does not exist")
-        cls = type("NodeSettings", (NodeSettings,), {"model_config": {**NodeSettings.model_config,
-                                                                      "toml_file": Path(config_file)}})
+        cls = type(settings_cls.__name__, (settings_cls,), {"model_config": {**settings_cls.model_config,
+                                                                             "toml_file": Path(config_file)}})
     try:
         return get_settings(cls, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError

@@ -10,7 +10,9 @@ order; the API thread only reads the store. Per iteration:
 3. each task still to do is handled: skip (closed, wrong architecture, past deadline), reject
    (payload), wait (fusion without its peers), or run the agent and publish;
 4. tasks at quorum are finalized (the node whose decision reached quorum at once, others after a
-   grace period; AlreadyFinalized is expected and quiet).
+   grace period; AlreadyFinalized is expected and quiet);
+5. the reward share of each finalized task the node contributed to is claimed, once (claimReward
+   through the outbox; what settles a share for good is written to the store).
 On SIGTERM the loop finishes the task in hand, waits a bounded time for its receipts, and exits.
 """
 
@@ -20,6 +22,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +35,14 @@ from node.node_settings import NodeSettings
 from node.outbox import Outbox, Settled
 from node.payload import TaskPayload, fetch, verify
 from node.store import (
+    CHAIN_FINALIZED,
     CHAIN_OPEN,
+    CLAIMED,
     DROPPED,
     FAILED,
     MINED,
     NEW,
+    NO_CLAIM,
     OPEN_SEND_STATUSES,
     PUBLISHED,
     PUBLISHING,
@@ -58,6 +64,8 @@ PUBLICATION_KINDS = ("embedding", "decision")  # send order: the embedding first
 _ALREADY_DONE = {"DuplicateDecision": "decision", "DuplicateEmbedding": "embedding"}
 _TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
 _FINALIZE_QUIET = {"AlreadyFinalized", "QuorumNotReached", "NothingToFinalize", "UnknownTask"}
+_CLAIM_FINAL = {"AlreadyClaimed", "NotContributor"}  # quiet, and no claim is tried again
+_CONTRIBUTIONS = ("DecisionPublished", "EmbeddingPublished")
 
 
 @dataclass
@@ -94,6 +102,7 @@ class NodeRuntime:
         self._payloads: dict[int, TaskPayload] = {}
         self._quorum_seen: dict[int, float] = {}
         self._finalize_retry_at: dict[int, float] = {}
+        self._claim_retry_at: dict[int, float] = {}
 
     # -- identity and health (read by the API thread) ---------------------------------------------
 
@@ -248,6 +257,8 @@ class NodeRuntime:
             worked |= self._handle_safely(task, result.head)
         if self.settings.finalize and not self.stopping.is_set():
             self.finalize_ready(result.head)
+        if self.settings.claim_rewards and not self.stopping.is_set():
+            self.claim_ready()
         return worked or bool(result.events) or not result.caught_up
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -293,7 +304,8 @@ class NodeRuntime:
             wanted.insert(0, "embedding")
         self.store.update_task(task.id, action=int(output.decision.action), confidence=output.decision.confidence,
                                embedding_bytes=len(output.embedding.to_bytes()) if "embedding" in wanted else None,
-                               started_at=task.started_at or self.clock(), note=output.note or None)
+                               started_at=task.started_at or self.clock(), note=output.note or None,
+                               commitment="0x" + output.commitment.hex() if output.commitment else None)
         todo = [k for k in wanted if self.store.live_send(task.id, k) is None]
         on_chain: set[str] = set()
         if todo and (task.status == RECHECK or self.store.sends(task_id=task.id)):
@@ -424,6 +436,9 @@ class NodeRuntime:
             send = item.send
             if send.task_id is None:
                 continue
+            if send.kind == "claim":
+                self._on_claim_settled(item)
+                continue
             if send.kind == "finalize":
                 if send.status == MINED:
                     self.metrics.finalize_sent.inc()
@@ -455,6 +470,8 @@ class NodeRuntime:
         if send.task_id is None:
             return True
         task = self.store.get_task(send.task_id)
+        if send.kind == "claim":  # a claim stays good while its task is finalized
+            return task is not None and task.chain_status == CHAIN_FINALIZED
         return task is not None and task.status != RECHECK and task.chain_status == CHAIN_OPEN
 
     # -- finalization -----------------------------------------------------------------------------
@@ -494,6 +511,67 @@ class NodeRuntime:
                     log.warning("task %d: finalize refused: %s", task.id, exc)
                 self._finalize_retry_at[task.id] = now + 1.0
 
+    # -- rewards ----------------------------------------------------------------------------------
+
+    def claim_ready(self) -> None:
+        """Send claimReward for each finalized task this node contributed to whose share is above
+        zero, at most once: a claim open or mined in the send log is never built again, and what
+        settles a share for good (our claim mined, nothing to claim, AlreadyClaimed or
+        NotContributor from the chain) is written to the task's `claim_status`."""
+        now = self.clock()
+        me = self.address.lower()
+        for task in self.store.claimable_tasks():
+            if now < self._claim_retry_at.get(task.id, 0.0):
+                continue
+            live = self.store.live_send(task.id, "claim")
+            if live is not None:
+                if live.status == MINED:  # killed between the receipt and its record
+                    self._claimed(task.id)
+                continue
+            contributed = any(e.name in _CONTRIBUTIONS and (e.agent or "").lower() == me
+                              for e in self.store.task_events(task.id))
+            if not contributed or _share(task) == 0:
+                self.store.update_task(task.id, claim_status=NO_CLAIM)
+                continue
+            data = self.chain.calldata("TaskBoard", "claimReward", task.id)
+            try:
+                self.outbox.send(kind="claim", to=self.board, data=data, task_id=task.id)
+                log.debug("task %d: claimReward sent", task.id)
+            except ContractRevert as exc:
+                if exc.error_name in _CLAIM_FINAL:
+                    log.info("task %d: no reward to claim (%s)", task.id, exc.error_name)
+                    self.store.update_task(task.id, claim_status=exc.error_name)
+                else:
+                    log.warning("task %d: claimReward refused: %s", task.id, exc)
+                    self._claim_retry_at[task.id] = now + 5.0
+
+    def _claimed(self, task_id: int) -> None:
+        task = self.store.get_task(task_id)
+        share = _share(task) if task is not None else 0
+        self.store.update_task(task_id, claim_status=CLAIMED, claimed_wei=str(share))
+        log.info("task %d: reward share of %d wei claimed", task_id, share)
+
+    def _on_claim_settled(self, item: Settled) -> None:
+        send = item.send
+        if send.status == MINED:
+            self._claimed(send.task_id)
+        elif send.status == REVERTED:
+            reason = self._explain(item)
+            if reason.error_name in _CLAIM_FINAL:
+                log.info("task %d: claim reverted (%s)", send.task_id, reason.error_name)
+            else:
+                log.warning("task %d: claim reverted: %s; not tried again", send.task_id, reason)
+            self.store.update_task(send.task_id, claim_status=reason.error_name)
+        elif send.status == DROPPED:
+            # None of our attempts was mined (or a reorg took it): decide again; the chain says
+            # AlreadyClaimed at estimation if the share was paid after all.
+            self.store.update_task(send.task_id, claim_status=None, claimed_wei=None)
+
+
+def _share(task: TaskRecord) -> int:
+    """A contributor's share of a finalized task: `reward / contributors`, rounded down (as on chain)."""
+    return int(task.reward or 0) // task.contributors if task.contributors else 0
+
 
 # -- the process --------------------------------------------------------------------------------------
 
@@ -517,17 +595,19 @@ def effective_settings(settings: NodeSettings, deployment: Any) -> NodeSettings:
     return settings.model_copy(update=changes) if changes else settings
 
 
-def build_runtime(settings: NodeSettings) -> NodeRuntime:
-    """Everything but the API server and signals: deployment, chain, key, store, agent."""
+def build_runtime(settings: NodeSettings, agent: Agent | None = None) -> NodeRuntime:
+    """Everything but the API server and signals: deployment, chain, key, store, agent (built from
+    the settings' role unless given, e.g. the coordinator's, which its HTTP service shares)."""
     from agents.factory import build_agent
     from node.chainview import connect_node_chain
 
     deployment = load_deployment(settings)
     settings = effective_settings(settings, deployment)
     chain = connect_node_chain(settings, deployment)
-    t0 = time.perf_counter()
-    agent = build_agent(settings.role, model_name=settings.model_name, use_trained=settings.use_trained_model)
-    log.info("%s loaded in %.2fs", agent.describe(), time.perf_counter() - t0)
+    if agent is None:
+        t0 = time.perf_counter()
+        agent = build_agent(settings.role, model_name=settings.model_name, use_trained=settings.use_trained_model)
+        log.info("%s loaded in %.2fs", agent.describe(), time.perf_counter() - t0)
     store = Store(settings.resolved_db_path())
     runtime = NodeRuntime(settings, chain, store, agent, deployment=deployment)
     log.info("node %s (%s) on chain %d via %s, state %s", runtime.address, settings.role, deployment.chain_id,
@@ -538,13 +618,13 @@ def build_runtime(settings: NodeSettings) -> NodeRuntime:
 class ApiServer:
     """uvicorn serving the node's API from a background thread."""
 
-    def __init__(self, runtime: NodeRuntime, host: str, port: int) -> None:
+    def __init__(self, runtime: NodeRuntime, host: str, port: int, routers: Sequence[Any] = ()) -> None:
         import uvicorn
 
         from node.api import create_app
 
-        config = uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(create_app(runtime, extra_routers=routers), host=host, port=port,
+                                log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
 
@@ -561,9 +641,10 @@ class ApiServer:
         self.thread.join(timeout=5)
 
 
-def run_node(settings: NodeSettings) -> int:
-    """The `chorus node run` process. Returns the exit status."""
-    runtime = build_runtime(settings)
+def run_node(settings: NodeSettings, *, runtime: NodeRuntime | None = None, routers: Sequence[Any] = ()) -> int:
+    """The `chorus node run` process (also `chorus coordinator run`, which passes its runtime and its
+    extra API routes). Returns the exit status."""
+    runtime = runtime or build_runtime(settings)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -573,7 +654,7 @@ def run_node(settings: NodeSettings) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    api = ApiServer(runtime, settings.host, settings.port)
+    api = ApiServer(runtime, settings.host, settings.port, routers)
     api.start()
     log.info("API on http://%s:%d (docs at /docs)", settings.host, settings.port)
     try:

@@ -42,6 +42,11 @@ TODO_STATUSES = (NEW, WAITING, RECHECK)
 
 CHAIN_OPEN, CHAIN_FINALIZED, CHAIN_RECLAIMED, CHAIN_GONE = "open", "finalized", "reclaimed", "gone"
 
+# What became of this node's reward share of a finalized task (`claim_status`; NULL: not decided
+# yet). Besides these, the name of a revert that settled it for good (e.g. "AlreadyClaimed").
+CLAIMED = "claimed"      # our claimReward was mined
+NO_CLAIM = "none"        # nothing to claim: not a contributor, or a zero share
+
 # Send log statuses.
 PREPARED = "prepared"  # signed and written down, maybe not broadcast yet
 SENT = "sent"          # the RPC accepted it
@@ -72,11 +77,14 @@ CREATE TABLE IF NOT EXISTS tasks (
     action INTEGER,
     confidence INTEGER,
     embedding_bytes INTEGER,
+    commitment TEXT,
     final_action INTEGER,
     final_block INTEGER,
     final_tx TEXT,
     decisions INTEGER,
     contributors INTEGER,
+    claim_status TEXT,
+    claimed_wei TEXT,
     seen_at REAL,
     started_at REAL,
     published_at REAL,
@@ -154,11 +162,17 @@ class TaskRecord:
     action: int | None = None
     confidence: int | None = None
     embedding_bytes: int | None = None
+    commitment: str | None = None
+    """0x-hex sha256 of the embedding this node committed to (the coordinator), or None."""
     final_action: int | None = None
     final_block: int | None = None
     final_tx: str | None = None
     decisions: int | None = None
     contributors: int | None = None
+    claim_status: str | None = None
+    """What became of this node's share once finalized: None (not decided yet), CLAIMED, NO_CLAIM,
+    or the revert that settled it (e.g. "AlreadyClaimed")."""
+    claimed_wei: str | None = None  # the share our claim was paid, wei as a decimal string
     seen_at: float | None = None
     started_at: float | None = None
     published_at: float | None = None
@@ -263,8 +277,18 @@ class Store:
             # FULL: a committed 'about to send' row survives even an OS crash, not only ours.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a state file was first written (CREATE TABLE IF NOT EXISTS keeps old tables)."""
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "commitment" not in have:
+            self._db.execute("ALTER TABLE tasks ADD COLUMN commitment TEXT")
+        for column in ("claim_status", "claimed_wei"):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")  # noqa: S608 - fixed names
 
     def close(self) -> None:
         with self._lock:
@@ -379,7 +403,7 @@ class Store:
             # Seen again after a reorg, maybe with other content: start over; the chain (not this
             # row) decides later whether our earlier publication still stands.
             values.update(status=NEW, chain_status=CHAIN_OPEN, error=None, action=None, confidence=None,
-                          embedding_bytes=None, final_action=None, final_block=None, final_tx=None,
+                          embedding_bytes=None, commitment=None, final_action=None, final_block=None, final_tx=None,
                           decisions=None, contributors=None, published_at=None, finalized_at=None)
             sets = ", ".join(f"{k} = ?" for k in values)
             db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", (*values.values(), ev.task_id))  # noqa: S608
@@ -414,7 +438,8 @@ class Store:
             db.execute("UPDATE tasks SET status = ?, chain_status = ?, updated_at = ?, error = ? WHERE submitted_block > ?",
                        (RECHECK, CHAIN_GONE, now, f"block reorganised away (rolled back to {to_block})", to_block))
             db.execute("UPDATE tasks SET chain_status = ?, final_action = NULL, final_block = NULL, final_tx = NULL, "
-                       "decisions = NULL, contributors = NULL, finalized_at = NULL, updated_at = ? WHERE final_block > ?",
+                       "decisions = NULL, contributors = NULL, finalized_at = NULL, claim_status = NULL, "
+                       "claimed_wei = NULL, updated_at = ? WHERE final_block > ?",
                        (CHAIN_OPEN, now, to_block))
             # Published tasks whose publication was in a dropped block must be looked at again.
             db.execute("UPDATE tasks SET status = ?, updated_at = ? WHERE status IN (?, ?) AND id IN "  # noqa: S608
@@ -486,6 +511,13 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT * FROM tasks WHERE chain_status = ? ORDER BY id LIMIT ?",
                                     (CHAIN_OPEN, limit)).fetchall()
+        return [_task(r) for r in rows]
+
+    def claimable_tasks(self, limit: int = 500) -> list[TaskRecord]:
+        """Finalized tasks whose reward share is not decided yet (claim candidates), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM tasks WHERE chain_status = ? AND claim_status IS NULL "
+                                    "ORDER BY id LIMIT ?", (CHAIN_FINALIZED, limit)).fetchall()
         return [_task(r) for r in rows]
 
     # ---- events -------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         agents: int = typer.Option(0, "--agents", min=0,
                                    help="Also start N agent node processes (market, sentiment, risk, fusion, ...)."),
         node_port: int = typer.Option(8701, "--node-port", help="API port of the first node (+1 for each next)."),
+        coordinator: bool = typer.Option(False, "--coordinator",
+                                         help="Also start the edge coordinator (U / U-rep tasks, /embed, /decide) "
+                                              "after the agent nodes."),
     ) -> None:
         """Start Anvil (chain id 31337), deploy the contracts with dev key 0, write .chorus/devnet.json."""
         from rich.console import Console
@@ -53,14 +56,15 @@ def register(app: typer.Typer) -> None:
         except ChorusError as exc:
             err.print(f"[red]devnet up failed:[/red] {exc}")
             raise typer.Exit(1) from None
-        if agents:
+        if agents or coordinator:
             from node.cluster import default_roles, start_nodes
             from node.devnet import devnet_down
             from node.settings import state_dir
 
+            roles = default_roles(agents) + (["coordinator"] if coordinator else [])
             try:
-                with err.status(f"starting {agents} agent nodes and waiting until they are healthy..."):
-                    nodes = start_nodes(state_dir() / "devnet.json", default_roles(agents), base_port=node_port)
+                with err.status(f"starting {len(roles)} nodes and waiting until they are healthy..."):
+                    nodes = start_nodes(state_dir() / "devnet.json", roles, base_port=node_port)
             except ChorusError as exc:
                 err.print(f"[red]nodes failed to start:[/red] {exc}")
                 devnet_down()
@@ -75,7 +79,7 @@ def register(app: typer.Typer) -> None:
         for name, address in state["contracts"].items():
             console.print(f"  {name:<14} {address}")
         for node in state.get("nodes", []):
-            console.print(f"  node {node['role']:<9} {node['url']}  {node['address']}  pid {node['pid']}")
+            console.print(f"  node {node['role']:<11} {node['url']}  {node['address']}  pid {node['pid']}")
 
     @devnet.command("down")
     def down() -> None:

@@ -1,4 +1,4 @@
-"""`chorus train`, `chorus export` and the `chorus models` group (compare, list, sample).
+"""`chorus train`, `chorus export` and the `chorus models` group (compare, list, sample, register).
 
     chorus train --quick          # train the deployed models, then print the alpha 0/1 comparison
     chorus export                 # ONNX + parity + u-int8 + manifest entries
@@ -6,6 +6,7 @@
     chorus models compare --dataset digits
     chorus models compare --dataset tasks.parquet
     chorus models sample -n 2     # task payloads as JSON
+    chorus models register        # every embedding space agents publish in -> ModelRegistry
 
 torch, onnx and the models package are imported inside the commands so `chorus --help` stays fast.
 """
@@ -284,6 +285,77 @@ def sample_cmd(
         return
     for i in range(n):
         typer.echo(json.dumps(to_payload(ds[i])))
+
+
+def embedding_entries(entries: dict) -> list:
+    """Manifest entries whose vectors agents publish or commit to: every model with an `embedding`
+    output (the agent models, MiniLM, U), sorted by name."""
+    return sorted((e for e in entries.values() if "embedding" in e.outputs), key=lambda e: e.name)
+
+
+def register_models(contracts, entries: list) -> list[dict]:
+    """Register each entry's model id, dim, dtype and name in ModelRegistry, skipping those already
+    there; one row per entry (status registered / already registered / mismatch)."""
+    from models.manifest import DTYPES
+
+    rows = []
+    for e in entries:
+        row = {"name": e.name, "model_id": "0x" + e.sha256, "dim": e.dim, "dtype": e.dtype, "gas": None}
+        on_chain = contracts.model(e.model_id)
+        if on_chain.dim:
+            same = (on_chain.dim, on_chain.dtype) == (e.dim, DTYPES.index(e.dtype))
+            row["status"] = "already registered" if same else \
+                f"MISMATCH: on chain dim {on_chain.dim} dtype {DTYPES[on_chain.dtype]}"
+        else:
+            result = contracts.register_model(e.model_id, e.dim, DTYPES.index(e.dtype), e.name[:64])
+            row.update(status="registered", gas=result.gas_used)
+        rows.append(row)
+    return rows
+
+
+@models_app.command("register")
+def register_cmd(
+    only: list[str] = typer.Option(None, "--only", help="Register just this manifest entry (repeatable)."),
+    deployment: Path = typer.Option(None, "--deployment", help="Deployment JSON (default .chorus/devnet.json)."),
+    dev_key_index: int = typer.Option(None, "--dev-key-index", help="Send with Anvil dev key N (default 0 on a devnet)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Register in ModelRegistry every embedding space agents publish in (market, sentiment, risk,
+    minilm-f32/int8, u, u-int8): model id = sha256 of the ONNX file, dim, dtype, name. Idempotent."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.manifest import load_manifest
+    from node.commands.task import _contracts  # the deployment + key resolution `task submit` uses
+    from node.errors import ChorusError
+
+    entries = embedding_entries(load_manifest())
+    if only:
+        unknown = sorted(set(only) - {e.name for e in entries})
+        if unknown:
+            raise typer.BadParameter(f"not embedding models in the manifest: {', '.join(unknown)}")
+        entries = [e for e in entries if e.name in only]
+    if not entries:
+        typer.echo("no embedding models in the manifest (run `make setup`)", err=True)
+        raise typer.Exit(1)
+    try:
+        contracts, _, _ = _contracts(deployment, dev_key_index, signing=True)
+        rows = register_models(contracts, entries)
+    except ChorusError as exc:
+        typer.echo(f"register failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        table = Table(title="ModelRegistry")
+        for col in ("name", "model id", "dim", "dtype", "status", "gas"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], r["model_id"][:18] + "...", str(r["dim"]), r["dtype"], r["status"],
+                          "" if r["gas"] is None else str(r["gas"]))
+        Console().print(table)
+    if any(r["status"].startswith("MISMATCH") for r in rows):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

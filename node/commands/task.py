@@ -36,12 +36,16 @@ def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *,
     return ChorusContracts.from_deployment(client, deployment), deployment, path
 
 
-def _default_quorum(devnet_file: Path) -> int:
+def _default_quorum(devnet_file: Path, arch: int) -> int:
+    """The devnet's nodes that serve `arch`: coordinators take U / U-rep (6, 7), agents the rest."""
+    from node.node_settings import COORDINATOR_ARCHS
+
     try:
         nodes = json.loads(devnet_file.read_text()).get("nodes") or []
     except (OSError, ValueError):
         nodes = []
-    return max(1, len(nodes)) if nodes else 1
+    serving = [n for n in nodes if (n.get("role") == "coordinator") == (arch in COORDINATOR_ARCHS)]
+    return max(1, len(serving))
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +59,8 @@ def register(app: typer.Typer) -> None:
         arch: int = typer.Option(2, "--arch", min=0, max=15, help="Architecture id (2 = M-fixed)."),
         deadline_s: int = typer.Option(600, "--deadline-s", min=1, help="Seconds from now to the deadline."),
         quorum: Optional[int] = typer.Option(None, "--quorum", min=1,
-                                             help="Decisions needed to finalize (default: the devnet's node count)."),
+                                             help="Decisions needed to finalize (default: the devnet's nodes "
+                                                  "serving --arch)."),
         reward: int = typer.Option(0, "--reward", min=0, help="Reward escrow in wei."),
         uri: Optional[str] = typer.Option(None, "--uri", help="Send by URI (you serve FILE there); the CLI hashes FILE."),
         by_uri: Optional[bool] = typer.Option(None, "--by-uri/--inline",
@@ -81,7 +86,7 @@ def register(app: typer.Typer) -> None:
             contracts, dep, dep_path = _contracts(deployment, dev_key_index, signing=True)
             use_uri = by_uri if by_uri is not None else (uri is not None or len(raw) > pl.INLINE_MAX_BYTES)
             deadline = contracts.client.block_timestamp() + deadline_s
-            q = quorum or _default_quorum(dep_path)
+            q = quorum or _default_quorum(dep_path, arch)
             if use_uri:
                 if uri is None:
                     # Content-addressed, so the file can never change under its hash.

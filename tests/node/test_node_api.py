@@ -154,7 +154,8 @@ def test_tasks_bad_parameters_are_422(client: TestClient, params: dict) -> None:
 def test_task_detail(client: TestClient) -> None:
     body = client.get("/tasks/1").json()
     assert body["status"] == "published" and body["chain_status"] == "finalized"
-    assert body["output"] == {"action": "buy", "confidence": 8100, "embedding_bytes": None, "note": None}
+    assert body["output"] == {"action": "buy", "confidence": 8100, "embedding_bytes": None, "note": None,
+                              "embedding_commitment": None}
     assert body["finalized"]["action"] == "buy" and body["finalized"]["tx_hash"] == "0xfin"
     kinds = [(p["kind"], p["agent"]) for p in body["publications"]]
     assert kinds == [("embedding", ADDRESS), ("decision", ADDRESS), ("decision", "0xOther")]

@@ -1,6 +1,6 @@
 """The node runtime in-process against the session's Anvil: register, publish, fuse, finalize;
 reorgs (snapshot/revert and anvil_reorg); a crash between persisting and broadcasting; bad
-payloads; the finalize race."""
+payloads; the finalize race; reward claims (once, across restarts)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,24 @@ import pytest
 from agents.base import Encoding
 from agents.factory import build_agent
 from node import payload as pl
-from node.chain.events import DecisionPublished, EmbeddingPublished, TaskSubmitted
+from node.chain.events import (
+    DecisionPublished,
+    EmbeddingPublished,
+    RewardClaimed,
+    TaskSubmitted,
+)
 from node.chainview import NodeChain
 from node.node_settings import NodeSettings
 from node.runner import NodeRuntime
-from node.store import CHAIN_FINALIZED, CHAIN_GONE, PUBLISHED, RECHECK, REJECTED, Store
+from node.store import (
+    CHAIN_FINALIZED,
+    CHAIN_GONE,
+    CLAIMED,
+    PUBLISHED,
+    RECHECK,
+    REJECTED,
+    Store,
+)
 
 
 class HashEncoder:
@@ -254,6 +267,44 @@ def test_losing_the_finalize_race_is_quiet(chain, tmp_path: Path, caplog) -> Non
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     market.step()
     assert market.store.get_task(task_id).chain_status == CHAIN_FINALIZED
+
+
+def balance_change(chain, address: str, block: int) -> int:
+    """How much `address`'s balance moved in block `block` (auto-mining: one transaction per block)."""
+    def at(n: int) -> int:
+        return int(chain.rpc("eth_getBalance", address, hex(n)), 16)
+    return at(block) - at(block - 1)
+
+
+def test_rewards_are_claimed_once_and_a_restart_does_not_claim_again(chain, tmp_path: Path) -> None:
+    nodes = [make_node(chain, role, tmp_path) for role in ("market", "risk")]
+    reward = 10**15 + 1  # odd: 1 wei of remainder goes to whoever finalizes
+    board = chain.contracts(0)
+    deadline = chain.timestamp() + 600
+    task_id = board.submit_task(pl.encode(pl.example_payload(1)), 2, deadline, 2, reward).event(TaskSubmitted).task_id
+    run_until(nodes, lambda: all((t := n.store.get_task(task_id)) is not None and t.claim_status == CLAIMED
+                                 for n in nodes))
+    share = reward // 2
+    for node in nodes:
+        (claim,) = node.store.sends(task_id=task_id, kind="claim")
+        assert node.store.get_task(task_id).claimed_wei == str(share)
+        assert balance_change(chain, node.address, claim.block_number) == share - claim.gas_used * claim.effective_gas_price
+    (finalizer,) = [n for n in nodes if n.store.sends(task_id=task_id, kind="finalize")]
+    (final,) = finalizer.store.sends(task_id=task_id, kind="finalize")
+    assert balance_change(chain, finalizer.address, final.block_number) == 1 - final.gas_used * final.effective_gas_price
+    assert board.escrowed() == 0
+
+    restarted = make_node(chain, "market", tmp_path)  # the same state file
+    fresh = make_node(chain, "risk", tmp_path / "lost")  # state file lost: the chain answers AlreadyClaimed
+    run_until([restarted, fresh], lambda: (t := fresh.store.get_task(task_id)) is not None
+              and t.claim_status is not None)
+    for _ in range(3):
+        restarted.step()
+        fresh.step()
+    assert fresh.store.get_task(task_id).claim_status == "AlreadyClaimed" and fresh.store.sends(kind="claim") == []
+    assert len(restarted.store.sends(task_id=task_id, kind="claim")) == 1
+    claims = [e for e in board.events(chain.deployment.deploy_block, "latest") if isinstance(e, RewardClaimed)]
+    assert sorted(e.agent.lower() for e in claims) == sorted(n.address.lower() for n in nodes)
 
 
 class TcpProxy:

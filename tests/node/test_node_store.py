@@ -111,6 +111,31 @@ def test_a_publication_in_a_dropped_block_puts_its_task_back_to_work(store: Stor
     assert [t.id for t in store.todo_tasks()] == [1]
 
 
+def test_claim_candidates_and_a_rollback_of_the_finalization(store: Store) -> None:
+    store.apply_batch(5, {5: "0x05"}, [submitted(1, 4), submitted(2, 5), finalized(1, 5)])
+    assert [t.id for t in store.claimable_tasks()] == [1]  # finalized, share not decided yet
+    store.update_task(1, claim_status=s.CLAIMED, claimed_wei=str(10**18 // 4))
+    assert store.claimable_tasks() == []
+    store.rollback(4)  # the finalization vanished: so did what we knew of the share
+    task = store.get_task(1)
+    assert (task.chain_status, task.claim_status, task.claimed_wei) == (s.CHAIN_OPEN, None, None)
+
+
+def test_an_old_state_file_gains_the_claim_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, status TEXT NOT NULL, chain_status TEXT NOT NULL)")
+    db.commit()
+    db.close()
+    Store(path).close()
+    db = sqlite3.connect(path)
+    have = {r[1] for r in db.execute("PRAGMA table_info(tasks)")}
+    db.close()
+    assert {"claim_status", "claimed_wei"} <= have
+
+
 def test_bind_wipes_state_of_another_deployment(store: Store) -> None:
     assert store.bind({"chain_id": 31337, "board": "0xB", "hash": "0x1"}) is False
     store.apply_batch(3, {3: "0x03"}, [submitted(1, 3)])
