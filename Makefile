@@ -39,7 +39,7 @@ models: $(STAMPS)/python
 	@$(PY) -m scripts.prepare_models
 
 demo: setup
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.protocol_demo
 
 test: setup test-py test-sol
 
