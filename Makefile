@@ -39,7 +39,7 @@ models: $(STAMPS)/python
 	@$(PY) -m scripts.prepare_models
 
 demo: setup
-	$(PY) -m scripts.protocol_demo
+	$(PY) -m scripts.demo
 
 test: setup test-py test-sol
 

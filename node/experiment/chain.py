@@ -1,0 +1,384 @@
+"""The chain side of the experiment: its own Anvil (or any dev RPC), one fresh deployment of the
+protocol per session (`Board`), the owner's fusion weights, task submission, finalization feed
+and per-task cost accounting.
+
+Why a deployment per session: each session (a seed, or a sweep point) runs its own node
+processes with its own models; on a board of its own they see only their own tasks, so the next
+session's nodes can start while the current one is still measuring, and no session's traffic
+crosses another's.
+
+Keys. Dev key 0 owns every TaskBoard (it sets the fusion weights) and submits every task; dev
+key 1 deploys the boards (from the thread that prepares the next session); node processes get
+fresh keys from `NODE_KEY_START` on, one per process for the whole run. On a chain the bench did
+not start, keys are funded from key 1 when their balance is low.
+
+Costs. Every transaction touching a task is found from the task's own events (TaskSubmitted,
+EmbeddingPublished, DecisionPublished, TaskFinalized); receipts and inputs are fetched in JSON-RPC
+batches: gas per task is the sum of their `gasUsed`, calldata bytes the sum of their inputs'
+lengths, transactions per task their count. Owner transactions made for an architecture
+(M-regret's weight updates) are charged to its tasks by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OWNER_KEY = 0
+DEPLOYER_KEY = 1
+NODE_KEY_START = 2
+ANVIL_ACCOUNTS = 400
+FUND_WEI = 10**20  # 100 ether per node key, far above stake + gas of a run
+MIN_BALANCE_WEI = 10**19
+RPC_BATCH = 200
+SUBMIT_GAS_MARGIN = 1.3
+SET_WEIGHT_GAS = 80_000  # a zero slot set again: 22,100 + checks, well under this
+
+
+@dataclass
+class Submitted:
+    """One submitted task as the submitter saw it."""
+
+    task_id: int
+    index: int
+    """Position in its stream (the join key with the off-chain labels)."""
+    arch: int
+    tx_hash: str
+    sent_at: float
+    """Wall clock (time.perf_counter) when submitTask was sent."""
+    block: int = 0
+    finalized_at: float | None = None
+    finalized_block: int | None = None
+    action: int | None = None
+    decisions: int | None = None
+
+
+@dataclass
+class TaskCosts:
+    """What the chain charged one task."""
+
+    gas: int = 0
+    calldata_bytes: int = 0
+    txs: int = 0
+    publications: dict[str, int] = field(default_factory=dict)
+
+
+class BenchChain:
+    """The chain of the run: an Anvil started here (or a dev RPC), clients, key allocation."""
+
+    def __init__(self, rpc_url: str, work_dir: Path, anvil: Any = None) -> None:
+        from node.chain.artifacts import load_protocol_artifacts
+        from node.chain.client import Web3Client
+        from node.chain.contracts import revert_decoder
+        from node.errors import ConfigError
+        from node.settings import DEV_CHAIN_ID, dev_account
+
+        self.anvil = anvil
+        self.rpc_url = rpc_url
+        self.work_dir = Path(work_dir)
+        self.artifacts = load_protocol_artifacts()
+        self.decoder = revert_decoder(self.artifacts)
+        self.client = Web3Client(rpc_url, dev_account(OWNER_KEY), decoder=self.decoder, retries=5,
+                                 receipt_timeout=120)
+        chain_id = self.client.chain_id()
+        if chain_id != DEV_CHAIN_ID:
+            raise ConfigError(f"{rpc_url} is chain {chain_id}: the bench signs with the public dev keys, "
+                              f"which Chorus allows only on chain {DEV_CHAIN_ID} (Anvil, Hardhat)")
+        self._next_key = NODE_KEY_START
+        self._keys_lock = threading.Lock()
+        self._deployer = None
+
+    @classmethod
+    def start(cls, work_dir: Path, rpc_url: str | None = None, block_time: float = 0.0) -> BenchChain:
+        """Connect to `rpc_url`, or start a private Anvil (stopped by `stop`, and by the kernel if
+        this process dies), auto-mining or mining a block every `block_time` seconds."""
+        from node.devnet import Anvil
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        anvil = None
+        if rpc_url is None:
+            anvil = Anvil.start(accounts=ANVIL_ACCOUNTS, log_path=None, die_with_parent=True,
+                                block_time=block_time or None).stop_at_exit()
+            rpc_url = anvil.rpc_url
+        try:
+            return cls(rpc_url, work_dir, anvil)
+        except BaseException:
+            if anvil is not None:
+                anvil.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.anvil is not None:
+            self.anvil.stop()
+
+    @property
+    def own_chain(self) -> bool:
+        return self.anvil is not None
+
+    def deployer(self):
+        """The deploying client (its own key and HTTP session: used from the preparing thread)."""
+        from node.chain.client import Web3Client
+        from node.settings import dev_account
+
+        if self._deployer is None:
+            self._deployer = Web3Client(self.rpc_url, dev_account(DEPLOYER_KEY), decoder=self.decoder, retries=5,
+                                        receipt_timeout=120)
+        return self._deployer
+
+    def new_board(self, label: str) -> Board:
+        """A fresh deployment owned by key 0 (call from one thread at a time)."""
+        from node.chain.deploy import deploy
+
+        deployment = deploy(self.deployer(), rpc_url=self.rpc_url, artifacts=self.artifacts, cooldown=0,
+                            owner=self.client.address)
+        return Board(self, deployment, label)
+
+    def allocate_keys(self, n: int) -> list[int]:
+        """`n` fresh dev key indices for node processes, funded."""
+        with self._keys_lock:
+            keys = list(range(self._next_key, self._next_key + n))
+            self._next_key += n
+        if not self.own_chain or keys[-1] >= ANVIL_ACCOUNTS:
+            self._fund(keys)
+        return keys
+
+    def _fund(self, keys: Sequence[int]) -> None:
+        from node.settings import dev_account
+
+        funder = self.deployer()
+        sent = []
+        for key in keys:
+            address = dev_account(key).address
+            if funder.balance(address) < MIN_BALANCE_WEI:
+                sent.append(funder.send(address, b"", value=FUND_WEI, gas=21_000))
+        for tx in sent:
+            funder.wait(tx)
+
+    def tick(self) -> None:
+        """One more block (chain time moves on): `evm_mine` where the chain has it, else an empty
+        transfer from the owner."""
+        from node.errors import ChainError
+
+        try:
+            self.client.request("evm_mine", [])
+        except ChainError:
+            self.client.wait(self.client.send(self.client.address, b"", gas=21_000))
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """JSON-RPC batch requests (results in order); one HTTP round trip per `RPC_BATCH` calls."""
+        import requests
+
+        out: list[Any] = []
+        with requests.Session() as http:
+            for start in range(0, len(calls), RPC_BATCH):
+                chunk = calls[start:start + RPC_BATCH]
+                body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(chunk)]
+                answer = http.post(self.rpc_url, json=body, timeout=60).json()
+                by_id = {a["id"]: a.get("result") for a in answer}
+                out += [by_id.get(i) for i in range(len(chunk))]
+        return out
+
+    def tx_costs(self, tx_hashes: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """tx hash -> (gas used, calldata bytes)."""
+        hashes = sorted(set(tx_hashes))
+        receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        txs = self.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+        out = {}
+        for h, receipt, tx in zip(hashes, receipts, txs, strict=True):
+            if receipt is None or tx is None:
+                continue
+            out[h] = (int(receipt["gasUsed"], 16), (len(tx["input"]) - 2) // 2)
+        return out
+
+
+class Board:
+    """One deployment of the protocol: the contracts of one session, driven by the owner key."""
+
+    def __init__(self, chain: BenchChain, deployment: Any, label: str) -> None:
+        from node.chain.contracts import ChorusContracts
+
+        self.chain = chain
+        self.label = label
+        self.deployment = deployment
+        self.client = chain.client
+        self.contracts = ChorusContracts.from_deployment(self.client, deployment, chain.artifacts)
+        self.address = deployment.address("TaskBoard")
+        self.finalized_topic = self.contracts.interfaces["TaskBoard"].event_topic("TaskFinalized")
+        self._weights: dict[tuple[int, int], int] = {}
+        self._submit_gas: dict[int, int] = {}
+
+    @property
+    def rpc_url(self) -> str:
+        return self.chain.rpc_url
+
+    def deployment_file(self) -> Path:
+        """The deployment file the session's node processes read, their watchers starting now."""
+        path = self.chain.work_dir / f"deployment-{self.label}.json"
+        replace(self.deployment, deploy_block=self.chain.deployer().block_number()).save(path)
+        return path
+
+    # -- the owner's weights ---------------------------------------------------------------------
+
+    def weight(self, arch: int, role: int) -> int:
+        key = (arch, role)
+        if key not in self._weights:
+            self._weights[key] = self.contracts.weight(arch, role)
+        return self._weights[key]
+
+    def set_weights(self, arch: int, weights: dict[int, int]) -> list[str]:
+        """Set `weights[role]` for `arch` where it differs from what the chain holds; tx hashes sent."""
+        sent = []
+        for role, w in sorted(weights.items()):
+            if self.weight(arch, role) != int(w):
+                # An explicit limit: the weights of an arch share one slot, so an estimate made
+                # before the previous update is mined can be short (a zeroed slot set again).
+                sent.append(self.contracts.send("TaskBoard", "setWeight", int(arch), int(role), int(w),
+                                                gas=SET_WEIGHT_GAS))
+                self._weights[(arch, role)] = int(w)
+        return [self.contracts.result(tx).tx_hash for tx in sent]
+
+    # -- tasks -----------------------------------------------------------------------------------
+
+    def timestamp(self) -> int:
+        return self.client.block_timestamp()
+
+    def block_number(self) -> int:
+        return self.client.block_number()
+
+    def submit(self, payloads: Sequence[bytes], arch: int, quorum: int, deadline_s: int,
+               indices: Sequence[int]) -> list[Submitted]:
+        """Submit tasks (pipelined: all sent, then the receipts); returns them in order.
+
+        The first submission of a size class is estimated; later ones reuse that estimate with a
+        margin (the gas of submitTask depends only on the payload length), saving a round trip."""
+        from node.chain.events import TaskSubmitted
+
+        deadline = self.timestamp() + deadline_s
+        sent = []
+        for raw in payloads:
+            size = len(raw) // 256
+            data = self.contracts.calldata("TaskBoard", "submitTask", raw, int(arch), deadline, int(quorum))
+            if size not in self._submit_gas:
+                self._submit_gas[size] = int(self.client.estimate_gas(self.address, data) * SUBMIT_GAS_MARGIN) + 20_000
+            t = time.perf_counter()
+            sent.append((self.client.send(self.address, data, gas=self._submit_gas[size]), t))
+        out = []
+        for i, (tx, t) in enumerate(sent):
+            result = self.contracts.result(tx)
+            event = result.event(TaskSubmitted)
+            out.append(Submitted(event.task_id, indices[i], arch, result.tx_hash, t, result.receipt.block_number))
+        return out
+
+    def finalized_since(self, from_block: int, to_block: int) -> list[Any]:
+        from node.chain.events import TaskFinalized
+
+        logs = self.client.get_logs(address=self.address, topics=[self.finalized_topic], from_block=from_block,
+                                    to_block=to_block)
+        return [e for e in self.contracts.decode_logs(logs) if isinstance(e, TaskFinalized)]
+
+    def tick(self) -> None:
+        self.chain.tick()
+
+    # -- costs -----------------------------------------------------------------------------------
+
+    def task_events(self, from_block: int, to_block: int | str = "latest") -> list[Any]:
+        names = ("TaskSubmitted", "EmbeddingPublished", "DecisionPublished", "TaskFinalized")
+        return self.contracts.events(from_block, to_block, names=names)
+
+    def tx_costs(self, tx_hashes: Iterable[str]) -> dict[str, tuple[int, int]]:
+        return self.chain.tx_costs(tx_hashes)
+
+    def costs(self, task_ids: Iterable[int], from_block: int, to_block: int | str = "latest") -> dict[int, TaskCosts]:
+        """Per task: gas, calldata bytes and transactions of everything that touched it."""
+        from node.chain.events import DecisionPublished, EmbeddingPublished
+
+        wanted = set(task_ids)
+        touching: dict[int, dict[str, str]] = defaultdict(dict)  # task -> tx hash -> kind
+        for event in self.task_events(from_block, to_block):
+            task_id = getattr(event, "task_id", None)
+            if task_id not in wanted:
+                continue
+            kind = ("decision" if isinstance(event, DecisionPublished) else
+                    "embedding" if isinstance(event, EmbeddingPublished) else type(event).__name__)
+            touching[task_id][event.tx_hash] = kind
+        prices = self.tx_costs(h for txs in touching.values() for h in txs)
+        out = {}
+        for task_id in wanted:
+            c = TaskCosts()
+            for h, kind in touching.get(task_id, {}).items():
+                gas, size = prices.get(h, (0, 0))
+                c.gas += gas
+                c.calldata_bytes += size
+                c.txs += 1
+                c.publications[kind] = c.publications.get(kind, 0) + 1
+            out[task_id] = c
+        return out
+
+    def publications(self, task_ids: Iterable[int], from_block: int, to_block: int | str = "latest"
+                     ) -> dict[int, list[Any]]:
+        """DecisionPublished events per task (M-regret's feedback reads the agents' actions here)."""
+        from node.chain.events import DecisionPublished
+
+        wanted = set(task_ids)
+        out: dict[int, list[Any]] = defaultdict(list)
+        for event in self.contracts.events(from_block, to_block, names=("DecisionPublished",)):
+            if isinstance(event, DecisionPublished) and event.task_id in wanted:
+                out[event.task_id].append(event)
+        return out
+
+    # -- the model-id mismatch probe -------------------------------------------------------------
+
+    def register_probe_agent(self, key_index: int, model_id: bytes, dim: int) -> str:
+        """Register dev key `key_index` as a market agent of `model_id` (it publishes nothing else)."""
+        from node.settings import dev_account
+
+        agent = self.contracts.with_client(self.client.with_account(dev_account(key_index)))
+        agent.register_agent(0, 1, "http://127.0.0.1:1/bench-probe", model_id, dim)
+        return agent.client.address
+
+    def probe_model_mismatch(self, key_index: int, task_id: int, wrong_model_id: bytes, encoding: int,
+                             vector: bytes) -> dict[str, Any]:
+        """Send publishEmbedding under `wrong_model_id` from a registered agent key with an explicit
+        gas limit (no estimate), so the rejection is a mined, reverted transaction; decode it."""
+        from node.settings import dev_account
+
+        agent = self.contracts.with_client(self.client.with_account(dev_account(key_index)))
+        data = agent.calldata("TaskBoard", "publishEmbedding", task_id, wrong_model_id, int(encoding), vector)
+        tx = agent.client.send(self.address, data, gas=300_000)
+        receipt = agent.client.get_receipt(tx.tx_hash)
+        deadline = time.monotonic() + 60
+        while receipt is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            receipt = agent.client.get_receipt(tx.tx_hash)
+        out: dict[str, Any] = {"tx_hash": tx.tx_hash, "mined": receipt is not None,
+                               "status": None if receipt is None else receipt.status,
+                               "gas_used": None if receipt is None else receipt.gas_used}
+        if receipt is not None and not receipt.succeeded:
+            revert = agent.client.explain_failure(receipt)
+            out.update(error=revert.error_name, args=_plain(revert.error_args))
+        return out
+
+
+def vector_for(dim: int) -> bytes:
+    """A well-formed f32 vector of `dim` elements (its content does not matter to the check)."""
+    import numpy as np
+
+    return np.linspace(-1, 1, dim, dtype="<f4").tobytes()
+
+
+def _plain(args: Any) -> Any:
+    if isinstance(args, dict):
+        return {k: _plain(v) for k, v in args.items()}
+    if isinstance(args, (list, tuple)):
+        return [_plain(v) for v in args]
+    if isinstance(args, (bytes, bytearray)):
+        return "0x" + bytes(args).hex()
+    return args

@@ -1,0 +1,134 @@
+"""Profiles of the experiment and the options of one run.
+
+A profile fixes how much is measured: seeds, on-chain tasks per (seed, architecture), the
+training set and budget, and the points of every sweep. `quick` is what `make demo` and CI run
+(a few minutes on 2 cores; its sweeps are reduced and the report says so), `full` is the complete
+grid (under an hour on 2 cores), `tiny` exists for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ARCHS: dict[int, str] = {0: "Uni-best", 1: "M-rules", 2: "M-fixed", 3: "M-learned", 4: "M-regret", 5: "E-d",
+                         6: "U", 7: "U-rep"}
+"""Architecture ids as TaskBoard knows them (docs/protocol.md) and their DESIGN names."""
+MODULAR = (1, 2, 3, 4, 5)
+"""The modular architectures: the 'best modular' of the gap curve is the best of these."""
+ARCH_N_SWEEP = 8
+"""First experiment architecture id (8..15 are reserved for experiments): the N sweep uses
+8 + i for its i-th point, fused on chain with the default per-role weights (the modular baseline)."""
+
+ROLE_IDS = {"market": 0, "sentiment": 1, "risk": 2, "fusion": 3, "coordinator": 4}
+AGENT_ROLES = ("market", "sentiment", "risk")
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """What `models.train.Budget` gets, plus the dataset sizes a model set is trained on."""
+
+    n_train: int = 1500
+    n_val: int = 500
+    epochs: int = 20
+    trials: int = 1
+    patience: int = 4
+    folds: int = 3
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much one run measures."""
+
+    name: str
+    seeds: int = 5
+    """Seeds of the main table (each seed: its own data, models, node processes and tasks)."""
+    tasks: int = 24
+    """On-chain tasks per (seed, architecture) in the main table."""
+    alpha: float = 0.5
+    """Synergy of the main table's data."""
+    train: TrainBudget = field(default_factory=TrainBudget)
+    u_replicas: int = 2
+    """k of U-rep: coordinators running the same model id."""
+    paced: int = 2
+    """Tasks per architecture sent one at a time on the first seed (latency without queueing)."""
+    alphas: tuple[float, ...] = (0.0, 1.0)
+    """Synergy sweep points besides `alpha` (the main table is the point at `alpha`)."""
+    alpha_seeds: int = 5
+    alpha_tasks: int = 16
+    agents: tuple[int, ...] = (2, 4)
+    """N sweep: agent processes per task (roles market, sentiment, risk, fusion, then replicas)."""
+    n_tasks: int = 12
+    dims: tuple[int, ...] = (16, 384)
+    dtypes: tuple[str, ...] = ("f32", "binary")
+    ed_tasks: int = 16
+    ed_seeds: int = 1
+    robust_tasks: int = 12
+    robust_seeds: int = 1
+    noise: float = 3.0
+    """Observation-noise multiplier of the noisy modality in the noise scenarios (1.0 = clean)."""
+    block_time: float = 0.25
+    """Seconds between blocks of the private Anvil (interval mining, like an L2 sequencer); 0 auto-mines
+    one block per transaction. Latency figures include it."""
+    deadline_s: int = 600
+    """Seconds from submission to a task's deadline in normal operation."""
+    degraded_deadline_s: int = 24
+    """Deadline of the tasks of the offline / model-mismatch scenarios: they finalize after it."""
+    fusion_wait_s: float = 8.0
+    """How long a fusion node waits for missing peers (only an offline agent makes it wait)."""
+    reduced: bool = True
+    """Whether the sweeps are a reduced grid (quick, tiny) rather than DESIGN's full one."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+QUICK = Profile(
+    name="quick", seeds=5, tasks=12, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
+    u_replicas=2, paced=1, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=12, agents=(2, 4), n_tasks=8,
+    dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
+)
+FULL = Profile(
+    name="full", seeds=5, tasks=60, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
+    u_replicas=3, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=40, agents=(2, 4, 8, 16),
+    n_tasks=30, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=40, ed_seeds=2, robust_tasks=40,
+    robust_seeds=2, reduced=False,
+)
+TINY = Profile(
+    name="tiny", seeds=2, tasks=6, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
+    u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),
+    ed_tasks=0, ed_seeds=0, robust_tasks=4, robust_seeds=1, degraded_deadline_s=20, fusion_wait_s=6.0,
+)
+PROFILES = {p.name: p for p in (TINY, QUICK, FULL)}
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """A profile by name, with fields replaced by `overrides` (None values ignored)."""
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(profile, **changes) if changes else profile
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One `chorus bench` invocation."""
+
+    profile: Profile
+    seed: int = 0
+    """Base seed: seed i of the run is `seed + i`."""
+    out: Path = Path("reports")
+    rpc_url: str | None = None
+    """Any EVM JSON-RPC whose dev keys are funded (chain id 31337); None starts a private Anvil."""
+    data: Path | None = None
+    """The user's own tasks (CSV/Parquet, `models.data.loader`); None: the synthetic market."""
+    sweeps: bool = True
+    """Run the sweeps (alpha, N, d x dtype, robustness) after the main table."""
+    rerun_check: bool = True
+    """Re-run one unit at the end and compare its decisions (the determinism honesty check)."""
+
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.profile.seeds)]

@@ -1,0 +1,242 @@
+"""Sets of node processes for one model set: the agents, the fusion node and the U coordinators.
+
+Each process is a real `chorus node run` (through `node.experiment.agentproc`, which points the
+agent at the model set's manifest and picks its mode), with a key of its own, its HTTP API and
+its SQLite state under the run's work folder. Processes are stopped by pid after checking that
+the pid is still theirs (`node.cluster.NodeProc`), never by name; the kernel stops them too if
+the bench dies (PR_SET_PDEATHSIG).
+
+CPU time is read from /proc/<pid>/stat (utime + stime) so the runner can charge each
+architecture the CPU its tasks cost the node processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node.cluster import NodeProc, _start_time, free_base_port, wait_healthy
+
+log = logging.getLogger(__name__)
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+BASE_PORT = 21700
+_PORTS = threading.Lock()
+"""Held while ports are picked and processes spawned: two sets may start from two threads."""
+_next_port = BASE_PORT
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node process of a set."""
+
+    name: str
+    """Unique in its set: market, sentiment, risk, fusion, coordinator-0, market-1 (a replica)..."""
+    role: str
+    """The role the agent registers: market, sentiment, risk, fusion or coordinator."""
+    archs: tuple[int, ...]
+    """Architecture ids this node publishes for."""
+    embedding_archs: tuple[int, ...] = ()
+    mode: str = "honest"
+    rules: str | None = None
+    """M-rules thresholds "risk_veto,lead" (fusion nodes)."""
+
+    def with_mode(self, mode: str, archs: tuple[int, ...] | None = None) -> NodeSpec:
+        from dataclasses import replace
+
+        if self.role == "coordinator" and not mode.startswith("coordinator"):
+            mode = "coordinator" if mode == "honest" else f"coordinator-{mode}"
+        return replace(self, mode=mode, archs=self.archs if archs is None else tuple(archs))
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, in seconds; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = stat[stat.rindex(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+@dataclass
+class Running:
+    spec: NodeSpec
+    proc: NodeProc
+    key: int
+    cpu_done: float = 0.0
+    """CPU seconds of earlier lives of this node (before a restart)."""
+
+
+@dataclass
+class NodeSet:
+    """Node processes sharing one model set and one deployment file."""
+
+    label: str
+    manifest: Path
+    deployment_file: Path
+    directory: Path
+    rpc_url: str
+    fusion_wait_s: float
+    nodes: dict[str, Running] = field(default_factory=dict)
+    _cpu_removed: float = 0.0
+
+    @classmethod
+    def start(cls, board, specs: list[NodeSpec], manifest: Path, label: str, *, fusion_wait_s: float = 8.0,
+              timeout: float = 180.0) -> NodeSet:
+        """Start one process per spec on fresh keys, following `board` (a `chain.Board`), and wait
+        until every one is healthy."""
+        directory = board.chain.work_dir / "nodes" / label
+        directory.mkdir(parents=True, exist_ok=True)
+        node_set = cls(label, Path(manifest), board.deployment_file(), directory, board.rpc_url, fusion_wait_s)
+        node_set.add(board, specs, timeout=timeout)
+        return node_set
+
+    def add(self, board, specs: list[NodeSpec], timeout: float = 180.0) -> None:
+        """Start more processes in this set (same deployment file and model set)."""
+        global _next_port
+        keys = board.chain.allocate_keys(len(specs))
+        with _PORTS:
+            # Ports move forward over the run: a set spawned a moment ago may not listen yet.
+            base = free_base_port(len(specs), start=_next_port)
+            _next_port = base + len(specs) if base + 2 * len(specs) < 65000 else BASE_PORT
+            started = []
+            try:
+                for i, spec in enumerate(specs):
+                    running = Running(spec, self._spawn(spec, base + i, keys[i]), keys[i])
+                    self.nodes[spec.name] = running
+                    started.append(running)
+            except BaseException:
+                self.stop()
+                raise
+        try:
+            wait_healthy([r.proc for r in started], timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _env(self, spec: NodeSpec) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("CHORUS_") or k in ("CHORUS_ARTIFACTS_DIR",)}
+        env.update({
+            "PYTHONUNBUFFERED": "1",
+            # Several nodes share a few cores: one math thread each (also fixes summation order).
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "CHORUS_RPC_URL": self.rpc_url,
+            "CHORUS_ARCHS": json.dumps(list(spec.archs)),
+            "CHORUS_EMBEDDING_ARCHS": json.dumps(list(spec.embedding_archs)),
+            "CHORUS_FUSION_WAIT_S": str(self.fusion_wait_s),
+            "CHORUS_BENCH_MANIFEST": str(self.manifest),
+            "CHORUS_BENCH_MODE": spec.mode,
+        })
+        if spec.rules:
+            env["CHORUS_BENCH_RULES"] = spec.rules
+        return env
+
+    def _spawn(self, spec: NodeSpec, port: int, key: int) -> NodeProc:
+        from node.settings import dev_account, find_project_root
+
+        node_role = "fusion" if spec.role == "coordinator" else spec.role
+        db = self.directory / f"{spec.name}.sqlite"
+        log_path = self.directory / f"{spec.name}.log"
+        command = [sys.executable, "-m", "node.experiment.agentproc", "-v", "node", "run", "--role", node_role,
+                   "--port", str(port), "--dev-key-index", str(key), "--deployment", str(self.deployment_file),
+                   "--db", str(db)]
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                       env=self._env(spec), cwd=find_project_root(), start_new_session=True,
+                                       preexec_fn=_die_with_parent)
+        return NodeProc(role=spec.name, address=dev_account(key).address, url=f"http://127.0.0.1:{port}",
+                        pid=process.pid, port=port, key_index=key, db=str(db), log=str(log_path),
+                        start_time=_start_time(process.pid))
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def address(self, name: str) -> str:
+        return self.nodes[name].proc.address
+
+    def restart(self, name: str, spec: NodeSpec, timeout: float = 120.0) -> None:
+        """Stop `name` and start it again with `spec` (same key, port and state file)."""
+        running = self.nodes[name]
+        self.stop_node(name)
+        running.proc = self._spawn(spec, running.proc.port, running.key)
+        running.spec = spec
+        wait_healthy([running.proc], timeout)
+
+    def remove(self, names: list[str]) -> None:
+        """Stop and forget some processes of the set (their CPU time stays counted)."""
+        for name in names:
+            self.stop_node(name)
+            self._cpu_removed += self.nodes.pop(name).cpu_done
+
+    def stop_node(self, name: str) -> None:
+        running = self.nodes[name]
+        cpu = proc_cpu_seconds(running.proc.pid)
+        if running.proc.stop(timeout=15.0) and cpu is not None:
+            running.cpu_done += cpu
+        _reap(running.proc.pid)
+
+    def stop(self) -> None:
+        for name in list(self.nodes):
+            try:
+                self.stop_node(name)
+            except Exception:  # keep stopping the others
+                log.exception("stopping node %s", name)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by every process of the set (all lives)."""
+        total = self._cpu_removed
+        for running in self.nodes.values():
+            total += running.cpu_done
+            if running.proc.is_ours():
+                total += proc_cpu_seconds(running.proc.pid) or 0.0
+        return total
+
+    def failed_tasks(self, name: str) -> list[dict]:
+        """The node's tasks in status failed, with their errors (GET /tasks?status=failed)."""
+        import httpx
+
+        url = self.nodes[name].proc.url
+        try:
+            body = httpx.get(f"{url}/tasks", params={"status": "failed", "limit": 200}, timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return []
+        return list(body.get("items") or [])
+
+    def log_tail(self, chars: int = 2000) -> str:
+        parts = []
+        for name, running in self.nodes.items():
+            try:
+                parts.append(f"--- {name}\n{Path(running.proc.log).read_text(errors='replace')[-chars:]}")
+            except OSError:
+                pass
+        return "\n".join(parts)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def wait_all_exit(node_sets: list[NodeSet], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    for node_set in node_sets:
+        for running in node_set.nodes.values():
+            while running.proc.is_ours() and time.monotonic() < deadline:
+                time.sleep(0.05)

@@ -1,0 +1,189 @@
+"""The report's PNG plots (matplotlib, Agg backend: no display needed).
+
+Each function takes the results dict and writes one file; `make_plots` returns {name: file name}
+for the plots it could draw (a sweep that was not run has no plot).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from node.experiment.config import ARCHS
+
+log = logging.getLogger(__name__)
+
+COLORS = {"Uni-best": "#8c8c8c", "M-rules": "#c49c94", "M-fixed": "#ff7f0e", "M-learned": "#2ca02c",
+          "M-regret": "#bcbd22", "E-d": "#17becf", "U": "#1f77b4", "U-rep": "#9467bd"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ok(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def plot_main(results: dict[str, Any], path: Path) -> bool:
+    plt = _plt()
+    archs = results["architectures"]
+    names = [n for n in ARCHS.values() if _ok(archs.get(n, {}).get("accuracy"))]
+    if not names:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    acc = [100 * archs[n]["accuracy"] for n in names]
+    ci = [100 * (archs[n].get("accuracy_ci") or 0) for n in names]
+    ax.bar(names, acc, yerr=ci, capsize=4, color=[COLORS[n] for n in names])
+    oracle = results["oracle"].get("accuracy")
+    if _ok(oracle):
+        ax.axhline(100 * oracle, color="k", ls="--", lw=1, label=f"oracle {100 * oracle:.1f}%")
+        ax.legend(loc="lower right")
+    ax.axhline(100 / 3, color="0.6", ls=":", lw=1)
+    ax.set_ylabel("accuracy on chain (%)")
+    ax.set_title(f"Decisions as finalized on chain ({archs[names[0]]['seeds']} seeds, 95% intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_alpha(results: dict[str, Any], path: Path) -> bool:
+    points = results["sweeps"]["alpha"].get("points") or []
+    if len(points) < 2:
+        return False
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    alphas = [p["alpha"] for p in points]
+    for name in ("M-fixed", "M-learned", "E-d", "U"):
+        ys = [p["architectures"].get(name, {}).get("accuracy") for p in points]
+        es = [p["architectures"].get(name, {}).get("accuracy_ci") or 0 for p in points]
+        if all(_ok(y) for y in ys):
+            ax1.errorbar(alphas, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", capsize=3,
+                         label=name, color=COLORS[name])
+    oracle = [p.get("oracle_accuracy") for p in points]
+    if all(_ok(o) for o in oracle):
+        ax1.plot(alphas, [100 * o for o in oracle], "k--", lw=1, label="oracle")
+    ax1.set_xlabel("synergy alpha")
+    ax1.set_ylabel("accuracy on chain (%)")
+    ax1.legend(fontsize=8)
+    gaps = [100 * p["gap_u_minus_best_modular"] for p in points]
+    gci = [100 * (p["gap_u_minus_best_modular_ci"] or 0) for p in points]
+    ax2.errorbar(alphas, gaps, yerr=gci, marker="o", capsize=3, color=COLORS["U"])
+    ax2.axhline(0, color="0.5", lw=1)
+    ax2.set_xlabel("synergy alpha")
+    ax2.set_ylabel("U − best modular (accuracy points)")
+    ax2.set_title("the gap curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_frontier(results: dict[str, Any], path: Path) -> bool:
+    sw = results["sweeps"]["ed"]
+    archs = [a for a in sw.get("architectures", []) if _ok(a.get("accuracy")) and _ok(a.get("gas_per_task"))]
+    points = [p for p in sw.get("points", []) if _ok(p.get("accuracy")) and _ok(p.get("gas_per_task"))]
+    if not archs and not points:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for a in archs:
+        if a["name"] == "E-d":
+            continue
+        ax.scatter(a["gas_per_task"], 100 * a["accuracy"], color=COLORS[a["name"]], s=50, zorder=3)
+        ax.annotate(a["name"], (a["gas_per_task"], 100 * a["accuracy"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    markers = {"f32": "o", "f16": "s", "i8": "^", "binary": "D"}
+    for p in points:
+        ax.scatter(p["gas_per_task"], 100 * p["accuracy"], color=COLORS["E-d"], marker=markers.get(p["dtype"], "o"),
+                   s=45, zorder=3)
+        ax.annotate(f"E-{p['d']}/{p['dtype']}", (p["gas_per_task"], 100 * p["accuracy"]), textcoords="offset points",
+                    xytext=(4, -10), fontsize=7, color="#0e7c86")
+    frontier = set(sw.get("frontier") or [])
+    pts = [(a["gas_per_task"], 100 * a["accuracy"]) for a in archs if a["name"] in frontier]
+    pts += [(p["gas_per_task"], 100 * p["accuracy"]) for p in points if f"E-{p['d']}/{p['dtype']}" in frontier]
+    if len(pts) > 1:
+        pts.sort()
+        ax.step([x for x, _ in pts], [y for _, y in pts], where="post", color="k", lw=1, ls="--", label="frontier")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("gas per task (all transactions touching it)")
+    ax.set_ylabel("accuracy on chain (%)")
+    ax.set_title("accuracy vs gas")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_agents(results: dict[str, Any], path: Path) -> bool:
+    points = results["sweeps"]["agents"].get("points") or []
+    if not points:
+        return False
+    plt = _plt()
+    ns = [p["n"] for p in points]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+    for ax, key, label in zip(axes, ("gas_per_task", "calldata_bytes_per_task", "txs_per_task", "latency_p50_s"),
+                              ("gas / task", "calldata bytes / task", "transactions / task", "latency p50 (s)"),
+                              strict=True):
+        ys = [p.get(key) for p in points]
+        ax.plot(ns, [y if _ok(y) else float("nan") for y in ys], marker="o", color=COLORS["M-fixed"])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_xlabel("agents N")
+        ax.set_title(label, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_robustness(results: dict[str, Any], path: Path) -> bool:
+    scenarios = results["sweeps"]["robustness"].get("scenarios") or {}
+    if not scenarios:
+        return False
+    import numpy as np
+
+    plt = _plt()
+    names = list(ARCHS.values())
+    labels = ["clean"] + [s["title"] for s in scenarios.values()]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(names)
+    x = np.arange(len(labels))
+    for i, name in enumerate(names):
+        first = next((s["architectures"][name] for s in scenarios.values() if name in s["architectures"]), None)
+        ys = [first["clean_accuracy"] if first else float("nan")]
+        ys += [s["architectures"].get(name, {}).get("accuracy", float("nan")) for s in scenarios.values()]
+        ax.bar(x + i * width - 0.4 + width / 2, [100 * y for y in ys], width, label=name, color=COLORS[name])
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("accuracy on chain (%)")
+    ax.axhline(100 / 3, color="0.6", ls=":", lw=1)
+    ax.legend(ncol=4, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+PLOTS = {"main": ("accuracy.png", plot_main), "alpha": ("gap_vs_alpha.png", plot_alpha),
+         "frontier": ("accuracy_vs_gas.png", plot_frontier), "agents": ("cost_vs_agents.png", plot_agents),
+         "robustness": ("robustness.png", plot_robustness)}
+
+
+def make_plots(results: dict[str, Any], out: Path) -> dict[str, str]:
+    drawn = {}
+    for name, (filename, fn) in PLOTS.items():
+        try:
+            if fn(results, out / filename):
+                drawn[name] = filename
+        except Exception:  # a plot must never cost the report
+            log.exception("plot %s failed", name)
+    return drawn

@@ -1,0 +1,608 @@
+"""The experiment's plan and its execution, unit by unit, resumable.
+
+A unit is one measurement written to `units.jsonl` in the run folder as soon as it is finished:
+`main/s<seed>/a<arch>` (the main table), `paced/...` (latency without queueing), `n/<N>/...`,
+`ed/<d>-<dtype>/...`, `alpha/<alpha>/...`, `robust/<scenario>/...`, `rerun/...`, `probe/...`.
+Units are grouped in sessions that share a model set and its node processes; a session whose
+units are all in the checkpoint is skipped without starting anything, so a killed run started
+again with the same options redoes only what was not finished (on a fresh devnet: costs and
+decisions do not depend on which chain the earlier units ran on).
+
+Within a session of the main table the architectures run one after the other, so each one's CPU
+time, latency and throughput are its own; sweeps that only compare quality run their
+architectures' tasks concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from node.experiment import tasks as task_streams
+from node.experiment.config import ARCH_N_SWEEP, ARCHS, AGENT_ROLES, ROLE_IDS, Profile, RunOptions
+from node.experiment.jobs import WINDOW, ArchJob, Hedge, run_jobs
+from node.experiment.nodes import NodeSet, NodeSpec
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "units.jsonl"
+RUN_FILE = "run.json"
+ROLE_CYCLE = ("market", "sentiment", "risk", "fusion")
+NOISE_SCENARIOS = tuple(f"noise-{m}" for m in AGENT_ROLES)
+SCENARIOS = (*NOISE_SCENARIOS, "byzantine", "offline")
+UNIT_TIMEOUT_S = 240.0
+MAX_IN_FLIGHT = 16
+"""Tasks open at once when several architectures run together."""
+ALPHA_ARCHS = (0, 1, 2, 3, 4, 5, 6)
+"""The synergy sweep compares U with the modular architectures; U-rep adds nothing to it."""
+
+
+# -- the checkpoint ------------------------------------------------------------------------------------
+
+
+class Checkpoint:
+    """Finished units, one JSON line each, appended and fsynced as they finish."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.records: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return
+        text = self.path.read_text()
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill: that unit is simply redone
+            self.records[record["key"]] = record
+        if text and not text.endswith("\n"):
+            # Drop the cut tail so the next record starts on a line of its own.
+            with open(self.path, "r+") as f:
+                f.truncate(text.rfind("\n") + 1)
+
+    def done(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[record["key"]] = record
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check_run_file(out: Path, opts: RunOptions) -> None:
+    """Refuse to resume a run folder that holds a run with other options."""
+    from node.errors import ConfigError
+
+    wanted = json.loads(json.dumps(run_identity(opts), default=str))  # tuples as JSON has them
+    path = out / RUN_FILE
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != wanted:
+            raise ConfigError(f"{out} holds a run with other options ({path}); pass --fresh to start over "
+                              f"or --out for another folder")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(wanted, indent=2, default=str) + "\n")
+
+
+def run_identity(opts: RunOptions) -> dict[str, Any]:
+    return {"profile": opts.profile.to_dict(), "seed": opts.seed, "data": str(opts.data) if opts.data else None,
+            "sweeps": opts.sweeps}
+
+
+# -- architecture wiring ---------------------------------------------------------------------------------
+
+
+def quorum(arch: int, k: int) -> int:
+    """Decisions a task of `arch` waits for: who publishes for it (see `main_specs`)."""
+    return {0: 1, 1: 4, 2: 3, 3: 4, 4: 3, 5: 4, 6: 1, 7: k}[arch]
+
+
+def n_sweep_arch(i: int) -> int:
+    return ARCH_N_SWEEP + i
+
+
+def n_sweep_archs_of(node_index: int, agents: tuple[int, ...]) -> tuple[int, ...]:
+    """The N-sweep architectures node `node_index` (in the role cycle) publishes for."""
+    return tuple(n_sweep_arch(i) for i, n in enumerate(agents) if node_index < n)
+
+
+def main_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
+    """Market, sentiment, risk (all modular architectures, the Uni-best agent also arch 0), the
+    fusion node (M-rules, M-learned, E-d) and k U coordinators (the first also serves U)."""
+    specs = []
+    for j, role in enumerate(AGENT_ROLES):
+        archs = (0,) * (role == uni_best) + (1, 2, 3, 4, 5) + n_sweep_archs_of(j, profile.agents)
+        specs.append(NodeSpec(role, role, archs, embedding_archs=(5,)))
+    specs.append(NodeSpec("fusion", "fusion", (1, 3, 5) + n_sweep_archs_of(3, profile.agents), rules=rules))
+    for c in range(profile.u_replicas):
+        specs.append(NodeSpec(f"coordinator-{c}", "coordinator", (6, 7) if c == 0 else (7,), mode="coordinator"))
+    return specs
+
+
+def replica_specs(profile: Profile) -> list[NodeSpec]:
+    """The extra agents of the N sweep beyond the first four: replicas of the role cycle."""
+    top = max(profile.agents, default=0)
+    out = []
+    for j in range(4, top):
+        role = ROLE_CYCLE[j % 4]
+        out.append(NodeSpec(f"{role}-{j // 4}", role, n_sweep_archs_of(j, profile.agents),
+                            embedding_archs=()))
+    return out
+
+
+def ed_specs() -> list[NodeSpec]:
+    return [*(NodeSpec(r, r, (5,), embedding_archs=(5,)) for r in AGENT_ROLES), NodeSpec("fusion", "fusion", (5,))]
+
+
+def model_names(arch: int, uni_best: str, k: int) -> tuple[list[str], int]:
+    """(manifest names, copies) of the ONNX models `arch` runs; the MiniLM encoder is added by
+    the caller wherever the sentiment agent or U runs."""
+    agents = list(AGENT_ROLES)
+    if arch == 0:
+        return [uni_best], 1
+    if arch == 3:
+        return [*agents, "m-learned-dec"], 1
+    if arch == 5:
+        return [*agents, "e-d16"], 1
+    if arch in (6, 7):
+        return ["u"], (k if arch == 7 else 1)
+    return agents, 1
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ui:
+    """Progress reporting (rich bars in the CLI, nothing in tests)."""
+
+    start_units: Callable[[int], None] = lambda total: None
+    unit_done: Callable[[str], None] = lambda key: None
+    status: Callable[[str], None] = lambda text: None
+    start_tasks: Callable[[str, int], None] = lambda what, total: None
+    task_done: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Ready:
+    """A prepared session: its models, its own deployment and its running node processes."""
+
+    models: Any
+    board: Any = None
+    nodes: NodeSet | None = None
+
+
+@dataclass
+class Session:
+    name: str
+    units: list[str]
+    model: Any = None
+    """The model set (`modelsets.SetSpec`) the session runs, trained ahead in plan order."""
+    specs: Callable[[Any], list[NodeSpec]] | None = None
+    """The node processes for a model set (None: the session needs no chain)."""
+    run: Callable[[Ready], None] = lambda ready: None
+
+
+@dataclass
+class Bench:
+    """One run: its plan of sessions, executed unit by unit into the checkpoint."""
+
+    opts: RunOptions
+    out: Path
+    ui: Ui = field(default_factory=Ui)
+    background: bool = True
+    """Train model sets in a background process, and start the next session's node processes,
+    while the current session runs on chain."""
+    chain: Any = None
+    node_sets: list[NodeSet] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from node.experiment.modelsets import Factory
+
+        self.checkpoint = Checkpoint(self.out / CHECKPOINT)
+        self.profile = self.opts.profile
+        self.seeds = self.opts.seeds()
+        self.synthetic = self.opts.data is None
+        self.factory = Factory(background=self.background)
+        self._lock = threading.Lock()
+
+    def spec(self, seed: int, alpha: float | None = None, n_test: int | None = None, kind: str = "main",
+             d: int = 16, dtype: str = "f32"):
+        from node.experiment.modelsets import SetSpec
+
+        p = self.profile
+        return SetSpec(kind, p.name, seed, p.alpha if alpha is None else alpha, p.tasks if n_test is None else n_test,
+                       p.train, str(self.opts.data) if self.opts.data else None, d, dtype)
+
+    # -- plan ------------------------------------------------------------------------------------
+
+    def sessions(self) -> list[Session]:
+        p, seeds = self.profile, self.seeds
+        out = []
+        main = lambda ms: main_specs(ms.uni_best, ms.rules, p)  # noqa: E731
+        for n, seed in enumerate(seeds):
+            units = [f"main/s{seed}/a{a}" for a in ARCHS]
+            if n == 0:
+                if self.opts.rerun_check:
+                    units += [f"rerun/s{seed}/a{a}" for a in (3, 6)]
+                if p.paced:
+                    units += [f"paced/s{seed}/a{a}" for a in ARCHS]
+                if self.opts.sweeps:
+                    units += [f"n/{k}/s{seed}" for k in p.agents]
+            if self.opts.sweeps and n < p.robust_seeds:
+                scenarios = [s for s in SCENARIOS if self.synthetic or not s.startswith("noise")]
+                units += [f"robust/{s}/s{seed}/a{a}" for s in scenarios for a in ARCHS]
+                units += [f"probe/mismatch/s{seed}"]
+            out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
+                               lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
+        if self.opts.sweeps:
+            if self.synthetic:
+                for alpha in p.alphas:
+                    if alpha == p.alpha:
+                        continue
+                    for seed in seeds[:p.alpha_seeds]:
+                        units = [f"alpha/{alpha:g}/s{seed}/a{a}" for a in ALPHA_ARCHS]
+                        out.append(Session(f"alpha-{alpha:g}-s{seed}", units, self.spec(seed, alpha, p.alpha_tasks),
+                                           lambda ms: main_specs(ms.uni_best, ms.rules, replace(p, u_replicas=1)),
+                                           lambda ready, alpha=alpha, seed=seed: self._alpha_session(ready, alpha, seed)))
+            for d in p.dims:
+                for dtype in p.dtypes:
+                    if (d, dtype) == (16, "f32"):
+                        continue  # the main table's E-d
+                    for seed in seeds[:p.ed_seeds]:
+                        out.append(Session(f"ed-{d}-{dtype}-s{seed}", [f"ed/{d}-{dtype}/s{seed}"],
+                                           self.spec(seed, kind="ed", d=d, dtype=dtype), lambda ms: ed_specs(),
+                                           lambda ready, d=d, dtype=dtype, seed=seed: self._ed_session(ready, d, dtype,
+                                                                                                       seed)))
+        if self.opts.rerun_check:
+            out.append(Session("retrain", ["rerun/models"], None, None, lambda ready: self._retrain_check()))
+        return out
+
+    def run(self) -> None:
+        """Run every session that still has unfinished units; the chain starts only if needed."""
+        plan = self.sessions()
+        self.ui.start_units(sum(len(s.units) for s in plan))
+        for s in plan:
+            for key in s.units:
+                if self.checkpoint.done(key):
+                    self.ui.unit_done(key)
+        todo = [s for s in plan if not all(self.checkpoint.done(k) for k in s.units)]
+        if not todo:
+            return
+        self.factory.prefetch([s.model for s in todo if s.model is not None])
+        if any(s.name == "retrain" for s in todo):
+            shutil.rmtree(self.out / ".retrain", ignore_errors=True)
+            self.factory.prefetch_into(self.spec(self.seeds[0]), str(self.out / ".retrain"))
+        from threadpoolctl import threadpool_limits
+
+        try:
+            # One BLAS thread: the nodes need the cores, and a BLAS pool shared by the main and the
+            # preparing thread has been seen to spin forever.
+            with threadpool_limits(limits=1):
+                self._run_sessions(todo)
+        finally:
+            self.factory.close()
+
+    def _run_sessions(self, todo: list[Session]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from node.experiment.chain import BenchChain
+
+        on_chain = [s for s in todo if s.specs is not None]
+        work = self.out / ".work"
+        if on_chain:
+            shutil.rmtree(work, ignore_errors=True)
+            t0 = time.perf_counter()
+            self.ui.status("starting the chain")
+            self.chain = BenchChain.start(work, self.opts.rpc_url, self.profile.block_time)
+            self.timings["chain_start_s"] = time.perf_counter() - t0
+        preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+        pending: dict[int, Any] = {}
+        try:
+            for i, s in enumerate(todo):
+                if i not in pending:
+                    pending[i] = preparer.submit(self._prepare, s)
+                self.ui.status(f"{s.name}: preparing (models, contracts, node processes)")
+                t0 = time.perf_counter()
+                ready = pending.pop(i).result()
+                self.timings[f"prepare_wait_s/{s.name}"] = time.perf_counter() - t0
+                if self.background and i + 1 < len(todo):
+                    pending[i + 1] = preparer.submit(self._prepare, todo[i + 1])
+                t0 = time.perf_counter()
+                try:
+                    self.ui.status(f"session {s.name}")
+                    s.run(ready)
+                finally:
+                    self.timings[f"session_s/{s.name}"] = time.perf_counter() - t0
+                    if ready is not None and ready.nodes is not None:
+                        self._stop(ready.nodes)
+        finally:
+            self.factory.close()  # unblocks a preparation waiting for its models
+            for future in pending.values():
+                future.cancel()
+            preparer.shutdown(wait=True)
+            with self._lock:
+                sets = list(self.node_sets)
+            for node_set in sets:
+                self._stop(node_set)
+            if self.chain is not None:
+                self.chain.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _prepare(self, s: Session) -> Ready | None:
+        """Models (waiting for their training), a fresh deployment, the node processes."""
+        if s.model is None:
+            return None
+        t0 = time.perf_counter()
+        ms = self.factory.get(s.model)
+        self.timings[f"models_wait_s/{s.name}"] = time.perf_counter() - t0
+        if s.specs is None:
+            return Ready(ms)
+        t0 = time.perf_counter()
+        board = self.chain.new_board(s.name)
+        node_set = NodeSet.start(board, s.specs(ms), ms.manifest, s.name, fusion_wait_s=self.profile.fusion_wait_s)
+        with self._lock:
+            self.node_sets.append(node_set)
+        self.timings[f"nodes_start_s/{s.name}"] = time.perf_counter() - t0
+        return Ready(ms, board, node_set)
+
+    def _stop(self, node_set: NodeSet) -> None:
+        node_set.stop()
+        with self._lock:
+            if node_set in self.node_sets:
+                self.node_sets.remove(node_set)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _add(self, record: dict[str, Any]) -> None:
+        record.setdefault("finished", time.time())
+        self.checkpoint.add(record)
+        self.ui.unit_done(record["key"])
+
+    def stream(self, seed: int, n: int, alpha: float | None = None, noise: Any = 1.0):
+        alpha = self.profile.alpha if alpha is None else alpha
+        if self.synthetic:
+            return task_streams.synthetic_stream(n, seed, alpha, noise=noise)
+        return task_streams.file_stream(self.opts.data, seed, n)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _weights(board, uni_best: str) -> None:
+        """Per-architecture fusion weights that are not the constructor's defaults."""
+        best = ROLE_IDS[uni_best]
+        board.set_weights(0, {r: (10000 if r == best else 0) for r in range(4)})
+        board.set_weights(1, {0: 0, 1: 0, 2: 0, 3: 10000})
+
+    def _job(self, key: str, arch: int, stream, *, hedge: Hedge | None = None, rounds: int = 3,
+             window: int | None = None, deadline_s: int | None = None, degraded: bool = False,
+             quorum_: int | None = None, meta: dict | None = None) -> ArchJob:
+        p = self.profile
+        round_size = max(4, -(-len(stream) // rounds)) if hedge is not None else None
+        return ArchJob(key, arch, stream, quorum_ or quorum(arch, p.u_replicas), deadline_s or p.deadline_s,
+                       window=window or WINDOW, round_size=round_size, hedge=hedge, expect_unfinalized=degraded,
+                       meta=meta or {})
+
+    def _run_one(self, ready: Ready, job: ArchJob, sets: list[NodeSet] | None = None) -> None:
+        """One job alone: its CPU time and throughput are its own."""
+        sets = sets or [ready.nodes]
+        self.ui.status(f"{job.key}: {len(job.stream)} tasks")
+        self.ui.start_tasks(job.key, len(job.stream))
+        cpu0 = sum(s.cpu_seconds() for s in sets)
+        run_jobs(ready.board, [job], timeout_s=UNIT_TIMEOUT_S, logs=lambda: "\n".join(s.log_tail() for s in sets),
+                 on_task=self.ui.task_done)
+        self._add(job.record(ready.board, sum(s.cpu_seconds() for s in sets) - cpu0))
+
+    def _run_together(self, ready: Ready, jobs: list[ArchJob], extra: Callable[[ArchJob], dict] | None = None,
+                      timeout_s: float = UNIT_TIMEOUT_S) -> None:
+        """Several jobs at once (quality only: CPU and throughput are not attributed)."""
+        if not jobs:
+            return
+        label = jobs[0].key.rsplit("/", 1)[0]
+        self.ui.status(f"{label}: {len(jobs)} architectures x {len(jobs[0].stream)} tasks")
+        self.ui.start_tasks(label, sum(len(j.stream) for j in jobs))
+        run_jobs(ready.board, jobs, timeout_s=timeout_s, max_in_flight=MAX_IN_FLIGHT, logs=ready.nodes.log_tail,
+                 on_task=self.ui.task_done)
+        for job in jobs:
+            record = job.record(ready.board, None)
+            if extra is not None:
+                record.update(extra(job))
+            self._add(record)
+
+    def _hedge(self, ms, seed: int) -> Hedge:
+        """M-regret's weights: where this seed's M-regret left them, else the validation start."""
+        record = self.checkpoint.get(f"main/s{seed}/a4")
+        if record and record.get("hedge"):
+            return Hedge(record["hedge"]["eta"], list(record["hedge"]["log_w"]))
+        return Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"]))
+
+    def _arch_meta(self, ms, arch: int) -> dict[str, Any]:
+        from node.experiment.modelsets import minilm_bytes
+
+        names, copies = model_names(arch, ms.uni_best, self.profile.u_replicas)
+        text = "sentiment" in names or "u" in names
+        return {"model_bytes": copies * (ms.model_bytes(names) + (minilm_bytes() if text else 0)),
+                "models": names, "model_copies": copies, "model_set": ms.name,
+                "uni_best": ms.uni_best if arch == 0 else None}
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    def _main_session(self, ready: Ready, seed: int, first: bool) -> None:
+        p, ms = self.profile, ready.models
+        stream = self.stream(seed, p.tasks)
+        self._weights(ready.board, ms.uni_best)
+        for arch in ARCHS:
+            key = f"main/s{seed}/a{arch}"
+            if not self.checkpoint.done(key):
+                self._run_one(ready, self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
+                                               meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"],
+                                                     "seed": seed}))
+        if first and self.opts.rerun_check:
+            for a in (3, 6):
+                if not self.checkpoint.done(f"rerun/s{seed}/a{a}"):
+                    self._run_one(ready, self._job(f"rerun/s{seed}/a{a}", a, stream, meta={"seed": seed}))
+        if first and p.paced:
+            for a in ARCHS:
+                if not self.checkpoint.done(f"paced/s{seed}/a{a}"):
+                    self._run_one(ready, self._job(f"paced/s{seed}/a{a}", a, stream.head(p.paced), window=1,
+                                                   hedge=self._hedge(ms, seed) if a == 4 else None,
+                                                   rounds=p.paced, meta={"seed": seed}))
+        if first and self.opts.sweeps:
+            self._n_sweep(ready, seed, stream)
+        if self.opts.sweeps and seed in self.seeds[:p.robust_seeds]:
+            self._robustness(ready, seed)
+
+    def _n_sweep(self, ready: Ready, seed: int, stream) -> None:
+        p, ms, nodes = self.profile, ready.models, ready.nodes
+        todo = [(i, n) for i, n in enumerate(p.agents) if not self.checkpoint.done(f"n/{n}/s{seed}")]
+        if not todo:
+            return
+        extra = replica_specs(p) if any(n > 4 for _, n in todo) else []
+        if extra:
+            self.ui.status(f"n sweep: starting {len(extra)} replica agents")
+            nodes.add(ready.board, extra)
+        try:
+            for i, n in todo:
+                roles = [ROLE_CYCLE[j % 4] for j in range(n)]
+                names = [r for r in roles if r in AGENT_ROLES]
+                meta = {"agents": n, "roles": roles, "seed": seed,
+                        "model_bytes": ms.model_bytes(names) + _minilm() * roles.count("sentiment")}
+                self._run_one(ready, self._job(f"n/{n}/s{seed}", n_sweep_arch(i), stream.head(p.n_tasks),
+                                               quorum_=n, meta=meta))
+        finally:
+            if extra:
+                nodes.remove([s.name for s in extra])
+
+    def _robustness(self, ready: Ready, seed: int) -> None:
+        p, ms, nodes = self.profile, ready.models, ready.nodes
+        clean = self.stream(seed, p.tasks)
+        n = min(p.robust_tasks, p.tasks)
+
+        def jobs_for(scenario: str, stream, degraded: bool = False) -> list[ArchJob]:
+            out = []
+            for arch in ARCHS:
+                key = f"robust/{scenario}/s{seed}/a{arch}"
+                if not self.checkpoint.done(key):
+                    out.append(self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
+                                         rounds=1, deadline_s=p.degraded_deadline_s if degraded else None,
+                                         degraded=degraded, meta={"seed": seed, "scenario": scenario}))
+            return out
+
+        if self.synthetic:
+            for m in AGENT_ROLES:
+                noisy = self.stream(seed, p.tasks, noise=task_streams.noise_on(m, p.noise)).head(n)
+                self._run_together(ready, jobs_for(f"noise-{m}", noisy))
+        byz = jobs_for("byzantine", clean.head(n))
+        if byz:
+            self.ui.status("byzantine: restarting the market agent and the first U coordinator as liars")
+            nodes.restart("market", nodes.nodes["market"].spec.with_mode("byzantine"))
+            nodes.restart("coordinator-0", nodes.nodes["coordinator-0"].spec.with_mode("byzantine"))
+            self._run_together(ready, byz)
+        offline = jobs_for("offline", clean.head(n), degraded=True)
+        probe_key = f"probe/mismatch/s{seed}"
+        if offline or not self.checkpoint.done(probe_key):
+            # The market agent publishes for E-d only, with embeddings under an unregistered model
+            # id (refused: for E-d it is as good as offline); for every other architecture it is
+            # offline. U's only coordinator is offline; U-rep keeps k-1 replicas.
+            self.ui.status("offline / model mismatch: market agent on a wrong model id, first U coordinator down")
+            nodes.restart("market", nodes.nodes["market"].spec.with_mode("wrong-model", archs=(5,)))
+            nodes.stop_node("coordinator-0")
+            self._run_together(ready, offline, extra=lambda job: {"mismatch": job.arch == 5},
+                               timeout_s=UNIT_TIMEOUT_S + p.degraded_deadline_s)
+            if not self.checkpoint.done(probe_key):
+                self._add(self._probe(ready, seed, clean))
+
+    def _probe(self, ready: Ready, seed: int, stream) -> dict[str, Any]:
+        """Show the chain refusing a vector under a model id other than the agent's registered one:
+        the wrong-model node's own refused publications (from its API), and one mined reverted
+        transaction from a registered probe agent."""
+        from node.chain.types import Encoding
+        from node.experiment.chain import vector_for
+        from node.experiment.coordinator import wrong_model_id
+
+        node_errors = [t.get("error") or "" for t in ready.nodes.failed_tasks("market")]
+        key = self.chain.allocate_keys(1)[0]
+        market = ready.models.files()["market"]
+        model_id = bytes.fromhex(market["model_id"][2:])
+        probe = ready.board.register_probe_agent(key, model_id, int(market["dim"]))
+        task = ready.board.submit(stream.payloads[:1], 5, quorum(5, self.profile.u_replicas), self.profile.deadline_s,
+                                  indices=[0])[0]
+        result = ready.board.probe_model_mismatch(key, task.task_id, wrong_model_id(model_id), int(Encoding.F32),
+                                                  vector_for(int(market["dim"])))
+        return {"key": f"probe/mismatch/s{seed}", "seed": seed,
+                "probe": {**result, "agent": probe, "registered_model_id": "0x" + model_id.hex(),
+                          "sent_model_id": "0x" + wrong_model_id(model_id).hex()},
+                "node_rejections": len([e for e in node_errors if "ModelMismatch" in e]),
+                "node_errors": node_errors[:5]}
+
+    def _alpha_session(self, ready: Ready, alpha: float, seed: int) -> None:
+        p, ms = self.profile, ready.models
+        stream = self.stream(seed, p.alpha_tasks, alpha=alpha)
+        self._weights(ready.board, ms.uni_best)
+        jobs = [self._job(f"alpha/{alpha:g}/s{seed}/a{a}", a, stream, rounds=2,
+                          hedge=Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if a == 4 else None,
+                          quorum_=quorum(a, 1), meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]})
+                for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
+        self._run_together(ready, jobs)
+
+    def _ed_session(self, ready: Ready, d: int, dtype: str, seed: int) -> None:
+        from node.experiment.modelsets import minilm_bytes
+
+        p, ms = self.profile, ready.models
+        stream = self.stream(seed, p.tasks).head(p.ed_tasks)
+        names = [*AGENT_ROLES, f"e-d{d}"]
+        self._run_one(ready, self._job(f"ed/{d}-{dtype}/s{seed}", 5, stream,
+                                       meta={"seed": seed, "d": d, "dtype": dtype, "offchain": ms.meta["offchain"],
+                                             "model_bytes": ms.model_bytes(names) + minilm_bytes(),
+                                             "model_set": ms.name}))
+
+    def _retrain_check(self) -> None:
+        """Train the first seed's main set again from scratch in a scratch folder: the same seed must
+        give byte-identical ONNX files, i.e. the same model ids (with the rerun units, which repeat
+        on-chain decisions, this is the 'same seed, same numbers' check)."""
+        spec = self.spec(self.seeds[0])
+        self.ui.status("retraining the first seed's models from scratch (determinism check)")
+        cached = self.factory.get(spec)
+        scratch = self.out / ".retrain"
+        try:
+            fresh = self.factory.get(spec, root=str(scratch))
+            same = {name: fresh.files().get(name, {}).get("model_id") == f["model_id"]
+                    for name, f in cached.files().items()}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._add({"key": "rerun/models", "seed": self.seeds[0], "model_ids_equal": same,
+                   "all_equal": all(same.values())})
+
+
+def _minilm() -> int:
+    from node.experiment.modelsets import minilm_bytes
+
+    return minilm_bytes()

@@ -1,0 +1,74 @@
+"""End to end: `chorus bench --profile tiny` through a real Anvil and real node processes.
+
+Two seeds, a few tasks per architecture, the N sweep and the robustness scenarios included: every
+architecture of DESIGN.md must come back from the chain with its metrics, the model-id mismatch
+must be a mined, reverted transaction, and the on-chain rerun must repeat its decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from node.experiment.config import ARCHS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from node.commands.bench import run_bench
+
+    out = tmp_path_factory.mktemp("bench") / "tiny"
+    results = run_bench(profile="tiny", out=out)
+    assert results is not None
+    return out, results
+
+
+def test_every_architecture_comes_back_from_the_chain(tiny_run) -> None:
+    out, results = tiny_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert set(on_disk["architectures"]) == set(ARCHS.values())
+    for name, a in on_disk["architectures"].items():
+        assert a["seeds"] == 2, name
+        assert 0.0 <= a["accuracy"] <= 1.0, name
+        assert a["finalized_rate"] == 1.0, name
+        assert a["gas_per_task"] > 21_000 and a["txs_per_task"] >= 3, name
+        assert a["latency_p50_s"] > 0 and a["cpu_s_per_task"] > 0, name
+    # what travels on chain shows in the costs: E-d publishes three embeddings more than M-learned
+    archs = on_disk["architectures"]
+    assert archs["E-d"]["txs_per_task"] == pytest.approx(archs["M-learned"]["txs_per_task"] + 3)
+    assert archs["U"]["txs_per_task"] == 3  # submit, one decision, finalize
+    assert (out / "report.md").read_text().startswith("# Chorus bench report")
+
+
+def test_units_are_checkpointed_and_match_the_chain(tiny_run) -> None:
+    out, _ = tiny_run
+    records = [json.loads(line) for line in (out / "units.jsonl").read_text().splitlines()]
+    main = [r for r in records if r["key"].startswith("main/")]
+    assert len(main) == 2 * len(ARCHS)
+    for r in main:
+        assert all(t["action"] in (0, 1, 2) and t["decisions"] >= 1 for t in r["tasks"]), r["key"]
+
+
+def test_robustness_and_the_model_id_mismatch(tiny_run) -> None:
+    _, results = tiny_run
+    rob = results["sweeps"]["robustness"]
+    assert {"noise-market", "noise-sentiment", "noise-risk", "byzantine", "offline"} <= set(rob["scenarios"])
+    offline = rob["scenarios"]["offline"]["architectures"]
+    assert offline["U"]["finalized_rate"] == 0.0  # its only coordinator is down: nothing decides
+    assert offline["U-rep"]["finalized_rate"] == 1.0  # the other replica decides, after the deadline
+    mismatch = rob["model_mismatch"]
+    assert mismatch["rejected"] is True
+    assert mismatch["probe_tx"]["error"] == "ModelMismatch" and mismatch["probe_tx"]["status"] == 0
+    assert mismatch["node_rejections"] >= 1
+
+
+def test_honesty_rerun_is_identical(tiny_run) -> None:
+    _, results = tiny_run
+    rerun = next(c for c in results["honesty"]["checks"] if c["name"].startswith("same seed"))
+    assert rerun["passed"] is True, rerun["detail"]
+    oracle = next(c for c in results["honesty"]["checks"] if "oracle" in c["name"])
+    assert oracle["passed"] is not False

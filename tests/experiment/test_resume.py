@@ -1,0 +1,74 @@
+"""Resume: finished units survive a kill (a cut last line included), finished sessions are skipped
+without starting anything, and a run folder refuses a run with other options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from node.errors import ConfigError
+from node.experiment.config import ARCHS, RunOptions, get_profile
+from node.experiment.runner import CHECKPOINT, Bench, Checkpoint, Ui, check_run_file
+
+
+def test_checkpoint_appends_and_reloads_and_ignores_a_cut_line(tmp_path: Path) -> None:
+    ck = Checkpoint(tmp_path / CHECKPOINT)
+    ck.add({"key": "main/s0/a0", "tasks": []})
+    ck.add({"key": "main/s0/a1", "tasks": []})
+    with open(tmp_path / CHECKPOINT, "a") as f:
+        f.write('{"key": "main/s0/a2", "tas')  # the kill came mid-write
+    again = Checkpoint(tmp_path / CHECKPOINT)
+    assert again.done("main/s0/a0") and again.done("main/s0/a1")
+    assert not again.done("main/s0/a2")
+    again.add({"key": "main/s0/a2", "tasks": []})  # redone, appended after the cut line
+    assert Checkpoint(tmp_path / CHECKPOINT).done("main/s0/a2")
+
+
+def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path) -> None:
+    opts = RunOptions(profile=get_profile("quick"), out=tmp_path)
+    bench = Bench(opts, tmp_path, background=False)
+    keys = [k for s in bench.sessions() for k in s.units]
+    assert len(keys) == len(set(keys))
+    for seed in opts.seeds():
+        assert {f"main/s{seed}/a{a}" for a in ARCHS} <= set(keys)
+    for prefix in ("alpha/", "n/", "ed/", "robust/noise-market/", "robust/byzantine/", "robust/offline/",
+                   "probe/mismatch/", "rerun/", "paced/"):
+        assert any(k.startswith(prefix) for k in keys), prefix
+
+
+def test_finished_sessions_are_skipped_without_a_chain(tmp_path: Path) -> None:
+    opts = RunOptions(profile=get_profile("tiny"), out=tmp_path, sweeps=False)
+    bench = Bench(opts, tmp_path, background=False)
+    ck = Checkpoint(tmp_path / CHECKPOINT)
+    for s in bench.sessions():
+        for key in s.units:
+            ck.add({"key": key})
+    seen: list[str] = []
+    resumed = Bench(opts, tmp_path, Ui(unit_done=seen.append), background=False)
+    resumed.run()  # would fail at once if it tried to start Anvil or train: everything is done
+    assert resumed.chain is None
+    assert sorted(seen) == sorted(k for s in bench.sessions() for k in s.units)
+
+
+def test_only_unfinished_sessions_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opts = RunOptions(profile=get_profile("tiny"), out=tmp_path, sweeps=False, rerun_check=False)
+    bench = Bench(opts, tmp_path, background=False)
+    sessions = bench.sessions()
+    ck = Checkpoint(tmp_path / CHECKPOINT)
+    for key in sessions[0].units:
+        ck.add({"key": key})
+    ran: list[str] = []
+    resumed = Bench(opts, tmp_path, background=False)
+    monkeypatch.setattr(resumed, "_run_sessions", lambda todo: ran.extend(s.name for s in todo))
+    resumed.run()
+    assert ran == [s.name for s in sessions[1:]]
+
+
+def test_a_run_folder_refuses_other_options(tmp_path: Path) -> None:
+    check_run_file(tmp_path, RunOptions(profile=get_profile("tiny"), out=tmp_path))
+    check_run_file(tmp_path, RunOptions(profile=get_profile("tiny"), out=tmp_path))  # same options: resume
+    assert json.loads((tmp_path / "run.json").read_text())["profile"]["name"] == "tiny"
+    with pytest.raises(ConfigError, match="other options"):
+        check_run_file(tmp_path, RunOptions(profile=get_profile("tiny", tasks=3), out=tmp_path))
