@@ -95,6 +95,7 @@ class BenchChain:
         self._next_key = NODE_KEY_START
         self._keys_lock = threading.Lock()
         self._deployer = None
+        self._deployer_lock = threading.RLock()  # its nonces: one sender at a time
 
     @classmethod
     def start(cls, work_dir: Path, rpc_url: str | None = None, block_time: float = 0.0) -> BenchChain:
@@ -128,7 +129,7 @@ class BenchChain:
         from node.chain.client import Web3Client
         from node.settings import dev_account
 
-        if self._deployer is None:
+        if self._deployer is None:  # created on first use, from the thread that prepares sessions
             self._deployer = Web3Client(self.rpc_url, dev_account(DEPLOYER_KEY), decoder=self.decoder, retries=5,
                                         receipt_timeout=120)
         return self._deployer
@@ -137,8 +138,9 @@ class BenchChain:
         """A fresh deployment owned by key 0 (call from one thread at a time)."""
         from node.chain.deploy import deploy
 
-        deployment = deploy(self.deployer(), rpc_url=self.rpc_url, artifacts=self.artifacts, cooldown=0,
-                            owner=self.client.address)
+        with self._deployer_lock:
+            deployment = deploy(self.deployer(), rpc_url=self.rpc_url, artifacts=self.artifacts, cooldown=0,
+                                owner=self.client.address)
         return Board(self, deployment, label)
 
     def allocate_keys(self, n: int) -> list[int]:
@@ -153,14 +155,15 @@ class BenchChain:
     def _fund(self, keys: Sequence[int]) -> None:
         from node.settings import dev_account
 
-        funder = self.deployer()
-        sent = []
-        for key in keys:
-            address = dev_account(key).address
-            if funder.balance(address) < MIN_BALANCE_WEI:
-                sent.append(funder.send(address, b"", value=FUND_WEI, gas=21_000))
-        for tx in sent:
-            funder.wait(tx)
+        with self._deployer_lock:
+            funder = self.deployer()
+            sent = []
+            for key in keys:
+                address = dev_account(key).address
+                if funder.balance(address) < MIN_BALANCE_WEI:
+                    sent.append(funder.send(address, b"", value=FUND_WEI, gas=21_000))
+            for tx in sent:
+                funder.wait(tx)
 
     def tick(self) -> None:
         """One more block (chain time moves on): `evm_mine` where the chain has it, else an empty
@@ -202,18 +205,31 @@ class BenchChain:
 class Board:
     """One deployment of the protocol: the contracts of one session, driven by the owner key."""
 
-    def __init__(self, chain: BenchChain, deployment: Any, label: str) -> None:
+    def __init__(self, chain: BenchChain, deployment: Any, label: str, client: Any = None,
+                 weights: dict[tuple[int, int], int] | None = None) -> None:
         from node.chain.contracts import ChorusContracts
 
         self.chain = chain
         self.label = label
         self.deployment = deployment
-        self.client = chain.client
+        self.client = client or chain.client
         self.contracts = ChorusContracts.from_deployment(self.client, deployment, chain.artifacts)
         self.address = deployment.address("TaskBoard")
         self.finalized_topic = self.contracts.interfaces["TaskBoard"].event_topic("TaskFinalized")
-        self._weights: dict[tuple[int, int], int] = {}
+        self._weights: dict[tuple[int, int], int] = {} if weights is None else weights
         self._submit_gas: dict[int, int] = {}
+
+    def for_thread(self) -> Board:
+        """The same deployment driven from another thread: tasks are submitted by a key of its own
+        (anyone may submit), with its own HTTP session; the owner's weights must already be set
+        (the weight cache is shared, so a weight already on chain is not sent again)."""
+        from node.chain.client import Web3Client
+        from node.settings import dev_account
+
+        key = self.chain.allocate_keys(1)[0]
+        client = Web3Client(self.rpc_url, dev_account(key), decoder=self.chain.decoder, retries=5,
+                            receipt_timeout=120)
+        return Board(self.chain, self.deployment, self.label, client, self._weights)
 
     @property
     def rpc_url(self) -> str:
@@ -285,7 +301,13 @@ class Board:
         return [e for e in self.contracts.decode_logs(logs) if isinstance(e, TaskFinalized)]
 
     def tick(self) -> None:
-        self.chain.tick()
+        """One more block: `evm_mine`, else an empty transfer from this board's submitting key."""
+        from node.errors import ChainError
+
+        try:
+            self.client.request("evm_mine", [])
+        except ChainError:
+            self.client.wait(self.client.send(self.client.address, b"", gas=21_000))
 
     # -- costs -----------------------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class Profile:
     train: TrainBudget = field(default_factory=TrainBudget)
     u_replicas: int = 2
     """k of U-rep: coordinators running the same model id."""
+    cost_seeds: int = 1
+    """Seeds whose main-table architectures run one at a time: latency, throughput and CPU time are
+    measured there; the other seeds run the architectures together (quality, gas, bytes, txs)."""
     paced: int = 2
     """Tasks per architecture sent one at a time on the first seed (latency without queueing)."""
     alphas: tuple[float, ...] = (0.0, 1.0)
@@ -86,13 +89,13 @@ class Profile:
 
 QUICK = Profile(
     name="quick", seeds=5, tasks=12, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
-    u_replicas=2, paced=1, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=12, agents=(2, 4), n_tasks=8,
+    u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=10, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
 )
 FULL = Profile(
-    name="full", seeds=5, tasks=60, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
-    u_replicas=3, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=40, agents=(2, 4, 8, 16),
-    n_tasks=30, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=40, ed_seeds=2, robust_tasks=40,
+    name="full", seeds=5, tasks=48, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
+    u_replicas=3, cost_seeds=2, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=24, agents=(2, 4, 8, 16),
+    n_tasks=24, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=24, ed_seeds=2, robust_tasks=24,
     robust_seeds=2, reduced=False,
 )
 TINY = Profile(

@@ -31,7 +31,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 BASE_PORT = 21700
 _PORTS = threading.Lock()
 """Held while ports are picked and processes spawned: two sets may start from two threads."""
-_next_port = BASE_PORT
+_next_port = BASE_PORT + 10 * (os.getpid() % 400)
+"""Where this process looks for ports first: two benches on one machine rarely start in one range."""
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,19 @@ class NodeSet:
     directory: Path
     rpc_url: str
     fusion_wait_s: float
+    poll_s: float | None = None
+    """The nodes' idle poll interval (None: the node's default)."""
     nodes: dict[str, Running] = field(default_factory=dict)
     _cpu_removed: float = 0.0
 
     @classmethod
     def start(cls, board, specs: list[NodeSpec], manifest: Path, label: str, *, fusion_wait_s: float = 8.0,
-              timeout: float = 180.0) -> NodeSet:
+              poll_s: float | None = None, timeout: float = 180.0) -> NodeSet:
         """Start one process per spec on fresh keys, following `board` (a `chain.Board`), and wait
         until every one is healthy."""
         directory = board.chain.work_dir / "nodes" / label
         directory.mkdir(parents=True, exist_ok=True)
-        node_set = cls(label, Path(manifest), board.deployment_file(), directory, board.rpc_url, fusion_wait_s)
+        node_set = cls(label, Path(manifest), board.deployment_file(), directory, board.rpc_url, fusion_wait_s, poll_s)
         node_set.add(board, specs, timeout=timeout)
         return node_set
 
@@ -140,6 +143,7 @@ class NodeSet:
             "CHORUS_ARCHS": json.dumps(list(spec.archs)),
             "CHORUS_EMBEDDING_ARCHS": json.dumps(list(spec.embedding_archs)),
             "CHORUS_FUSION_WAIT_S": str(self.fusion_wait_s),
+            **({"CHORUS_POLL_INTERVAL_S": str(self.poll_s)} if self.poll_s else {}),
             "CHORUS_BENCH_MANIFEST": str(self.manifest),
             "CHORUS_BENCH_MODE": spec.mode,
         })
@@ -191,11 +195,22 @@ class NodeSet:
         _reap(running.proc.pid)
 
     def stop(self) -> None:
-        for name in list(self.nodes):
+        """SIGTERM every process first (each finishes its task in hand), then wait for each."""
+        signalled = []
+        for running in self.nodes.values():
+            cpu = proc_cpu_seconds(running.proc.pid)
+            if running.proc.signal(signal.SIGTERM):
+                running.cpu_done += cpu or 0.0  # the last moments before exit are not counted
+                signalled.append(running)
+        for running in signalled:
             try:
-                self.stop_node(name)
+                if not running.proc.wait_exit(15.0):
+                    log.warning("node %s (pid %d) ignored SIGTERM; killing it", running.spec.name, running.proc.pid)
+                    running.proc.signal(signal.SIGKILL)
+                    running.proc.wait_exit(5.0)
             except Exception:  # keep stopping the others
-                log.exception("stopping node %s", name)
+                log.exception("stopping node %s", running.spec.name)
+            _reap(running.proc.pid)
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by every process of the set (all lives)."""

@@ -58,15 +58,18 @@ def architectures(records: dict[str, dict], seeds: list[int]) -> tuple[dict[str,
         units = [(s, records.get(f"main/s{s}/a{arch}")) for s in seeds]
         units = [(s, u) for s, u in units if u is not None]
         per_seed = []
-        tasks_all = []
+        tasks_all, tasks_alone = [], []
         for seed, u in units:
+            alone = u.get("isolated", u.get("cpu_s") is not None)
             q = _seed_quality(u)
             q["seed"] = seed
-            q["cpu_s_per_task"] = (u["cpu_s"] / len(u["tasks"])) if u.get("cpu_s") is not None and u["tasks"] else None
-            q["throughput_tasks_per_s"] = u.get("throughput")
+            q["isolated"] = alone
+            q["cpu_s_per_task"] = (u["cpu_s"] / len(u["tasks"])) if alone and u.get("cpu_s") is not None else None
+            q["throughput_tasks_per_s"] = u.get("throughput") if alone else None
             q["offchain_accuracy"] = (u.get("offchain") or {}).get(OFFCHAIN_NAME[name], {}).get("accuracy")
             per_seed.append(q)
             tasks_all += u["tasks"]
+            tasks_alone += u["tasks"] if alone else []
             if arch == 2 and "oracle_accuracy" in q:
                 oracle_rows.append({"accuracy": q["oracle_accuracy"], "macro_f1": q["oracle_macro_f1"],
                                     "pnl": q.get("oracle_pnl"), "sharpe": q.get("oracle_sharpe"), "seed": seed})
@@ -74,6 +77,10 @@ def architectures(records: dict[str, dict], seeds: list[int]) -> tuple[dict[str,
         entry.update(M.summarize_seeds(per_seed, (*QUALITY_KEYS, "cpu_s_per_task", "throughput_tasks_per_s",
                                                   "offchain_accuracy")))
         entry.update(M.costs(tasks_all))
+        # Latency only where the architecture ran alone (see Profile.cost_seeds).
+        timing = M.costs(tasks_alone or tasks_all)
+        entry.update(latency_p50_s=timing.get("latency_p50_s"), latency_p95_s=timing.get("latency_p95_s"),
+                     blocks_p50=timing.get("blocks_p50"), cost_seeds=sum(1 for q in per_seed if q["isolated"]))
         paced = [records.get(f"paced/s{s}/a{arch}") for s in seeds]
         lat = [t["latency_s"] for p in paced if p for t in p["tasks"] if t.get("latency_s") is not None]
         entry["latency_idle_p50_s"] = M.percentile(lat, 50)
@@ -475,10 +482,12 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
         out += [f"![accuracy per architecture]({plots['main']})", ""]
     out += ["Accuracy and macro-F1: mean ± 95% interval over seeds. Gap to oracle: oracle accuracy minus the "
             "architecture's, in points, on the same tasks. Gas, calldata bytes, transactions and CPU time are per "
-            "task. Sharpe: mean/std of per-task PnL (position buy +1 / hold 0 / sell −1 "
-            "times the task's next-period return; not annualised). Latency: submit sent → `TaskFinalized` seen, "
-            "tasks of one architecture sent as a burst (queueing included); tasks/s over that burst. CPU: user+system "
-            "time of all node processes during the architecture's burst, per task. Model MiB: the ONNX files the "
+            f"task; gas, bytes and transactions over all seeds, latency, tasks/s and CPU on the first "
+            f"{prof.get('cost_seeds', 1)} seed(s), where each architecture ran alone on chain. Sharpe: mean/std of per-task PnL (position buy +1 / hold 0 / sell −1 "
+            "times the task's next-period return; not annualised). Latency: `submitTask` sent → `TaskFinalized` seen, "
+            f"at most 8 tasks of the architecture in flight, blocks every {prof.get('block_time', 0):g} s, nodes "
+            "polling once per block; tasks/s over the architecture's batch. CPU: user+system time of all node "
+            "processes during the batch, per task. Model MiB: the ONNX files the "
             "architecture runs (MiniLM included where headlines are embedded; U-rep counts its k replicas).", ""]
     rows = []
     for name, a in archs.items():

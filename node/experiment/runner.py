@@ -39,6 +39,8 @@ ROLE_CYCLE = ("market", "sentiment", "risk", "fusion")
 NOISE_SCENARIOS = tuple(f"noise-{m}" for m in AGENT_ROLES)
 SCENARIOS = (*NOISE_SCENARIOS, "byzantine", "offline")
 UNIT_TIMEOUT_S = 240.0
+LOOKAHEAD = 1
+"""Sessions prepared ahead (models, deployment, node processes started and idle)."""
 MAX_IN_FLIGHT = 16
 """Tasks open at once when several architectures run together."""
 ALPHA_ARCHS = (0, 1, 2, 3, 4, 5, 6)
@@ -54,6 +56,7 @@ class Checkpoint:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.records: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         if not self.path.exists():
             return
         text = self.path.read_text()
@@ -75,12 +78,14 @@ class Checkpoint:
         return self.records.get(key)
 
     def add(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.records[record["key"]] = record
+        line = json.dumps(record, default=_json_default) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            self.records[record["key"]] = record
 
 
 def _json_default(value: Any) -> Any:
@@ -159,6 +164,26 @@ def replica_specs(profile: Profile) -> list[NodeSpec]:
     return out
 
 
+def byzantine_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
+    """The main mix with the market agent and the first U coordinator lying."""
+    specs = main_specs(uni_best, rules, replace(profile, agents=()))
+    return [s.with_mode("byzantine") if s.name in ("market", "coordinator-0") else s for s in specs]
+
+
+def degraded_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
+    """The main mix with the market agent publishing for E-d only, under an unregistered model id
+    (refused: for E-d as good as offline; for every other architecture it is offline), and the
+    first U coordinator registered but silent (offline): U has no coordinator left, U-rep k-1."""
+    out = []
+    for s in main_specs(uni_best, rules, replace(profile, agents=())):
+        if s.name == "market":
+            s = s.with_mode("wrong-model", archs=(5,))
+        elif s.name == "coordinator-0":
+            s = s.with_mode("honest", archs=())
+        out.append(s)
+    return out
+
+
 def ed_specs() -> list[NodeSpec]:
     return [*(NodeSpec(r, r, (5,), embedding_archs=(5,)) for r in AGENT_ROLES), NodeSpec("fusion", "fusion", (5,))]
 
@@ -210,6 +235,11 @@ class Session:
     specs: Callable[[Any], list[NodeSpec]] | None = None
     """The node processes for a model set (None: the session needs no chain)."""
     run: Callable[[Ready], None] = lambda ready: None
+    setup: Callable[[Ready], Ready] | None = None
+    """Runs first, in the main thread (owner transactions: the owner key is the main thread's)."""
+    defer: bool = False
+    """Run in a thread of its own (a session that mostly waits for deadlines): the next sessions
+    go on meanwhile."""
 
 
 @dataclass
@@ -259,12 +289,20 @@ class Bench:
                     units += [f"paced/s{seed}/a{a}" for a in ARCHS]
                 if self.opts.sweeps:
                     units += [f"n/{k}/s{seed}" for k in p.agents]
-            if self.opts.sweeps and n < p.robust_seeds:
-                scenarios = [s for s in SCENARIOS if self.synthetic or not s.startswith("noise")]
-                units += [f"robust/{s}/s{seed}/a{a}" for s in scenarios for a in ARCHS]
-                units += [f"probe/mismatch/s{seed}"]
+            robust = self.opts.sweeps and n < p.robust_seeds
+            if robust and self.synthetic:
+                units += [f"robust/{s}/s{seed}/a{a}" for s in NOISE_SCENARIOS for a in ARCHS]
             out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
                                lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
+            if robust:
+                out.append(Session(f"byzantine-s{seed}", [f"robust/byzantine/s{seed}/a{a}" for a in ARCHS],
+                                   self.spec(seed), lambda ms: byzantine_specs(ms.uni_best, ms.rules, p),
+                                   lambda ready, seed=seed: self._scenario_session(ready, seed, "byzantine")))
+                out.append(Session(f"degraded-s{seed}", [f"robust/offline/s{seed}/a{a}" for a in ARCHS] +
+                                   [f"probe/mismatch/s{seed}"], self.spec(seed),
+                                   lambda ms: degraded_specs(ms.uni_best, ms.rules, p),
+                                   lambda ready, seed=seed: self._scenario_session(ready, seed, "offline"),
+                                   setup=lambda ready, seed=seed: self._degraded_setup(ready, seed), defer=True))
         if self.opts.sweeps:
             if self.synthetic:
                 for alpha in p.alphas:
@@ -327,30 +365,38 @@ class Bench:
             self.chain = BenchChain.start(work, self.opts.rpc_url, self.profile.block_time)
             self.timings["chain_start_s"] = time.perf_counter() - t0
         preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+        background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deferred")
         pending: dict[int, Any] = {}
+        deferred: list[Any] = []
         try:
             for i, s in enumerate(todo):
                 if i not in pending:
                     pending[i] = preparer.submit(self._prepare, s)
+                if self.background:  # the next sessions' node processes start while this one runs
+                    ahead, j = 0, i + 1
+                    while ahead < LOOKAHEAD and j < len(todo):
+                        if j not in pending:
+                            pending[j] = preparer.submit(self._prepare, todo[j])
+                        ahead += 0 if todo[j].defer else 1  # a deferred session does not hold the line
+                        j += 1
                 self.ui.status(f"{s.name}: preparing (models, contracts, node processes)")
                 t0 = time.perf_counter()
                 ready = pending.pop(i).result()
                 self.timings[f"prepare_wait_s/{s.name}"] = time.perf_counter() - t0
-                if self.background and i + 1 < len(todo):
-                    pending[i + 1] = preparer.submit(self._prepare, todo[i + 1])
-                t0 = time.perf_counter()
-                try:
-                    self.ui.status(f"session {s.name}")
-                    s.run(ready)
-                finally:
-                    self.timings[f"session_s/{s.name}"] = time.perf_counter() - t0
-                    if ready is not None and ready.nodes is not None:
-                        self._stop(ready.nodes)
+                if s.setup is not None and ready is not None:
+                    ready = s.setup(ready)
+                if s.defer:
+                    deferred.append(background.submit(self._session, s, ready))
+                    continue
+                self._session(s, ready)
+            for future in deferred:
+                future.result()
         finally:
             self.factory.close()  # unblocks a preparation waiting for its models
             for future in pending.values():
                 future.cancel()
             preparer.shutdown(wait=True)
+            background.shutdown(wait=True)
             with self._lock:
                 sets = list(self.node_sets)
             for node_set in sets:
@@ -358,6 +404,16 @@ class Bench:
             if self.chain is not None:
                 self.chain.stop()
             shutil.rmtree(work, ignore_errors=True)
+
+    def _session(self, s: Session, ready: Ready | None) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.ui.status(f"session {s.name}")
+            s.run(ready)
+        finally:
+            self.timings[f"session_s/{s.name}"] = time.perf_counter() - t0
+            if ready is not None and ready.nodes is not None:
+                self._stop(ready.nodes)
 
     def _prepare(self, s: Session) -> Ready | None:
         """Models (waiting for their training), a fresh deployment, the node processes."""
@@ -370,7 +426,9 @@ class Bench:
             return Ready(ms)
         t0 = time.perf_counter()
         board = self.chain.new_board(s.name)
-        node_set = NodeSet.start(board, s.specs(ms), ms.manifest, s.name, fusion_wait_s=self.profile.fusion_wait_s)
+        # Nodes poll once per block: faster finds nothing new, and idle polling costs every node CPU.
+        node_set = NodeSet.start(board, s.specs(ms), ms.manifest, s.name, fusion_wait_s=self.profile.fusion_wait_s,
+                                 poll_s=self.profile.block_time or None)
         with self._lock:
             self.node_sets.append(node_set)
         self.timings[f"nodes_start_s/{s.name}"] = time.perf_counter() - t0
@@ -407,8 +465,10 @@ class Bench:
              quorum_: int | None = None, meta: dict | None = None) -> ArchJob:
         p = self.profile
         round_size = max(4, -(-len(stream) // rounds)) if hedge is not None else None
+        # Degraded tasks finalize only after their deadline: all in flight at once, one wait.
+        window = window or (len(stream) if degraded else WINDOW)
         return ArchJob(key, arch, stream, quorum_ or quorum(arch, p.u_replicas), deadline_s or p.deadline_s,
-                       window=window or WINDOW, round_size=round_size, hedge=hedge, expect_unfinalized=degraded,
+                       window=window, round_size=round_size, hedge=hedge, expect_unfinalized=degraded,
                        meta=meta or {})
 
     def _run_one(self, ready: Ready, job: ArchJob, sets: list[NodeSet] | None = None) -> None:
@@ -422,15 +482,15 @@ class Bench:
         self._add(job.record(ready.board, sum(s.cpu_seconds() for s in sets) - cpu0))
 
     def _run_together(self, ready: Ready, jobs: list[ArchJob], extra: Callable[[ArchJob], dict] | None = None,
-                      timeout_s: float = UNIT_TIMEOUT_S) -> None:
+                      timeout_s: float = UNIT_TIMEOUT_S, cap: bool = True) -> None:
         """Several jobs at once (quality only: CPU and throughput are not attributed)."""
         if not jobs:
             return
         label = jobs[0].key.rsplit("/", 1)[0]
         self.ui.status(f"{label}: {len(jobs)} architectures x {len(jobs[0].stream)} tasks")
         self.ui.start_tasks(label, sum(len(j.stream) for j in jobs))
-        run_jobs(ready.board, jobs, timeout_s=timeout_s, max_in_flight=MAX_IN_FLIGHT, logs=ready.nodes.log_tail,
-                 on_task=self.ui.task_done)
+        run_jobs(ready.board, jobs, timeout_s=timeout_s, max_in_flight=MAX_IN_FLIGHT if cap else None,
+                 logs=ready.nodes.log_tail, on_task=self.ui.task_done)
         for job in jobs:
             record = job.record(ready.board, None)
             if extra is not None:
@@ -459,12 +519,19 @@ class Bench:
         p, ms = self.profile, ready.models
         stream = self.stream(seed, p.tasks)
         self._weights(ready.board, ms.uni_best)
-        for arch in ARCHS:
-            key = f"main/s{seed}/a{arch}"
-            if not self.checkpoint.done(key):
-                self._run_one(ready, self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
-                                               meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"],
-                                                     "seed": seed}))
+        # The first `cost_seeds` seeds run one architecture at a time, so latency, throughput and
+        # CPU time are each architecture's own; the others run them together (quality and
+        # per-task gas, bytes and transactions do not depend on it).
+        isolated = seed in self.seeds[:p.cost_seeds]
+        jobs = [self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
+                          meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"], "seed": seed,
+                                "isolated": isolated})
+                for arch in ARCHS if not self.checkpoint.done(key := f"main/s{seed}/a{arch}")]
+        if isolated:
+            for job in jobs:
+                self._run_one(ready, job)
+        else:
+            self._run_together(ready, jobs)
         if first and self.opts.rerun_check:
             for a in (3, 6):
                 if not self.checkpoint.done(f"rerun/s{seed}/a{a}"):
@@ -501,44 +568,52 @@ class Bench:
             if extra:
                 nodes.remove([s.name for s in extra])
 
+    def _scenario_jobs(self, ms, seed: int, scenario: str, stream, degraded: bool = False) -> list[ArchJob]:
+        p = self.profile
+        out = []
+        for arch in ARCHS:
+            key = f"robust/{scenario}/s{seed}/a{arch}"
+            if not self.checkpoint.done(key):
+                out.append(self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
+                                     rounds=1, deadline_s=p.degraded_deadline_s if degraded else None,
+                                     degraded=degraded, meta={"seed": seed, "scenario": scenario,
+                                                              "mismatch": degraded and arch == 5}))
+        return out
+
+    def _degraded_setup(self, ready: Ready, seed: int) -> Ready:
+        """In the main thread: the owner's weights (M-regret's as the clean run left them); then the
+        session goes on in a thread of its own, submitting from a key of its own."""
+        ms = ready.models
+        self._weights(ready.board, ms.uni_best)
+        ready.board.set_weights(4, {**self._hedge(ms, seed).weights_bps(), 3: 0})
+        return Ready(ms, ready.board.for_thread(), ready.nodes)
+
     def _robustness(self, ready: Ready, seed: int) -> None:
-        p, ms, nodes = self.profile, ready.models, ready.nodes
+        """Noise on one modality at a time (the honest nodes of the main session)."""
+        p = self.profile
+        if not self.synthetic:
+            return
+        n = min(p.robust_tasks, p.tasks)
+        jobs = []
+        for m in AGENT_ROLES:
+            noisy = self.stream(seed, p.tasks, noise=task_streams.noise_on(m, p.noise)).head(n)
+            jobs += self._scenario_jobs(ready.models, seed, f"noise-{m}", noisy)
+        self._run_together(ready, jobs)
+
+    def _scenario_session(self, ready: Ready, seed: int, scenario: str) -> None:
+        """Byzantine, or offline + model mismatch: the session's node processes were started in
+        that mode (see `byzantine_specs`, `degraded_specs`), on the seed's main models."""
+        p, ms = self.profile, ready.models
         clean = self.stream(seed, p.tasks)
         n = min(p.robust_tasks, p.tasks)
-
-        def jobs_for(scenario: str, stream, degraded: bool = False) -> list[ArchJob]:
-            out = []
-            for arch in ARCHS:
-                key = f"robust/{scenario}/s{seed}/a{arch}"
-                if not self.checkpoint.done(key):
-                    out.append(self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
-                                         rounds=1, deadline_s=p.degraded_deadline_s if degraded else None,
-                                         degraded=degraded, meta={"seed": seed, "scenario": scenario}))
-            return out
-
-        if self.synthetic:
-            for m in AGENT_ROLES:
-                noisy = self.stream(seed, p.tasks, noise=task_streams.noise_on(m, p.noise)).head(n)
-                self._run_together(ready, jobs_for(f"noise-{m}", noisy))
-        byz = jobs_for("byzantine", clean.head(n))
-        if byz:
-            self.ui.status("byzantine: restarting the market agent and the first U coordinator as liars")
-            nodes.restart("market", nodes.nodes["market"].spec.with_mode("byzantine"))
-            nodes.restart("coordinator-0", nodes.nodes["coordinator-0"].spec.with_mode("byzantine"))
-            self._run_together(ready, byz)
-        offline = jobs_for("offline", clean.head(n), degraded=True)
+        degraded = scenario == "offline"
+        if not degraded:
+            self._weights(ready.board, ms.uni_best)
+        jobs = self._scenario_jobs(ms, seed, scenario, clean.head(n), degraded=degraded)
+        self._run_together(ready, jobs, cap=not degraded, timeout_s=UNIT_TIMEOUT_S + p.degraded_deadline_s)
         probe_key = f"probe/mismatch/s{seed}"
-        if offline or not self.checkpoint.done(probe_key):
-            # The market agent publishes for E-d only, with embeddings under an unregistered model
-            # id (refused: for E-d it is as good as offline); for every other architecture it is
-            # offline. U's only coordinator is offline; U-rep keeps k-1 replicas.
-            self.ui.status("offline / model mismatch: market agent on a wrong model id, first U coordinator down")
-            nodes.restart("market", nodes.nodes["market"].spec.with_mode("wrong-model", archs=(5,)))
-            nodes.stop_node("coordinator-0")
-            self._run_together(ready, offline, extra=lambda job: {"mismatch": job.arch == 5},
-                               timeout_s=UNIT_TIMEOUT_S + p.degraded_deadline_s)
-            if not self.checkpoint.done(probe_key):
-                self._add(self._probe(ready, seed, clean))
+        if degraded and not self.checkpoint.done(probe_key):
+            self._add(self._probe(ready, seed, clean))
 
     def _probe(self, ready: Ready, seed: int, stream) -> dict[str, Any]:
         """Show the chain refusing a vector under a model id other than the agent's registered one:

@@ -26,16 +26,19 @@ def test_checkpoint_appends_and_reloads_and_ignores_a_cut_line(tmp_path: Path) -
     assert Checkpoint(tmp_path / CHECKPOINT).done("main/s0/a2")
 
 
-def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path) -> None:
-    opts = RunOptions(profile=get_profile("quick"), out=tmp_path)
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path, profile: str) -> None:
+    opts = RunOptions(profile=get_profile(profile), out=tmp_path)
     bench = Bench(opts, tmp_path, background=False)
     keys = [k for s in bench.sessions() for k in s.units]
     assert len(keys) == len(set(keys))
     for seed in opts.seeds():
         assert {f"main/s{seed}/a{a}" for a in ARCHS} <= set(keys)
     for prefix in ("alpha/", "n/", "ed/", "robust/noise-market/", "robust/byzantine/", "robust/offline/",
-                   "probe/mismatch/", "rerun/", "paced/"):
+                   "probe/mismatch/", "rerun/", *(("paced/",) if profile == "full" else ())):
         assert any(k.startswith(prefix) for k in keys), prefix
+    full_grid = {f"ed/{d}-{t}/s0" for d in (4, 16, 64, 384) for t in ("f32", "i8", "binary")} - {"ed/16-f32/s0"}
+    assert (full_grid <= set(keys)) == (profile == "full")
 
 
 def test_finished_sessions_are_skipped_without_a_chain(tmp_path: Path) -> None:
