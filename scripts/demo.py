@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         mining = f"a block every {block_time:g} s" if block_time else "auto-mine"
         console.print(f"[green]devnet up[/green] {anvil.rpc_url} (anvil pid {anvil.pid}, {mining}, log {log_path})")
         results = run_bench(profile=args.profile, seed=args.seed, out=out, rpc_url=anvil.rpc_url, fresh=True,
-                            console=console)
+                            console=console, chain_label=f"the demo's anvil ({mining})")
         return 0 if results is not None else 1
     except ChorusError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")

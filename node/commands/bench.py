@@ -13,7 +13,6 @@ kept in `<out>/units.jsonl`); `--fresh` starts over. Heavy imports happen inside
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -86,13 +85,14 @@ def bench(
     profile: str = typer.Option("quick", "--profile", help="quick (minutes; what `make demo` runs), full (the "
                                 "whole grid, under an hour on 2 cores) or tiny (tests)."),
     seed: int = typer.Option(0, "--seed", help="Base seed: the run's seeds are seed, seed+1, ..."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),
-    rpc_url: Optional[str] = typer.Option(None, "--rpc-url", help="Any EVM JSON-RPC with Anvil's funded dev keys "
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),  # noqa: B008
+    rpc_url: str | None = typer.Option(None, "--rpc-url", help="Any EVM JSON-RPC with Anvil's funded dev keys "
                                           "(chain id 31337); default: a private Anvil started and stopped here."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your own tasks (CSV/Parquet in the models.data.loader "
-                                        "format) instead of the synthetic market."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Override the profile's number of seeds."),
-    tasks: Optional[int] = typer.Option(None, "--tasks", min=1, help="Override the on-chain tasks per (seed, arch)."),
+    data: Path | None = typer.Option(  # noqa: B008
+        None, "--data", help="Your own tasks (CSV/Parquet in the models.data.loader format) instead of the synthetic "
+                             "market."),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Override the profile's number of seeds."),
+    tasks: int | None = typer.Option(None, "--tasks", min=1, help="Override the on-chain tasks per (seed, arch)."),
     sweeps: bool = typer.Option(True, "--sweeps/--no-sweeps", help="Run the sweeps after the main table."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard the finished units of an earlier run in --out."),
     report_only: bool = typer.Option(False, "--report-only", help="Only render the report from --out's units."),
@@ -100,8 +100,11 @@ def bench(
 ) -> None:
     """Run every architecture of DESIGN.md through the chain, the sweeps and the honesty checks;
     write report.md, results.json and PNG plots; print the summary table."""
+    import signal
+
     from node.errors import ChorusError
 
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C: nodes, chain, training stop
     try:
         prof_check(profile)
         if data is not None and not data.is_file():
@@ -120,6 +123,10 @@ def bench(
         raise typer.Exit(1)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def prof_check(profile: str) -> None:
     from node.experiment.config import PROFILES
 
@@ -129,7 +136,8 @@ def prof_check(profile: str) -> None:
 
 def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None, rpc_url: str | None = None,
               data: Path | None = None, seeds: int | None = None, tasks: int | None = None, sweeps: bool = True,
-              fresh: bool = False, report_only: bool = False, console=None) -> dict | None:
+              fresh: bool = False, report_only: bool = False, console=None, chain_label: str | None = None
+              ) -> dict | None:
     """The bench with progress bars and the summary table; returns the results (None: nothing to
     report). Raises ChorusError on failure and KeyboardInterrupt when interrupted (finished units
     stay in the run folder)."""
@@ -138,11 +146,23 @@ def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None,
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from node.experiment.config import RunOptions, get_profile
     from node.experiment.report import make_run_info, write_report
-    from node.experiment.runner import CHECKPOINT, RUN_FILE, Bench, Checkpoint, check_run_file
+    from node.experiment.runner import (
+        CHECKPOINT,
+        RUN_FILE,
+        Bench,
+        Checkpoint,
+        check_run_file,
+    )
 
     console = console or Console()
     prof = get_profile(profile, seeds=seeds, tasks=tasks)
@@ -172,15 +192,17 @@ def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None,
     if not records:
         console.print(f"[red]no finished units in {folder}[/red]")
         return None
-    previous = _previous_run(folder)
-    if previous and report_only:
-        started, timings = previous.get("started_ts", started), previous.get("timings", {})
-    chain = "private anvil (auto-mine)" if rpc_url is None else _safe(rpc_url)
+    chain = chain_label or ((f"private anvil, a block every {prof.block_time:g} s" if prof.block_time else
+                             "private anvil, auto-mine") if rpc_url is None else _safe(rpc_url))
     run = make_run_info(opts, folder.name, started, time.time(), timings, chain)
-    results = write_report(records, opts, folder, run)
+    previous, env = _previous(folder)
+    if report_only and previous:  # the run's own facts, not the re-rendering's
+        run.update({k: previous[k] for k in ("started", "started_ts", "finished", "wall_s", "timings", "chain")
+                    if k in previous})
+    results = write_report(records, opts, folder, run, env if report_only else None)
     print_summary(results, console)
-    console.print(f"report: {folder / 'report.md'}  results: {folder / 'results.json'}  "
-                  f"({time.time() - started:.0f} s)")
+    took = "" if report_only else f"  ({time.time() - started:.0f} s)"
+    console.print(f"report: {folder / 'report.md'}  results: {folder / 'results.json'}{took}")
     return results
 
 
@@ -191,14 +213,15 @@ def _overrides(saved_profile: dict) -> dict:
     return {k: v for k, v in saved_profile.items() if k in ("seeds", "tasks") and v != base.get(k)}
 
 
-def _previous_run(folder: Path) -> dict | None:
+def _previous(folder: Path) -> tuple[dict | None, dict | None]:
+    """The run and environment sections of an earlier results.json in `folder`."""
     import json
 
-    path = folder / "results.json"
     try:
-        return json.loads(path.read_text()).get("run")
+        earlier = json.loads((folder / "results.json").read_text())
     except (OSError, ValueError):
-        return None
+        return None, None
+    return earlier.get("run"), earlier.get("environment")
 
 
 def _safe(url: str) -> str:

@@ -1,13 +1,5 @@
-"""The agents the experiment adds around the standard ones, and the U coordinator it runs.
+"""The agent modes the experiment adds around the standard agents (see `agentproc`).
 
-- `UCoordinatorAgent`: the unified model U (`u` in a manifest: cross-modal attention over the
-  three modalities' features) as an agent with role coordinator. It registers U's model id, so k
-  replicas of it (U-rep) are visibly in the same embedding space on chain, and publishes one
-  decision per task: for U with U's confidence, for U-rep as a full-confidence vote, so that the
-  chain's tally over the k replicas is a count of agreeing replicas (a disagreement of two is a
-  tie, hence hold; with three, the majority wins). It stands in for the coordinator role (agents/coordinator.py) until that is
-  part of the node runtime; it computes exactly the features U was trained on
-  (`models.data.features`), headlines through the same MiniLM ONNX the sentiment agent uses.
 - `RulesFusion`: M-rules (`models.fusion.m_rules`, thresholds picked on validation) for tasks of
   architecture 1; other architectures go to the wrapped fusion agent unchanged.
 - `ByzantineAgent`: runs the honest agent, then publishes the opposite action (sell <-> buy,
@@ -21,64 +13,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput
-from node.chain.types import MAX_CONFIDENCE, Action, Encoding
+from agents.base import (
+    Agent,
+    AgentOutput,
+    Decision,
+    Embedding,
+    TaskInput,
+)
+from node.chain.types import MAX_CONFIDENCE, Action
 
 log = logging.getLogger(__name__)
 
 ARCH_M_RULES = 1
-ARCH_U_REP = 7
 _OPPOSITE = {Action.SELL: Action.BUY, Action.BUY: Action.SELL, Action.HOLD: Action.SELL}
-MIN_SERIES = 8
-
-
-class UCoordinatorAgent(Agent):
-    """U on the task's three modalities: one decision (its embedding is not published)."""
-
-    def __init__(self, manifest_path: Path, text_encoder: Any = None, model_name: str = "u") -> None:
-        from models.runtime import OnnxModel
-
-        self.model = OnnxModel(model_name, Path(manifest_path), threads=1)
-        if text_encoder is None:
-            from agents.factory import load_text_encoder
-
-            text_encoder = load_text_encoder()[0]
-        self.encoder = text_encoder
-        self.widths = {name: int(self.model.input_shape(name)[1]) for name in ("market", "sentiment", "risk")}
-        self.identity = AgentIdentity(Role.COORDINATOR, Modality.MULTIMODAL, self.model.model_id, self.model.dim,
-                                      Encoding.F32, self.model.name, f"{self.model.name} (cross-modal attention)",
-                                      "onnx")
-
-    def features(self, task: TaskInput) -> dict[str, np.ndarray]:
-        """U's inputs for one task: per-modality features (zeros where absent) and the mask."""
-        from models.data.features import flow_features, market_features, text_features
-
-        p = task.payload
-        feats = {k: np.zeros((1, w), np.float32) for k, w in self.widths.items()}
-        mask = np.zeros((1, 3), np.float32)
-        if len(p.prices) >= MIN_SERIES:
-            feats["market"][0] = market_features(p.prices, p.volumes)
-            mask[0, 0] = 1
-        if p.headlines:
-            feats["sentiment"][0] = text_features(list(p.headlines), self.encoder)
-            mask[0, 1] = 1
-        if p.flows:
-            feats["risk"][0] = flow_features(p.flows)
-            mask[0, 2] = 1
-        return {**feats, "mask": mask}
-
-    def run(self, task: TaskInput) -> AgentOutput:
-        out = self.model.run(**self.features(task))
-        emb = Embedding(np.asarray(out["embedding"][0], np.float32), self.model.model_id, Encoding.F32)
-        decision = Decision.from_probs(out["probs"][0])
-        if task.arch == ARCH_U_REP:
-            return AgentOutput(Decision(decision.action, MAX_CONFIDENCE), emb, note="U replica vote")
-        return AgentOutput(decision, emb, note="U")
 
 
 class RulesFusion(Agent):
@@ -107,17 +58,21 @@ class RulesFusion(Agent):
 
 
 class ByzantineAgent(Agent):
-    """The honest agent's identity and embedding, the opposite decision at full confidence."""
+    """The honest agent's identity and embedding, the opposite decision at full confidence.
+    Anything else (a coordinator's HTTP service uses `decide_batch`) is the honest agent's."""
 
     def __init__(self, inner: Agent) -> None:
         self.inner = inner
         self.identity = replace(inner.identity, decider=f"byzantine({inner.identity.decider})")
         self.waits_for_peers = inner.waits_for_peers
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
     def run(self, task: TaskInput) -> AgentOutput:
         honest = self.inner.run(task)
         lie = Decision(_OPPOSITE[Action(honest.decision.action)], MAX_CONFIDENCE)
-        return AgentOutput(lie, honest.embedding, note="byzantine")
+        return replace(honest, decision=lie, note="byzantine")
 
 
 def wrong_model_id(model_id: bytes) -> bytes:
@@ -138,4 +93,4 @@ class WrongModelAgent(Agent):
         if out.embedding is None:
             return out
         emb = Embedding(out.embedding.vector, wrong_model_id(out.embedding.model_id), out.embedding.encoding)
-        return AgentOutput(out.decision, emb, note="embedding under an unregistered model id")
+        return replace(out, embedding=emb, note="embedding under an unregistered model id")

@@ -168,16 +168,23 @@ class ArchJob:
         }
 
 
+class Cancelled(RuntimeError):
+    """The run is stopping (Ctrl-C, an error elsewhere): the unit is abandoned, not recorded."""
+
+
 def run_jobs(board: Board, jobs: list[ArchJob], *, timeout_s: float, max_in_flight: int | None = None,
              logs: Callable[[], str] = lambda: "", on_task: Callable[[], None] | None = None,
-             poll_s: float = POLL_S) -> None:
+             poll_s: float = POLL_S, cancel: Any = None) -> None:
     """Drive `jobs` until every one is done, at most `max_in_flight` tasks open at once (all jobs
     together; default: no cap beyond each job's window). A task not finalized `timeout_s` after
-    it was sent raises JobTimeout, unless its job expects unfinalized tasks."""
+    it was sent raises JobTimeout, unless its job expects unfinalized tasks; `cancel` (an Event)
+    set from another thread raises Cancelled."""
     cursor = board.block_number() + 1
     last_tick = 0.0
     by_id: dict[int, Submitted] = {}
     while not all(job.done for job in jobs):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the run is stopping")
         # Submit: round robin over the jobs that want more, within the cap.
         open_now = sum(len(j.in_flight) for j in jobs)
         for job in jobs:

@@ -160,7 +160,13 @@ def _train_main(cfg, seed: int, budget, directory: Path, progress: Progress | No
     from models import fusion
     from models.data.splits import config_to_dict, make_splits
     from models.export import export_all
-    from models.train import AGENT_DIM, _torch_threads, agent_outputs, evaluate_split, save_checkpoint
+    from models.train import (
+        AGENT_DIM,
+        _torch_threads,
+        agent_outputs,
+        evaluate_split,
+        save_checkpoint,
+    )
 
     splits = make_splits(cfg, seed)
     res = evaluate_split(splits, budget, seed, ((AGENT_DIM, "f32", "frozen"),), progress)
@@ -229,8 +235,16 @@ def _train_ed(cfg, seed: int, budget, d: int, dtype: str, directory: Path, progr
               ) -> dict[str, Any]:
     from models.data.splits import config_to_dict, make_splits
     from models.export import export_all
-    from models.train import (_torch_threads, agent_outputs, ed_inputs, metrics, predict_logits, save_checkpoint,
-                              train_agent, train_ed_head)
+    from models.train import (
+        _torch_threads,
+        agent_outputs,
+        ed_inputs,
+        metrics,
+        predict_logits,
+        save_checkpoint,
+        train_agent,
+        train_ed_head,
+    )
 
     splits = make_splits(cfg, seed)
     tr, va, te = splits.train, splits.val, splits.test

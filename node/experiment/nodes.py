@@ -53,8 +53,6 @@ class NodeSpec:
     def with_mode(self, mode: str, archs: tuple[int, ...] | None = None) -> NodeSpec:
         from dataclasses import replace
 
-        if self.role == "coordinator" and not mode.startswith("coordinator"):
-            mode = "coordinator" if mode == "honest" else f"coordinator-{mode}"
         return replace(self, mode=mode, archs=self.archs if archs is None else tuple(archs))
 
 
@@ -66,6 +64,63 @@ def proc_cpu_seconds(pid: int) -> float | None:
         return None
     rest = stat[stat.rindex(")") + 2:].split()
     return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+
+
+class ForkedNode(NodeProc):
+    """A node process of the bench, recognised by pid and start time alone (which is what rules out
+    a recycled pid): a process forked by the zygote has the zygote's command line."""
+
+    def is_ours(self) -> bool:
+        fields = _stat(self.pid)
+        return fields is not None and fields[0] != "Z" and int(fields[19]) == self.start_time
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+class Zygote:
+    """`python -m node.experiment.agentproc --zygote`: forks warm node processes on request."""
+
+    def __init__(self) -> None:
+        from node.settings import find_project_root
+
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **THREAD_ENV}
+        self.process = subprocess.Popen([sys.executable, "-m", "node.experiment.agentproc", "--zygote"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
+                                        env=env, cwd=find_project_root(), start_new_session=True,
+                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
+        self._lock = threading.Lock()
+        ready = json.loads(self.process.stdout.readline() or "{}")  # type: ignore[union-attr]
+        if "ready" not in ready:
+            self.process.kill()
+            raise RuntimeError("the node zygote did not start (see stderr)")
+
+    def spawn(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> int:
+        request = {"argv": argv, "env": env, "log": str(log_path), "cwd": str(cwd)}
+        with self._lock:
+            self.process.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
+            self.process.stdin.flush()  # type: ignore[union-attr]
+            answer = json.loads(self.process.stdout.readline() or "{}")  # type: ignore[union-attr]
+        if "pid" not in answer:
+            raise RuntimeError("the node zygote stopped answering")
+        return int(answer["pid"])
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()  # type: ignore[union-attr]
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Several nodes share a few cores: one math thread each (also a fixed summation order)."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -95,17 +150,20 @@ class NodeSet:
     fusion_wait_s: float
     poll_s: float | None = None
     """The nodes' idle poll interval (None: the node's default)."""
+    zygote: Zygote | None = None
+    """Fork node processes from this warm parent (None: start each with a fresh interpreter)."""
     nodes: dict[str, Running] = field(default_factory=dict)
     _cpu_removed: float = 0.0
 
     @classmethod
     def start(cls, board, specs: list[NodeSpec], manifest: Path, label: str, *, fusion_wait_s: float = 8.0,
-              poll_s: float | None = None, timeout: float = 180.0) -> NodeSet:
+              poll_s: float | None = None, zygote: Zygote | None = None, timeout: float = 180.0) -> NodeSet:
         """Start one process per spec on fresh keys, following `board` (a `chain.Board`), and wait
         until every one is healthy."""
         directory = board.chain.work_dir / "nodes" / label
         directory.mkdir(parents=True, exist_ok=True)
-        node_set = cls(label, Path(manifest), board.deployment_file(), directory, board.rpc_url, fusion_wait_s, poll_s)
+        node_set = cls(label, Path(manifest), board.deployment_file(), directory, board.rpc_url, fusion_wait_s, poll_s,
+                       zygote)
         node_set.add(board, specs, timeout=timeout)
         return node_set
 
@@ -137,8 +195,7 @@ class NodeSet:
                if not k.startswith("CHORUS_") or k in ("CHORUS_ARTIFACTS_DIR",)}
         env.update({
             "PYTHONUNBUFFERED": "1",
-            # Several nodes share a few cores: one math thread each (also fixes summation order).
-            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            **THREAD_ENV,
             "CHORUS_RPC_URL": self.rpc_url,
             "CHORUS_ARCHS": json.dumps(list(spec.archs)),
             "CHORUS_EMBEDDING_ARCHS": json.dumps(list(spec.embedding_archs)),
@@ -154,19 +211,25 @@ class NodeSet:
     def _spawn(self, spec: NodeSpec, port: int, key: int) -> NodeProc:
         from node.settings import dev_account, find_project_root
 
-        node_role = "fusion" if spec.role == "coordinator" else spec.role
         db = self.directory / f"{spec.name}.sqlite"
         log_path = self.directory / f"{spec.name}.log"
-        command = [sys.executable, "-m", "node.experiment.agentproc", "-v", "node", "run", "--role", node_role,
-                   "--port", str(port), "--dev-key-index", str(key), "--deployment", str(self.deployment_file),
-                   "--db", str(db)]
+        # `chorus coordinator run` for the U coordinators, `chorus node run --role R` for the agents.
+        command = ["coordinator", "run"] if spec.role == "coordinator" else ["node", "run", "--role", spec.role]
+        args = ["-v", *command, "--port", str(port), "--dev-key-index", str(key),
+                "--deployment", str(self.deployment_file), "--db", str(db)]
+        if self.zygote is not None:
+            pid = self.zygote.spawn(args, self._env(spec), log_path, find_project_root())
+            return ForkedNode(role=spec.name, address=dev_account(key).address, url=f"http://127.0.0.1:{port}",
+                              pid=pid, port=port, key_index=key, db=str(db), log=str(log_path),
+                              start_time=_start_time(pid))
+        command = [sys.executable, "-m", "node.experiment.agentproc", *args]
         with open(log_path, "ab") as out:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                        env=self._env(spec), cwd=find_project_root(), start_new_session=True,
-                                       preexec_fn=_die_with_parent)
-        return NodeProc(role=spec.name, address=dev_account(key).address, url=f"http://127.0.0.1:{port}",
-                        pid=process.pid, port=port, key_index=key, db=str(db), log=str(log_path),
-                        start_time=_start_time(process.pid))
+                                       preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
+        return ForkedNode(role=spec.name, address=dev_account(key).address, url=f"http://127.0.0.1:{port}",
+                          pid=process.pid, port=port, key_index=key, db=str(db), log=str(log_path),
+                          start_time=_start_time(process.pid))
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -212,10 +275,13 @@ class NodeSet:
                 log.exception("stopping node %s", running.spec.name)
             _reap(running.proc.pid)
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds used so far by every process of the set (all lives)."""
-        total = self._cpu_removed
+    def cpu_seconds(self, arch: int | None = None) -> float:
+        """CPU seconds used so far by the processes of the set (all lives) that publish for `arch`
+        (all of them when None)."""
+        total = self._cpu_removed if arch is None else 0.0
         for running in self.nodes.values():
+            if arch is not None and arch not in running.spec.archs:
+                continue
             total += running.cpu_done
             if running.proc.is_ours():
                 total += proc_cpu_seconds(running.proc.pid) or 0.0

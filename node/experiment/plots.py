@@ -94,19 +94,22 @@ def plot_frontier(results: dict[str, Any], path: Path) -> bool:
     if not archs and not points:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    labels: dict[tuple[float, float], list[str]] = {}
     for a in archs:
         if a["name"] == "E-d":
             continue
         ax.scatter(a["gas_per_task"], 100 * a["accuracy"], color=COLORS[a["name"]], s=50, zorder=3)
-        ax.annotate(a["name"], (a["gas_per_task"], 100 * a["accuracy"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
+        labels.setdefault((a["gas_per_task"], 100 * a["accuracy"]), []).append(a["name"])
     markers = {"f32": "o", "f16": "s", "i8": "^", "binary": "D"}
     for p in points:
         ax.scatter(p["gas_per_task"], 100 * p["accuracy"], color=COLORS["E-d"], marker=markers.get(p["dtype"], "o"),
                    s=45, zorder=3)
-        ax.annotate(f"E-{p['d']}/{p['dtype']}", (p["gas_per_task"], 100 * p["accuracy"]), textcoords="offset points",
-                    xytext=(4, -10), fontsize=7, color="#0e7c86")
+        near = next((k for k in labels if abs(math.log(k[0] / p["gas_per_task"])) < 0.04
+                     and abs(k[1] - 100 * p["accuracy"]) < 0.6), (p["gas_per_task"], 100 * p["accuracy"]))
+        labels.setdefault(near, []).append(f"E-{p['d']}/{p['dtype']}")
+    for (x, y), names in labels.items():  # one label per spot: overlapping points share it
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
     frontier = set(sw.get("frontier") or [])
     pts = [(a["gas_per_task"], 100 * a["accuracy"]) for a in archs if a["name"] in frontier]
     pts += [(p["gas_per_task"], 100 * p["accuracy"]) for p in points if f"E-{p['d']}/{p['dtype']}" in frontier]
@@ -118,6 +121,20 @@ def plot_frontier(results: dict[str, Any], path: Path) -> bool:
     ax.set_xlabel("gas per task (all transactions touching it)")
     ax.set_ylabel("accuracy on chain (%)")
     ax.set_title("accuracy vs gas")
+    for dtype in sorted({p["dtype"] for p in points}):
+        row = sorted((p["d"], p["gas_per_task"]) for p in points if p["dtype"] == dtype)
+        ax2.plot([d for d, _ in row], [g for _, g in row], marker=markers.get(dtype, "o"), label=dtype,
+                 color=COLORS["E-d"], alpha={"f32": 1.0, "f16": 0.8, "i8": 0.6, "binary": 0.4}.get(dtype, 1.0))
+    if points:
+        ax2.set_xscale("log", base=2)
+        ds = sorted({p["d"] for p in points})
+        ax2.set_xticks(ds, [str(d) for d in ds])
+        ax2.set_xlabel("embedding width d")
+        ax2.set_ylabel("gas per E-d task")
+        ax2.set_title("what the embeddings cost")
+        ax2.legend(title="dtype", fontsize=8)
+    else:
+        ax2.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

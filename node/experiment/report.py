@@ -142,7 +142,8 @@ def alpha_sweep(records: dict[str, dict], opts: RunOptions, archs_main: dict[str
                        "main_table": alpha == p.alpha})
     return {"points": points, "reduced": p.reduced, "alphas": alphas,
             "definition": "gap = accuracy(U) - accuracy(best modular architecture of the same seed), "
-                          "modular = M-rules, M-fixed, M-learned, M-regret, E-d; mean and 95% interval over seeds"}
+                          "modular = M-rules, M-fixed, M-learned, M-regret, E-d; the best is picked after the fact "
+                          "on the seed's test tasks, which favours the modular side; mean and 95% interval over seeds"}
 
 
 def agents_sweep(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
@@ -207,7 +208,7 @@ def robustness(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
     p = opts.profile
     seeds = opts.seeds()[:p.robust_seeds]
     scenarios: dict[str, Any] = {}
-    for scenario in SCENARIO_TITLES:
+    for scenario, title in SCENARIO_TITLES.items():
         per_arch: dict[str, Any] = {}
         points = {}
         for arch, name in ARCHS.items():
@@ -232,7 +233,7 @@ def robustness(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
         for name, eff in M.effective_robustness(points).items():
             per_arch[name]["effective"] = eff
         if per_arch:
-            scenarios[scenario] = {"title": SCENARIO_TITLES[scenario], "architectures": per_arch}
+            scenarios[scenario] = {"title": title, "architectures": per_arch}
     probes = [records[k] for k in _by_prefix(records, "probe/mismatch/")]
     mismatch = None
     if probes:
@@ -356,7 +357,7 @@ def environment(opts: RunOptions) -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "hostname": platform.node(),
         "packages": {p: version(p) for p in ("chorus", "torch", "onnxruntime", "numpy", "scikit-learn", "web3",
                                              "eth-account", "tokenizers", "matplotlib")},
-        "anvil": _anvil_version(), "seed": opts.seed, "git_commit": _git_commit(),
+        "anvil": _anvil_version(), "seed": opts.seed, "git_commit": _git_commit(), "git_dirty": _git_dirty(),
     }
 
 
@@ -366,9 +367,24 @@ def _anvil_version() -> str | None:
     from node.devnet import DevnetError, find_anvil
 
     try:
-        out = subprocess.run([str(find_anvil()), "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([str(find_anvil()), "--version"], capture_output=True, text=True, timeout=10,
+                             check=False)
         return out.stdout.strip().splitlines()[0] if out.stdout else None
     except (DevnetError, OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def _git_dirty() -> bool | None:
+    """Whether the working tree has uncommitted changes (the commit alone then does not say what ran)."""
+    import subprocess
+
+    from node.settings import find_project_root
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, timeout=10, cwd=find_project_root(), check=False)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
         return None
 
 
@@ -379,7 +395,7 @@ def _git_commit() -> str | None:
 
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=find_project_root())
+                             cwd=find_project_root(), check=False)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -445,7 +461,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
                      f"{_num(a.get('latency_p50_s'), '{:.2f}')} / {_num(a.get('latency_p95_s'), '{:.2f}')}",
                      _num(a.get("throughput_tasks_per_s"), "{:.1f}"),
                      _num(None if a.get("cpu_s_per_task") is None else 1000 * a["cpu_s_per_task"], "{:.0f}"),
-                     _num(None if a.get("model_bytes") is None else a["model_bytes"] / 2**20, "{:.1f}")])
+                     _num(None if a.get("model_bytes") is None else a["model_bytes"] / 1e6, "{:.2f}")])
     o = results["oracle"]
     rows.append(["Oracle", _pct(o.get("accuracy"), o.get("accuracy_ci")), _pct(o.get("macro_f1"), o.get("macro_f1_ci")),
                  "0.0", _num(o.get("sharpe"), "{:+.3f}"), "", "", "", "", "", "", ""])
@@ -453,7 +469,7 @@ def summary_rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 SUMMARY_HEADER = ["architecture", "accuracy %", "macro-F1 %", "gap to oracle", "Sharpe", "gas", "calldata B",
-                  "txs", "latency p50/p95 s", "tasks/s", "CPU ms", "model MiB"]
+                  "txs", "latency p50/p95 s", "tasks/s", "CPU ms", "model MB"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -473,22 +489,22 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
                f"Finished {run.get('finished', '?')} on {env.get('cpu') or '?'} ({env.get('cores')} cores), "
                f"wall time {_num(run.get('wall_s'), '{:.0f}')} s. Data: {run.get('data') or 'synthetic market (models.data.synthetic)'}; "
                f"chain: {run.get('chain')}.")
-    out += ["", "Every figure below comes from the chain: tasks submitted with `TaskBoard.submitTask`, taken by real "
-            "node processes (agents, fusion node, U coordinators), fused and finalized on chain; quality is computed "
-            "from the `TaskFinalized` events joined off chain with the generator's labels by task id. Costs come from "
-            "the receipts of every transaction that touched a task.", ""]
+    out += ["", ("Every figure below comes from the chain: tasks submitted with `TaskBoard.submitTask`, taken by real "
+                 "node processes (agents, fusion node, U coordinators), fused and finalized on chain; quality is "
+                 "computed from the `TaskFinalized` events joined off chain with the generator's labels by task id. "
+                 "Costs come from the receipts of every transaction that touched a task."), ""]
     out += ["## Summary", "", _table(SUMMARY_HEADER, summary_rows(results)), ""]
     if plots.get("main"):
         out += [f"![accuracy per architecture]({plots['main']})", ""]
-    out += ["Accuracy and macro-F1: mean ± 95% interval over seeds. Gap to oracle: oracle accuracy minus the "
+    out += [("Accuracy and macro-F1: mean ± 95% interval over seeds. Gap to oracle: oracle accuracy minus the "
             "architecture's, in points, on the same tasks. Gas, calldata bytes, transactions and CPU time are per "
             f"task; gas, bytes and transactions over all seeds, latency, tasks/s and CPU on the first "
             f"{prof.get('cost_seeds', 1)} seed(s), where each architecture ran alone on chain. Sharpe: mean/std of per-task PnL (position buy +1 / hold 0 / sell −1 "
             "times the task's next-period return; not annualised). Latency: `submitTask` sent → `TaskFinalized` seen, "
             f"at most 8 tasks of the architecture in flight, blocks every {prof.get('block_time', 0):g} s, nodes "
-            "polling once per block; tasks/s over the architecture's batch. CPU: user+system time of all node "
-            "processes during the batch, per task. Model MiB: the ONNX files the "
-            "architecture runs (MiniLM included where headlines are embedded; U-rep counts its k replicas).", ""]
+            "polling once per block; tasks/s over the architecture's batch. CPU: user+system time, during the "
+            "batch, of the node processes that publish for the architecture, per task. Model MB: the ONNX files the "
+            "architecture runs (MiniLM included where headlines are embedded; U-rep counts its k replicas)."), ""]
     rows = []
     for name, a in archs.items():
         rows.append([name, _pct(a.get("pnl"), a.get("pnl_ci"), 2), _num(a.get("sharpe"), "{:+.3f}") +
@@ -499,9 +515,9 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
     out += ["### Decisions as trades, finality, and the off-chain reference", "",
             _table(["architecture", "PnL (sum, % of notional)", "Sharpe/task", "finalized %", "blocks submit→final",
                     "idle latency p50/p95 s", "off-chain accuracy %", "models"], rows), "",
-            "Idle latency: tasks sent one at a time on the first seed. Off-chain accuracy: the same trained models "
-            "scored by `models.train` on the same tasks without the chain (M-learned: the stacker on published "
-            "decisions; U-rep: U) — the chain reproduces it up to ONNX-vs-torch rounding of confidences.", ""]
+            ("Idle latency: tasks sent one at a time on the first seed. Off-chain accuracy: the same trained models "
+             "scored by `models.train` on the same tasks without the chain (M-learned: the stacker on published "
+             "decisions; U-rep: U) — the chain reproduces it up to ONNX-vs-torch rounding of confidences."), ""]
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
     out += _robust_section(results, plots) + _honesty_section(results) + _env_section(results)
     return "\n".join(out) + "\n"
@@ -560,8 +576,8 @@ def _agents_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     if plots.get("agents"):
         out += [f"![cost vs N]({plots['agents']})", ""]
     rows = [[str(p["n"]), _num(p.get("gas_per_task")), _num(p.get("calldata_bytes_per_task")),
-             _num(p.get("txs_per_task"), "{:.1f}"), f"{_num(p.get('latency_p50_s'), '{:.2f}')} / "
-             f"{_num(p.get('latency_p95_s'), '{:.2f}')}", _num(p.get("throughput_tasks_per_s"), "{:.1f}"),
+             _num(p.get("txs_per_task"), "{:.1f}"),
+             f"{_num(p.get('latency_p50_s'), '{:.2f}')} / {_num(p.get('latency_p95_s'), '{:.2f}')}", _num(p.get("throughput_tasks_per_s"), "{:.1f}"),
              _num(None if p.get("cpu_s_per_task") is None else 1000 * p["cpu_s_per_task"], "{:.0f}"),
              _pct(p.get("accuracy"))] for p in sw["points"]]
     out += [_table(["N", "gas/task", "calldata B/task", "txs/task", "latency p50/p95 s", "tasks/s", "CPU ms/task",
@@ -575,13 +591,14 @@ def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     if not sw.get("scenarios"):
         return out + ["Not run.", ""]
     first = next(iter(next(iter(sw["scenarios"].values()))["architectures"].values()))
-    out += [f"*{sw['seeds']} seed(s), {first['tasks']} tasks per scenario and architecture"
-            f"{' (reduced: quick profile)' if sw['reduced'] else ''}.*", ""]
+    reduced = " (reduced: quick profile)" if sw["reduced"] else ""
+    out += [(f"*{first['tasks']} tasks per scenario and architecture ({sw['seeds']} seed(s)){reduced}; the clean "
+             "accuracy is on the same tasks, from the main table.*"), ""]
     if plots.get("robustness"):
         out += [f"![robustness]({plots['robustness']})", ""]
     names = list(ARCHS.values())
     rows = []
-    for scenario, s in sw["scenarios"].items():
+    for s in sw["scenarios"].values():
         a = s["architectures"]
         rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], digits=0)} ({_num(a[n]['relative'], '{:.2f}')}, "
                                    f"{_num(None if a[n].get('effective') is None else 100 * a[n]['effective'], '{:+.0f}')})"
@@ -593,13 +610,13 @@ def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     if mm:
         pr = mm["probe_tx"]
         out += ["### Model-id mismatch: the chain refuses it", "",
-                f"- A registered agent (model id `{pr['registered_model_id'][:18]}…`) sent `publishEmbedding` under "
-                f"model id `{pr['sent_model_id'][:18]}…`: transaction `{pr['tx_hash']}` was mined with status "
-                f"{pr.get('status')} and reverted with **{pr.get('error')}**"
-                f"({', '.join(f'{k}={str(v)[:18]}…' for k, v in (pr.get('args') or {}).items())}), "
-                f"gas {pr.get('gas_used')}.",
-                f"- The market node running with the wrong model id had {mm['node_rejections']} publications refused "
-                f"by the chain (`ModelMismatch` at gas estimation, recorded as failed tasks in its API).",
+                (f"- A registered agent (model id `{pr['registered_model_id'][:18]}…`) sent `publishEmbedding` "
+                 f"under model id `{pr['sent_model_id'][:18]}…`: transaction `{pr['tx_hash']}` was mined with status "
+                 f"{pr.get('status')} and reverted with **{pr.get('error')}**"
+                 f"({', '.join(f'{k}={str(v)[:18]}…' for k, v in (pr.get('args') or {}).items())}), "
+                 f"gas {pr.get('gas_used')}."),
+                (f"- The market node running with the wrong model id had {mm['node_rejections']} publications "
+                 "refused by the chain (`ModelMismatch` at gas estimation, recorded as failed tasks in its API)."),
                 f"- E-d accuracy with that agent's embeddings refused: {_pct(mm.get('ed_accuracy_under_mismatch'))} %.",
                 f"- Refused as required: **{'yes' if mm['rejected'] else 'NO'}**.", ""]
     return out
@@ -621,9 +638,21 @@ def _env_section(results: dict[str, Any]) -> list[str]:
     return ["## Environment", "",
             f"- CPU: {env.get('cpu')}, {env.get('cores')} cores, {env.get('memory_gib')} GiB; {env.get('platform')}",
             f"- Python {env.get('python')}; {pk}; {env.get('anvil') or 'anvil ?'}",
-            f"- git commit {env.get('git_commit')}; base seed {env.get('seed')}",
-            f"- Timings of this run (s): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(run.get("timings", {}).items())
-                                                        if isinstance(v, (int, float))), ""]
+            (f"- git commit {env.get('git_commit')}{' (with uncommitted changes)' if env.get('git_dirty') else ''}; "
+             f"base seed {env.get('seed')}"),
+            "- Where the time went (s): " + _timing_summary(run.get("timings", {})), ""]
+
+
+def _timing_summary(timings: dict[str, float]) -> str:
+    """Per kind (`session_s`, `nodes_start_s`, ...): total and count; the details are in results.json."""
+    kinds: dict[str, list[float]] = {}
+    for key, value in timings.items():
+        if isinstance(value, (int, float)):
+            kinds.setdefault(key.split("/", 1)[0], []).append(float(value))
+    names = {"chain_start_s": "chain start", "session_s": "sessions on chain", "nodes_start_s": "node start-up",
+             "models_wait_s": "waiting for training", "prepare_wait_s": "waiting for a prepared session"}
+    return ", ".join(f"{names.get(k, k)} {sum(v):.1f}" + (f" ({len(v)})" if len(v) > 1 else "")
+                     for k, v in kinds.items()) + " (start-ups and training overlap the sessions)"
 
 
 def make_run_info(opts: RunOptions, run_id: str, started: float, finished: float, timings: dict[str, float],

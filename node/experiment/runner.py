@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from node.experiment import tasks as task_streams
-from node.experiment.config import ARCH_N_SWEEP, ARCHS, AGENT_ROLES, ROLE_IDS, Profile, RunOptions
+from node.experiment.config import (
+    AGENT_ROLES,
+    ARCH_N_SWEEP,
+    ARCHS,
+    ROLE_IDS,
+    Profile,
+    RunOptions,
+)
 from node.experiment.jobs import WINDOW, ArchJob, Hedge, run_jobs
-from node.experiment.nodes import NodeSet, NodeSpec
+from node.experiment.nodes import NodeSet, NodeSpec, Zygote
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +150,15 @@ def n_sweep_archs_of(node_index: int, agents: tuple[int, ...]) -> tuple[int, ...
 
 def main_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
     """Market, sentiment, risk (all modular architectures, the Uni-best agent also arch 0), the
-    fusion node (M-rules, M-learned, E-d) and k U coordinators (the first also serves U)."""
+    fusion node (M-rules, M-learned, E-d) and k U coordinators (`chorus coordinator run`; the first
+    also serves U)."""
     specs = []
     for j, role in enumerate(AGENT_ROLES):
         archs = (0,) * (role == uni_best) + (1, 2, 3, 4, 5) + n_sweep_archs_of(j, profile.agents)
         specs.append(NodeSpec(role, role, archs, embedding_archs=(5,)))
     specs.append(NodeSpec("fusion", "fusion", (1, 3, 5) + n_sweep_archs_of(3, profile.agents), rules=rules))
     for c in range(profile.u_replicas):
-        specs.append(NodeSpec(f"coordinator-{c}", "coordinator", (6, 7) if c == 0 else (7,), mode="coordinator"))
+        specs.append(NodeSpec(f"coordinator-{c}", "coordinator", (6, 7) if c == 0 else (7,)))
     return specs
 
 
@@ -253,6 +262,7 @@ class Bench:
     """Train model sets in a background process, and start the next session's node processes,
     while the current session runs on chain."""
     chain: Any = None
+    zygote: Zygote | None = None
     node_sets: list[NodeSet] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -265,6 +275,8 @@ class Bench:
         self.synthetic = self.opts.data is None
         self.factory = Factory(background=self.background)
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        """Set when the run stops early: a deferred session in its thread gives up at once."""
 
     def spec(self, seed: int, alpha: float | None = None, n_test: int | None = None, kind: str = "main",
              d: int = 16, dtype: str = "f32"):
@@ -279,7 +291,7 @@ class Bench:
     def sessions(self) -> list[Session]:
         p, seeds = self.profile, self.seeds
         out = []
-        main = lambda ms: main_specs(ms.uni_best, ms.rules, p)  # noqa: E731
+        main = lambda ms: main_specs(ms.uni_best, ms.rules, p)
         for n, seed in enumerate(seeds):
             units = [f"main/s{seed}/a{a}" for a in ARCHS]
             if n == 0:
@@ -364,6 +376,8 @@ class Bench:
             self.ui.status("starting the chain")
             self.chain = BenchChain.start(work, self.opts.rpc_url, self.profile.block_time)
             self.timings["chain_start_s"] = time.perf_counter() - t0
+            if hasattr(os, "fork") and sys.platform.startswith("linux"):
+                self.zygote = Zygote()
         preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deferred")
         pending: dict[int, Any] = {}
@@ -391,6 +405,9 @@ class Bench:
                 self._session(s, ready)
             for future in deferred:
                 future.result()
+        except BaseException:
+            self._cancel.set()
+            raise
         finally:
             self.factory.close()  # unblocks a preparation waiting for its models
             for future in pending.values():
@@ -401,6 +418,8 @@ class Bench:
                 sets = list(self.node_sets)
             for node_set in sets:
                 self._stop(node_set)
+            if self.zygote is not None:
+                self.zygote.close()
             if self.chain is not None:
                 self.chain.stop()
             shutil.rmtree(work, ignore_errors=True)
@@ -428,7 +447,7 @@ class Bench:
         board = self.chain.new_board(s.name)
         # Nodes poll once per block: faster finds nothing new, and idle polling costs every node CPU.
         node_set = NodeSet.start(board, s.specs(ms), ms.manifest, s.name, fusion_wait_s=self.profile.fusion_wait_s,
-                                 poll_s=self.profile.block_time or None)
+                                 poll_s=self.profile.block_time or None, zygote=self.zygote)
         with self._lock:
             self.node_sets.append(node_set)
         self.timings[f"nodes_start_s/{s.name}"] = time.perf_counter() - t0
@@ -476,10 +495,11 @@ class Bench:
         sets = sets or [ready.nodes]
         self.ui.status(f"{job.key}: {len(job.stream)} tasks")
         self.ui.start_tasks(job.key, len(job.stream))
-        cpu0 = sum(s.cpu_seconds() for s in sets)
+        # The CPU of the processes that publish for the architecture (the others only poll).
+        cpu0 = sum(s.cpu_seconds(job.arch) for s in sets)
         run_jobs(ready.board, [job], timeout_s=UNIT_TIMEOUT_S, logs=lambda: "\n".join(s.log_tail() for s in sets),
-                 on_task=self.ui.task_done)
-        self._add(job.record(ready.board, sum(s.cpu_seconds() for s in sets) - cpu0))
+                 on_task=self.ui.task_done, cancel=self._cancel)
+        self._add(job.record(ready.board, sum(s.cpu_seconds(job.arch) for s in sets) - cpu0))
 
     def _run_together(self, ready: Ready, jobs: list[ArchJob], extra: Callable[[ArchJob], dict] | None = None,
                       timeout_s: float = UNIT_TIMEOUT_S, cap: bool = True) -> None:
@@ -490,7 +510,7 @@ class Bench:
         self.ui.status(f"{label}: {len(jobs)} architectures x {len(jobs[0].stream)} tasks")
         self.ui.start_tasks(label, sum(len(j.stream) for j in jobs))
         run_jobs(ready.board, jobs, timeout_s=timeout_s, max_in_flight=MAX_IN_FLIGHT if cap else None,
-                 logs=ready.nodes.log_tail, on_task=self.ui.task_done)
+                 logs=ready.nodes.log_tail, on_task=self.ui.task_done, cancel=self._cancel)
         for job in jobs:
             record = job.record(ready.board, None)
             if extra is not None:

@@ -43,7 +43,7 @@ class TaskStream:
 
     def head(self, n: int) -> TaskStream:
         """The first `n` tasks (sweeps reuse the start of the main stream: paired comparisons)."""
-        cut = lambda a: None if a is None else a[:n]  # noqa: E731
+        cut = lambda a: None if a is None else a[:n]
         return TaskStream(self.payloads[:n], self.labels[:n], cut(self.oracle), cut(self.returns), self.description)
 
 
@@ -93,7 +93,7 @@ def file_test_rows(n_rows: int, seed: int, val_frac: float, test_frac: float) ->
     """Row indices of the test split `models.data.splits` draws for a file under a seed."""
     rng = np.random.default_rng(seed)
     idx = rng.permutation(n_rows)
-    return idx[: int(round(test_frac * n_rows))]
+    return idx[: round(test_frac * n_rows)]
 
 
 def file_stream(path: Path, seed: int, n: int, val_frac: float = 0.15, test_frac: float = 0.3) -> TaskStream:

@@ -28,7 +28,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def test_every_architecture_comes_back_from_the_chain(tiny_run) -> None:
-    out, results = tiny_run
+    out, _ = tiny_run
     on_disk = json.loads((out / "results.json").read_text())
     assert set(on_disk["architectures"]) == set(ARCHS.values())
     for name, a in on_disk["architectures"].items():

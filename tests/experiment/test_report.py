@@ -8,10 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
+from benchrecords import full_records
 
 from node.experiment.config import ARCHS, QUICK, RunOptions, get_profile
-from node.experiment.report import build_results, make_run_info, pareto, render_markdown, summary_rows, write_report
-from benchrecords import full_records
+from node.experiment.report import (
+    build_results,
+    make_run_info,
+    pareto,
+    render_markdown,
+    summary_rows,
+    write_report,
+)
 
 ARCH_METRICS = ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "gap_to_oracle", "pnl", "sharpe",
                 "gas_per_task", "calldata_bytes_per_task", "txs_per_task", "latency_p50_s", "latency_p95_s",
