@@ -95,8 +95,8 @@ QUICK = Profile(
 FULL = Profile(
     name="full", seeds=5, tasks=48, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
     u_replicas=3, cost_seeds=2, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=24, agents=(2, 4, 8, 16),
-    n_tasks=24, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=24, ed_seeds=2, robust_tasks=24,
-    robust_seeds=2, reduced=False,
+    n_tasks=24, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=24, ed_seeds=5, robust_tasks=16,
+    robust_seeds=5, reduced=False,
 )
 TINY = Profile(
     name="tiny", seeds=2, tasks=6, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
