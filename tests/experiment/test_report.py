@@ -117,3 +117,26 @@ def test_partial_records_render_without_sweeps(run_setup) -> None:
 def test_pareto_frontier() -> None:
     pts = [("a", 0.5, 100.0), ("b", 0.6, 200.0), ("c", 0.55, 300.0), ("d", 0.7, 400.0)]
     assert pareto(pts) == ["a", "b", "d"]
+
+
+def test_alpha0_check_fails_on_a_clear_disagreement_and_reports_the_paired_gap(run_setup) -> None:
+    opts, records, run = run_setup
+    opts = RunOptions(profile=get_profile("quick", seeds=5, alpha_seeds=5), seed=0, out=opts.out)
+    records = full_records(opts.profile, opts.seeds())
+    for s in opts.seeds():  # U right on every alpha=0 task, M-learned wrong on every one
+        for t in records[f"alpha/0/s{s}/a6"]["tasks"]:
+            t["action"] = t["label"]
+        for t in records[f"alpha/0/s{s}/a3"]["tasks"]:
+            t["action"] = (t["label"] + 1) % 3
+    check = build_results(records, opts, run, ENV)["honesty"]["checks"][0]
+    assert check["name"].startswith("alpha=0")
+    assert check["passed"] is False
+    assert check["paired_u_minus_m_learned"] == pytest.approx(1.0)
+    assert "weak check" not in check["detail"]  # zero spread: the intervals are tight
+
+
+def test_alpha0_check_says_when_it_is_weak(run_setup) -> None:
+    opts, records, run = run_setup  # the quick profile: 2 seeds at alpha=0
+    check = build_results(records, opts, run, ENV)["honesty"]["checks"][0]
+    assert check["passed"] is True
+    assert "weak check" in check["detail"] and "paired U − M-learned" in check["detail"]
