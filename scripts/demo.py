@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from node.experiment.config import get_profile
     from node.settings import state_dir
 
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the summary tables stay readable in CI logs
     out = args.out or Path("reports") / f"demo-{args.profile}"
     log_path = state_dir() / "demo-anvil.log"
     block_time = get_profile(args.profile).block_time or None
