@@ -7,27 +7,21 @@ from typing import Optional
 
 import typer
 
+from node.commands.nodeopts import shared_node_options
+
 
 def register(app: typer.Typer) -> None:
     node = typer.Typer(help="Run an agent node.", no_args_is_help=True)
 
     @node.command("run")
+    @shared_node_options
     def run(
         role: Optional[str] = typer.Option(None, "--role", help="market, sentiment, risk or fusion."),
-        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings (flat keys)."),
-        host: Optional[str] = typer.Option(None, "--host", help="API bind address (default 127.0.0.1)."),
         port: Optional[int] = typer.Option(None, "--port", help="API port (default 8700)."),
-        rpc_url: Optional[str] = typer.Option(None, "--rpc-url", help="JSON-RPC URL (default: the deployment's)."),
-        chain_id: Optional[int] = typer.Option(None, "--chain-id", help="Expected chain id."),
-        dev_key_index: Optional[int] = typer.Option(None, "--dev-key-index",
-                                                    help="Sign with Anvil dev key N (chain 31337 only)."),
-        keystore: Optional[Path] = typer.Option(None, "--keystore", help="Encrypted JSON keystore."),
-        password_file: Optional[Path] = typer.Option(None, "--password-file", help="File holding the keystore password."),
-        deployment: Optional[Path] = typer.Option(None, "--deployment", help="Deployment JSON (default .chorus/devnet.json)."),
-        db: Optional[Path] = typer.Option(None, "--db", help="SQLite state file."),
-        confirmations: Optional[int] = typer.Option(None, "--confirmations", help="Blocks to wait before acting on a log."),
-        poll_interval: Optional[float] = typer.Option(None, "--poll-interval", help="Seconds between polls when idle."),
         model_name: Optional[str] = typer.Option(None, "--model", help="Manifest entry of the trained model."),
+        *,
+        config: Optional[Path] = None,
+        overrides: Optional[dict] = None,
     ) -> None:
         """Register (if needed), follow the TaskBoard, publish this agent's outputs, serve the HTTP API.
 
@@ -39,12 +33,7 @@ def register(app: typer.Typer) -> None:
         from node.runner import run_node
 
         try:
-            settings = load_node_settings(
-                config, role=role, host=host, port=port, rpc_url=rpc_url, chain_id=chain_id,
-                dev_key_index=dev_key_index, keystore_path=keystore, keystore_password_file=password_file,
-                deployment_file=deployment, db_path=db, confirmations=confirmations, poll_interval_s=poll_interval,
-                model_name=model_name,
-            )
+            settings = load_node_settings(config, role=role, port=port, model_name=model_name, **(overrides or {}))
             code = run_node(settings)
         except ChorusError as exc:
             typer.echo(f"node failed: {exc}", err=True)
