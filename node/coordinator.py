@@ -201,23 +201,28 @@ class MicroBatcher(Generic[T, R]):
         if not live:
             return
         t0 = time.perf_counter()
+        outcomes: list[tuple[bool, Any]] = []  # (ok, result or exception) per live request
         try:
-            results = self._call([p.value for p in live])
-            for p, result in zip(live, results, strict=True):
-                p.future.set_result(result)
+            outcomes = [(True, r) for r in self._call([p.value for p in live])]
         except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
             if len(live) == 1:
-                live[0].future.set_exception(exc)
+                outcomes = [(False, exc)]
             else:  # one bad request must not fail the others: serve them one by one
                 log.warning("%s batch of %d failed (%s); retrying one by one", self.name, len(live), exc)
                 for p in live:
                     try:
-                        p.future.set_result(self._call([p.value])[0])
+                        outcomes.append((True, self._call([p.value])[0]))
                     except Exception as one:  # noqa: BLE001
-                        p.future.set_exception(one)
+                        outcomes.append((False, one))
+        # Metrics first: a client that reads /metrics right after its answer sees its batch counted.
         if self.metrics is not None:
             self.metrics.batch_size.labels(route=self.name).observe(len(live))
             self.metrics.batch_seconds.labels(route=self.name).observe(time.perf_counter() - t0)
+        for p, (ok, value) in zip(live, outcomes, strict=True):
+            if ok:
+                p.future.set_result(value)
+            else:
+                p.future.set_exception(value)
 
     def _call(self, values: list[T]) -> Sequence[R]:
         self.batches += 1
