@@ -7,12 +7,15 @@ from typing import Optional
 
 import typer
 
+from node.commands.nodeopts import shared_node_options
+
 
 def register(app: typer.Typer) -> None:
     coordinator = typer.Typer(help="Run the edge coordinator (U model + MiniLM on onnxruntime).",
                               no_args_is_help=True)
 
     @coordinator.command("run")
+    @shared_node_options
     def run(
         int8: Optional[bool] = typer.Option(None, "--int8/--f32", help="Run u-int8 instead of u (default f32)."),
         text_int8: Optional[bool] = typer.Option(None, "--text-int8/--text-f32",
@@ -24,20 +27,11 @@ def register(app: typer.Typer) -> None:
                                                 help="Most requests per onnxruntime call (default 32)."),
         max_wait_ms: Optional[float] = typer.Option(None, "--max-wait-ms", min=0,
                                                     help="How long a batch waits to fill (default 5 ms)."),
-        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with settings (flat keys)."),
-        host: Optional[str] = typer.Option(None, "--host", help="API bind address (default 127.0.0.1)."),
         port: Optional[int] = typer.Option(None, "--port", help="API port (default 8800)."),
-        rpc_url: Optional[str] = typer.Option(None, "--rpc-url", help="JSON-RPC URL (default: the deployment's)."),
-        chain_id: Optional[int] = typer.Option(None, "--chain-id", help="Expected chain id."),
-        dev_key_index: Optional[int] = typer.Option(None, "--dev-key-index",
-                                                    help="Sign with Anvil dev key N (chain 31337 only)."),
-        keystore: Optional[Path] = typer.Option(None, "--keystore", help="Encrypted JSON keystore."),
-        password_file: Optional[Path] = typer.Option(None, "--password-file", help="File holding the keystore password."),
-        deployment: Optional[Path] = typer.Option(None, "--deployment", help="Deployment JSON (default .chorus/devnet.json)."),
-        db: Optional[Path] = typer.Option(None, "--db", help="SQLite state file."),
-        confirmations: Optional[int] = typer.Option(None, "--confirmations", help="Blocks to wait before acting on a log."),
-        poll_interval: Optional[float] = typer.Option(None, "--poll-interval", help="Seconds between polls when idle."),
         model_name: Optional[str] = typer.Option(None, "--model", help="Manifest entry of the U model (overrides --int8)."),
+        *,
+        config: Optional[Path] = None,
+        overrides: Optional[dict] = None,
     ) -> None:
         """Register as coordinator (if needed), publish U's decisions on U / U-rep tasks, and serve the
         node API plus POST /embed and POST /decide (micro-batched).
@@ -50,10 +44,8 @@ def register(app: typer.Typer) -> None:
         try:
             code = run_coordinator(
                 config, int8=int8, text_model=None if text_int8 is None else ("int8" if text_int8 else "f32"),
-                threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms, host=host,
-                port=port, rpc_url=rpc_url, chain_id=chain_id, dev_key_index=dev_key_index, keystore_path=keystore,
-                keystore_password_file=password_file, deployment_file=deployment, db_path=db,
-                confirmations=confirmations, poll_interval_s=poll_interval, model_name=model_name,
+                threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms, port=port, model_name=model_name,
+                **(overrides or {}),
             )
         except ChorusError as exc:
             typer.echo(f"coordinator failed: {exc}", err=True)
