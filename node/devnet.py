@@ -130,6 +130,7 @@ class Anvil:
     executable: str = ""
     start_time: int | None = None
     log_path: Path | None = None
+    chain_id: int = DEV_CHAIN_ID
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -139,10 +140,12 @@ class Anvil:
     @classmethod
     def start(cls, *, port: int | None = None, block_time: float | None = None, accounts: int = 20,
               log_path: Path | None = None, root: Path | None = None, startup_timeout: float = 20.0,
-              die_with_parent: bool = False, extra_args: tuple[str, ...] = ()) -> Anvil:
+              die_with_parent: bool = False, extra_args: tuple[str, ...] = (),
+              chain_id: int = DEV_CHAIN_ID) -> Anvil:
         """Start Anvil (chain id 31337, Anvil's public mnemonic) and wait until its RPC answers.
 
-        `block_time=None` auto-mines; a number of seconds mines at that interval. Output goes to
+        `chain_id` other than 31337 makes a chain on which Chorus refuses the dev keys (while Anvil
+        still funds them): tests of the keystore paths use it. `block_time=None` auto-mines; a number of seconds mines at that interval. Output goes to
         `log_path` (else it is discarded with --silent). `die_with_parent` (Linux) has the kernel
         send Anvil SIGTERM when the thread that started it dies, even by SIGKILL: for throwaway
         chains (tests, `chorus gas`), never for `devnet up`.
@@ -151,7 +154,7 @@ class Anvil:
         port = port or free_port()
         if port_in_use(port):
             raise DevnetError(f"port {port} is already in use")
-        args = [str(executable), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(DEV_CHAIN_ID),
+        args = [str(executable), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
                 "--mnemonic", DEV_MNEMONIC, "--accounts", str(accounts)]
         if block_time is not None:
             args += ["--block-time", f"{block_time:g}"]
@@ -172,7 +175,7 @@ class Anvil:
             if log_path is not None:
                 out.close()
         anvil = cls(pid=process.pid, port=port, executable=str(executable),
-                    start_time=_proc_start_time(process.pid), log_path=log_path, _process=process)
+                    start_time=_proc_start_time(process.pid), log_path=log_path, chain_id=chain_id, _process=process)
         anvil._wait_ready(startup_timeout)
         log.info("anvil pid %d listening on %s", anvil.pid, anvil.rpc_url)
         return anvil
@@ -184,7 +187,7 @@ class Anvil:
                 tail = self._log_tail()
                 raise DevnetError(f"anvil exited with code {self._process.returncode} during startup"
                                   + (f": {tail}" if tail else ""))
-            if rpc_ready(self.rpc_url) == DEV_CHAIN_ID:
+            if rpc_ready(self.rpc_url) == self.chain_id:
                 return
             time.sleep(0.05)
         self.stop()

@@ -2,7 +2,8 @@
 
     chorus bench                          # quick profile (a few minutes), private Anvil, reports/quick-seed0/
     chorus bench --profile full           # the full grid (under an hour on 2 cores); resumable
-    chorus bench --rpc-url http://127.0.0.1:8545 --out reports/mine
+    chorus bench --rpc-url http://127.0.0.1:8545 --out reports/mine      # a dev chain (31337): dev keys
+    chorus bench --rpc-url https://rpc.example --keystore funder.json --password-file pw.txt  # any chain
     chorus bench --data tasks.parquet     # your own tasks (CSV/Parquet, models.data.loader format)
     chorus bench --report-only --out reports/quick-seed0
 
@@ -86,8 +87,21 @@ def bench(
                                 "whole grid, under an hour on 2 cores) or tiny (tests)."),
     seed: int = typer.Option(0, "--seed", help="Base seed: the run's seeds are seed, seed+1, ..."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),  # noqa: B008
-    rpc_url: str | None = typer.Option(None, "--rpc-url", help="Any EVM JSON-RPC with Anvil's funded dev keys "
-                                          "(chain id 31337); default: a private Anvil started and stopped here."),
+    rpc_url: str | None = typer.Option(
+        None, "--rpc-url", help="Any EVM JSON-RPC; default: a private Anvil started and stopped here. On chain id "
+                                "31337 the bench signs with Anvil's funded dev keys; on any other chain it needs "
+                                "--keystore (a funded account that deploys, owns and funds fresh node keys), e.g. "
+                                "--rpc-url https://rpc.example --keystore funder.json --password-file pw.txt"),
+    keystore: Path | None = typer.Option(  # noqa: B008
+        None, "--keystore", help="Encrypted JSON keystore (geth / eth-account) of the funder: it deploys the "
+                                 "contracts, submits the tasks and funds generated node keys, which give back what "
+                                 "is left at the end. Required on a chain other than 31337; optional on 31337."),
+    password_file: Path | None = typer.Option(  # noqa: B008
+        None, "--password-file", help="File holding the --keystore password (else CHORUS_KEYSTORE_PASSWORD)."),
+    fund_per_key: str | None = typer.Option(
+        None, "--fund-per-key", metavar="ETH",
+        help="Ether sent to each generated node key (with --keystore); default: the stake plus 150k gas per task of "
+             "the profile's busiest session at today's max fee (2 x base fee + tip)."),
     data: Path | None = typer.Option(  # noqa: B008
         None, "--data", help="Your own tasks (CSV/Parquet in the models.data.loader format) instead of the synthetic "
                              "market."),
@@ -110,7 +124,8 @@ def bench(
         if data is not None and not data.is_file():
             raise typer.BadParameter(f"--data {data}: no such file")
         results = run_bench(profile=profile, seed=seed, out=out, rpc_url=rpc_url, data=data, seeds=seeds,
-                            tasks=tasks, sweeps=sweeps, fresh=fresh, report_only=report_only)
+                            tasks=tasks, sweeps=sweeps, fresh=fresh, report_only=report_only, keystore=keystore,
+                            password_file=password_file, fund_per_key=fund_per_key)
     except ChorusError as exc:
         typer.echo(f"bench failed: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -136,11 +151,13 @@ def prof_check(profile: str) -> None:
 
 def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None, rpc_url: str | None = None,
               data: Path | None = None, seeds: int | None = None, tasks: int | None = None, sweeps: bool = True,
-              fresh: bool = False, report_only: bool = False, console=None, chain_label: str | None = None
-              ) -> dict | None:
+              fresh: bool = False, report_only: bool = False, console=None, chain_label: str | None = None,
+              keystore: Path | None = None, password_file: Path | None = None, fund_per_key: str | None = None,
+              rerun_check: bool = True) -> dict | None:
     """The bench with progress bars and the summary table; returns the results (None: nothing to
     report). Raises ChorusError on failure and KeyboardInterrupt when interrupted (finished units
-    stay in the run folder)."""
+    stay in the run folder). `keystore` (+ `password_file` or CHORUS_KEYSTORE_PASSWORD): sign with
+    that funder account and generated node keys (`node.experiment.keys`) instead of the dev keys."""
     import json
     import shutil
     import time
@@ -168,21 +185,28 @@ def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None,
     prof = get_profile(profile, seeds=seeds, tasks=tasks)
     rid = run_id(profile, seed, data, {"seeds": seeds, "tasks": tasks} | ({"nosweeps": ""} if not sweeps else {}))
     folder = Path(out) if out is not None else Path("reports") / rid
-    opts = RunOptions(profile=prof, seed=seed, out=folder, rpc_url=rpc_url, data=data, sweeps=sweeps)
+    opts = RunOptions(profile=prof, seed=seed, out=folder, rpc_url=rpc_url, data=data, sweeps=sweeps,
+                      rerun_check=rerun_check)
+    keys = None if report_only else bench_keys(keystore, password_file, fund_per_key)
     if fresh and not report_only:
         for name in (CHECKPOINT, RUN_FILE):
             (folder / name).unlink(missing_ok=True)
         shutil.rmtree(folder / ".work", ignore_errors=True)
     started = time.time()
     timings: dict[str, float] = {}
+    signing: dict | None = None
     if not report_only:
         check_run_file(folder, opts)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=False) as progress:
             ui = _RichUi(progress)
-            runner = Bench(opts, folder, ui.ui)
-            runner.run()
-            timings = runner.timings
+            runner = Bench(opts, folder, ui.ui, keys=keys)
+            try:
+                runner.run()
+            finally:
+                if runner.signing:
+                    _print_funds(runner.signing, console)
+            timings, signing = runner.timings, runner.signing
     elif (folder / RUN_FILE).exists():
         saved = json.loads((folder / RUN_FILE).read_text())
         opts = RunOptions(profile=get_profile(saved["profile"]["name"], **_overrides(saved["profile"])),
@@ -194,16 +218,40 @@ def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None,
         return None
     chain = chain_label or ((f"private anvil, a block every {prof.block_time:g} s" if prof.block_time else
                              "private anvil, auto-mine") if rpc_url is None else _safe(rpc_url))
+    if keys is not None and keys.funder is not None and chain_label is None:
+        chain += f"; signed by keystore account {keys.funder.address}, fresh node keys"
     run = make_run_info(opts, folder.name, started, time.time(), timings, chain)
+    if signing:
+        run["signing"] = signing  # addresses and amounts only
     previous, env = _previous(folder)
     if report_only and previous:  # the run's own facts, not the re-rendering's
-        run.update({k: previous[k] for k in ("started", "started_ts", "finished", "wall_s", "timings", "chain")
-                    if k in previous})
+        run.update({k: previous[k] for k in ("started", "started_ts", "finished", "wall_s", "timings", "chain",
+                                             "signing") if k in previous})
     results = write_report(records, opts, folder, run, env if report_only else None)
     print_summary(results, console)
     took = "" if report_only else f"  ({time.time() - started:.0f} s)"
     console.print(f"report: {folder / 'report.md'}  results: {folder / 'results.json'}{took}")
     return results
+
+
+def _print_funds(signing: dict, console) -> None:
+    from node.experiment.keys import fmt_eth
+
+    console.print(f"funder {signing['funder']}: {signing['node_keys']} generated node keys got "
+                  f"{fmt_eth(signing['funded_wei'])}, {fmt_eth(signing['returned_wei'])} came back")
+
+
+def bench_keys(keystore: Path | None, password_file: Path | None, fund_per_key: str | None):
+    """The signing mode (`node.experiment.keys.BenchKeys`): the keystore decrypted now, so a missing
+    file or a wrong password stops the run before anything starts; None for the dev keys."""
+    from node.errors import ConfigError
+    from node.experiment.keys import BenchKeys, load_funder, parse_eth
+
+    if keystore is None:
+        if password_file is not None or fund_per_key is not None:
+            raise ConfigError("--password-file and --fund-per-key go with --keystore")
+        return None
+    return BenchKeys(load_funder(keystore, password_file), None if fund_per_key is None else parse_eth(fund_per_key))
 
 
 def _overrides(saved_profile: dict) -> dict:

@@ -1,4 +1,4 @@
-"""The chain side of the experiment: its own Anvil (or any dev RPC), one fresh deployment of the
+"""The chain side of the experiment: its own Anvil (or any EVM RPC), one fresh deployment of the
 protocol per session (`Board`), the owner's fusion weights, task submission, finalization feed
 and per-task cost accounting.
 
@@ -7,10 +7,19 @@ processes with its own models; on a board of its own they see only their own tas
 session's nodes can start while the current one is still measuring, and no session's traffic
 crosses another's.
 
-Keys. Dev key 0 owns every TaskBoard (it sets the fusion weights) and submits every task; dev
-key 1 deploys the boards (from the thread that prepares the next session); node processes get
-fresh keys from `NODE_KEY_START` on, one per process for the whole run. On a chain the bench did
-not start, keys are funded from key 1 when their balance is low.
+Keys (`node.experiment.keys`). With dev keys (chain 31337 only): dev key 0 owns every TaskBoard
+(it sets the fusion weights) and submits every task; dev key 1 deploys the boards (from the thread
+that prepares the next session); node processes get fresh keys from `NODE_KEY_START` on, one per
+process for the whole run. On a chain the bench did not start, keys are funded from key 1 when
+their balance is low. With a funder keystore (any chain): the funder deploys, owns and submits
+(one client, so one nonce sequence, shared by both threads); node processes get generated
+keystore accounts funded from it, whose stake and balance go back to it when the run ends
+(`return_funds`).
+
+Blocks. Deadlines pass with chain time: `tick` mines a block with `evm_mine` where the RPC has it
+(Anvil, Hardhat). Elsewhere the chain's own blocks move time on; only when none came for
+`STALL_S` seconds (a chain that mines on demand, such as geth --dev) is an empty transfer sent.
+No other Anvil-only method is used.
 
 Costs. Every transaction touching a task is found from the task's own events (TaskSubmitted,
 EmbeddingPublished, DecisionPublished, TaskFinalized); receipts and inputs are fetched in JSON-RPC
@@ -30,14 +39,35 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from node.experiment.keys import (
+    KEYS_DIR,
+    REGISTER_GAS,
+    BenchKeys,
+    ChainPlan,
+    KeyFolder,
+    NodeKey,
+    auto_fund_per_key,
+    fmt_eth,
+    owner_gas,
+    return_funds,
+)
+from node.settings import dev_key_index_of
+
 log = logging.getLogger(__name__)
 
 OWNER_KEY = 0
 DEPLOYER_KEY = 1
 NODE_KEY_START = 2
 ANVIL_ACCOUNTS = 400
-FUND_WEI = 10**20  # 100 ether per node key, far above stake + gas of a run
+FUND_WEI = 10**20  # 100 ether per dev node key, far above stake + gas of a run
 MIN_BALANCE_WEI = 10**19
+STALL_S = 3.0
+"""Without evm_mine: seconds without a new block before `tick` sends an empty transfer."""
+GIVE_UP_GRACE_S = 8.0
+"""Seconds (wall clock) past a degraded task's deadline before the bench stops waiting for it; on a
+chain other than 31337 two of its recent block intervals are added (at most `MAX_EXTRA_GRACE_S`):
+the deadline passes, and the late finalization lands, only with its real blocks."""
+MAX_EXTRA_GRACE_S = 60.0
 RPC_BATCH = 200
 SUBMIT_GAS_MARGIN = 1.3
 SET_WEIGHT_GAS = 80_000  # a zero slot set again: 22,100 + checks, well under this
@@ -72,33 +102,59 @@ class TaskCosts:
 
 
 class BenchChain:
-    """The chain of the run: an Anvil started here (or a dev RPC), clients, key allocation."""
+    """The chain of the run: an Anvil started here (or any RPC), clients, key allocation."""
 
-    def __init__(self, rpc_url: str, work_dir: Path, anvil: Any = None) -> None:
+    def __init__(self, rpc_url: str, work_dir: Path, anvil: Any = None, keys: BenchKeys | None = None,
+                 keys_dir: Path | None = None) -> None:
         from node.chain.artifacts import load_protocol_artifacts
         from node.chain.client import Web3Client
         from node.chain.contracts import revert_decoder
-        from node.errors import ConfigError
+        from node.errors import ConfigError, safe_url
         from node.settings import DEV_CHAIN_ID, dev_account
 
         self.anvil = anvil
         self.rpc_url = rpc_url
         self.work_dir = Path(work_dir)
+        self.keys = keys or BenchKeys()
         self.artifacts = load_protocol_artifacts()
         self.decoder = revert_decoder(self.artifacts)
-        self.client = Web3Client(rpc_url, dev_account(OWNER_KEY), decoder=self.decoder, retries=5,
-                                 receipt_timeout=120)
-        chain_id = self.client.chain_id()
-        if chain_id != DEV_CHAIN_ID:
-            raise ConfigError(f"{rpc_url} is chain {chain_id}: the bench signs with the public dev keys, "
-                              f"which Chorus allows only on chain {DEV_CHAIN_ID} (Anvil, Hardhat)")
+        reader = Web3Client(rpc_url, None, decoder=self.decoder, retries=5, receipt_timeout=120)
+        self.chain_id = reader.chain_id()
+        if self.keys.funder is None and self.chain_id != DEV_CHAIN_ID:
+            raise ConfigError(f"{safe_url(rpc_url)} is chain {self.chain_id}: without --keystore the bench signs with "
+                              f"the public dev keys, which Chorus allows only on chain {DEV_CHAIN_ID} (Anvil, "
+                              "Hardhat). To run on this chain, pass --keystore FILE (an encrypted keystore of a funded "
+                              "account) with --password-file FILE or CHORUS_KEYSTORE_PASSWORD")
+        if self.keys.funder is not None and self.chain_id != DEV_CHAIN_ID:
+            index = dev_key_index_of(self.keys.funder.address)
+            if index is not None:
+                raise ConfigError(f"the --keystore account {self.keys.funder.address} is dev key {index} of the public "
+                                  f"Anvil/Hardhat mnemonic: Chorus refuses dev keys on chain {self.chain_id} (only on "
+                                  f"{DEV_CHAIN_ID}); use a key of your own")
+        self.client = reader.with_account(self.keys.funder or dev_account(OWNER_KEY))
+        self.block_interval_s: float | None = None
+        if self.chain_id != DEV_CHAIN_ID:
+            self.block_interval_s = _block_interval(reader)
+            log.info("chain %d: a block every %s s lately; deadlines pass with its real blocks", self.chain_id,
+                     "?" if self.block_interval_s is None else f"{self.block_interval_s:.3g}")
+        self.key_folder: KeyFolder | None = None
+        self.fund_per_key_wei = self.keys.fund_per_key_wei
+        if self.keys.keystore:
+            self.key_folder = KeyFolder(keys_dir or self.work_dir.parent / KEYS_DIR)
         self._next_key = NODE_KEY_START
         self._keys_lock = threading.Lock()
+        self._generated: list[tuple[NodeKey, str | None]] = []
+        self.funded_wei = 0
+        self.returned_wei = 0
         self._deployer = None
         self._deployer_lock = threading.RLock()  # its nonces: one sender at a time
+        self._tick_lock = threading.Lock()
+        self._evm_mine: bool | None = None
+        self._head = (-1, 0.0)
 
     @classmethod
-    def start(cls, work_dir: Path, rpc_url: str | None = None, block_time: float = 0.0) -> BenchChain:
+    def start(cls, work_dir: Path, rpc_url: str | None = None, block_time: float = 0.0, keys: BenchKeys | None = None,
+              keys_dir: Path | None = None) -> BenchChain:
         """Connect to `rpc_url`, or start a private Anvil (stopped by `stop`, and by the kernel if
         this process dies), auto-mining or mining a block every `block_time` seconds."""
         from node.devnet import Anvil
@@ -110,7 +166,7 @@ class BenchChain:
                                 block_time=block_time or None).stop_at_exit()
             rpc_url = anvil.rpc_url
         try:
-            return cls(rpc_url, work_dir, anvil)
+            return cls(rpc_url, work_dir, anvil, keys, keys_dir)
         except BaseException:
             if anvil is not None:
                 anvil.stop()
@@ -124,18 +180,33 @@ class BenchChain:
     def own_chain(self) -> bool:
         return self.anvil is not None
 
+    @property
+    def keystore(self) -> bool:
+        """Whether the funder keystore signs (else the dev keys)."""
+        return self.key_folder is not None
+
+    @property
+    def give_up_grace_s(self) -> float:
+        """How long past its deadline a task that may never finalize is waited for."""
+        extra = 0.0 if self.block_interval_s is None else min(2 * self.block_interval_s, MAX_EXTRA_GRACE_S)
+        return GIVE_UP_GRACE_S + extra
+
     def deployer(self):
-        """The deploying client (its own key and HTTP session: used from the preparing thread)."""
+        """The deploying client: dev key 1 with a client of its own (used from the preparing
+        thread), or the funder's own client (its one nonce sequence serves both threads)."""
         from node.chain.client import Web3Client
         from node.settings import dev_account
 
         if self._deployer is None:  # created on first use, from the thread that prepares sessions
-            self._deployer = Web3Client(self.rpc_url, dev_account(DEPLOYER_KEY), decoder=self.decoder, retries=5,
-                                        receipt_timeout=120)
+            if self.keystore:
+                self._deployer = self.client
+            else:
+                self._deployer = Web3Client(self.rpc_url, dev_account(DEPLOYER_KEY), decoder=self.decoder, retries=5,
+                                            receipt_timeout=120)
         return self._deployer
 
     def new_board(self, label: str) -> Board:
-        """A fresh deployment owned by key 0 (call from one thread at a time)."""
+        """A fresh deployment owned by the owner key (call from one thread at a time)."""
         from node.chain.deploy import deploy
 
         with self._deployer_lock:
@@ -143,37 +214,145 @@ class BenchChain:
                                 owner=self.client.address)
         return Board(self, deployment, label)
 
-    def allocate_keys(self, n: int) -> list[int]:
-        """`n` fresh dev key indices for node processes, funded."""
+    # -- keys and funds --------------------------------------------------------------------------
+
+    def allocate_keys(self, n: int, board: Board | None = None) -> list[NodeKey]:
+        """`n` fresh, funded keys for node processes (or a submitting thread): dev key indices, or
+        generated keystore accounts (`board`: the deployment they will stake in, so their stake
+        can be withdrawn at the end)."""
+        if self.key_folder is not None:
+            registry = board.deployment.address("AgentRegistry") if board is not None else None
+            keys = [self.key_folder.create(self.chain_id, registry) for _ in range(n)]
+            with self._keys_lock:
+                self._generated += [(k, registry) for k in keys]
+            self._fund([k.address for k in keys], self.fund_per_key_wei or 0)
+            with self._keys_lock:
+                self.funded_wei += n * (self.fund_per_key_wei or 0)
+            return keys
         with self._keys_lock:
-            keys = list(range(self._next_key, self._next_key + n))
+            indices = list(range(self._next_key, self._next_key + n))
             self._next_key += n
-        if not self.own_chain or keys[-1] >= ANVIL_ACCOUNTS:
-            self._fund(keys)
+        keys = [NodeKey.dev(i) for i in indices]
+        if not self.own_chain or indices[-1] >= ANVIL_ACCOUNTS:
+            self._fund([k.address for k in keys], FUND_WEI, MIN_BALANCE_WEI)
         return keys
 
-    def _fund(self, keys: Sequence[int]) -> None:
-        from node.settings import dev_account
-
+    def _fund(self, addresses: Sequence[str], amount: int, below: int | None = None) -> None:
+        """Send `amount` to each address (only to those holding less than `below`, when given)."""
         with self._deployer_lock:
             funder = self.deployer()
             sent = []
-            for key in keys:
-                address = dev_account(key).address
-                if funder.balance(address) < MIN_BALANCE_WEI:
-                    sent.append(funder.send(address, b"", value=FUND_WEI, gas=21_000))
+            for address in addresses:
+                if below is None or funder.balance(address) < below:
+                    sent.append(funder.send(address, b"", value=amount, gas=21_000))
             for tx in sent:
                 funder.wait(tx)
 
-    def tick(self) -> None:
-        """One more block (chain time moves on): `evm_mine` where the chain has it, else an empty
-        transfer from the owner."""
-        from node.errors import ChainError
+    def check_funds(self, plan: ChainPlan) -> None:
+        """Keystore mode: settle the amount per node key (`auto_fund_per_key` unless given) and
+        raise ConfigError, before anything is sent, when the funder cannot cover the run."""
+        from node.chain.deploy import DEFAULT_MIN_STAKE
+        from node.errors import ConfigError
 
+        if not self.keystore:
+            return
+        fee = self.client.suggest_fees().max_fee_per_gas
+        if self.fund_per_key_wei is None:
+            self.fund_per_key_wei = auto_fund_per_key(plan, fee, DEFAULT_MIN_STAKE)
+        elif self.fund_per_key_wei < DEFAULT_MIN_STAKE + REGISTER_GAS * fee:
+            raise ConfigError(f"--fund-per-key {fmt_eth(self.fund_per_key_wei)} does not cover a node's stake "
+                              f"({fmt_eth(DEFAULT_MIN_STAKE)}) and registration ({REGISTER_GAS:,} gas at "
+                              f"{fee / 1e9:.3g} gwei)")
+        gas = owner_gas(plan)
+        need = plan.keys * self.fund_per_key_wei + gas * fee
+        have = self.client.balance()
+        log.info("funder %s holds %s on chain %d; the run needs about %s: %d node keys x %s, %s gas at %.3g gwei",
+                 self.client.address, fmt_eth(have), self.chain_id, fmt_eth(need), plan.keys,
+                 fmt_eth(self.fund_per_key_wei), f"{gas:,}", fee / 1e9)
+        if have < need:
+            hint = " (a private Anvil funds only its dev keys: pass --rpc-url)" if self.own_chain else ""
+            raise ConfigError(
+                f"funder {self.client.address} holds {fmt_eth(have)} on chain {self.chain_id}, the run needs about "
+                f"{fmt_eth(need)}: {plan.keys} node keys x {fmt_eth(self.fund_per_key_wei)} (--fund-per-key) + "
+                f"about {gas:,} gas for {plan.boards} deployments and {plan.tasks} task submissions at "
+                f"{fee / 1e9:.3g} gwei{hint}. Fund it, or lower --fund-per-key or the run (--seeds, --tasks, "
+                "--no-sweeps, a smaller --profile)")
+
+    def return_leftovers(self) -> int:
+        """Keystore mode, before the run: return what generated keys of earlier runs in this --out
+        folder (killed before they could) still hold on this chain. Best effort."""
+        if self.key_folder is None:
+            return 0
         try:
-            self.client.request("evm_mine", [])
-        except ChainError:
-            self.client.wait(self.client.send(self.client.address, b"", gas=21_000))
+            earlier = self.key_folder.entries(self.chain_id)
+            if not earlier:
+                return 0
+            log.info("returning the funds of %d generated keys of earlier runs in %s", len(earlier),
+                     self.key_folder.path)
+            return return_funds(self.client, earlier, self.client.address, self.artifacts)
+        except Exception:  # never stops the run
+            log.exception("returning the funds of earlier runs' generated keys failed (keystores in %s)",
+                          self.key_folder.path)
+            return 0
+
+    def return_funds(self) -> int:
+        """Keystore mode, at the end (node processes stopped): every generated key of this run
+        deregisters, withdraws its stake and sends its balance back to the funder. Best effort:
+        logged, never raised."""
+        if self.key_folder is None:
+            return 0
+        with self._keys_lock:
+            keys = list(self._generated)
+        try:
+            returned = return_funds(self.client, keys, self.client.address, self.artifacts)
+        except Exception:  # never fails the run
+            log.exception("returning the generated keys' funds failed; their keystores are in %s",
+                          self.key_folder.path)
+            return 0
+        self.returned_wei += returned
+        return returned
+
+    def signing(self) -> dict[str, Any] | None:
+        """For the report: who signed and where the funds went (keystore mode; None with dev keys)."""
+        if self.key_folder is None:
+            return None
+        with self._keys_lock:
+            n = len(self._generated)
+        return {"mode": "keystore", "funder": self.client.address, "chain_id": self.chain_id, "node_keys": n,
+                "fund_per_key_wei": self.fund_per_key_wei, "funded_wei": self.funded_wei,
+                "returned_wei": self.returned_wei}
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    def tick(self, client: Any = None) -> None:
+        """Let chain time move on (deadlines): `evm_mine` where the chain has it; elsewhere the
+        chain's own blocks, with an empty transfer from `client` (default the owner's) only when
+        no block came for `STALL_S` seconds."""
+        from node.errors import ChainError, RpcUnavailable, safe_url
+
+        client = client or self.client
+        with self._tick_lock:
+            if self._evm_mine is not False:
+                try:
+                    client.request("evm_mine", [])
+                    self._evm_mine = True
+                    return
+                except RpcUnavailable:
+                    raise
+                except ChainError as exc:
+                    if self._evm_mine is None:
+                        log.warning("%s does not mine on request (%s): deadlines pass with the chain's own blocks, "
+                                    "in real time; an empty transfer is sent only when no block came for %gs",
+                                    safe_url(self.rpc_url), str(exc)[:120], STALL_S)
+                    self._evm_mine = False
+            head, now = client.block_number(), time.monotonic()
+            if head != self._head[0]:
+                self._head = (head, now)
+                return
+            if now - self._head[1] < STALL_S:
+                return
+            self._head = (head, now)
+        client.wait(client.send(client.address, b"", gas=21_000))
 
     def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         """JSON-RPC batch requests (results in order); one HTTP round trip per `RPC_BATCH` calls."""
@@ -224,10 +403,9 @@ class Board:
         (anyone may submit), with its own HTTP session; the owner's weights must already be set
         (the weight cache is shared, so a weight already on chain is not sent again)."""
         from node.chain.client import Web3Client
-        from node.settings import dev_account
 
         key = self.chain.allocate_keys(1)[0]
-        client = Web3Client(self.rpc_url, dev_account(key), decoder=self.chain.decoder, retries=5,
+        client = Web3Client(self.rpc_url, key.account, decoder=self.chain.decoder, retries=5,
                             receipt_timeout=120)
         return Board(self.chain, self.deployment, self.label, client, self._weights)
 
@@ -301,13 +479,8 @@ class Board:
         return [e for e in self.contracts.decode_logs(logs) if isinstance(e, TaskFinalized)]
 
     def tick(self) -> None:
-        """One more block: `evm_mine`, else an empty transfer from this board's submitting key."""
-        from node.errors import ChainError
-
-        try:
-            self.client.request("evm_mine", [])
-        except ChainError:
-            self.client.wait(self.client.send(self.client.address, b"", gas=21_000))
+        """Let chain time move on (`BenchChain.tick`; a transfer, if any, from this board's submitting key)."""
+        self.chain.tick(self.client)
 
     # -- costs -----------------------------------------------------------------------------------
 
@@ -358,21 +531,17 @@ class Board:
 
     # -- the model-id mismatch probe -------------------------------------------------------------
 
-    def register_probe_agent(self, key_index: int, model_id: bytes, dim: int) -> str:
-        """Register dev key `key_index` as a market agent of `model_id` (it publishes nothing else)."""
-        from node.settings import dev_account
-
-        agent = self.contracts.with_client(self.client.with_account(dev_account(key_index)))
+    def register_probe_agent(self, key: NodeKey, model_id: bytes, dim: int) -> str:
+        """Register `key` as a market agent of `model_id` (it publishes nothing else)."""
+        agent = self.contracts.with_client(self.client.with_account(key.account))
         agent.register_agent(0, 1, "http://127.0.0.1:1/bench-probe", model_id, dim)
         return agent.client.address
 
-    def probe_model_mismatch(self, key_index: int, task_id: int, wrong_model_id: bytes, encoding: int,
+    def probe_model_mismatch(self, key: NodeKey, task_id: int, wrong_model_id: bytes, encoding: int,
                              vector: bytes) -> dict[str, Any]:
         """Send publishEmbedding under `wrong_model_id` from a registered agent key with an explicit
         gas limit (no estimate), so the rejection is a mined, reverted transaction; decode it."""
-        from node.settings import dev_account
-
-        agent = self.contracts.with_client(self.client.with_account(dev_account(key_index)))
+        agent = self.contracts.with_client(self.client.with_account(key.account))
         data = agent.calldata("TaskBoard", "publishEmbedding", task_id, wrong_model_id, int(encoding), vector)
         tx = agent.client.send(self.address, data, gas=300_000)
         receipt = agent.client.get_receipt(tx.tx_hash)
@@ -387,6 +556,15 @@ class Board:
             revert = agent.client.explain_failure(receipt)
             out.update(error=revert.error_name, args=_plain(revert.error_args))
         return out
+
+
+def _block_interval(client: Any, span: int = 20) -> float | None:
+    """Mean seconds between the chain's last `span` blocks (None on a chain too young to say)."""
+    head = client.block_number()
+    back = min(head, span)
+    if back < 2:
+        return None
+    return max(0.0, (client.block_timestamp(head) - client.block_timestamp(head - back)) / back)
 
 
 def vector_for(dim: int) -> bytes:

@@ -125,7 +125,8 @@ class RunOptions:
     """Base seed: seed i of the run is `seed + i`."""
     out: Path = Path("reports")
     rpc_url: str | None = None
-    """Any EVM JSON-RPC whose dev keys are funded (chain id 31337); None starts a private Anvil."""
+    """Any EVM JSON-RPC (chain id 31337: the dev keys sign; any other chain needs a funder keystore,
+    see `node.experiment.keys`); None starts a private Anvil."""
     data: Path | None = None
     """The user's own tasks (CSV/Parquet, `models.data.loader`); None: the synthetic market."""
     sweeps: bool = True

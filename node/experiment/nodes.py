@@ -1,7 +1,9 @@
 """Sets of node processes for one model set: the agents, the fusion node and the U coordinators.
 
 Each process is a real `chorus node run` (through `node.experiment.agentproc`, which points the
-agent at the model set's manifest and picks its mode), with a key of its own, its HTTP API and
+agent at the model set's manifest and picks its mode), with a key of its own (`--dev-key-index N`
+on the dev chain, else a generated keystore named by CHORUS_KEYSTORE_PATH and
+CHORUS_KEYSTORE_PASSWORD_FILE; see `node.experiment.keys`), its HTTP API and
 its SQLite state under the run's work folder. Processes are stopped by pid after checking that
 the pid is still theirs (`node.cluster.NodeProc`), never by name; the kernel stops them too if
 the bench dies (PR_SET_PDEATHSIG).
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.cluster import NodeProc, _start_time, free_base_port, wait_healthy
+from node.experiment.keys import NodeKey
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,9 @@ class Zygote:
     def __init__(self) -> None:
         from node.settings import find_project_root
 
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **THREAD_ENV}
+        # Each child gets the environment of its request; the zygote itself keeps no keystore secret.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_KEYSTORE")}
+        env.update({"PYTHONUNBUFFERED": "1", **THREAD_ENV})
         self.process = subprocess.Popen([sys.executable, "-m", "node.experiment.agentproc", "--zygote"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
                                         env=env, cwd=find_project_root(), start_new_session=True,
@@ -133,7 +138,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 class Running:
     spec: NodeSpec
     proc: NodeProc
-    key: int
+    key: NodeKey
     cpu_done: float = 0.0
     """CPU seconds of earlier lives of this node (before a restart)."""
 
@@ -170,7 +175,7 @@ class NodeSet:
     def add(self, board, specs: list[NodeSpec], timeout: float = 180.0) -> None:
         """Start more processes in this set (same deployment file and model set)."""
         global _next_port
-        keys = board.chain.allocate_keys(len(specs))
+        keys = board.chain.allocate_keys(len(specs), board)
         with _PORTS:
             # Ports move forward over the run: a set spawned a moment ago may not listen yet.
             base = free_base_port(len(specs), start=_next_port)
@@ -190,7 +195,8 @@ class NodeSet:
             self.stop()
             raise
 
-    def _env(self, spec: NodeSpec) -> dict[str, str]:
+    def _env(self, spec: NodeSpec, key: NodeKey) -> dict[str, str]:
+        # The bench's own CHORUS_* settings (its keystore password, say) never reach a node.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("CHORUS_") or k in ("CHORUS_ARTIFACTS_DIR",)}
         env.update({
@@ -206,29 +212,30 @@ class NodeSet:
         })
         if spec.rules:
             env["CHORUS_BENCH_RULES"] = spec.rules
+        env.update(key.env())  # a generated key: its keystore and password file (paths)
         return env
 
-    def _spawn(self, spec: NodeSpec, port: int, key: int) -> NodeProc:
-        from node.settings import dev_account, find_project_root
+    def _spawn(self, spec: NodeSpec, port: int, key: NodeKey) -> NodeProc:
+        from node.settings import find_project_root
 
         db = self.directory / f"{spec.name}.sqlite"
         log_path = self.directory / f"{spec.name}.log"
         # `chorus coordinator run` for the U coordinators, `chorus node run --role R` for the agents.
         command = ["coordinator", "run"] if spec.role == "coordinator" else ["node", "run", "--role", spec.role]
-        args = ["-v", *command, "--port", str(port), "--dev-key-index", str(key),
+        args = ["-v", *command, "--port", str(port), *key.args(),
                 "--deployment", str(self.deployment_file), "--db", str(db)]
         if self.zygote is not None:
-            pid = self.zygote.spawn(args, self._env(spec), log_path, find_project_root())
-            return ForkedNode(role=spec.name, address=dev_account(key).address, url=f"http://127.0.0.1:{port}",
-                              pid=pid, port=port, key_index=key, db=str(db), log=str(log_path),
+            pid = self.zygote.spawn(args, self._env(spec, key), log_path, find_project_root())
+            return ForkedNode(role=spec.name, address=key.address, url=f"http://127.0.0.1:{port}",
+                              pid=pid, port=port, key_index=key.key_index, db=str(db), log=str(log_path),
                               start_time=_start_time(pid))
         command = [sys.executable, "-m", "node.experiment.agentproc", *args]
         with open(log_path, "ab") as out:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                       env=self._env(spec), cwd=find_project_root(), start_new_session=True,
+                                       env=self._env(spec, key), cwd=find_project_root(), start_new_session=True,
                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
-        return ForkedNode(role=spec.name, address=dev_account(key).address, url=f"http://127.0.0.1:{port}",
-                          pid=process.pid, port=port, key_index=key, db=str(db), log=str(log_path),
+        return ForkedNode(role=spec.name, address=key.address, url=f"http://127.0.0.1:{port}",
+                          pid=process.pid, port=port, key_index=key.key_index, db=str(db), log=str(log_path),
                           start_time=_start_time(process.pid))
 
     # -- control ---------------------------------------------------------------------------------

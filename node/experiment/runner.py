@@ -37,6 +37,7 @@ from node.experiment.config import (
     RunOptions,
 )
 from node.experiment.jobs import WINDOW, ArchJob, Hedge, run_jobs
+from node.experiment.keys import ChainPlan
 from node.experiment.nodes import NodeSet, NodeSpec, Zygote
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,10 @@ class Bench:
     background: bool = True
     """Train model sets in a background process, and start the next session's node processes,
     while the current session runs on chain."""
+    keys: Any = None
+    """Who signs (`keys.BenchKeys`): None, the dev keys (chain 31337 only)."""
+    signing: dict[str, Any] | None = None
+    """Keystore mode, after the run: funder, node keys, funds sent and returned (`BenchChain.signing`)."""
     chain: Any = None
     zygote: Zygote | None = None
     node_sets: list[NodeSet] = field(default_factory=list)
@@ -349,10 +354,6 @@ class Bench:
         todo = [s for s in plan if not all(self.checkpoint.done(k) for k in s.units)]
         if not todo:
             return
-        self.factory.prefetch([s.model for s in todo if s.model is not None])
-        if any(s.name == "retrain" for s in todo):
-            shutil.rmtree(self.out / ".retrain", ignore_errors=True)
-            self.factory.prefetch_into(self.spec(self.seeds[0]), str(self.out / ".retrain"))
         from threadpoolctl import threadpool_limits
 
         try:
@@ -363,10 +364,33 @@ class Bench:
         finally:
             self.factory.close()
 
+    def chain_plan(self, sessions: list[Session]) -> ChainPlan:
+        """What `sessions` will do on chain, at most (deployments, node keys, tasks): what the
+        funds check of a keystore run is computed from."""
+        from types import SimpleNamespace
+
+        models = SimpleNamespace(uni_best=AGENT_ROLES[0], rules="0,0")  # the count does not depend on them
+        boards = keys = tasks = busiest = 0
+        for s in sessions:
+            if s.specs is None:
+                continue
+            n_tasks = sum(self._unit_tasks(key) for key in s.units)
+            n_keys = len(s.specs(models)) + (s.setup is not None) + any(k.startswith("probe/") for k in s.units)
+            if any(k.startswith("n/") for k in s.units):
+                n_keys += len(replica_specs(self.profile))
+            boards, keys, tasks, busiest = boards + 1, keys + n_keys, tasks + n_tasks, max(busiest, n_tasks)
+        return ChainPlan(boards, keys, tasks, busiest)
+
+    def _unit_tasks(self, key: str) -> int:
+        p = self.profile
+        return {"main": p.tasks, "rerun": p.tasks, "paced": p.paced, "n": p.n_tasks, "alpha": p.alpha_tasks,
+                "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1}.get(key.split("/", 1)[0], 0)
+
     def _run_sessions(self, todo: list[Session]) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from node.experiment.chain import BenchChain
+        from node.experiment.keys import KEYS_DIR
 
         on_chain = [s for s in todo if s.specs is not None]
         work = self.out / ".work"
@@ -374,10 +398,21 @@ class Bench:
             shutil.rmtree(work, ignore_errors=True)
             t0 = time.perf_counter()
             self.ui.status("starting the chain")
-            self.chain = BenchChain.start(work, self.opts.rpc_url, self.profile.block_time)
-            self.timings["chain_start_s"] = time.perf_counter() - t0
-            if hasattr(os, "fork") and sys.platform.startswith("linux"):
-                self.zygote = Zygote()
+            self.chain = BenchChain.start(work, self.opts.rpc_url, self.profile.block_time, keys=self.keys,
+                                          keys_dir=self.out / KEYS_DIR)
+            try:  # before any training or transaction: a keystore run the funder cannot pay stops here
+                self.chain.return_leftovers()
+                self.chain.check_funds(self.chain_plan(on_chain))
+                self.timings["chain_start_s"] = time.perf_counter() - t0
+                if hasattr(os, "fork") and sys.platform.startswith("linux"):
+                    self.zygote = Zygote()
+            except BaseException:
+                self.chain.stop()
+                raise
+        self.factory.prefetch([s.model for s in todo if s.model is not None])
+        if any(s.name == "retrain" for s in todo):
+            shutil.rmtree(self.out / ".retrain", ignore_errors=True)
+            self.factory.prefetch_into(self.spec(self.seeds[0]), str(self.out / ".retrain"))
         preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deferred")
         pending: dict[int, Any] = {}
@@ -421,7 +456,12 @@ class Bench:
             if self.zygote is not None:
                 self.zygote.close()
             if self.chain is not None:
-                self.chain.stop()
+                try:
+                    self.ui.status("returning the generated keys' funds" if self.chain.keystore else "stopping")
+                    self.chain.return_funds()
+                    self.signing = self.chain.signing()
+                finally:
+                    self.chain.stop()
             shutil.rmtree(work, ignore_errors=True)
 
     def _session(self, s: Session, ready: Ready | None) -> None:
@@ -644,7 +684,7 @@ class Bench:
         from node.experiment.coordinator import wrong_model_id
 
         node_errors = [t.get("error") or "" for t in ready.nodes.failed_tasks("market")]
-        key = self.chain.allocate_keys(1)[0]
+        key = self.chain.allocate_keys(1, ready.board)[0]
         market = ready.models.files()["market"]
         model_id = bytes.fromhex(market["model_id"][2:])
         probe = ready.board.register_probe_agent(key, model_id, int(market["dim"]))
