@@ -17,6 +17,7 @@ Secrets (keystore passwords) are `SecretStr` and never appear in `repr`, logs or
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -61,6 +62,23 @@ def dev_account(index: int) -> LocalAccount:
 
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+DEV_KEYS_CHECKED = 20
+"""A keystore holding one of the first this many dev keys (Anvil's 10, Hardhat's 20) is a dev key."""
+
+
+@functools.lru_cache(maxsize=1)
+def _dev_addresses(n: int) -> tuple[str, ...]:
+    return tuple(dev_account(i).address.lower() for i in range(n))
+
+
+def dev_key_index_of(address: str, n: int = DEV_KEYS_CHECKED) -> int | None:
+    """The index of `address` among the public dev mnemonic's first `n` keys, or None."""
+    try:
+        return _dev_addresses(n).index(address.lower())
+    except ValueError:
+        return None
 
 
 class ChainSettings(BaseSettings):
@@ -141,7 +159,13 @@ class ChainSettings(BaseSettings):
             require_dev_chain(effective)
             return dev_account(self.dev_key_index)
         if self.keystore_path is not None:
-            return self._decrypt_keystore()
+            account = self._decrypt_keystore()
+            if effective is not None and effective != DEV_CHAIN_ID:
+                index = dev_key_index_of(account.address)
+                if index is not None:  # a public key in an encrypted file is still public
+                    raise ConfigError(f"keystore {self.keystore_path} holds dev key {index} of the public mnemonic: "
+                                      f"refused on chain id {effective}; dev keys sign only on chain id {DEV_CHAIN_ID}")
+            return account
         raise ConfigError("no signing key configured: set CHORUS_DEV_KEY_INDEX or CHORUS_KEYSTORE_PATH")
 
     def _keystore_password(self) -> str:

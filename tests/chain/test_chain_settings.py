@@ -72,6 +72,19 @@ def test_keystore_with_password_and_password_file(tmp_path: Path) -> None:
     assert get_settings(keystore_path=path, keystore_password_file=secret_file).load_account().address == address
 
 
+def test_a_dev_key_in_a_keystore_signs_only_on_the_dev_chain(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "dev3.json"
+    path.write_text(json.dumps(Account.encrypt(dev_account(3).key, "pw", kdf="pbkdf2", iterations=2)))
+    settings = get_settings(keystore_path=path, keystore_password="pw")
+    assert settings.load_account(31337).address == dev_account(3).address
+    with pytest.raises(ConfigError, match="dev key 3 of the public mnemonic: refused on chain id 1"):
+        settings.load_account(1)
+    with pytest.raises(ConfigError, match="refused on chain id 5"):
+        get_settings(keystore_path=path, keystore_password="pw", chain_id=5).load_account()
+
+
 def test_wrong_password_and_secrets_stay_hidden(tmp_path: Path) -> None:
     path, _ = _keystore(tmp_path, "correct horse")
     settings = get_settings(keystore_path=path, keystore_password="battery staple")
