@@ -201,6 +201,11 @@ def run_bench(*, profile: str = "quick", seed: int = 0, out: Path | None = None,
                       console=console, transient=False) as progress:
             ui = _RichUi(progress)
             runner = Bench(opts, folder, ui.ui, keys=keys)
+            planned = [key for session in runner.sessions() for key in session.units]
+            done = sum(runner.checkpoint.done(key) for key in planned)
+            if done:
+                console.print(f"resuming {folder}: {done} of {len(planned)} units already finished "
+                              f"({CHECKPOINT}); --fresh starts over")
             try:
                 runner.run()
             finally:
