@@ -13,6 +13,7 @@ kept in `<out>/units.jsonl`); `--fresh` starts over. Heavy imports happen inside
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -256,7 +257,11 @@ def bench_keys(keystore: Path | None, password_file: Path | None, fund_per_key: 
         if password_file is not None or fund_per_key is not None:
             raise ConfigError("--password-file and --fund-per-key go with --keystore")
         return None
-    return BenchKeys(load_funder(keystore, password_file), None if fund_per_key is None else parse_eth(fund_per_key))
+    keys = BenchKeys(load_funder(keystore, password_file), None if fund_per_key is None else parse_eth(fund_per_key))
+    # The funder is decrypted: no process this run starts (training, nodes) needs its password.
+    for name in [k for k in os.environ if k.startswith("CHORUS_KEYSTORE")]:
+        del os.environ[name]
+    return keys
 
 
 def _overrides(saved_profile: dict) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -282,3 +283,18 @@ def test_the_plan_counts_keys_and_tasks(tmp_path: Path) -> None:
     p = opts.profile
     main0 = 8 * p.tasks + 2 * p.tasks + 8 * p.paced + p.n_tasks + 3 * 8 * p.robust_tasks
     assert plan.tasks_per_key == main0
+
+
+def test_the_funders_password_leaves_the_environment_once_it_is_decrypted(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from eth_account import Account
+
+    from node.commands.bench import bench_keys
+
+    account = Account.create()
+    keystore = tmp_path / "funder.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "s3cret-pw", kdf="pbkdf2", iterations=2)))
+    monkeypatch.setenv("CHORUS_KEYSTORE_PASSWORD", "s3cret-pw")
+    keys = bench_keys(keystore, None, None)
+    assert keys.funder.address == account.address
+    assert not [k for k in os.environ if k.startswith("CHORUS_KEYSTORE")]  # training and node processes inherit none
