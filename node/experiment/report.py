@@ -371,8 +371,25 @@ def environment(opts: RunOptions) -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "hostname": platform.node(),
         "packages": {p: version(p) for p in ("chorus", "torch", "onnxruntime", "numpy", "scikit-learn", "web3",
                                              "eth-account", "tokenizers", "matplotlib")},
-        "anvil": _anvil_version(), "seed": opts.seed, "git_commit": _git_commit(), "git_dirty": _git_dirty(),
+        "anvil": _anvil_version(), "chain_client": _chain_client(opts.rpc_url), "seed": opts.seed,
+        "git_commit": _git_commit(), "git_dirty": _git_dirty(),
     }
+
+
+def _chain_client(rpc_url: str | None) -> str | None:
+    """`web3_clientVersion` of the run's RPC when it was given (the private Anvil is gone by now and is
+    the `anvil` entry); None when the chain does not answer it."""
+    if rpc_url is None:
+        return None
+    import requests
+
+    try:
+        response = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "web3_clientVersion",
+                                                "params": []}, timeout=5)
+        version = response.json().get("result")
+        return str(version)[:200] if version else None
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
 
 
 def _anvil_version() -> str | None:
@@ -651,7 +668,8 @@ def _env_section(results: dict[str, Any]) -> list[str]:
     pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
     return ["## Environment", "",
             f"- CPU: {env.get('cpu')}, {env.get('cores')} cores, {env.get('memory_gib')} GiB; {env.get('platform')}",
-            f"- Python {env.get('python')}; {pk}; {env.get('anvil') or 'anvil ?'}",
+            f"- Python {env.get('python')}; {pk}; local {env.get('anvil') or 'anvil ?'}"
+            + (f"; the chain's client: {env['chain_client']}" if env.get("chain_client") else ""),
             (f"- git commit {env.get('git_commit')}{' (with uncommitted changes)' if env.get('git_dirty') else ''}; "
              f"base seed {env.get('seed')}"),
             "- Where the time went (s): " + _timing_summary(run.get("timings", {})), ""]

@@ -140,3 +140,14 @@ def test_alpha0_check_says_when_it_is_weak(run_setup) -> None:
     check = build_results(records, opts, run, ENV)["honesty"]["checks"][0]
     assert check["passed"] is True
     assert "weak check" in check["detail"] and "paired U − M-learned" in check["detail"]
+
+
+def test_the_report_names_the_chains_client_when_an_rpc_was_given(chain, run_setup) -> None:
+    from node.experiment.report import environment
+
+    opts, records, run = run_setup
+    env = environment(RunOptions(profile=opts.profile, seed=0, out=opts.out, rpc_url=chain.rpc_url))
+    assert env["chain_client"].startswith("anvil/")
+    assert environment(opts)["chain_client"] is None  # a private Anvil: the `anvil` entry says it
+    text = render_markdown(build_results(records, opts, run, {**ENV, "chain_client": env["chain_client"]}), {})
+    assert f"the chain's client: {env['chain_client']}" in text
