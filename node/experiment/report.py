@@ -212,20 +212,26 @@ def robustness(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
         per_arch: dict[str, Any] = {}
         points = {}
         for arch, name in ARCHS.items():
-            pert, clean = [], []
+            pert, clean, seed_acc, seed_change = [], [], [], []
             for s in seeds:
                 u = records.get(f"robust/{scenario}/s{s}/a{arch}")
                 m = records.get(f"main/s{s}/a{arch}")
                 if u is None or m is None:
                     continue
                 idx = {t["i"] for t in u["tasks"]}
+                same = [t for t in m["tasks"] if t["i"] in idx]
                 pert += u["tasks"]
-                clean += [t for t in m["tasks"] if t["i"] in idx]
+                clean += same
+                seed_acc.append(M.quality(u["tasks"])["accuracy"])
+                seed_change.append(seed_acc[-1] - M.quality(same)["accuracy"])
             if not pert:
                 continue
             qp, qc = M.quality(pert), M.quality(clean)
+            _, acc_ci = M.interval(seed_acc)
+            change, change_ci = M.interval(seed_change)
             lat = [t["latency_s"] for t in pert if t.get("latency_s") is not None]
-            per_arch[name] = {"accuracy": qp["accuracy"], "clean_accuracy": qc["accuracy"],
+            per_arch[name] = {"accuracy": qp["accuracy"], "accuracy_ci": acc_ci, "clean_accuracy": qc["accuracy"],
+                              "change_vs_clean": change, "change_vs_clean_ci": change_ci,
                               "relative": M.relative_robustness(qp["accuracy"], qc["accuracy"]),
                               "finalized_rate": qp["finalized_rate"], "tasks": len(pert),
                               "latency_p50_s": M.percentile(lat, 50)}
@@ -616,6 +622,11 @@ def _agents_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     return out
 
 
+def _pm(ci: float | None) -> str:
+    """' ± 8' (points) for an interval over several seeds; nothing for one seed or none."""
+    return "" if ci is None or not ci or math.isnan(ci) else f" ± {100 * ci:.0f}"
+
+
 def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
     sw = results["sweeps"]["robustness"]
     out = ["## Robustness", ""]
@@ -631,11 +642,13 @@ def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     rows = []
     for s in sw["scenarios"].values():
         a = s["architectures"]
-        rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], digits=0)} ({_num(a[n]['relative'], '{:.2f}')}, "
+        rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], digits=0)}{_pm(a[n].get('accuracy_ci'))} "
+                                   f"({_num(a[n]['relative'], '{:.2f}')}, "
                                    f"{_num(None if a[n].get('effective') is None else 100 * a[n]['effective'], '{:+.0f}')})"
                                    if n in a else "–" for n in names]])
     out += [_table(["scenario", *names], rows), "",
-            "Cells: accuracy % (relative robustness, effective robustness in points). " +
+            "Cells: accuracy % (± its 95% interval over seeds, where there are several; relative robustness, "
+            "effective robustness in points). " +
             " ".join(f"*{k}*: {v}." for k, v in sw["definitions"].items()), ""]
     mm = sw.get("model_mismatch")
     if mm:
