@@ -135,6 +135,20 @@ def _save_eval(splits, path: Path) -> None:
              **{f"x_{k}": te.x[k] for k in te.names})
 
 
+def _cached_or_trained(directory: Path, train: Callable[[], dict[str, Any]], **meta_extra: Any) -> ModelSet:
+    """The model set in `directory` if a finished one is there, else `train()` into it, its meta
+    completed with `meta_extra` and the training time, and written last (marking it finished)."""
+    cached = _load(directory)
+    if cached is not None:
+        return cached
+    directory.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    meta = train()
+    meta.update(**meta_extra, train_s=time.perf_counter() - t0)
+    _write_meta(directory, meta)
+    return ModelSet(directory, meta)
+
+
 # -- main sets ----------------------------------------------------------------------------------------
 
 
@@ -144,16 +158,10 @@ def ensure_main_set(profile_name: str, seed: int, alpha: float, n_test: int, bud
     key = _key(kind="main", seed=seed, alpha=alpha, n_test=n_test, budget=asdict(budget),
                data=_data_fingerprint(data))
     directory = (root or bench_root()) / profile_name / f"main-a{alpha:g}-s{seed}-{key}"
-    cached = _load(directory)
-    if cached is not None:
-        return cached
-    directory.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    cfg = dataset_config(alpha, n_test, budget, data)
-    meta = _train_main(cfg, seed, _train_budget(budget), directory, progress)
-    meta.update(kind="main", seed=seed, alpha=alpha, budget=asdict(budget), train_s=time.perf_counter() - t0)
-    _write_meta(directory, meta)
-    return ModelSet(directory, meta)
+    return _cached_or_trained(
+        directory, lambda: _train_main(dataset_config(alpha, n_test, budget, data), seed, _train_budget(budget),
+                                       directory, progress),
+        kind="main", seed=seed, alpha=alpha, budget=asdict(budget))
 
 
 def _train_main(cfg, seed: int, budget, directory: Path, progress: Progress | None) -> dict[str, Any]:
@@ -213,17 +221,10 @@ def ensure_ed_set(profile_name: str, seed: int, alpha: float, n_test: int, budge
     key = _key(kind="ed", seed=seed, alpha=alpha, n_test=n_test, budget=asdict(budget), d=d, dtype=dtype,
                data=_data_fingerprint(data))
     directory = (root or bench_root()) / profile_name / f"ed{d}-{dtype}-a{alpha:g}-s{seed}-{key}"
-    cached = _load(directory)
-    if cached is not None:
-        return cached
-    directory.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    cfg = dataset_config(alpha, n_test, budget, data)
-    meta = _train_ed(cfg, seed, _train_budget(budget), d, dtype, directory, progress)
-    meta.update(kind="ed", seed=seed, alpha=alpha, d=d, dtype=dtype, budget=asdict(budget),
-                train_s=time.perf_counter() - t0)
-    _write_meta(directory, meta)
-    return ModelSet(directory, meta)
+    return _cached_or_trained(
+        directory, lambda: _train_ed(dataset_config(alpha, n_test, budget, data), seed, _train_budget(budget), d,
+                                     dtype, directory, progress),
+        kind="ed", seed=seed, alpha=alpha, d=d, dtype=dtype, budget=asdict(budget))
 
 
 def _logits(model, *xs):
