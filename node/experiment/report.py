@@ -622,11 +622,6 @@ def _agents_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     return out
 
 
-def _pm(ci: float | None) -> str:
-    """' ± 8' (points) for an interval over several seeds; nothing for one seed or none."""
-    return "" if ci is None or not ci or math.isnan(ci) else f" ± {100 * ci:.0f}"
-
-
 def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
     sw = results["sweeps"]["robustness"]
     out = ["## Robustness", ""]
@@ -642,7 +637,8 @@ def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     rows = []
     for s in sw["scenarios"].values():
         a = s["architectures"]
-        rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], digits=0)}{_pm(a[n].get('accuracy_ci'))} "
+        # The interval only where there are several seeds (one seed: 0, not shown).
+        rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], a[n].get('accuracy_ci') or None, digits=0)} "
                                    f"({_num(a[n]['relative'], '{:.2f}')}, "
                                    f"{_num(None if a[n].get('effective') is None else 100 * a[n]['effective'], '{:+.0f}')})"
                                    if n in a else "–" for n in names]])
