@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from node.chain.types import MAX_CONFIDENCE, ZERO_MODEL_ID, Action, Encoding, Modality, Role
-from node.payload import TaskPayload
+from node.protocol.enums import MAX_CONFIDENCE, ZERO_MODEL_ID, Action, Encoding, Modality, Role
+from node.protocol.codec import decode_vector, encode_vector
+from node.protocol.payload import TaskPayload
 
 log = logging.getLogger(__name__)
 
@@ -141,22 +142,3 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-DTYPE_NAMES = {Encoding.F32: "f32", Encoding.F16: "f16", Encoding.I8: "i8", Encoding.BINARY: "binary"}
-
-
-def encode_vector(vector: np.ndarray, encoding: Encoding | int) -> bytes:
-    """Bytes of a vector in an on-chain encoding (f32 4d, f16 2d, i8 d, binary ceil(d/8)).
-
-    The codec is `models.fusion`'s (f32/f16 little-endian, i8 = round(127 x) clipped, binary = sign
-    bits MSB first), the one the E-d heads were trained on: one definition for both sides.
-    """
-    from models.fusion import encode_vector as encode
-
-    return encode(np.asarray(vector, dtype=np.float32).reshape(-1), DTYPE_NAMES[Encoding(encoding)])
-
-
-def decode_vector(data: bytes, encoding: Encoding | int, dim: int) -> np.ndarray:
-    """Inverse of `encode_vector`, dequantised to float32 (dim,)."""
-    from models.fusion import decode_vector as decode
-
-    return decode(bytes(data), DTYPE_NAMES[Encoding(encoding)], dim)

@@ -7,7 +7,7 @@ features U was trained on) plus a presence mask; its outputs are `probs` (B, 3) 
 `embedding` (B, e). The decision is argmax(probs) with its probability in basis points.
 
 What leaves the coordinator: the decision (on chain, `publishDecision`) and a commitment to the
-embedding, `sha256(encoded embedding bytes)` (f32 little-endian, `agents.base.encode_vector`).
+embedding, `sha256(encoded embedding bytes)` (f32 little-endian, `node.protocol.codec.encode_vector`).
 The commitment binds the coordinator to the exact vector behind its decision without paying for
 the vector in calldata; whoever receives the vector later (GET /decide?embedding=true, a replica,
 an auditor) checks it against the commitment. With `embedding_archs` the node can still publish
@@ -31,8 +31,8 @@ import numpy as np
 
 from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput
 from agents.onnx import encoding_of
-from node.errors import ModelError
-from node.payload import TaskPayload
+from node.protocol.errors import ModelError
+from node.protocol.payload import TaskPayload
 
 log = logging.getLogger(__name__)
 

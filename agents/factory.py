@@ -12,7 +12,7 @@ from agents.market import MarketAgent
 from agents.onnx import AgentModel, encoding_of, find_agent_model
 from agents.risk import RiskAgent
 from agents.sentiment import SentimentAgent
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Modality, Role, TaskInput, decode_vector
-from node.chain.types import MAX_CONFIDENCE, Action, Encoding
+from node.protocol.enums import MAX_CONFIDENCE, Action, Encoding
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from node.chain.types import Encoding
-from node.errors import ModelError
+from node.protocol.enums import Encoding
+from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput, softmax
 from agents.onnx import AgentModel
-from node.payload import FLOW_NAMES
+from node.protocol.payload import FLOW_NAMES
 
 _IN, _OUT = FLOW_NAMES.index("exchange_inflow"), FLOW_NAMES.index("exchange_outflow")
 _MINT, _ADDR = FLOW_NAMES.index("stablecoin_mint"), FLOW_NAMES.index("active_addresses")

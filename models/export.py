@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from models import fusion
+from node.protocol import codec
 from models.data.features import FeatureSet
 from models.manifest import ARTIFACTS_DIR, MANIFEST_PATH, ManifestEntry, sha256_file, upsert_entries
 from models.nets import AgentNet, EdHead, Stacker, UNet
 from models.train import CHECKPOINT_DIR, load_checkpoint, load_eval_batch
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def graphs_for(models: dict[str, tuple[nn.Module, dict]], batch: FeatureSet) -> 
                              batch.n_classes, "f32", {**common, "scores": model.cfg.scores, "agents": names}))
         elif isinstance(model, EdHead):
             dt = model.cfg.dtype
-            e = fusion.dequantize(fusion.quantize(emb, dt), dt) * mask[:, :, None]
+            e = codec.dequantize(codec.quantize(emb, dt), dt) * mask[:, :, None]
             out.append(Graph(name, _HeadGraph(model), {"embeddings": e.reshape(len(e), -1), "mask": mask},
                              ["probs"], batch.n_classes, "f32",
                              {**common, "embedding_dim": model.cfg.embed_dim, "embedding_dtype": dt, "agents": names}))

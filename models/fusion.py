@@ -12,8 +12,8 @@ No torch. These functions define what the modular architectures do with what tra
   m_fixed vote with the Hedge weights in place of the fixed ones.
 - `stack_probs`, `decision_scores`: the M-learned heads' input, from the agents' probabilities or
   from their published decisions only.
-- `quantize` / `dequantize` / `encode_vector` / `decode_vector`: embeddings as they travel on chain
-  (f32 and f16 little-endian, i8 = round(127 x), binary = sign bits packed MSB first).
+
+How vectors travel on chain (`quantize`, `encode_vector`, ...) is the protocol's: `node.protocol.codec`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ SELL, HOLD, BUY = 0, 1, 2
 ROLES = ("market", "sentiment", "risk")
 FIXED_WEIGHTS_BPS = {"market": 5000, "sentiment": 3000, "risk": 2000}
 """The chain's default per-role weights for the modular baseline (0.5a + 0.3b + 0.2c)."""
-VECTOR_DTYPES = ("f32", "f16", "i8", "binary")
 
 
 def decision(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -189,64 +188,6 @@ def stack_probs(probs: np.ndarray, present: np.ndarray) -> np.ndarray:
     """
     p = np.asarray(probs, dtype=np.float32) * np.asarray(present, dtype=np.float32)[:, :, None]
     return p.reshape(len(p), -1)
-
-
-def quantize(e: np.ndarray, dtype: str) -> np.ndarray:
-    """An embedding in [-1, 1] as it is published: float32, float16, int8 (x127) or bits (uint8 0/1)."""
-    e = np.asarray(e, dtype=np.float32)
-    if dtype == "f32":
-        return e
-    if dtype == "f16":
-        return e.astype(np.float16)
-    if dtype == "i8":
-        return np.rint(np.clip(e, -1, 1) * 127).astype(np.int8)
-    if dtype == "binary":
-        return (e >= 0).astype(np.uint8)
-    raise ValueError(f"dtype {dtype!r} not in {VECTOR_DTYPES}")
-
-
-def dequantize(q: np.ndarray, dtype: str) -> np.ndarray:
-    """The float32 vector a fusion head sees for a published one."""
-    if dtype in ("f32", "f16"):
-        return np.asarray(q).astype(np.float32)
-    if dtype == "i8":
-        return np.asarray(q, dtype=np.int8).astype(np.float32) / 127.0
-    if dtype == "binary":
-        return np.asarray(q, dtype=np.float32) * 2.0 - 1.0
-    raise ValueError(f"dtype {dtype!r} not in {VECTOR_DTYPES}")
-
-
-def encode_vector(e: np.ndarray, dtype: str) -> bytes:
-    """Bytes of one d-dim embedding: 4d (f32 LE), 2d (f16 LE), d (i8) or ceil(d/8) (binary)."""
-    q = quantize(np.asarray(e).reshape(-1), dtype)
-    if dtype == "f32":
-        return q.astype("<f4").tobytes()
-    if dtype == "f16":
-        return q.astype("<f2").tobytes()
-    if dtype == "i8":
-        return q.tobytes()
-    return np.packbits(q).tobytes()
-
-
-def decode_vector(data: bytes, dtype: str, dim: int) -> np.ndarray:
-    """Inverse of `encode_vector`, dequantised to float32 (dim,)."""
-    if dtype == "f32":
-        q = np.frombuffer(data, dtype="<f4")
-    elif dtype == "f16":
-        q = np.frombuffer(data, dtype="<f2")
-    elif dtype == "i8":
-        q = np.frombuffer(data, dtype=np.int8)
-    elif dtype == "binary":
-        q = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:dim]
-    else:
-        raise ValueError(f"dtype {dtype!r} not in {VECTOR_DTYPES}")
-    if len(q) != dim:
-        raise ValueError(f"{len(data)} bytes do not hold a {dim}-dim {dtype} vector")
-    return dequantize(q, dtype)
-
-
-def vector_nbytes(dim: int, dtype: str) -> int:
-    return {"f32": 4 * dim, "f16": 2 * dim, "i8": dim, "binary": (dim + 7) // 8}[dtype]
 
 
 def concat_embeddings(embeddings: Sequence[np.ndarray | None], dim: int) -> tuple[np.ndarray, np.ndarray]:

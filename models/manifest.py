@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 MANIFEST_PATH = ARTIFACTS_DIR / "manifest.json"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VECTOR_DTYPES = ("f32", "f16", "i8", "binary")
+from node.protocol.codec import VECTOR_DTYPES
 
 
 class Standardize(nn.Module):
@@ -57,7 +57,7 @@ def mlp(in_dim: int, hidden: int, out_dim: int, depth: int, dropout: float) -> n
 def fake_quant(e: torch.Tensor, dtype: str) -> torch.Tensor:
     """Quantise-dequantise an embedding in [-1, 1] as it travels on chain; straight-through gradient.
 
-    Matches `models.fusion.quantize` + `dequantize` exactly (round half to even, scale 127, sign bit).
+    Matches `node.protocol.codec.quantize` + `dequantize` exactly (round half to even, scale 127, sign bit).
     """
     if dtype == "f32":
         return e

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from models.manifest import MANIFEST_PATH, ManifestEntry, get_entry, sha256_file
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import fusion
+from node.protocol import codec
 from models.data.features import FeatureSet
 from models.data.splits import DatasetConfig, Splits, config_to_dict, make_splits
 from models.nets import (AgentConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
@@ -250,7 +251,7 @@ def train_stacker(oof: AgentOutputs, y: np.ndarray, val_out: AgentOutputs, y_val
 
 def ed_inputs(outs: AgentOutputs, dtype: str) -> list[np.ndarray]:
     """The E-d head's inputs: dequantised embeddings as published (zeros for absent) and the mask."""
-    e = fusion.dequantize(fusion.quantize(outs.emb, dtype), dtype) * outs.mask[:, :, None]
+    e = codec.dequantize(codec.quantize(outs.emb, dtype), dtype) * outs.mask[:, :, None]
     return [e.reshape(len(e), -1).astype(np.float32), outs.mask]
 
 

@@ -1,7 +1,7 @@
 """Benchmark the edge coordinator in one run: MiniLM latency of torch eager vs onnxruntime fp32/int8
 (batch 1 and 32, `models.minilm.bench`), then a real `chorus coordinator run` process under
 concurrent /embed and /decide load with micro-batching off and on (throughput, p50/p95) and its
-peak RSS (VmHWM). Logic in `node.coordinator_bench`.
+peak RSS (VmHWM). Logic in `node.bench.coordinator`.
 
     python -m scripts.bench_coordinator [--threads N] [--concurrency C] [--requests N] [--load-rounds R]
                                         [--no-engines] [--json PATH]
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from node.coordinator_bench import print_report, run_bench
+    from node.bench.coordinator import print_report, run_bench
 
     out: dict = {}
     if not args.no_engines:

@@ -4,7 +4,7 @@ latency, beside raw Anvil throughput measured in the same run, and their ratio.
     python -m scripts.bench_node                 # N=4, 40 tasks, arch 2 (M-fixed)
     python -m scripts.bench_node --tasks 100 --arch 5 --json reports/bench_node.json
 
-The logic lives in `node.throughput`; this is the entry point.
+The logic lives in `node.bench.throughput`; this is the entry point.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from node.throughput import format_result, run_benchmark
+    from node.bench.throughput import format_result, run_benchmark
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as progress:

@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from node.commands.bench import run_bench
-    from node.devnet import Anvil
-    from node.errors import ChorusError
+    from node.cli.bench import run_bench
+    from node.devnet.anvil import Anvil
+    from node.protocol.errors import ChorusError
     from node.experiment.chain import ANVIL_ACCOUNTS
     from node.experiment.config import get_profile
-    from node.settings import state_dir
+    from node.chain.settings import state_dir
 
     console = Console(width=max(Console().width, 130))  # the summary tables stay readable in CI logs
     out = args.out or Path("reports") / f"demo-{args.profile}"

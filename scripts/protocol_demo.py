@@ -29,11 +29,11 @@ def run(timeout: float) -> int:
     from node.chain.contracts import ChorusContracts
     from node.chain.deploy import Deployment
     from node.chain.events import TaskSubmitted
-    from node.cluster import free_base_port, start_nodes, stop_nodes
-    from node.commands.task import task_report
-    from node.devnet import devnet_down, devnet_up, free_port
-    from node.payload import encode, example_payload
-    from node.settings import ChainSettings
+    from node.devnet.cluster import free_base_port, start_nodes, stop_nodes
+    from node.cli.task import task_report
+    from node.devnet.anvil import devnet_down, devnet_up, free_port
+    from node.protocol.payload import encode, example_payload
+    from node.chain.settings import ChainSettings
 
     console = Console()
     if not console.is_terminal:

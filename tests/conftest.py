@@ -22,9 +22,9 @@ from node.chain.artifacts import Artifact, check_fresh, load_protocol_artifacts
 from node.chain.client import Web3Client
 from node.chain.contracts import ChorusContracts, revert_decoder
 from node.chain.deploy import Deployment, deploy
-from node.devnet import Anvil, DevnetError
-from node.errors import ArtifactError
-from node.settings import dev_account
+from node.devnet.anvil import Anvil, DevnetError
+from node.protocol.errors import ArtifactError
+from node.chain.settings import dev_account
 
 SETUP_HINT = "run `make setup` (npm ci for anvil/forge, then forge build for the artifacts)"
 DEV_ACCOUNTS = 30

@@ -1,6 +1,6 @@
 """The error tree's helpers: revert formatting and URL redaction."""
 
-from node.errors import ContractRevert, safe_url
+from node.protocol.errors import ContractRevert, safe_url
 
 
 def test_safe_url_keeps_only_scheme_host_port():

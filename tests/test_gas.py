@@ -9,8 +9,8 @@ import sys
 from typer.testing import CliRunner
 
 from node.chain.api import Log
-from node.cli import app
-from node.commands.gas import (
+from node.cli.main import app
+from node.cli.gas import (
     DIMS,
     ENCODINGS,
     SSTORE_RESET_COLD,

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from models.data.synthetic import ACTIONS, FLOW_NAMES, Dataset
-from node.errors import ChorusError
+from node.protocol.errors import ChorusError
 
 REQUIRED = ("asset", "prices", "volumes", "headlines", "label")
 MIN_SERIES = 8

@@ -68,7 +68,7 @@ import numpy as np
 
 from models.data.headlines import ASSETS, BASE_PRICE, headline_bank
 # The payload schema owns the flow order and the schema id; FLOW_NAMES is re-exported for the loader.
-from node.payload import FLOW_NAMES, SCHEMA_ID as SCHEMA_VERSION  # noqa: F401
+from node.protocol.payload import FLOW_NAMES, SCHEMA_ID as SCHEMA_VERSION  # noqa: F401
 
 MODALITIES = ("market", "sentiment", "risk")
 ACTIONS = ("sell", "hold", "buy")

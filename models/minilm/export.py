@@ -30,7 +30,7 @@ from models.manifest import ARTIFACTS_DIR, MANIFEST_PATH, ManifestEntry, load_ma
 from models.minilm.quantize import CosineStats, publish
 from models.minilm.spec import (DEFAULT_RECIPE, DIM, F32_FILE, F32_NAME, INPUT_NAMES, INT8_FILE, INT8_NAME,
                                 MAX_LENGTH, MIN_COSINE, OPSET, OUTPUT_NAME, TOKENIZER_FILE, QuantRecipe)
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from models.manifest import MANIFEST_PATH, ManifestEntry, get_entry, sha256_file
 from models.minilm.spec import DIM, INPUT_NAMES, KINDS, MAX_LENGTH, OUTPUT_NAME
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 

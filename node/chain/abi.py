@@ -19,7 +19,7 @@ from eth_utils import (
     to_checksum_address,
 )
 
-from node.errors import ArtifactError, ContractRevert
+from node.protocol.errors import ArtifactError, ContractRevert
 
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string): a revert string
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256): assert, overflow, bad enum, ...

@@ -16,8 +16,8 @@ from typing import Any
 
 from eth_utils import keccak
 
-from node.errors import ArtifactError
-from node.settings import find_project_root
+from node.protocol.errors import ArtifactError
+from node.chain.settings import find_project_root
 
 PROTOCOL_CONTRACTS = ("ModelRegistry", "AgentRegistry", "TaskBoard")
 """The deployed contracts, in deployment order."""

@@ -40,12 +40,12 @@ from web3.exceptions import (
 
 from node.chain.abi import RevertDecoder
 from node.chain.api import BlockId, ChainClient, Fees, Log, Receipt, SentTx
-from node.errors import ChainError, ConfigError, ContractRevert, NonceTaken, RpcUnavailable, safe_url
+from node.protocol.errors import ChainError, ConfigError, ContractRevert, NonceTaken, RpcUnavailable, safe_url
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-    from node.settings import ChainSettings
+    from node.chain.settings import ChainSettings
 
 log = logging.getLogger(__name__)
 

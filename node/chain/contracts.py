@@ -26,7 +26,7 @@ from node.chain.events import (
     TaskInfo,
     to_event,
 )
-from node.chain.types import ZERO_MODEL_ID
+from node.protocol.enums import ZERO_MODEL_ID
 
 E = TypeVar("E", bound=ChainEvent)
 

@@ -13,7 +13,7 @@ from web3.utils.address import get_create_address
 from node.chain.abi import ContractInterface
 from node.chain.api import ChainClient, SentTx
 from node.chain.artifacts import PROTOCOL_CONTRACTS, Artifact, load_protocol_artifacts
-from node.errors import ChainError, ConfigError
+from node.protocol.errors import ChainError, ConfigError
 
 log = logging.getLogger(__name__)
 

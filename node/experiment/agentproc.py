@@ -1,6 +1,6 @@
 """`python -m node.experiment.agentproc [chorus args]`: a `chorus node run` process for the bench.
 
-It is the standard node (`node.cli` -> `node.runner.run_node`, unchanged) with two things the
+It is the standard node (`node.cli.main` -> `node.runtime.node.run_node`, unchanged) with two things the
 experiment needs and the node's settings do not offer yet:
 - the agent's models come from the manifest named by `CHORUS_BENCH_MANIFEST` (each seed and sweep
   point of the experiment has its own trained models, hence its own model ids);
@@ -49,7 +49,7 @@ def install(env: dict[str, str] | None = None) -> None:
     build_original, load_u_original = factory.build_agent, coordinator.load_u_agent
 
     def wrap(agent):
-        from node.experiment.coordinator import ByzantineAgent, WrongModelAgent
+        from agents.faults import ByzantineAgent, WrongModelAgent
 
         if mode == "byzantine":
             agent = ByzantineAgent(agent)
@@ -60,7 +60,7 @@ def install(env: dict[str, str] | None = None) -> None:
 
     def build_agent(role: str, *, model_name: str | None = None, use_trained: bool = True,
                     manifest_path: Path | None = None, text_encoder=None):
-        from node.experiment.coordinator import RulesFusion
+        from agents.faults import RulesFusion
 
         agent = build_original(role, model_name=model_name, use_trained=use_trained,
                                manifest_path=manifest_path or manifest, text_encoder=text_encoder)
@@ -89,7 +89,7 @@ def main() -> None:
         zygote()
         return
     install()
-    from node.cli import app
+    from node.cli.main import app
 
     app(prog_name="chorus", args=sys.argv[1:])
 
@@ -98,11 +98,11 @@ def main() -> None:
 
 
 PRELOAD = ("numpy", "web3", "eth_account", "uvicorn", "fastapi", "httpx", "requests", "tokenizers", "pydantic",
-           "pydantic_settings", "sqlite3", "node.cli", "node.runner", "node.api", "node.chainview", "node.store",
-           "node.watcher", "node.outbox", "node.payload", "node.node_settings", "agents.factory", "agents.fusion",
+           "pydantic_settings", "sqlite3", "node.cli.main", "node.runtime.node", "node.runtime.api", "node.chain.nodechain", "node.runtime.store",
+           "node.runtime.watcher", "node.runtime.outbox", "node.protocol.payload", "node.runtime.settings", "agents.factory", "agents.fusion",
            "agents.market", "agents.risk", "agents.sentiment", "agents.onnx", "agents.base", "agents.coordinator",
-           "node.coordinator", "models.runtime", "models.manifest", "models.data.features", "models.fusion",
-           "node.experiment.coordinator")
+           "node.coordinator.service", "models.runtime", "models.manifest", "models.data.features", "models.fusion",
+           "agents.faults")
 """What the zygote imports before forking: the node runtime without onnxruntime (whose import
 starts a thread, which a fork must not inherit)."""
 
@@ -175,7 +175,7 @@ def _child(request: dict) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     install()
-    from node.cli import app
+    from node.cli.main import app
 
     code = 0
     try:

@@ -51,7 +51,7 @@ from node.experiment.keys import (
     owner_gas,
     return_funds,
 )
-from node.settings import dev_key_index_of
+from node.chain.settings import dev_key_index_of
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ class BenchChain:
         from node.chain.artifacts import load_protocol_artifacts
         from node.chain.client import Web3Client
         from node.chain.contracts import revert_decoder
-        from node.errors import ConfigError, safe_url
-        from node.settings import DEV_CHAIN_ID, dev_account
+        from node.protocol.errors import ConfigError, safe_url
+        from node.chain.settings import DEV_CHAIN_ID, dev_account
 
         self.anvil = anvil
         self.rpc_url = rpc_url
@@ -157,7 +157,7 @@ class BenchChain:
               keys_dir: Path | None = None) -> BenchChain:
         """Connect to `rpc_url`, or start a private Anvil (stopped by `stop`, and by the kernel if
         this process dies), auto-mining or mining a block every `block_time` seconds."""
-        from node.devnet import Anvil
+        from node.devnet.anvil import Anvil
 
         work_dir.mkdir(parents=True, exist_ok=True)
         anvil = None
@@ -195,7 +195,7 @@ class BenchChain:
         """The deploying client: dev key 1 with a client of its own (used from the preparing
         thread), or the funder's own client (its one nonce sequence serves both threads)."""
         from node.chain.client import Web3Client
-        from node.settings import dev_account
+        from node.chain.settings import dev_account
 
         if self._deployer is None:  # created on first use, from the thread that prepares sessions
             if self.keystore:
@@ -252,7 +252,7 @@ class BenchChain:
         """Keystore mode: settle the amount per node key (`auto_fund_per_key` unless given) and
         raise ConfigError, before anything is sent, when the funder cannot cover the run."""
         from node.chain.deploy import DEFAULT_MIN_STAKE
-        from node.errors import ConfigError
+        from node.protocol.errors import ConfigError
 
         if not self.keystore:
             return
@@ -328,7 +328,7 @@ class BenchChain:
         """Let chain time move on (deadlines): `evm_mine` where the chain has it; elsewhere the
         chain's own blocks, with an empty transfer from `client` (default the owner's) only when
         no block came for `STALL_S` seconds."""
-        from node.errors import ChainError, RpcUnavailable, safe_url
+        from node.protocol.errors import ChainError, RpcUnavailable, safe_url
 
         client = client or self.client
         with self._tick_lock:

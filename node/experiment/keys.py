@@ -5,7 +5,7 @@ Two modes, picked by `chorus bench --keystore`:
 - Dev keys (the default; chain id 31337 only, the public Anvil/Hardhat mnemonic): dev key 0 owns
   every TaskBoard and submits the tasks, dev key 1 deploys, node processes get dev key indices.
 - A funder keystore (`--keystore FILE`, any chain, 31337 included): the funder (an encrypted
-  geth / eth-account keystore, decrypted by `node.settings.ChainSettings`) deploys, owns every
+  geth / eth-account keystore, decrypted by `node.chain.settings.ChainSettings`) deploys, owns every
   TaskBoard and submits the tasks; every node process gets a freshly generated account, written
   as an encrypted keystore under `<out>/keys/` and funded from the funder with `--fund-per-key`
   (default: what the profile's busiest session can spend, see `auto_fund_per_key`). At the end of
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from node.errors import ConfigError
+from node.protocol.errors import ConfigError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -101,7 +101,7 @@ def load_funder(keystore: Path, password_file: Path | None = None) -> LocalAccou
     """Decrypt the funder's keystore through `ChainSettings` (the node's own key loading): the
     password from `password_file`, else CHORUS_KEYSTORE_PASSWORD or CHORUS_KEYSTORE_PASSWORD_FILE.
     Raises ConfigError (never echoing the password) when the file is missing or cannot be decrypted."""
-    from node.settings import ChainSettings, get_settings
+    from node.chain.settings import ChainSettings, get_settings
 
     keystore = Path(keystore).expanduser()
     if not keystore.is_file():
@@ -130,7 +130,7 @@ class NodeKey:
 
     @classmethod
     def dev(cls, index: int) -> NodeKey:
-        from node.settings import dev_account
+        from node.chain.settings import dev_account
 
         return cls(dev_account(index), index=index)
 

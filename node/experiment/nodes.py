@@ -5,7 +5,7 @@ agent at the model set's manifest and picks its mode), with a key of its own (`-
 on the dev chain, else a generated keystore named by CHORUS_KEYSTORE_PATH and
 CHORUS_KEYSTORE_PASSWORD_FILE; see `node.experiment.keys`), its HTTP API and
 its SQLite state under the run's work folder. Processes are stopped by pid after checking that
-the pid is still theirs (`node.cluster.NodeProc`), never by name; the kernel stops them too if
+the pid is still theirs (`node.devnet.cluster.NodeProc`), never by name; the kernel stops them too if
 the bench dies (PR_SET_PDEATHSIG).
 
 CPU time is read from /proc/<pid>/stat (utime + stime) so the runner can charge each
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.cluster import NodeProc, _start_time, free_base_port, wait_healthy
+from node.devnet.cluster import NodeProc, _start_time, free_base_port, wait_healthy
 from node.experiment.keys import NodeKey
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Zygote:
     """`python -m node.experiment.agentproc --zygote`: forks warm node processes on request."""
 
     def __init__(self) -> None:
-        from node.settings import find_project_root
+        from node.chain.settings import find_project_root
 
         # Each child gets the environment of its request; the zygote itself keeps no keystore secret.
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_KEYSTORE")}
@@ -216,7 +216,7 @@ class NodeSet:
         return env
 
     def _spawn(self, spec: NodeSpec, port: int, key: NodeKey) -> NodeProc:
-        from node.settings import find_project_root
+        from node.chain.settings import find_project_root
 
         db = self.directory / f"{spec.name}.sqlite"
         log_path = self.directory / f"{spec.name}.log"

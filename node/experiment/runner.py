@@ -113,7 +113,7 @@ def _json_default(value: Any) -> Any:
 
 def check_run_file(out: Path, opts: RunOptions) -> None:
     """Refuse to resume a run folder that holds a run with other options."""
-    from node.errors import ConfigError
+    from node.protocol.errors import ConfigError
 
     wanted = json.loads(json.dumps(run_identity(opts), default=str))  # tuples as JSON has them
     path = out / RUN_FILE
@@ -679,9 +679,9 @@ class Bench:
         """Show the chain refusing a vector under a model id other than the agent's registered one:
         the wrong-model node's own refused publications (from its API), and one mined reverted
         transaction from a registered probe agent."""
-        from node.chain.types import Encoding
+        from node.protocol.enums import Encoding
         from node.experiment.chain import vector_for
-        from node.experiment.coordinator import wrong_model_id
+        from agents.faults import wrong_model_id
 
         node_errors = [t.get("error") or "" for t in ready.nodes.failed_tasks("market")]
         key = self.chain.allocate_keys(1, ready.board)[0]

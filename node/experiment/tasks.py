@@ -50,7 +50,7 @@ class TaskStream:
 def encode_sample(sample) -> bytes:
     """The canonical `chorus.task/1` bytes of a generated or loaded sample."""
     from models.data.synthetic import to_payload
-    from node import payload as pl
+    from node.protocol import payload as pl
 
     return pl.encode(pl.TaskPayload.model_validate(to_payload(sample)))
 

@@ -19,8 +19,8 @@ from agents.fusion import FusionAgent
 from agents.market import MarketAgent
 from agents.risk import RiskAgent
 from agents.sentiment import SentimentAgent
-from node.chain.types import MAX_CONFIDENCE, ZERO_MODEL_ID, Role
-from node.payload import TaskPayload, example_payload
+from node.protocol.enums import MAX_CONFIDENCE, ZERO_MODEL_ID, Role
+from node.protocol.payload import TaskPayload, example_payload
 
 
 class HashEncoder:
@@ -101,7 +101,7 @@ def test_encoder_identity_needs_a_model_id() -> None:
         def embed(self, texts: list[str]) -> np.ndarray:
             return np.zeros((len(texts), 4), np.float32)
 
-    from node.errors import ModelError
+    from node.protocol.errors import ModelError
 
     with pytest.raises(ModelError):
         encoder_identity(Anonymous())
@@ -229,7 +229,7 @@ def test_trained_onnx_model_from_the_manifest_is_used(tmp_path: Path) -> None:
 
 
 def test_unknown_role_is_refused() -> None:
-    from node.errors import ModelError
+    from node.protocol.errors import ModelError
 
     with pytest.raises(ModelError):
         build_agent("oracle")
@@ -263,7 +263,7 @@ def _tiny_head(path: Path, inputs: dict[str, int]) -> None:
 
 
 def test_fusion_uses_trained_heads_only_on_vectors_of_their_spaces(tmp_path: Path) -> None:
-    from models.fusion import encode_vector as codec
+    from node.protocol.codec import encode_vector as codec
     from models.manifest import ManifestEntry, sha256_file, upsert_entries
 
     manifest = tmp_path / "manifest.json"

@@ -6,7 +6,7 @@ import hashlib
 
 from node.chain.contracts import ChorusContracts
 from node.chain.events import TaskSubmitted
-from node.chain.types import Arch, Encoding, Modality, Role
+from node.protocol.enums import Arch, Encoding, Modality, Role
 
 DIM = 8
 

@@ -16,7 +16,7 @@ from node.chain.abi import ERROR_STRING_SELECTOR, PANIC_SELECTOR, ContractInterf
 from node.chain.artifacts import Artifact, load_protocol_artifacts
 from node.chain.contracts import revert_decoder
 from node.chain.events import EVENT_TYPES, event_fields, snake_case
-from node.errors import ArtifactError
+from node.protocol.errors import ArtifactError
 
 
 @cache

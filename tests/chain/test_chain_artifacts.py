@@ -15,7 +15,7 @@ from node.chain.artifacts import (
     load_protocol_artifacts,
     stale_sources,
 )
-from node.errors import ArtifactError
+from node.protocol.errors import ArtifactError
 
 
 def test_artifacts_are_fresh() -> None:

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from node.chain.api import Fees
 from node.chain.client import NonceManager, Web3Client, bump_fees, fees_for, min_replacement, signing_backend
-from node.chain.types import Encoding
-from node.devnet import free_port
-from node.errors import ChainError, RpcUnavailable
-from node.settings import dev_account
+from node.protocol.enums import Encoding
+from node.devnet.anvil import free_port
+from node.protocol.errors import ChainError, RpcUnavailable
+from node.chain.settings import dev_account
 
 from chainhelpers import model_id
 

@@ -19,7 +19,7 @@ from node.chain.events import (
     TaskSubmitted,
     WeightSet,
 )
-from node.chain.types import Action, Arch, Encoding, Modality, Role, TaskStatus, ZERO_MODEL_ID
+from node.protocol.enums import Action, Arch, Encoding, Modality, Role, TaskStatus, ZERO_MODEL_ID
 
 from chainhelpers import DIM, model_id, open_task, setup_agents
 

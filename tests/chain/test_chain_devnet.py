@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.chain.deploy import Deployment
-from node.devnet import Anvil, DevnetError, devnet_down, devnet_status, devnet_up, free_port, rpc_ready
+from node.devnet.anvil import Anvil, DevnetError, devnet_down, devnet_status, devnet_up, free_port, rpc_ready
 
 
 def test_up_status_down(tmp_path: Path) -> None:

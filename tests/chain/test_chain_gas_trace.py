@@ -4,8 +4,8 @@ changed, with its value before and after)."""
 
 from __future__ import annotations
 
-from node.chain.types import Action, Encoding
-from node.commands.gas import SSTORE_RESET_COLD, SSTORE_SET_COLD, SSTORES
+from node.protocol.enums import Action, Encoding
+from node.cli.gas import SSTORE_RESET_COLD, SSTORE_SET_COLD, SSTORES
 
 from chainhelpers import open_task, setup_agents
 

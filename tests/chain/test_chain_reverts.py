@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.chain.types import Action, Encoding, Modality, Role
-from node.errors import ContractRevert
+from node.protocol.enums import Action, Encoding, Modality, Role
+from node.protocol.errors import ContractRevert
 
 from chainhelpers import DIM, model_id, open_task, setup_agents
 

@@ -8,8 +8,8 @@ import pytest
 from eth_account import Account
 
 from node.chain.client import connect
-from node.errors import ConfigError
-from node.settings import ChainSettings, dev_account, get_settings
+from node.protocol.errors import ConfigError
+from node.chain.settings import ChainSettings, dev_account, get_settings
 
 ANVIL_KEY_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 

@@ -17,7 +17,7 @@ SETUP_HINT = "run `make setup` (it builds the u, u-int8 and MiniLM ONNX files)"
 def u_agent() -> Any:
     """The real coordinator agent: u (f32) and all-MiniLM-L6-v2 f32, one thread each."""
     from agents.coordinator import load_u_agent
-    from node.errors import ModelError
+    from node.protocol.errors import ModelError
 
     try:
         return load_u_agent("u", threads=1)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 
-from node.metrics import NodeMetrics
-from node.store import Store
+from node.runtime.metrics import NodeMetrics
+from node.runtime.store import Store
 
 
 class Counting:
@@ -55,8 +55,8 @@ class View:
 
 
 def make_app(agent: Any, **limits: Any) -> tuple[FastAPI, Any]:
-    from node.api import create_app
-    from node.coordinator import CoordinatorMetrics, CoordinatorService, CoordinatorSettings, build_router
+    from node.runtime.api import create_app
+    from node.coordinator.service import CoordinatorMetrics, CoordinatorService, CoordinatorSettings, build_router
 
     settings = CoordinatorSettings(**limits)
     view = View()

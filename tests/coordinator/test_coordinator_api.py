@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.manifest import load_manifest
-from node.payload import TaskPayload, encode, example_payload
+from node.protocol.payload import TaskPayload, encode, example_payload
 
 MANIFEST = load_manifest()
 

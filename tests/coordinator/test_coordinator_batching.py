@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from node.coordinator import MicroBatcher, Overloaded
-from node.payload import encode, example_payload
+from node.coordinator.service import MicroBatcher, Overloaded
+from node.protocol.payload import encode, example_payload
 
 N = 64
 

@@ -1,5 +1,5 @@
 """End to end: a real Anvil, the four agent nodes and one coordinator as real processes
-(`chorus coordinator run`, started by `node.cluster` like the others). Three U tasks (arch 6) each
+(`chorus coordinator run`, started by `node.devnet.cluster` like the others). Three U tasks (arch 6) each
 finalize with the coordinator's decision; the agents take none of them; the coordinator's record
 and its live /decide agree on the embedding commitment."""
 
@@ -13,16 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from node import payload as pl
+from node.protocol import payload as pl
 from node.chain.artifacts import load_artifact
 from node.chain.client import Web3Client
 from node.chain.contracts import ChorusContracts, revert_decoder
 from node.chain.deploy import Deployment
 from node.chain.events import DecisionPublished, TaskFinalized, TaskSubmitted
-from node.chain.types import Role
-from node.cluster import NodeProc, free_base_port, start_nodes, stop_nodes
-from node.devnet import devnet_down, devnet_up, free_port
-from node.settings import dev_account
+from node.protocol.enums import Role
+from node.devnet.cluster import NodeProc, free_base_port, start_nodes, stop_nodes
+from node.devnet.anvil import devnet_down, devnet_up, free_port
+from node.chain.settings import dev_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

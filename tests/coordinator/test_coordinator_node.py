@@ -20,17 +20,17 @@ import pytest
 from agents.base import TaskInput
 from agents.factory import build_agent
 from models.manifest import load_manifest
-from node import payload as pl
-from node.api import task_detail
+from node.protocol import payload as pl
+from node.runtime.api import task_detail
 from node.chain.events import DecisionPublished, TaskFinalized, TaskSubmitted
-from node.chain.types import Modality, Role
-from node.chainview import NodeChain
-from node.coordinator import CoordinatorSettings
-from node.errors import ConfigError, ModelError
-from node.node_settings import COORDINATOR_ARCHS, DEFAULT_ARCHS, NodeSettings
-from node.runner import NodeRuntime
-from node.settings import find_project_root
-from node.store import PUBLISHED, SKIPPED, Store
+from node.protocol.enums import Modality, Role
+from node.chain.nodechain import NodeChain
+from node.coordinator.service import CoordinatorSettings
+from node.protocol.errors import ConfigError, ModelError
+from node.runtime.settings import COORDINATOR_ARCHS, DEFAULT_ARCHS, NodeSettings
+from node.runtime.node import NodeRuntime
+from node.chain.settings import find_project_root
+from node.runtime.store import PUBLISHED, SKIPPED, Store
 
 MANIFEST = load_manifest()
 COORDINATOR_KEY, MARKET_KEY = 6, 7
@@ -87,7 +87,7 @@ def test_the_coordinator_decides_u_tasks_and_the_agents_skip_them(chain: Any, u_
 
 
 def test_models_register_registers_every_embedding_space_once(chain: Any) -> None:
-    from node.commands.models import embedding_entries, register_models
+    from node.cli.models import embedding_entries, register_models
 
     entries = embedding_entries(MANIFEST)
     assert {"market", "sentiment", "risk", "minilm-f32", "u", "u-int8"} <= {e.name for e in entries}
@@ -111,7 +111,7 @@ def test_coordinator_settings() -> None:
     assert CoordinatorSettings(archs=[7]).archs == [7]  # explicit wins
     assert NodeSettings(role="coordinator").archs == list(COORDINATOR_ARCHS)  # `chorus node run --role coordinator`
     assert NodeSettings(role="market").archs == list(DEFAULT_ARCHS)
-    from node.settings import get_settings
+    from node.chain.settings import get_settings
 
     for bad in ({"role": "market"}, {"threads": 0}, {"max_batch": 0}, {"max_wait_ms": -1}):
         with pytest.raises(ConfigError):
@@ -135,7 +135,7 @@ def test_the_factory_builds_the_coordinator(u_agent: Any) -> None:
 
 
 def test_an_old_state_file_gains_the_commitment_column(tmp_path: Path) -> None:
-    from node.store import _SCHEMA  # the schema a state file of the previous version has, minus one line
+    from node.runtime.store import _SCHEMA  # the schema a state file of the previous version has, minus one line
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
@@ -161,12 +161,12 @@ def test_the_coordinator_runtime_never_imports_torch() -> None:
                     raise ImportError("torch is not allowed in the coordinator runtime")
 
         sys.meta_path.insert(0, NoTorch())
-        import node.cli, node.commands.coordinator
+        import node.cli.main, node.cli.coordinator
         from fastapi.testclient import TestClient
         from agents.factory import build_agent
-        from node.api import create_app
-        from node.coordinator import CoordinatorService, CoordinatorSettings, build_router
-        from node.payload import encode, example_payload
+        from node.runtime.api import create_app
+        from node.coordinator.service import CoordinatorService, CoordinatorSettings, build_router
+        from node.protocol.payload import encode, example_payload
         from coordhelpers import View
 
         agent = build_agent("coordinator")
@@ -196,7 +196,7 @@ def test_commitment_is_sha256_of_the_f32_bytes(u_agent: Any) -> None:
 
 
 def test_the_cluster_starts_the_coordinator_command_and_recognises_it(tmp_path: Path) -> None:
-    from node.cluster import NodeProc, _start_time, node_command  # noqa: PLC2701 - what a real spawn records
+    from node.devnet.cluster import NodeProc, _start_time, node_command  # noqa: PLC2701 - what a real spawn records
 
     cmd = node_command("coordinator", 8705, 5, tmp_path / "devnet.json", tmp_path / "c.sqlite")
     assert cmd[cmd.index("node.cli") + 1:][:3] == ["-v", "coordinator", "run"] and "--role" not in cmd
@@ -216,7 +216,7 @@ def test_the_cluster_starts_the_coordinator_command_and_recognises_it(tmp_path: 
 
 
 def test_task_submit_counts_only_the_nodes_serving_the_architecture(tmp_path: Path) -> None:
-    from node.commands.task import _default_quorum  # noqa: PLC2701
+    from node.cli.task import _default_quorum  # noqa: PLC2701
 
     devnet = tmp_path / "devnet.json"
     roles = ["market", "sentiment", "risk", "fusion", "coordinator"]

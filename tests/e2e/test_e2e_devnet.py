@@ -21,15 +21,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from node import payload as pl
+from node.protocol import payload as pl
 from node.chain.artifacts import load_artifact
 from node.chain.client import Web3Client
 from node.chain.contracts import ChorusContracts, revert_decoder
 from node.chain.deploy import Deployment
 from node.chain.events import DecisionPublished, EmbeddingPublished, TaskSubmitted
-from node.cluster import NodeProc, default_roles, free_base_port, nodes_status, restart_node, start_nodes, stop_nodes
-from node.devnet import devnet_down, devnet_up, free_port
-from node.settings import dev_account, find_project_root
+from node.devnet.cluster import NodeProc, default_roles, free_base_port, nodes_status, restart_node, start_nodes, stop_nodes
+from node.devnet.anvil import devnet_down, devnet_up, free_port
+from node.chain.settings import dev_account, find_project_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -211,7 +211,7 @@ def test_large_payloads_go_by_uri_and_bad_ones_are_rejected_visibly(devnet: Devn
 
 
 def test_sigterm_finishes_and_exits_cleanly(devnet: Devnet) -> None:
-    from node.store import Store
+    from node.runtime.store import Store
 
     node = devnet.node("risk")
     task_id = submit(devnet, 500, 2)  # work in hand when the signal arrives

@@ -16,14 +16,14 @@ from agents.base import (
     TaskInput,
 )
 from models.fusion import RuleParams, m_rules
-from node.chain.types import MAX_CONFIDENCE, Action
-from node.experiment.coordinator import (
+from node.protocol.enums import MAX_CONFIDENCE, Action
+from agents.faults import (
     ByzantineAgent,
     RulesFusion,
     WrongModelAgent,
     wrong_model_id,
 )
-from node.payload import TaskPayload
+from node.protocol.payload import TaskPayload
 
 MODEL_ID = bytes(range(32))
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from node.commands.bench import run_bench
+    from node.cli.bench import run_bench
 
     out = tmp_path_factory.mktemp("bench") / "tiny"
     results = run_bench(profile="tiny", out=out)

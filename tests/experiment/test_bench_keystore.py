@@ -19,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from node.chain.client import Web3Client
-from node.devnet import Anvil
-from node.errors import ChainError, ConfigError
+from node.devnet.anvil import Anvil
+from node.protocol.errors import ChainError, ConfigError
 from node.experiment.config import ARCHS
-from node.settings import dev_account
+from node.chain.settings import dev_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -57,7 +57,7 @@ def make_funder(folder: Path, rpc_url: str, ether: float, *, account=None) -> tu
 
 def invoke_bench(*args: str, env: dict[str, str] | None = None):
     """`chorus bench ...` in-process (its SIGTERM handler is put back afterwards)."""
-    from node.cli import app
+    from node.cli.main import app
 
     previous = signal.getsignal(signal.SIGTERM)
     try:
@@ -71,7 +71,7 @@ def invoke_bench(*args: str, env: dict[str, str] | None = None):
 
 @pytest.fixture(scope="module")
 def keystore_run(other_chain: Anvil, tmp_path_factory: pytest.TempPathFactory):
-    from node.commands.bench import run_bench
+    from node.cli.bench import run_bench
 
     tmp = tmp_path_factory.mktemp("keystore-bench")
     keystore, password_file, funder = make_funder(tmp / "funder", other_chain.rpc_url, 100)
@@ -161,7 +161,7 @@ def test_no_password_in_the_run_folder(keystore_run) -> None:
 
 
 def test_non_dev_chain_without_keystore_is_refused(other_chain: Anvil, tmp_path: Path) -> None:
-    from node.commands.bench import run_bench
+    from node.cli.bench import run_bench
 
     with pytest.raises(ConfigError, match=r"chain 1337: without --keystore the bench signs with the public dev keys"):
         run_bench(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
@@ -203,7 +203,7 @@ def test_a_dev_key_in_a_keystore_is_refused_on_a_non_dev_chain(other_chain: Anvi
 
 
 def test_a_funder_that_cannot_pay_is_refused_before_anything_is_sent(other_chain: Anvil, tmp_path: Path) -> None:
-    from node.commands.bench import run_bench
+    from node.cli.bench import run_bench
 
     keystore, password_file, funder = make_funder(tmp_path / "funder", other_chain.rpc_url, 0.02)
     reader = Web3Client(other_chain.rpc_url)
@@ -289,7 +289,7 @@ def test_the_funders_password_leaves_the_environment_once_it_is_decrypted(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from eth_account import Account
 
-    from node.commands.bench import bench_keys
+    from node.cli.bench import bench_keys
 
     account = Account.create()
     keystore = tmp_path / "funder.json"

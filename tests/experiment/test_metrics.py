@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from node.experiment import metrics as M
+from node.experiment.report import metrics as M
 
 
 def task(action, label, *, ret=0.01, oracle=None, latency=1.0, gas=100, nbytes=10, txs=3):

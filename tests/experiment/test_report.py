@@ -11,7 +11,7 @@ import pytest
 from benchrecords import full_records
 
 from node.experiment.config import ARCHS, QUICK, RunOptions, get_profile
-from node.experiment.report import (
+from node.experiment.report.render import (
     build_results,
     make_run_info,
     pareto,
@@ -143,7 +143,7 @@ def test_alpha0_check_says_when_it_is_weak(run_setup) -> None:
 
 
 def test_the_report_names_the_chains_client_when_an_rpc_was_given(chain, run_setup) -> None:
-    from node.experiment.report import environment
+    from node.experiment.report.render import environment
 
     opts, records, run = run_setup
     env = environment(RunOptions(profile=opts.profile, seed=0, out=opts.out, rpc_url=chain.rpc_url))

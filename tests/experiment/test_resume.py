@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.errors import ConfigError
+from node.protocol.errors import ConfigError
 from node.experiment.config import ARCHS, RunOptions, get_profile
 from node.experiment.runner import CHECKPOINT, Bench, Checkpoint, Ui, check_run_file
 

@@ -17,7 +17,7 @@ from models.fusion import decision
 from models.manifest import load_manifest, sha256_file
 from models.runtime import OnnxModel
 from models.train import CHECKPOINT_DIR, Budget, load_checkpoint, load_eval_batch, train_deployables
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 TOL = 1e-4  # the stated parity tolerance: max |onnxruntime - torch| on every output element
 assert TOL == PARITY_ATOL

@@ -22,7 +22,7 @@ from models.minilm.export import ensure_minilm_artifacts
 from models.minilm.heldout import HELDOUT_SENTENCES, LONG, SHORT
 from models.minilm.runtime import TextEmbedder, load_default
 from models.minilm.spec import DIM, F32_NAME, INPUT_NAMES, INT8_NAME, MIN_COSINE, OUTPUT_NAME
-from node.errors import ModelError
+from node.protocol.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[2]
 

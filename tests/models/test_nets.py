@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models import fusion
+from node.protocol import codec
 from models.nets import (AgentConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
                          StackerConfig, UConfig, UNet, build, fake_quant, kind_of)
 
@@ -51,12 +52,12 @@ def test_heads_and_joint_shapes():
 def test_fake_quant_matches_the_published_encoding(dtype):
     e = torch.tanh(torch.randn(64, 16) * 2)
     ours = fake_quant(e, dtype).detach().numpy()
-    wire = fusion.dequantize(fusion.quantize(e.numpy(), dtype), dtype)
+    wire = codec.dequantize(codec.quantize(e.numpy(), dtype), dtype)
     np.testing.assert_array_equal(ours, wire)
     for row in e.numpy()[:4]:  # and through the byte encoding that travels in calldata
-        blob = fusion.encode_vector(row, dtype)
-        assert len(blob) == fusion.vector_nbytes(16, dtype)
-        np.testing.assert_array_equal(fusion.decode_vector(blob, dtype, 16), fusion.dequantize(fusion.quantize(row, dtype), dtype))
+        blob = codec.encode_vector(row, dtype)
+        assert len(blob) == codec.vector_nbytes(16, dtype)
+        np.testing.assert_array_equal(codec.decode_vector(blob, dtype, 16), codec.dequantize(codec.quantize(row, dtype), dtype))
 
 
 def test_fake_quant_passes_gradients_straight_through():

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from models.data.loader import load_tasks
-from node.cli import app
+from node.cli.main import app
 
 runner = CliRunner()
 

@@ -14,9 +14,9 @@ from hexbytes import HexBytes
 from node.chain.api import Fees, Receipt
 from node.chain.client import NonceManager
 from node.chain.events import ChainEvent
-from node.chainview import BlockHeader, SignedTx
-from node.errors import NonceTaken
-from node.errors import RpcUnavailable
+from node.chain.nodechain import BlockHeader, SignedTx
+from node.protocol.errors import NonceTaken
+from node.protocol.errors import RpcUnavailable
 
 GETH_PRICE_BUMP = 10  # percent, geth's txpool.pricebump default
 

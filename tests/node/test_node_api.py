@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from node import store as s
-from node.api import create_app, status_for
-from node.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable
-from node.metrics import NodeMetrics
-from node.store import ChainEvent, Store, TaskRecord
+from node.runtime import store as s
+from node.runtime.api import create_app, status_for
+from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable
+from node.runtime.metrics import NodeMetrics
+from node.runtime.store import StoredEvent, Store, TaskRecord
 
 ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
@@ -45,16 +45,16 @@ class FakeView:
 def view(tmp_path: Path) -> FakeView:
     store = Store(tmp_path / "api.sqlite")
     store.apply_batch(12, {12: "0x12"}, [
-        ChainEvent("TaskSubmitted", 10, 0, tx_hash="0xsub", task_id=1, submitter=ADDRESS, arch=5, deadline=2_000_000_000,
+        StoredEvent("TaskSubmitted", 10, 0, tx_hash="0xsub", task_id=1, submitter=ADDRESS, arch=5, deadline=2_000_000_000,
                    quorum=2, reward=5, payload_hash="0x" + "ab" * 32, uri="http://127.0.0.1:9/p.json?token=SECRET",
                    payload=b""),
-        ChainEvent("EmbeddingPublished", 11, 0, tx_hash="0xemb", task_id=1, agent=ADDRESS, model_id="0x" + "cd" * 32,
+        StoredEvent("EmbeddingPublished", 11, 0, tx_hash="0xemb", task_id=1, agent=ADDRESS, model_id="0x" + "cd" * 32,
                    encoding=0, vector=b"\x00" * 1536),
-        ChainEvent("DecisionPublished", 11, 1, tx_hash="0xdec", task_id=1, agent=ADDRESS, role=0, action=2,
+        StoredEvent("DecisionPublished", 11, 1, tx_hash="0xdec", task_id=1, agent=ADDRESS, role=0, action=2,
                    confidence=8100),
-        ChainEvent("DecisionPublished", 12, 0, tx_hash="0xdec2", task_id=1, agent="0xOther", role=1, action=0,
+        StoredEvent("DecisionPublished", 12, 0, tx_hash="0xdec2", task_id=1, agent="0xOther", role=1, action=0,
                    confidence=6000),
-        ChainEvent("TaskFinalized", 12, 1, tx_hash="0xfin", task_id=1, action=2, decisions=2, contributors=2),
+        StoredEvent("TaskFinalized", 12, 1, tx_hash="0xfin", task_id=1, action=2, decisions=2, contributors=2),
     ])
     send = store.record_send(task_id=1, kind="decision", nonce=3, tx_hash="0xdec", raw=b"\x02")
     store.mark_send(send, s.MINED, block_number=11, gas_used=61_000, effective_gas_price=10**9)

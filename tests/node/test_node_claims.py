@@ -17,10 +17,10 @@ from node.chain.events import (
     TaskFinalized,
     TaskSubmitted,
 )
-from node.errors import ContractRevert
-from node.node_settings import NodeSettings
-from node.runner import NodeRuntime
-from node.store import CLAIMED, DROPPED, MINED, NO_CLAIM, REVERTED, SENT, Store
+from node.protocol.errors import ContractRevert
+from node.runtime.settings import NodeSettings
+from node.runtime.node import NodeRuntime
+from node.runtime.store import CLAIMED, DROPPED, MINED, NO_CLAIM, REVERTED, SENT, Store
 
 BOARD = Account.create().address
 OTHER = Account.create().address
@@ -132,7 +132,7 @@ def test_already_claimed_at_estimation_is_quiet_and_final(tmp_path: Path, caplog
     chain = FakeNodeChain(estimate_reverts=ContractRevert("AlreadyClaimed", {"taskId": 1, "agent": "0x"}))
     finalized_task(chain, 1, reward=10, contributors=2)
     node = runtime(chain, tmp_path / "n.sqlite")
-    with caplog.at_level(logging.INFO, logger="node.runner"):
+    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
         steps(node)
     assert chain.estimates == 1  # asked once, never again
     assert node.store.sends(kind="claim") == []
@@ -145,7 +145,7 @@ def test_an_unexpected_refusal_is_retried_later(tmp_path: Path, caplog) -> None:
     chain = FakeNodeChain(estimate_reverts=ContractRevert("NotFinalized", {"taskId": 1}))
     finalized_task(chain, 1, reward=10, contributors=2)
     node = runtime(chain, tmp_path / "n.sqlite", clock=lambda: clock.now)
-    with caplog.at_level(logging.WARNING, logger="node.runner"):
+    with caplog.at_level(logging.WARNING, logger="node.runtime.node"):
         steps(node)
     assert chain.estimates == 1 and node.store.get_task(1).claim_status is None
     assert any("claimReward refused" in r.getMessage() for r in caplog.records)
@@ -162,7 +162,7 @@ def test_a_claim_reverted_on_chain_is_final(tmp_path: Path, caplog) -> None:
     node = runtime(chain, tmp_path / "n.sqlite")
     steps(node, 2)
     chain.mine(status=0)
-    with caplog.at_level(logging.INFO, logger="node.runner"):
+    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
         steps(node)
     (claim,) = node.store.sends(task_id=1, kind="claim")
     assert claim.status == REVERTED and chain.claims == [1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import (
+from node.devnet.cluster import (
     NodeProc,
     default_roles,
     free_base_port,
@@ -22,7 +22,7 @@ from node.cluster import (
     recorded_nodes,
     stop_nodes,
 )
-from node.throughput import BenchResult, format_result, percentile
+from node.bench.throughput import BenchResult, format_result, percentile
 
 
 def test_default_mix_of_roles() -> None:
@@ -62,7 +62,7 @@ def test_a_node_command_line_is_recognised_by_port_and_start_time(tmp_path: Path
     # A harmless stand-in with a node's command line shape: python -c ... node run --port P
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "node", "run", "--port", "18998"])
     try:
-        from node.cluster import _start_time  # noqa: PLC2701 - the recorded value a real spawn stores
+        from node.devnet.cluster import _start_time  # noqa: PLC2701 - the recorded value a real spawn stores
 
         mine = proc(fake.pid, 18998)
         mine.start_time = _start_time(fake.pid)

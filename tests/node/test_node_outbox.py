@@ -12,10 +12,10 @@ from nodefakes import FakeChain, anvil_accepts_replacement, geth_accepts_replace
 
 from node.chain.api import Fees
 from node.chain.client import bump_fees
-from node.errors import ContractRevert, RpcUnavailable
-from node.metrics import NodeMetrics
-from node.outbox import Outbox, tx_body
-from node.store import DROPPED, MINED, PREPARED, SENT, Store
+from node.protocol.errors import ContractRevert, RpcUnavailable
+from node.runtime.metrics import NodeMetrics
+from node.runtime.outbox import Outbox, tx_body
+from node.runtime.store import DROPPED, MINED, PREPARED, SENT, Store
 
 BOARD = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"  # checksummed, as the facade gives it
 

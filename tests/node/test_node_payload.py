@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node import payload as pl
-from node.errors import PayloadError
+from node.protocol import payload as pl
+from node.protocol.errors import PayloadError
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 positive = st.floats(min_value=1e-9, max_value=1e12, allow_nan=False, allow_infinity=False)
@@ -130,7 +130,7 @@ def test_example_payload_is_deterministic_and_small_enough_for_calldata() -> Non
 
 def test_json_schema_file_is_up_to_date() -> None:
     assert pl.SCHEMA_PATH.read_text() == pl.render_json_schema(), \
-        "docs/chorus.task-1.schema.json is stale: run `python -m node.payload --schema`"
+        "docs/chorus.task-1.schema.json is stale: run `python -m node.protocol.payload --schema`"
 
 
 def test_json_schema_describes_the_document() -> None:

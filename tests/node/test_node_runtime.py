@@ -14,17 +14,17 @@ import pytest
 
 from agents.base import Encoding
 from agents.factory import build_agent
-from node import payload as pl
+from node.protocol import payload as pl
 from node.chain.events import (
     DecisionPublished,
     EmbeddingPublished,
     RewardClaimed,
     TaskSubmitted,
 )
-from node.chainview import NodeChain
-from node.node_settings import NodeSettings
-from node.runner import NodeRuntime
-from node.store import (
+from node.chain.nodechain import NodeChain
+from node.runtime.settings import NodeSettings
+from node.runtime.node import NodeRuntime
+from node.runtime.store import (
     CHAIN_FINALIZED,
     CHAIN_GONE,
     CLAIMED,
@@ -241,7 +241,7 @@ def test_bad_payloads_are_rejected_and_the_node_carries_on(chain, tmp_path: Path
                                      deadline, 1).event(TaskSubmitted).task_id
     by_uri = board.submit_task_uri(pl.payload_hash(good_file.read_bytes()), good_file.as_uri(), 2,
                                    deadline, 1).event(TaskSubmitted).task_id
-    with caplog.at_level(logging.WARNING, logger="node.runner"):
+    with caplog.at_level(logging.WARNING, logger="node.runtime.node"):
         run_until([node], lambda: node.store.get_task(by_uri) is not None
                   and node.store.get_task(by_uri).status == PUBLISHED)
     for task_id, reason in ((malformed, "not UTF-8 JSON"), (mismatch, "does not match"), (off_list, "not allowed")):
@@ -376,7 +376,7 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
 
     from node.chain.client import Web3Client
     from node.chain.contracts import ChorusContracts, revert_decoder
-    from node.settings import dev_account
+    from node.chain.settings import dev_account
 
     proxy = TcpProxy(chain.anvil.port)
     url = f"http://127.0.0.1:{proxy.port}"
@@ -389,7 +389,7 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
     node.bootstrap()
     stop = threading.Event()
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
-    with caplog.at_level(logging.INFO, logger="node.runner"):
+    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
         loop.start()
         proxy.cut()
         task_id = submit(chain)  # submitted while the node cannot reach its RPC

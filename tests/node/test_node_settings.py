@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from node.errors import ConfigError
-from node.node_settings import NodeSettings, load_node_settings
-from node.runner import effective_settings, safe_url
+from node.protocol.errors import ConfigError
+from node.runtime.settings import NodeSettings, load_node_settings
+from node.runtime.node import effective_settings, safe_url
 
 
 def test_defaults_bind_loopback() -> None:
@@ -91,6 +91,6 @@ def test_rpc_urls_are_logged_without_their_path() -> None:
 
 
 def test_node_settings_is_a_chain_settings() -> None:
-    from node.settings import ChainSettings
+    from node.chain.settings import ChainSettings
 
     assert issubclass(NodeSettings, ChainSettings)

@@ -6,23 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from node import store as s
-from node.store import ChainEvent, Store, TaskRecord
+from node.runtime import store as s
+from node.runtime.store import StoredEvent, Store, TaskRecord
 
 
-def submitted(task_id: int, block: int, payload_hash: str = "0x" + "11" * 32, payload: bytes = b"{}") -> ChainEvent:
-    return ChainEvent("TaskSubmitted", block_number=block, log_index=0, tx_hash=f"0xsub{task_id}", task_id=task_id,
+def submitted(task_id: int, block: int, payload_hash: str = "0x" + "11" * 32, payload: bytes = b"{}") -> StoredEvent:
+    return StoredEvent("TaskSubmitted", block_number=block, log_index=0, tx_hash=f"0xsub{task_id}", task_id=task_id,
                       submitter="0xS", arch=2, deadline=2_000_000_000, quorum=4, reward=10**18,
                       payload_hash=payload_hash, uri="", payload=payload)
 
 
-def decision(task_id: int, block: int, agent: str = "0xA", index: int = 1) -> ChainEvent:
-    return ChainEvent("DecisionPublished", block_number=block, log_index=index, tx_hash=f"0xdec{task_id}{agent}",
+def decision(task_id: int, block: int, agent: str = "0xA", index: int = 1) -> StoredEvent:
+    return StoredEvent("DecisionPublished", block_number=block, log_index=index, tx_hash=f"0xdec{task_id}{agent}",
                       task_id=task_id, agent=agent, role=0, action=2, confidence=7000)
 
 
-def finalized(task_id: int, block: int) -> ChainEvent:
-    return ChainEvent("TaskFinalized", block_number=block, log_index=5, tx_hash=f"0xfin{task_id}", task_id=task_id,
+def finalized(task_id: int, block: int) -> StoredEvent:
+    return StoredEvent("TaskFinalized", block_number=block, log_index=5, tx_hash=f"0xfin{task_id}", task_id=task_id,
                       action=2, decisions=4, contributors=4)
 
 
@@ -58,7 +58,7 @@ def test_a_batch_seen_twice_adds_nothing(store: Store) -> None:
 
 def test_finalization_and_reclaim_update_the_chain_status(store: Store) -> None:
     store.apply_batch(3, {3: "0x03"}, [submitted(1, 2), submitted(2, 3)])
-    store.apply_batch(4, {4: "0x04"}, [finalized(1, 4), ChainEvent("TaskReclaimed", 4, 6, task_id=2)])
+    store.apply_batch(4, {4: "0x04"}, [finalized(1, 4), StoredEvent("TaskReclaimed", 4, 6, task_id=2)])
     one, two = store.get_task(1), store.get_task(2)
     assert (one.chain_status, one.final_action, one.decisions, one.final_block) == (s.CHAIN_FINALIZED, 2, 4, 4)
     assert two.chain_status == s.CHAIN_RECLAIMED

@@ -11,10 +11,10 @@ import pytest
 from nodefakes import ScriptedSource
 
 from node.chain.events import DecisionPublished, TaskFinalized, TaskSubmitted
-from node.errors import RpcUnavailable
-from node.metrics import NodeMetrics
-from node.store import CHAIN_FINALIZED, CHAIN_GONE, RECHECK, Store
-from node.watcher import ReorgRace, Watcher
+from node.protocol.errors import RpcUnavailable
+from node.runtime.metrics import NodeMetrics
+from node.runtime.store import CHAIN_FINALIZED, CHAIN_GONE, RECHECK, Store
+from node.runtime.watcher import ReorgRace, Watcher
 
 
 def task_submitted(task_id: int) -> TaskSubmitted:
@@ -164,11 +164,11 @@ class RecordingStop(threading.Event):
 
 
 def test_node_loop_backs_off_while_the_rpc_is_down_and_says_so(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    from node.runner import NodeRuntime
+    from node.runtime.node import NodeRuntime
 
     runtime = NodeRuntime.__new__(NodeRuntime)  # only the loop is under test here
-    from node.node_settings import NodeSettings
-    from node.runner import Health
+    from node.runtime.settings import NodeSettings
+    from node.runtime.node import Health
 
     runtime.settings = NodeSettings(poll_interval_s=0.1, backoff_max_s=1.0)
     runtime.metrics = NodeMetrics("market")
@@ -183,14 +183,14 @@ def test_node_loop_backs_off_while_the_rpc_is_down_and_says_so(store: Store, cap
         if isinstance(outcome, Exception):
             assert runtime.health()["status"] in ("starting", "degraded")
             raise outcome
-        from node.chainview import BlockHeader
+        from node.chain.nodechain import BlockHeader
 
         runtime._rpc_ok(BlockHeader(5, "0x5", 5))  # noqa: SLF001
         return outcome
 
     runtime.step = step  # type: ignore[method-assign]
     stop = RecordingStop(limit=7)
-    with caplog.at_level(logging.INFO, logger="node.runner"):
+    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
         runtime.run(stop)
     assert stop.waits[:6] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]  # exponential, capped at backoff_max_s
     assert stop.waits[6:] == [0.1]  # back to the poll interval once the RPC answers (busy step: no wait)

@@ -1,0 +1,209 @@
+"""Node throughput benchmark: tasks/s and submit-to-finalized latency of N real node processes,
+beside raw Anvil throughput measured in the same run, and their ratio.
+
+- Raw Anvil: signed transactions (plain transfers, fixed gas and fees) sent one by one from this
+  Python process through the chain layer's client; rate = transactions / (time to the last receipt).
+- Pipeline: a burst of tasks submitted from this process (each submission waits for its receipt);
+  a task's latency runs from its submission receipt to the moment its TaskFinalized log is seen
+  (polled every few ms); throughput = tasks / (first submission to last finalization). The burst's
+  latencies include queueing behind the other tasks; a second, paced run (one task at a time)
+  gives the latency without it.
+
+Both run on the same Anvil (auto-mine), with the nodes up; the nodes are idle during the raw
+measurement. Timings go in this report, never in pass/fail tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from node.protocol import payload as pl
+
+log = logging.getLogger(__name__)
+
+RAW_KEY_INDEX = 19  # a dev key no node and no submitter uses
+
+
+@dataclass
+class BenchResult:
+    nodes: int
+    roles: list[str]
+    arch: int
+    tasks: int
+    duration_s: float
+    tasks_per_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_max_s: float
+    chain_txs: int
+    txs_per_task: float
+    pipeline_tx_per_s: float
+    raw_txs: int
+    raw_tx_per_s: float
+    ratio_tasks_to_raw: float
+    ratio_txs_to_raw: float
+    mining: str
+    paced_tasks: int = 0
+    paced_latency_p50_s: float = float("nan")
+    paced_latency_p95_s: float = float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def measure_raw(rpc_url: str, n_tx: int = 500, key_index: int = RAW_KEY_INDEX) -> float:
+    """Raw tx/s: `n_tx` signed transfers sent one by one from this process, until the last receipt."""
+    from node.chain.api import Fees
+    from node.chain.client import Web3Client
+    from node.chain.settings import dev_account
+
+    client = Web3Client(rpc_url, dev_account(key_index))
+    fees = client.suggest_fees()
+    fees = Fees(fees.max_fee_per_gas * 2, fees.max_priority_fee_per_gas)  # room for base-fee growth
+    to = dev_account(key_index - 1).address
+    client.send(to, b"", value=1, gas=21_000, fees=fees)  # warm-up: nonce fetch, HTTP session
+    start = time.perf_counter()
+    last = None
+    for _ in range(n_tx):
+        last = client.send(to, b"", value=1, gas=21_000, fees=fees)
+    client.wait(last, timeout=120)
+    return n_tx / (time.perf_counter() - start)
+
+
+def run_pipeline(contracts: Any, n_tasks: int, arch: int, quorum: int, *, timeout_s: float = 300.0,
+                 on_progress: Callable[[int], None] | None = None) -> tuple[list[float], float, list[int]]:
+    """Submit `n_tasks` and wait for all to finalize: (latencies s, duration s, task ids)."""
+    from node.chain.events import TaskFinalized, TaskSubmitted
+
+    client = contracts.client
+    board = contracts.addresses["TaskBoard"]
+    topic = contracts.interfaces["TaskBoard"].event_topic("TaskFinalized")
+    from_block = client.block_number() + 1
+    deadline = client.block_timestamp() + 3600
+    submitted: dict[int, float] = {}
+    start = time.perf_counter()
+    for i in range(n_tasks):
+        raw = pl.encode(pl.example_payload(10_000 + i, asset=("ETH", "BTC", "SOL", "LINK")[i % 4]))
+        result = contracts.submit_task(raw, arch, deadline, quorum)
+        submitted[result.event(TaskSubmitted).task_id] = time.perf_counter()
+    finalized: dict[int, float] = {}
+    cursor = from_block
+    give_up = time.perf_counter() + timeout_s
+    while len(finalized) < len(submitted):
+        head = client.block_number()
+        if head >= cursor:
+            logs = client.get_logs(address=board, topics=[topic], from_block=cursor, to_block=head)
+            now = time.perf_counter()
+            for event in contracts.decode_logs(logs):
+                if isinstance(event, TaskFinalized) and event.task_id in submitted:
+                    finalized.setdefault(event.task_id, now)
+            cursor = head + 1
+            if on_progress is not None:
+                on_progress(len(finalized))
+        if time.perf_counter() > give_up:
+            missing = sorted(set(submitted) - set(finalized))
+            raise TimeoutError(f"{len(missing)} tasks not finalized after {timeout_s:.0f}s: {missing[:10]}")
+        time.sleep(0.005)
+    latencies = [finalized[t] - submitted[t] for t in submitted]
+    duration = max(finalized.values()) - start
+    return latencies, duration, sorted(submitted)
+
+
+def count_chain_txs(contracts: Any, from_block: int, to_block: int) -> int:
+    """Transactions in a block range (auto-mine: one block per transaction, but count them properly)."""
+    total = 0
+    for number in range(from_block, to_block + 1):
+        block = contracts.client.request("eth_getBlockTransactionCountByNumber", [hex(number)])
+        total += int(block, 16)
+    return total
+
+
+def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = 2, raw_txs: int = 500,
+                  paced_tasks: int = 10, state: Path | None = None, on_progress: Callable[[str, int, int], None] | None = None
+                  ) -> BenchResult:
+    """Start a devnet and `n_nodes` node processes, measure, tear everything down."""
+    from node.chain.artifacts import load_protocol_artifacts
+    from node.chain.client import Web3Client
+    from node.chain.contracts import ChorusContracts, revert_decoder
+    from node.chain.deploy import Deployment
+    from node.devnet.cluster import default_roles, free_base_port, start_nodes, stop_nodes
+    from node.devnet.anvil import devnet_down, devnet_up, free_port
+    from node.chain.settings import dev_account
+
+    tmp = tempfile.TemporaryDirectory(prefix="chorus-bench-") if state is None else None
+    directory = Path(tmp.name) if tmp is not None else Path(state)  # type: ignore[union-attr]
+    roles = default_roles(n_nodes)
+    devnet_up(port=free_port(), state=directory)
+    file = directory / "devnet.json"
+    try:
+        notify = on_progress or (lambda stage, done, total: None)
+        notify("starting nodes", 0, n_nodes)
+        start_nodes(file, roles, base_port=free_base_port(n_nodes, start=19700), timeout=180, die_with_parent=True)
+        notify("starting nodes", n_nodes, n_nodes)
+        deployment = Deployment.load(file)
+        artifacts = load_protocol_artifacts()
+        client = Web3Client(deployment.rpc_url, dev_account(0), decoder=revert_decoder(artifacts))
+        contracts = ChorusContracts.from_deployment(client, deployment, artifacts)
+
+        notify("raw anvil", 0, raw_txs)
+        raw_rate = measure_raw(deployment.rpc_url, raw_txs)
+        notify("raw anvil", raw_txs, raw_txs)
+
+        first_block = client.block_number() + 1
+        latencies, duration, _ = run_pipeline(contracts, n_tasks, arch, quorum=n_nodes,
+                                              on_progress=lambda done: notify("tasks finalized", done, n_tasks))
+        chain_txs = count_chain_txs(contracts, first_block, client.block_number())
+        paced: list[float] = []
+        for i in range(paced_tasks):  # one task at a time: latency without queueing
+            lat, _, _ = run_pipeline(contracts, 1, arch, quorum=n_nodes)
+            paced += lat
+            notify("paced tasks", i + 1, paced_tasks)
+        mining = json.loads(file.read_text()).get("mining", "auto")
+    finally:
+        stop_nodes(file)
+        devnet_down(state=directory)
+        if tmp is not None:
+            tmp.cleanup()
+    tasks_per_s = n_tasks / duration
+    pipeline_tx_per_s = chain_txs / duration
+    return BenchResult(
+        nodes=n_nodes, roles=roles, arch=arch, tasks=n_tasks, duration_s=duration, tasks_per_s=tasks_per_s,
+        latency_p50_s=percentile(latencies, 50), latency_p95_s=percentile(latencies, 95),
+        latency_max_s=max(latencies), chain_txs=chain_txs, txs_per_task=chain_txs / n_tasks,
+        pipeline_tx_per_s=pipeline_tx_per_s, raw_txs=raw_txs, raw_tx_per_s=raw_rate,
+        ratio_tasks_to_raw=tasks_per_s / raw_rate, ratio_txs_to_raw=pipeline_tx_per_s / raw_rate, mining=mining,
+        paced_tasks=paced_tasks, paced_latency_p50_s=percentile(paced, 50), paced_latency_p95_s=percentile(paced, 95),
+    )
+
+
+def format_result(r: BenchResult) -> str:
+    lines = [
+        f"Chorus node benchmark: N={r.nodes} nodes ({', '.join(r.roles)}), {r.tasks} tasks, arch {r.arch}, "
+        f"quorum {r.nodes}, Anvil {r.mining}-mining",
+        f"  pipeline   {r.tasks_per_s:8.2f} tasks/s   latency submit->finalized p50 {r.latency_p50_s * 1000:7.1f} ms"
+        f"   p95 {r.latency_p95_s * 1000:7.1f} ms   max {r.latency_max_s * 1000:7.1f} ms",
+        f"             {r.chain_txs} chain txs ({r.txs_per_task:.2f} per task) = {r.pipeline_tx_per_s:.1f} tx/s",
+        f"  paced      one task at a time ({r.paced_tasks} tasks): latency p50 {r.paced_latency_p50_s * 1000:7.1f} ms"
+        f"   p95 {r.paced_latency_p95_s * 1000:7.1f} ms",
+        f"  raw anvil  {r.raw_tx_per_s:8.1f} tx/s  ({r.raw_txs} signed transfers sent one by one from one process)",
+        f"  ratio      tasks/s : raw tx/s = {r.ratio_tasks_to_raw:.4f}   "
+        f"pipeline tx/s : raw tx/s = {r.ratio_txs_to_raw:.3f}",
+    ]
+    return "\n".join(lines)

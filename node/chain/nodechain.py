@@ -1,0 +1,149 @@
+"""The chain as the node runtime uses it: block headers, the TaskBoard events it follows, a few
+views, and a send path split into sign / persist / broadcast.
+
+`NodeChain` adapts the chain layer (`Web3Client` + `ChorusContracts`); tests pass a fake with the
+same methods. The split send path exists for crash safety: the node writes a signed transaction
+to its send log *before* broadcasting it (see `node.runtime.outbox`), which `ChainClient.send` (sign and
+send in one call) cannot offer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+from node.chain.api import Fees, Receipt, SentTx
+from node.chain.client import Web3Client
+from node.chain.contracts import ChorusContracts
+from node.chain.events import AgentInfo, ChainEvent, Published, TaskInfo
+from node.protocol.errors import ChainError
+
+log = logging.getLogger(__name__)
+
+WATCHED_EVENTS = ("TaskSubmitted", "EmbeddingPublished", "DecisionPublished", "TaskFinalized", "TaskReclaimed")
+"""TaskBoard events the node follows."""
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    number: int
+    hash: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    tx_hash: str
+    raw: bytes = field(repr=False)
+    nonce: int
+    fees: Fees
+
+
+class NodeChain:
+    """The node's view of the chain over the chain layer's web3 client and contract facade."""
+
+    def __init__(self, client: Web3Client, contracts: ChorusContracts) -> None:
+        self.client = client
+        self.contracts = contracts
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.client.address
+
+    def chain_id(self) -> int:
+        return self.client.chain_id()
+
+    def address_of(self, contract: str) -> str:
+        return self.contracts.addresses[contract]
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def header(self, block: int | str = "latest") -> BlockHeader | None:
+        """Number, hash and timestamp of a block; None when the chain has no such block (yet)."""
+        tag = hex(block) if isinstance(block, int) else block
+        raw = self.client.request("eth_getBlockByNumber", [tag, False])
+        if not raw:
+            return None
+        return BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
+
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        """The TaskBoard events the node follows, in chain order."""
+        found = self.contracts.events(from_block, to_block, names=WATCHED_EVENTS)
+        events = [e for e in found if isinstance(e, ChainEvent)]
+        return sorted(events, key=lambda e: (e.block_number, e.log_index))
+
+    def published(self, task_id: int, agent: str | None = None) -> Published:
+        return self.contracts.published(task_id, agent or self.address)
+
+    def task_info(self, task_id: int) -> TaskInfo:
+        return self.contracts.task_info(task_id)
+
+    def agent_info(self, agent: str | None = None) -> AgentInfo:
+        return self.contracts.agent_info(agent or self.address)
+
+    # -- the split send path --------------------------------------------------------------------
+
+    def calldata(self, contract: str, function: str, *args: Any) -> bytes:
+        return self.contracts.calldata(contract, function, *args)
+
+    def estimate_gas(self, to: str, data: bytes, *, value: int = 0) -> int:
+        """Gas estimate; a call that would revert raises ContractRevert (nothing is sent)."""
+        return self.client.estimate_gas(to, data, value=value)
+
+    @property
+    def gas_margin(self) -> float:
+        return self.client.fee_policy.gas_margin
+
+    def suggest_fees(self) -> Fees:
+        return self.client.suggest_fees()
+
+    @contextmanager
+    def reserve_nonce(self) -> Iterator[int]:
+        """The key's next nonce, held until the body returns (then consumed) or raises (then not)."""
+        with self.client.nonces.reserve() as nonce:
+            yield nonce
+
+    def resync_nonce(self) -> int:
+        return self.client.nonces.resync()
+
+    def nonce_at(self, block: str = "latest") -> int:
+        address = self.address
+        return int(self.client.request("eth_getTransactionCount", [address, block]), 16)
+
+    def sign(self, *, nonce: int, to: str, data: bytes, value: int, gas: int, fees: Fees) -> SignedTx:
+        tx = SentTx("", self.address, nonce, to, data, value, gas, fees)
+        signed, raw = self.client.sign(tx, self.chain_id())
+        return SignedTx(signed.tx_hash, raw, nonce, fees)
+
+    def send_raw(self, raw: bytes, tx_hash: str) -> None:
+        """Broadcast signed bytes. Resending the same bytes is harmless ("already known");
+        raises NonceTaken, RpcUnavailable or ChainError (see `Web3Client.send_raw`)."""
+        self.client.send_raw(raw, tx_hash)
+
+    def get_receipt(self, tx_hash: str) -> Receipt | None:
+        return self.client.get_receipt(tx_hash)
+
+    def tx_known(self, tx_hash: str) -> bool:
+        """Whether the node has the transaction (pending or mined)."""
+        return self.client.request("eth_getTransactionByHash", [tx_hash]) is not None
+
+
+def connect_node_chain(settings: Any, deployment: Any, *, signing: bool = True) -> NodeChain:
+    """A NodeChain for `settings` (NodeSettings) on `deployment` (node.chain.deploy.Deployment)."""
+    from node.chain.artifacts import load_protocol_artifacts
+    from node.chain.client import connect
+    from node.chain.contracts import revert_decoder
+
+    artifacts = load_protocol_artifacts(settings.artifacts_dir)
+    client = connect(settings, decoder=revert_decoder(artifacts), signing=signing)
+    if client.chain_id() != deployment.chain_id:
+        raise ChainError(f"the RPC serves chain id {client.chain_id()}, the deployment is on {deployment.chain_id}")
+    contracts = ChorusContracts.from_deployment(client, deployment, artifacts)
+    return NodeChain(client, contracts)
+

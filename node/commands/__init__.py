@@ -1,1 +1,0 @@
-"""Sub-commands of the `chorus` CLI, one module each."""

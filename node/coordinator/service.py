@@ -1,0 +1,376 @@
+"""The edge coordinator's HTTP service: `POST /embed` and `POST /decide`, micro-batched, on onnxruntime.
+
+    chorus coordinator run [--int8] [--threads N] [--max-batch 32] [--max-wait-ms 5] [--port 8800]
+
+The coordinator is an agent node (role coordinator, architectures 6 U and 7 U-rep: it registers,
+follows the TaskBoard and publishes U's decisions like any node) whose API also serves the models:
+
+- `POST /embed {"texts": [...]}` -> all-MiniLM-L6-v2 unit vectors (n, 384);
+- `POST /decide <chorus.task/1 payload>` -> U's decision, probabilities and the embedding
+  commitment (sha256 of the f32 embedding bytes); `?embedding=true` also returns the vector.
+
+Every answer names the model (`model`) and its id (`model_id`, the sha256 of the ONNX file, as
+ModelRegistry records it).
+
+Concurrent requests are batched: one `MicroBatcher` per route (a queue and one worker thread)
+takes the first waiting request, gathers more until it has `max_batch` or `max_wait_ms` has passed,
+runs the whole batch as one onnxruntime call, and resolves each request's future with its own
+row. The event loop only awaits futures, so it keeps accepting requests while a batch runs.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the request models built in
+# `build_router` (their limits come from the settings) as real classes, not strings.
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from node.runtime.settings import NodeSettings
+from node.protocol.payload import TaskPayload, decode, payload_hash
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+ACTIONS = ("sell", "hold", "buy")
+
+
+class CoordinatorSettings(NodeSettings):
+    """`chorus coordinator run`: the node settings (role coordinator) plus the service's own."""
+
+    role: Literal["coordinator"] = "coordinator"
+    """Always coordinator (AgentRegistry role 4)."""
+
+    port: int = Field(default=8800, ge=1, le=65535)
+    """Port of the HTTP API (node routes + /embed + /decide)."""
+
+    int8: bool = False
+    """Run `u-int8` (dynamic int8 weights, its own model id) instead of `u`."""
+
+    threads: int = Field(default=1, ge=1, le=64)
+    """onnxruntime intra-op threads of each session (U and MiniLM)."""
+
+    max_batch: int = Field(default=32, ge=1, le=1024)
+    """Most requests one onnxruntime call serves (per route)."""
+
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    """How long the first request of a batch waits for others to join it."""
+
+    max_queue: int = Field(default=1024, ge=1, le=1_000_000)
+    """Requests waiting per route before new ones are refused with 503."""
+
+    max_texts: int = Field(default=128, ge=1, le=4096)
+    """Most texts in one /embed request."""
+
+    max_text_chars: int = Field(default=2000, ge=1, le=100_000)
+    """Longest text /embed accepts (MiniLM reads the first 256 tokens anyway)."""
+
+    text_model: Literal["f32", "int8"] = "f32"
+    """MiniLM variant for /embed and U's text features (U was trained on f32 features)."""
+
+    text_batch: int = Field(default=16, ge=1, le=1024)
+    """MiniLM rows per onnxruntime run (a batch of texts is cut into runs this long): on a CPU
+    longer runs gain no speed and grow onnxruntime's memory arena (peak RSS)."""
+
+    @property
+    def u_model_name(self) -> str:
+        """Manifest entry of the U model: `model_name` if set, else u or u-int8."""
+        return self.model_name or ("u-int8" if self.int8 else "u")
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+
+
+class CoordinatorMetrics:
+    """The service's metrics, on the node's registry (one GET /metrics for both)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.requests = Counter("chorus_coordinator_requests", "Requests to /embed and /decide, by outcome.",
+                                ["route", "outcome"], registry=r)
+        self.batch_size = Histogram("chorus_coordinator_batch_size", "Requests served by one onnxruntime call.",
+                                    ["route"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)
+        self.batch_seconds = Histogram("chorus_coordinator_batch_seconds", "Time of one batch (features + model).",
+                                       ["route"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                           1.0, 2.5), registry=r)
+        self.queue_depth = Gauge("chorus_coordinator_queue_depth", "Requests waiting for a batch.", ["route"],
+                                 registry=r)
+
+
+# -- micro-batching -----------------------------------------------------------------------------------
+
+
+class Overloaded(Exception):
+    """The batcher's queue is full."""
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    value: T
+    future: "Future[R]"
+
+
+_STOP = object()
+
+
+class MicroBatcher(Generic[T, R]):
+    """A queue and one worker thread: `run_batch(values) -> results` (same order, same length) is
+    called on up to `max_batch` queued values at a time; `submit` returns each value's future."""
+
+    def __init__(self, name: str, run_batch: Callable[[list[T]], Sequence[R]], *, max_batch: int = 32,
+                 max_wait_s: float = 0.005, max_queue: int = 1024, metrics: CoordinatorMetrics | None = None) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.name = name
+        self.max_batch, self.max_wait_s = max_batch, max(0.0, max_wait_s)
+        self.metrics = metrics
+        self.batches = 0
+        """Calls of `run_batch` so far (one onnxruntime call each, when it batches)."""
+        self.items = 0
+        """Values served so far."""
+        self._run_batch = run_batch
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
+
+    def start(self) -> "MicroBatcher[T, R]":
+        self._thread.start()
+        return self
+
+    def submit(self, value: T) -> "Future[R]":
+        """Queue one value; its future holds `run_batch`'s result for it (or its exception)."""
+        if self._closed:
+            raise RuntimeError(f"batcher {self.name} is closed")
+        future: Future[R] = Future()
+        try:
+            self._queue.put_nowait(_Pending(value, future))
+        except queue.Full:
+            raise Overloaded(f"{self._queue.maxsize} {self.name} requests are already waiting") from None
+        self._gauge()
+        return future
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Serve what is queued, then stop the worker."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(route=self.name).set(self._queue.qsize())
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:  # past the deadline, still take what is already waiting
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._gauge()
+            self._serve(batch)
+
+    def _serve(self, batch: list[_Pending[T, R]]) -> None:
+        live = [p for p in batch if p.future.set_running_or_notify_cancel()]  # a client that left is skipped
+        if not live:
+            return
+        t0 = time.perf_counter()
+        outcomes: list[tuple[bool, Any]] = []  # (ok, result or exception) per live request
+        try:
+            outcomes = [(True, r) for r in self._call([p.value for p in live])]
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+            if len(live) == 1:
+                outcomes = [(False, exc)]
+            else:  # one bad request must not fail the others: serve them one by one
+                log.warning("%s batch of %d failed (%s); retrying one by one", self.name, len(live), exc)
+                for p in live:
+                    try:
+                        outcomes.append((True, self._call([p.value])[0]))
+                    except Exception as one:  # noqa: BLE001
+                        outcomes.append((False, one))
+        # Metrics first: a client that reads /metrics right after its answer sees its batch counted.
+        if self.metrics is not None:
+            self.metrics.batch_size.labels(route=self.name).observe(len(live))
+            self.metrics.batch_seconds.labels(route=self.name).observe(time.perf_counter() - t0)
+        for p, (ok, value) in zip(live, outcomes, strict=True):
+            if ok:
+                p.future.set_result(value)
+            else:
+                p.future.set_exception(value)
+
+    def _call(self, values: list[T]) -> Sequence[R]:
+        self.batches += 1
+        self.items += len(values)
+        results = self._run_batch(values)
+        if len(results) != len(values):
+            raise RuntimeError(f"{self.name}: batch of {len(values)} gave {len(results)} results")
+        return results
+
+
+# -- the service --------------------------------------------------------------------------------------
+
+
+class CoordinatorService:
+    """The models behind /embed and /decide: the coordinator's UAgent (U + its MiniLM), batched."""
+
+    def __init__(self, agent: Any, settings: CoordinatorSettings, metrics: CoordinatorMetrics | None = None) -> None:
+        self.agent = agent
+        self.settings = settings
+        self.metrics = metrics or CoordinatorMetrics()
+        wait = settings.max_wait_ms / 1000.0
+        common: dict[str, Any] = {"max_batch": settings.max_batch, "max_wait_s": wait,
+                                  "max_queue": settings.max_queue, "metrics": self.metrics}
+        self.embed_batcher: MicroBatcher[list[str], np.ndarray] = MicroBatcher("embed", self._embed_batch, **common)
+        self.decide_batcher: MicroBatcher[TaskPayload, Any] = MicroBatcher("decide", agent.decide_batch, **common)
+
+    # identity of the two models
+    @property
+    def embed_model(self) -> tuple[str, str]:
+        return self.agent.text_model_name, "0x" + bytes(self.agent.text_model_id).hex()
+
+    @property
+    def decide_model(self) -> tuple[str, str]:
+        ident = self.agent.identity
+        return ident.model_name, "0x" + ident.model_id.hex()
+
+    def start(self) -> "CoordinatorService":
+        self.embed_batcher.start()
+        self.decide_batcher.start()
+        return self
+
+    def close(self) -> None:
+        self.embed_batcher.close()
+        self.decide_batcher.close()
+
+    def _embed_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
+        flat = [t for texts in requests for t in texts]
+        vectors = self.agent.text_encoder.embed(flat)  # (sum n_i, 384)
+        bounds = np.cumsum([0, *(len(texts) for texts in requests)])
+        return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 384) unit vectors, computed in a batch with other waiting requests."""
+        return await self._submit(self.embed_batcher, texts)
+
+    async def decide(self, payload: TaskPayload) -> Any:
+        """U's `UResult` for one payload, computed in a batch with other waiting requests."""
+        return await self._submit(self.decide_batcher, payload)
+
+    async def _submit(self, batcher: MicroBatcher, value: Any) -> Any:
+        try:
+            future = batcher.submit(value)
+        except Overloaded as exc:
+            self.metrics.requests.labels(route=batcher.name, outcome="overloaded").inc()
+            raise HTTPException(status_code=503, detail=f"coordinator busy: {exc}; retry later") from None
+        try:
+            result = await asyncio.wrap_future(future)
+        except Exception:
+            self.metrics.requests.labels(route=batcher.name, outcome="error").inc()
+            raise
+        self.metrics.requests.labels(route=batcher.name, outcome="ok").inc()
+        return result
+
+
+# -- the routes ---------------------------------------------------------------------------------------
+
+
+class EmbedResponse(BaseModel):
+    model: str = Field(description="Manifest name of the text encoder, e.g. minilm-f32.")
+    model_id: str = Field(description="sha256 of its ONNX file, 0x-hex: the embedding space's id on chain.")
+    dim: int
+    count: int
+    embeddings: list[list[float]] = Field(description="One L2-normalised row per text, in request order.")
+
+
+class DecideResponse(BaseModel):
+    model: str = Field(description="Manifest name of the U model: u or u-int8.")
+    model_id: str = Field(description="sha256 of the U ONNX file, 0x-hex (its ModelRegistry id).")
+    text_model: str
+    text_model_id: str
+    action: Literal["sell", "hold", "buy"]
+    confidence: int = Field(description="Probability of the action in basis points (0..10000), as TaskBoard takes it.")
+    probs: dict[str, float] = Field(description="sell / hold / buy probabilities (zeros when U abstained).")
+    modalities: list[str] = Field(description="The modalities U read.")
+    embedding_commitment: str | None = Field(description="sha256 of the f32 little-endian U embedding, 0x-hex.")
+    commitment_scheme: str
+    embedding_dim: int
+    embedding: list[float] | None = Field(default=None, description="The U embedding (only with ?embedding=true).")
+    payload_hash: str = Field(description="sha256 of the request body: TaskBoard's payloadHash for these bytes.")
+    note: str
+
+
+def build_router(service: CoordinatorService) -> APIRouter:
+    """/embed and /decide over `service`; limits from its settings. Mount with `create_app(extra_routers=...)`."""
+    from agents.coordinator import COMMITMENT_SCHEME
+
+    limits = service.settings
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_text_chars)]
+
+    class EmbedRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,  # type: ignore[valid-type]
+                                  description=f"1..{limits.max_texts} texts of 1..{limits.max_text_chars} characters.")
+
+    router = APIRouter(tags=["coordinator"])
+    payload_schema = TaskPayload.model_json_schema(by_alias=True)
+
+    @router.post("/embed", response_model=EmbedResponse, summary="Sentence embeddings (all-MiniLM-L6-v2)",
+                 responses={503: {"description": "queue full"}})
+    async def embed(body: EmbedRequest) -> Any:
+        vectors = await service.embed(list(body.texts))
+        name, model_id = service.embed_model
+        return JSONResponse({"model": name, "model_id": model_id, "dim": int(vectors.shape[1]),
+                             "count": int(vectors.shape[0]), "embeddings": vectors.tolist()})
+
+    @router.post("/decide", response_model=DecideResponse, summary="U's decision and embedding commitment for a task",
+                 responses={503: {"description": "queue full"}},
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": payload_schema}}}})
+    async def decide(request: Request,
+                     embedding: bool = Query(False, description="Also return the U embedding itself."),
+                     ) -> Any:
+        raw = await request.body()
+        payload = decode(raw)  # PayloadError -> 422 in the app's handler
+        result = await service.decide(payload)
+        out = result.output
+        name, model_id = service.decide_model
+        text_name, text_id = service.embed_model
+        vector = out.embedding.vector if out.embedding is not None else None
+        return JSONResponse({
+            "model": name, "model_id": model_id, "text_model": text_name, "text_model_id": text_id,
+            "action": ACTIONS[int(out.decision.action)], "confidence": out.decision.confidence,
+            "probs": {a: float(p) for a, p in zip(ACTIONS, result.probs)},
+            "modalities": list(result.modalities),
+            "embedding_commitment": "0x" + out.commitment.hex() if out.commitment else None,
+            "commitment_scheme": COMMITMENT_SCHEME, "embedding_dim": service.agent.identity.dim,
+            "embedding": vector.tolist() if embedding and vector is not None else None,
+            "payload_hash": "0x" + payload_hash(raw).hex(), "note": out.note,
+        })
+
+    return router

@@ -1,0 +1,1 @@
+"""One agent node process: settings, store, watcher, outbox, metrics, HTTP API and the loop."""

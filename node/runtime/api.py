@@ -1,0 +1,322 @@
+"""The node's HTTP API (FastAPI): health, identity, tasks, metrics. Read-only; bound to 127.0.0.1
+unless the operator says otherwise.
+
+The app reads a `NodeView` (the running node, or a fake with a filled store in tests) through a
+FastAPI dependency, so tests override it. Every error leaves as JSON `{"error", "message"}`:
+ChorusError subclasses are mapped to status codes in one handler, unknown ids are 404, bad
+parameters 422. Nothing secret is ever in a response: no keys, no passwords, no payload URIs'
+query strings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, ModelError, PayloadError, RpcUnavailable
+from node.runtime.metrics import CONTENT_TYPE, NodeMetrics
+from node.protocol.payload import redact_uri
+from node.runtime.store import TASK_STATUSES, StoredEvent, SendRecord, Store, TaskRecord
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("sell", "hold", "buy")
+ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
+MAX_PAGE = 500
+
+# One place maps the exception tree to HTTP.
+_STATUS_BY_ERROR: tuple[tuple[type[ChorusError], int], ...] = (
+    (PayloadError, 422),
+    (RpcUnavailable, 503),
+    (ContractRevert, 409),
+    (ChainError, 502),
+    (ConfigError, 500),
+    (ModelError, 500),
+    (ChorusError, 500),
+)
+
+
+class NodeView(Protocol):
+    """What the API reads: the node's store and metrics, its identity and its health."""
+
+    store: Store
+    metrics: NodeMetrics
+
+    def info(self) -> dict[str, Any]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+# -- response models (they document the API at /docs) --------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="Machine-readable error kind, e.g. not_found, invalid_request, RpcUnavailable.")
+    message: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "starting", "degraded"]
+    chain_reachable: bool
+    registered: bool
+    head_block: int | None
+    last_processed_block: int | None
+    rpc_down_since: float | None = None
+    last_error: str | None = None
+    uptime_s: float
+
+
+class Info(BaseModel):
+    address: str
+    role: str
+    endpoint: str
+    model_id: str
+    model_name: str = Field(description="Manifest name of the model whose embeddings this node publishes.")
+    decider: str = Field(description="What decides: a trained model, or the simple deterministic rule.")
+    model_backend: str
+    embedding_dim: int
+    embedding_encoding: str
+    chain_id: int
+    contracts: dict[str, str]
+    last_processed_block: int | None
+    confirmations: int
+    version: str
+
+
+class Publication(BaseModel):
+    kind: Literal["decision", "embedding"]
+    agent: str
+    role: str | None = None
+    action: str | None = None
+    confidence: int | None = None
+    model_id: str | None = None
+    encoding: int | None = None
+    vector_bytes: int | None = None
+    block_number: int
+    tx_hash: str | None
+
+
+class Transaction(BaseModel):
+    kind: str
+    nonce: int
+    status: str
+    tx_hash: str | None
+    attempts: list[str]
+    block_number: int | None
+    gas_used: int | None
+    effective_gas_price: int | None
+    error: str | None
+
+
+class Finalization(BaseModel):
+    action: str | None
+    block_number: int | None
+    tx_hash: str | None
+    decisions: int | None
+    contributors: int | None
+
+
+class Output(BaseModel):
+    action: str | None
+    confidence: int | None
+    embedding_bytes: int | None
+    note: str | None = Field(default=None, description="How the agent decided (model, head, or why it abstained).")
+    embedding_commitment: str | None = Field(
+        default=None, description="sha256 of the encoded embedding behind the decision (the coordinator), 0x-hex.")
+
+
+class Timings(BaseModel):
+    seen_at: float | None
+    started_at: float | None
+    published_at: float | None
+    finalized_at: float | None
+    publish_latency_s: float | None = Field(description="From seeing the task to this node's publication mined.")
+    finalize_latency_s: float | None = Field(description="From seeing the task to seeing it finalized.")
+
+
+class TaskSummary(BaseModel):
+    id: int
+    status: str
+    chain_status: str
+    arch: int | None
+    deadline: int | None
+    quorum: int | None
+    error: str | None
+    action: str | None
+    final_action: str | None
+    submitted_block: int | None
+
+
+class TaskDetail(TaskSummary):
+    submitter: str | None
+    reward_wei: str | None
+    payload_hash: str | None
+    payload_uri: str | None
+    payload_size: int | None
+    submitted_tx: str | None
+    output: Output
+    finalized: Finalization | None
+    publications: list[Publication]
+    transactions: list[Transaction]
+    gas_used: int = Field(description="Gas of this node's mined transactions for the task.")
+    timings: Timings
+
+
+class TaskPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[TaskSummary]
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+
+def _action(value: int | None) -> str | None:
+    return ACTIONS[value] if value is not None and 0 <= value < len(ACTIONS) else None
+
+
+def _role(value: int | None) -> str | None:
+    return ROLES[value] if value is not None and 0 <= value < len(ROLES) else None
+
+
+def _summary(task: TaskRecord) -> dict[str, Any]:
+    return dict(id=task.id, status=task.status, chain_status=task.chain_status, arch=task.arch,
+                deadline=task.deadline, quorum=task.quorum, error=task.error, action=_action(task.action),
+                final_action=_action(task.final_action), submitted_block=task.submitted_block)
+
+
+def _publication(ev: StoredEvent) -> Publication | None:
+    if ev.name == "DecisionPublished":
+        return Publication(kind="decision", agent=ev.agent or "", role=_role(ev.role), action=_action(ev.action),
+                           confidence=ev.confidence, block_number=ev.block_number, tx_hash=ev.tx_hash)
+    if ev.name == "EmbeddingPublished":
+        return Publication(kind="embedding", agent=ev.agent or "", model_id=ev.model_id, encoding=ev.encoding,
+                           vector_bytes=len(ev.vector or b""), block_number=ev.block_number, tx_hash=ev.tx_hash)
+    return None
+
+
+def _transaction(send: SendRecord) -> Transaction:
+    return Transaction(kind=send.kind, nonce=send.nonce, status=send.status, tx_hash=send.tx_hash,
+                       attempts=[a.tx_hash for a in send.attempts], block_number=send.block_number,
+                       gas_used=send.gas_used, effective_gas_price=send.effective_gas_price, error=send.error)
+
+
+def _since(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 6)
+
+
+def task_detail(store: Store, task: TaskRecord) -> TaskDetail:
+    """Everything the node knows of one task, for `GET /tasks/{id}`."""
+    events = store.task_events(task.id)
+    pubs = [p for p in (_publication(e) for e in events) if p is not None]
+    sends = store.sends(task_id=task.id)
+    finalized = None
+    if task.final_action is not None or task.final_block is not None:
+        finalized = Finalization(action=_action(task.final_action), block_number=task.final_block,
+                                 tx_hash=task.final_tx, decisions=task.decisions, contributors=task.contributors)
+    return TaskDetail(
+        **_summary(task),
+        submitter=task.submitter, reward_wei=task.reward, payload_hash=task.payload_hash,
+        payload_uri=redact_uri(task.uri) if task.uri else None, payload_size=task.payload_size,
+        submitted_tx=task.submitted_tx,
+        output=Output(action=_action(task.action), confidence=task.confidence, embedding_bytes=task.embedding_bytes,
+                      note=task.note, embedding_commitment=task.commitment),
+        finalized=finalized,
+        publications=pubs,
+        transactions=[_transaction(s) for s in sends],
+        gas_used=sum(s.gas_used or 0 for s in sends if s.block_number is not None),
+        timings=Timings(seen_at=task.seen_at, started_at=task.started_at, published_at=task.published_at,
+                        finalized_at=task.finalized_at, publish_latency_s=_since(task.seen_at, task.published_at),
+                        finalize_latency_s=_since(task.seen_at, task.finalized_at)),
+    )
+
+
+# -- the app ------------------------------------------------------------------------------------------
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "message": message})
+
+
+def status_for(exc: ChorusError) -> int:
+    for cls, status in _STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def get_view(request: Request) -> NodeView:
+    """The NodeView the app was built with (override this dependency in tests if needed)."""
+    return request.app.state.view
+
+
+def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The API over `view` (set later through `app.state.view` if None), plus `extra_routers` (the
+    coordinator's /embed and /decide), which get the same error handlers."""
+    app = FastAPI(title="Chorus agent node", version="1", description=__doc__,
+                  responses={422: {"model": ErrorBody}, 500: {"model": ErrorBody}})
+    app.state.view = view
+
+    @app.exception_handler(ChorusError)
+    async def _chorus_error(request: Request, exc: ChorusError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.url.path, exc)
+        return _error(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The offending input is left out on purpose: it is echoed nowhere.
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+        return _error(422, "invalid_request", "; ".join(problems) or "invalid request")
+
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}},
+             summary="Liveness and chain reachability (503 while the chain is unreachable)")
+    def health(view: NodeView = Depends(get_view)) -> Any:
+        body = Health(**view.health())
+        status = 503 if body.status == "degraded" else 200
+        return JSONResponse(status_code=status, content=body.model_dump())
+
+    @app.get("/info", response_model=Info, summary="Identity: address, role, model, chain, contracts, cursor")
+    def info(view: NodeView = Depends(get_view)) -> Any:
+        return Info(**view.info())
+
+    @app.get("/tasks", response_model=TaskPage, summary="Tasks this node has seen, newest first (paged)")
+    def tasks(
+        offset: int = Query(0, ge=0, description="Items to skip."),
+        limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"Page size, 1..{MAX_PAGE}."),
+        status: Literal[TASK_STATUSES] | None = Query(None, description="Only tasks in this status."),  # type: ignore[valid-type]
+        view: NodeView = Depends(get_view),
+    ) -> Any:
+        items = view.store.list_tasks(offset=offset, limit=limit, status=status)
+        return TaskPage(total=view.store.count_tasks(status), offset=offset, limit=limit,
+                        items=[TaskSummary(**_summary(t)) for t in items])
+
+    @app.get("/tasks/{task_id}", response_model=TaskDetail, responses={404: {"model": ErrorBody}},
+             summary="One task: status, outputs, tx hashes, gas used, timings")
+    def task(task_id: int = Path(ge=1, description="On-chain task id."), view: NodeView = Depends(get_view)) -> Any:
+        record = view.store.get_task(task_id)
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"task {task_id} is unknown to this node")
+        return task_detail(view.store, record)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics(view: NodeView = Depends(get_view)) -> Response:
+        return Response(content=view.metrics.render(), media_type=CONTENT_TYPE)
+
+    for router in extra_routers:
+        app.include_router(router)
+    return app

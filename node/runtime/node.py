@@ -1,0 +1,677 @@
+"""The agent node process: settings -> key -> register -> watch -> dispatch -> publish.
+
+`NodeRuntime` is the node minus process concerns (it can run in a test's thread against a fake
+chain); `run_node` adds them: the HTTP API in a thread, SIGTERM/SIGINT handling, exit status.
+
+One loop, one thread, on purpose: every transaction of the node's key goes out from here in nonce
+order; the API thread only reads the store. Per iteration:
+1. the watcher stores new events (or rolls back after a reorg);
+2. the outbox settles sent transactions (receipts, rebroadcasts, fee bumps);
+3. each task still to do is handled: skip (closed, wrong architecture, past deadline), reject
+   (payload), wait (fusion without its peers), or run the agent and publish;
+4. tasks at quorum are finalized (the node whose decision reached quorum at once, others after a
+   grace period; AlreadyFinalized is expected and quiet);
+5. the reward share of each finalized task the node contributed to is claimed, once (claimReward
+   through the outbox; what settles a share for good is written to the store).
+On SIGTERM the loop finishes the task in hand, waits a bounded time for its receipts, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.base import Agent, PeerOutput, TaskInput
+from node.protocol.enums import ZERO_MODEL_ID, Role
+from node.chain.nodechain import BlockHeader
+from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
+from node.runtime.metrics import NodeMetrics
+from node.runtime.settings import NodeSettings
+from node.runtime.outbox import Outbox, Settled
+from node.protocol.payload import TaskPayload, fetch, verify
+from node.runtime.store import (
+    CHAIN_FINALIZED,
+    CHAIN_OPEN,
+    CLAIMED,
+    DROPPED,
+    FAILED,
+    MINED,
+    NEW,
+    NO_CLAIM,
+    OPEN_SEND_STATUSES,
+    PUBLISHED,
+    PUBLISHING,
+    RECHECK,
+    REJECTED,
+    REVERTED,
+    SKIPPED,
+    WAITING,
+    SendRecord,
+    Store,
+    TaskRecord,
+)
+from node.runtime.watcher import ReorgRace, Watcher
+
+log = logging.getLogger(__name__)
+
+VERSION = "chorus-node/1"
+PUBLICATION_KINDS = ("embedding", "decision")  # send order: the embedding first
+_ALREADY_DONE = {"DuplicateDecision": "decision", "DuplicateEmbedding": "embedding"}
+_TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
+_FINALIZE_QUIET = {"AlreadyFinalized", "QuorumNotReached", "NothingToFinalize", "UnknownTask"}
+_CLAIM_FINAL = {"AlreadyClaimed", "NotContributor"}  # quiet, and no claim is tried again
+_CONTRIBUTIONS = ("DecisionPublished", "EmbeddingPublished")
+
+
+@dataclass
+class Health:
+    started_at: float = field(default_factory=time.time)
+    registered: bool = False
+    head: int | None = None
+    head_timestamp: int | None = None
+    rpc_down_since: float | None = None
+    last_error: str | None = None
+    last_ok: float | None = None
+
+
+class NodeRuntime:
+    """The node's logic over a chain (`node.chain.nodechain.NodeChain` or a fake) and a store."""
+
+    def __init__(self, settings: NodeSettings, chain: Any, store: Store, agent: Agent, *,
+                 deployment: Any, metrics: NodeMetrics | None = None, clock: Any = time.time) -> None:
+        self.settings = settings
+        self.chain = chain
+        self.store = store
+        self.agent = agent
+        self.deployment = deployment
+        self.metrics = metrics or NodeMetrics(settings.role)
+        self.clock = clock
+        self.health_state = Health(started_at=clock())
+        self.stopping = threading.Event()
+        self.board = chain.address_of("TaskBoard")
+        self.watcher = Watcher(chain, store, start_block=deployment.deploy_block, confirmations=settings.confirmations,
+                               max_range=settings.max_block_range, reorg_depth=settings.reorg_depth,
+                               metrics=self.metrics)
+        self.outbox = Outbox(chain, store, self.metrics, bump_after_s=settings.bump_after_s,
+                             may_resend=self._may_resend, clock=clock)
+        self._payloads: dict[int, TaskPayload] = {}
+        self._quorum_seen: dict[int, float] = {}
+        self._finalize_retry_at: dict[int, float] = {}
+        self._claim_retry_at: dict[int, float] = {}
+
+    # -- identity and health (read by the API thread) ---------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.chain.address
+
+    def info(self) -> dict[str, Any]:
+        ident = self.agent.identity
+        return dict(
+            address=self.address, role=self.settings.role, endpoint=self.settings.endpoint_url,
+            model_id="0x" + ident.model_id.hex(), model_name=ident.model_name, decider=ident.decider, model_backend=ident.backend,
+            embedding_dim=ident.dim, embedding_encoding=ident.encoding.name.lower(),
+            chain_id=self.deployment.chain_id, contracts=dict(self.deployment.contracts),
+            last_processed_block=self.store.cursor(), confirmations=self.settings.confirmations, version=VERSION,
+        )
+
+    def health(self) -> dict[str, Any]:
+        h = self.health_state
+        reachable = h.rpc_down_since is None and h.last_ok is not None
+        status = "ok" if reachable and h.registered else ("degraded" if h.rpc_down_since is not None else "starting")
+        return dict(status=status, chain_reachable=reachable, registered=h.registered, head_block=h.head,
+                    last_processed_block=self.store.cursor(), rpc_down_since=h.rpc_down_since,
+                    last_error=h.last_error, uptime_s=round(self.clock() - h.started_at, 3))
+
+    # -- start-up ---------------------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """Tie the store to this deployment, register on chain if needed, settle old sends."""
+        # Anvil makes the same addresses on every fresh chain: the deploy block's hash (which
+        # covers its timestamp) tells two devnets apart.
+        deploy_header = self.chain.header(self.deployment.deploy_block)
+        namespace = {"chain_id": self.deployment.chain_id, "task_board": self.board.lower(),
+                     "deploy_block": self.deployment.deploy_block,
+                     "deploy_block_hash": deploy_header.hash if deploy_header else None,
+                     "address": self.address.lower()}
+        if self.store.bind(namespace):
+            log.warning("state file %s belonged to another deployment or key: started afresh", self.store.path)
+        self.ensure_registered()
+        settled = self.outbox.poll()  # what happened to the transactions of a previous run
+        self._on_settled(settled)
+        if settled:
+            log.info("recovered %d transactions from the send log", len(settled))
+
+    def ensure_registered(self) -> None:
+        ident = self.agent.identity
+        contracts = self.chain.contracts
+        info = self.chain.agent_info()
+        if info.active:
+            if info.role != int(ident.role):
+                raise ConfigError(f"{self.address} is registered as {Role(info.role).name.lower()}, "
+                                  f"not {ident.role.name.lower()}: use another key")
+            if bytes(info.model_id) != ident.model_id or info.dim != ident.dim:
+                raise ConfigError(f"{self.address} is registered with model 0x{bytes(info.model_id).hex()[:16]} "
+                                  f"dim {info.dim}, this node runs 0x{ident.model_id.hex()[:16]} dim {ident.dim}: "
+                                  f"deregister it or use another key")
+            if self.store.get_meta("endpoint") != self.settings.endpoint_url:
+                contracts.update_endpoint(self.settings.endpoint_url)
+                self.store.set_meta("endpoint", self.settings.endpoint_url)
+                log.info("endpoint updated on chain to %s", self.settings.endpoint_url)
+            log.info("already registered as %s agent %s", ident.role.name.lower(), self.address)
+            self.health_state.registered = True
+            return
+        record = contracts.agent(self.address)
+        if record.stake > 0:
+            raise ConfigError(f"{self.address} deregistered (stake unlocks at {record.unlock_at}); "
+                              "withdraw before registering again, or use another key")
+        if ident.model_id != ZERO_MODEL_ID and not contracts.is_model_registered(ident.model_id):
+            try:
+                contracts.register_model(ident.model_id, ident.dim, int(ident.encoding), ident.model_name[:64])
+                log.info("registered model %s (0x%s, dim %d)", ident.model_name, ident.model_id.hex()[:16], ident.dim)
+            except ContractRevert as exc:
+                if exc.error_name != "ModelAlreadyRegistered":  # another node of the same model was first
+                    raise
+        stake = self.settings.stake_wei if self.settings.stake_wei is not None else contracts.min_stake()
+        try:
+            result = contracts.register_agent(int(ident.role), int(ident.modality), self.settings.endpoint_url,
+                                              ident.model_id, ident.dim, stake)
+            log.info("registered as %s agent %s (stake %d wei, gas %d)", ident.role.name.lower(), self.address,
+                     stake, result.gas_used)
+        except ContractRevert as exc:
+            if exc.error_name != "AlreadyRegistered":
+                raise
+        self.store.set_meta("endpoint", self.settings.endpoint_url)
+        self.health_state.registered = True
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Loop until `stop` (or `self.stopping`) is set; RPC outages are waited out with backoff."""
+        stop = stop or self.stopping
+        backoff = self.settings.poll_interval_s
+        while not stop.is_set() and not self.stopping.is_set():
+            try:
+                busy = self.step()
+            except (RpcUnavailable, ReorgRace, ChainError) as exc:
+                self._rpc_failed(exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.backoff_max_s)
+                continue
+            backoff = self.settings.poll_interval_s
+            if not busy:
+                stop.wait(self.settings.poll_interval_s)
+
+    def scrub(self, text: str) -> str:
+        """`text` without the full RPC URL (hosted providers put API keys in its path)."""
+        url = self.settings.rpc_url
+        return text.replace(url, safe_url(url)) if url else text
+
+    def _rpc_failed(self, exc: Exception, backoff: float) -> None:
+        h = self.health_state
+        h.last_error = self.scrub(f"{type(exc).__name__}: {exc}")[:300]
+        if isinstance(exc, ReorgRace):
+            log.info("chain moved while reading a batch (%s); retrying", exc)
+            return
+        self.metrics.rpc_errors.labels(operation="poll").inc()
+        if h.rpc_down_since is None:
+            h.rpc_down_since = self.clock()
+            log.warning("RPC %s unreachable or failing (%s); retrying with backoff up to %.0fs",
+                        safe_url(self.settings.rpc_url), self.scrub(str(exc)), self.settings.backoff_max_s)
+        else:
+            log.info("RPC still failing after %.0fs; next try in %.1fs", self.clock() - h.rpc_down_since, backoff)
+
+    def _rpc_ok(self, head: BlockHeader) -> None:
+        h = self.health_state
+        if h.rpc_down_since is not None:
+            log.warning("RPC %s reachable again after %.1fs; resuming from block %s",
+                        safe_url(self.settings.rpc_url), self.clock() - h.rpc_down_since, self.store.cursor())
+            h.rpc_down_since = None
+        h.head, h.head_timestamp, h.last_ok = head.number, head.timestamp, self.clock()
+
+    def step(self) -> bool:
+        """One iteration; True when it did something (the caller polls again without sleeping)."""
+        result = self.watcher.poll()
+        self._rpc_ok(result.head)
+        if result.rollback is not None:
+            for task_id in result.rollback.tasks_rechecked:
+                self._payloads.pop(task_id, None)
+            self.chain.resync_nonce()
+        if result.new_tasks:
+            self.metrics.tasks_seen.inc(len(result.new_tasks))
+            for task_id in result.new_tasks:
+                self._payloads.pop(task_id, None)
+        finalized = [e for e in result.events if e.name == "TaskFinalized"]
+        if finalized:
+            self.metrics.tasks_finalized.inc(len(finalized))
+        self._on_settled(self.outbox.poll())
+        worked = False
+        for task in self.store.todo_tasks():
+            if self.stopping.is_set():
+                break  # the task in hand is done; the rest waits for the next run
+            worked |= self._handle_safely(task, result.head)
+        if self.settings.finalize and not self.stopping.is_set():
+            self.finalize_ready(result.head)
+        if self.settings.claim_rewards and not self.stopping.is_set():
+            self.claim_ready()
+        return worked or bool(result.events) or not result.caught_up
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _handle_safely(self, task: TaskRecord, head: BlockHeader) -> bool:
+        try:
+            return self._handle(task, head)
+        except (RpcUnavailable, ChainError) as exc:
+            if isinstance(exc, ContractRevert):
+                self._on_revert(task.id, "decision", exc)
+                return True
+            raise  # the loop backs off; the task stays to do
+        except ChorusError as exc:
+            self._fail(task.id, type(exc).__name__, str(exc))
+            return True
+        except Exception as exc:  # a bug in an agent must not take the node down
+            log.exception("task %d: unexpected error", task.id)
+            self._fail(task.id, "internal", f"{type(exc).__name__}: {exc}")
+            return True
+
+    def _handle(self, task: TaskRecord, head: BlockHeader) -> bool:
+        s = self.settings
+        if task.chain_status != CHAIN_OPEN:
+            self._set(task.id, SKIPPED, error=f"task is {task.chain_status} on chain")
+            return False
+        if task.arch not in s.archs:
+            self._set(task.id, SKIPPED, error=f"architecture {task.arch} is not served by this node")
+            return False
+        if task.deadline is not None and head.timestamp > task.deadline - s.deadline_margin_s:
+            self._set(task.id, SKIPPED, error=f"too close to or past its deadline ({task.deadline})")
+            return False
+        payload = self._payload(task)
+        if payload is None:
+            return True
+        peers = self._peers(task.id)
+        if self.agent.waits_for_peers and not self._peers_ready(task, peers, head):
+            if task.status != WAITING:
+                self._set(task.id, WAITING, started_at=self.clock())
+            return False
+        output = self.agent.run(TaskInput(task.id, task.arch or 0, payload, tuple(peers)))
+        wanted = ["decision"]
+        if output.embedding is not None and task.arch in s.embedding_archs and self.agent.identity.publishes_embeddings:
+            wanted.insert(0, "embedding")
+        self.store.update_task(task.id, action=int(output.decision.action), confidence=output.decision.confidence,
+                               embedding_bytes=len(output.embedding.to_bytes()) if "embedding" in wanted else None,
+                               started_at=task.started_at or self.clock(), note=output.note or None,
+                               commitment="0x" + output.commitment.hex() if output.commitment else None)
+        todo = [k for k in wanted if self.store.live_send(task.id, k) is None]
+        on_chain: set[str] = set()
+        if todo and (task.status == RECHECK or self.store.sends(task_id=task.id)):
+            # An earlier send vanished (reorg, dropped) or a previous life of this node was cut
+            # short: ask the chain what stands. For a first send the gas estimate is the check
+            # (a duplicate reverts there, and is never sent).
+            published = self.chain.published(task.id)
+            on_chain = {k for k in todo if getattr(published, k)}
+            todo = [k for k in todo if k not in on_chain]
+        for kind in todo:
+            if kind == "embedding":
+                emb = output.embedding
+                data = self.chain.calldata("TaskBoard", "publishEmbedding", task.id, emb.model_id,
+                                           int(emb.encoding), emb.to_bytes())
+            else:
+                data = self.chain.calldata("TaskBoard", "publishDecision", task.id, int(output.decision.action),
+                                           output.decision.confidence)
+            try:
+                self.outbox.send(kind=kind, to=self.board, data=data, task_id=task.id)
+            except ContractRevert as exc:
+                if exc.error_name in _ALREADY_DONE:  # on chain already: go on with the next kind
+                    on_chain.add(_ALREADY_DONE[exc.error_name])
+                    continue
+                self._on_revert(task.id, kind, exc)
+                return True
+        self._update_publication_status(task.id, decision_on_chain="decision" in on_chain)
+        log.info("task %d: %s %s (confidence %d)%s", task.id, "published" if todo else "already published",
+                 output.decision.action.name.lower(), output.decision.confidence,
+                 f" + embedding ({len(output.embedding.to_bytes())} bytes)" if "embedding" in todo else "")
+        return True
+
+    def _payload(self, task: TaskRecord) -> TaskPayload | None:
+        """The task's verified payload, or None after marking the task rejected."""
+        cached = self._payloads.get(task.id)
+        if cached is not None:
+            return cached
+        try:
+            expected = bytes.fromhex((task.payload_hash or "").removeprefix("0x"))
+            if task.uri:
+                raw = fetch(task.uri, allow_hosts=self.settings.payload_allowed_hosts,
+                            allow_file=self.settings.payload_allow_file, timeout_s=self.settings.payload_timeout_s)
+            else:
+                raw = self.store.inline_payload(task.id) or b""
+            payload = verify(raw, expected)
+        except (PayloadError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, PayloadError) else f"bad payload hash: {exc}"
+            log.warning("task %d rejected: %s", task.id, message)
+            self.metrics.tasks_failed.labels(reason="payload").inc()
+            self._set(task.id, REJECTED, error=message[:500])
+            return None
+        self._payloads[task.id] = payload
+        return payload
+
+    def _peers(self, task_id: int) -> list[PeerOutput]:
+        """Other agents' outputs for the task (one entry per agent, decision and embedding merged)."""
+        by_agent: dict[str, dict[str, Any]] = {}
+        me = self.address.lower()
+        for ev in self.store.task_events(task_id):
+            if ev.agent is None or ev.agent.lower() == me:
+                continue
+            slot = by_agent.setdefault(ev.agent, {"agent": ev.agent})
+            if ev.name == "DecisionPublished":
+                slot.update(role=ev.role, action=ev.action, confidence=ev.confidence)
+            elif ev.name == "EmbeddingPublished":
+                slot.update(model_id=bytes.fromhex((ev.model_id or "").removeprefix("0x")), encoding=ev.encoding,
+                            vector=ev.vector)
+        return [PeerOutput(**slot) for slot in by_agent.values()]
+
+    def _peers_ready(self, task: TaskRecord, peers: list[PeerOutput], head: BlockHeader) -> bool:
+        decided = sum(1 for p in peers if p.action is not None and p.role in (0, 1, 2))
+        expected = max(1, min((task.quorum or 4) - 1, 3))
+        if decided >= expected:
+            return True
+        waited = self.clock() - (task.started_at or task.seen_at or self.clock())
+        near_deadline = task.deadline is not None and head.timestamp >= task.deadline - self.settings.deadline_margin_s - 10
+        if waited >= self.settings.fusion_wait_s or near_deadline:
+            log.info("task %d: deciding with %d of %d peer decisions (waited %.0fs)", task.id, decided, expected, waited)
+            return True
+        return False
+
+    def _set(self, task_id: int, status: str, **changes: Any) -> None:
+        self.store.update_task(task_id, status=status, **changes)
+        if status not in (NEW, WAITING, RECHECK):
+            self._payloads.pop(task_id, None)  # done with it: keep memory flat
+
+    def _fail(self, task_id: int, reason: str, message: str) -> None:
+        log.warning("task %d failed: %s", task_id, message)
+        self.metrics.tasks_failed.labels(reason=reason[:40]).inc()
+        self._set(task_id, FAILED, error=message[:500])
+
+    def _on_revert(self, task_id: int, kind: str, exc: ContractRevert) -> None:
+        if exc.error_name in _ALREADY_DONE:
+            log.info("task %d: %s already on chain", task_id, _ALREADY_DONE[exc.error_name])
+            self._update_publication_status(task_id, decision_on_chain=exc.error_name == "DuplicateDecision")
+        elif exc.error_name in _TOO_LATE:
+            log.info("task %d: too late to publish (%s)", task_id, exc.error_name)
+            self._set(task_id, SKIPPED, error=str(exc)[:500])
+        else:
+            self._fail(task_id, exc.error_name, f"{kind} reverted: {exc}")
+
+    def _update_publication_status(self, task_id: int, *, decision_on_chain: bool = False) -> None:
+        """PUBLISHED once the decision (and whatever else was sent) is mined; PUBLISHING while a send
+        is open. Without any decision send (a node killed between its embedding and its decision)
+        the task goes back to work, so the decision is still sent."""
+        sends = [s for s in self.store.sends(task_id=task_id) if s.kind in PUBLICATION_KINDS and s.status != DROPPED]
+        if not decision_on_chain and not any(s.kind == "decision" for s in sends):
+            task = self.store.get_task(task_id)
+            if task is not None and task.status in (PUBLISHING, PUBLISHED):
+                self._set(task_id, NEW)
+            return
+        if any(s.status in OPEN_SEND_STATUSES for s in sends):
+            self._set(task_id, PUBLISHING)
+            return
+        if any(s.status == REVERTED for s in sends):
+            return  # handled by _on_settled
+        task = self.store.get_task(task_id)
+        if task is None or task.status == PUBLISHED:
+            return
+        now = self.clock()
+        self._set(task_id, PUBLISHED, published_at=now)
+        if sends or decision_on_chain:
+            self.metrics.tasks_processed.inc()
+            if task.seen_at is not None:
+                self.metrics.publish_latency.observe(max(0.0, now - task.seen_at))
+
+    def _on_settled(self, settled: list[Settled]) -> None:
+        for item in settled:
+            send = item.send
+            if send.task_id is None:
+                continue
+            if send.kind == "claim":
+                self._on_claim_settled(item)
+                continue
+            if send.kind == "finalize":
+                if send.status == MINED:
+                    self.metrics.finalize_sent.inc()
+                    log.info("task %d finalized by this node (gas %s)", send.task_id, send.gas_used)
+                elif send.status == REVERTED:
+                    log.info("finalize of task %d reverted (another node was first)", send.task_id)
+                continue
+            if send.status == MINED:
+                self._update_publication_status(send.task_id)
+            elif send.status == REVERTED:
+                reason = self._explain(item)
+                self._on_revert(send.task_id, send.kind, reason)
+            elif send.status == DROPPED:
+                task = self.store.get_task(send.task_id)
+                if task is not None and task.chain_status == CHAIN_OPEN and task.status in (PUBLISHING, PUBLISHED):
+                    self._set(send.task_id, RECHECK, error="publication dropped; will check the chain again")
+
+    def _explain(self, item: Settled) -> ContractRevert:
+        explain = getattr(self.chain.client, "explain_failure", None) if hasattr(self.chain, "client") else None
+        if explain is not None and item.receipt is not None:
+            try:
+                return explain(item.receipt)
+            except ChainError:
+                pass
+        return ContractRevert("Reverted", {}, tx_hash=item.send.tx_hash)
+
+    def _may_resend(self, send: SendRecord) -> bool:
+        """A vanished publication is rebroadcast only while its task is the one it was made for."""
+        if send.task_id is None:
+            return True
+        task = self.store.get_task(send.task_id)
+        if send.kind == "claim":  # a claim stays good while its task is finalized
+            return task is not None and task.chain_status == CHAIN_FINALIZED
+        return task is not None and task.status != RECHECK and task.chain_status == CHAIN_OPEN
+
+    # -- finalization -----------------------------------------------------------------------------
+
+    def finalize_ready(self, head: BlockHeader) -> None:
+        """Send finalize for open tasks at quorum (or past deadline with a decision) that this node
+        should finalize now; a lost race (AlreadyFinalized) is expected and quiet."""
+        now = self.clock()
+        me = self.address.lower()
+        open_tasks = self.store.open_tasks()
+        open_ids = {t.id for t in open_tasks}
+        for book in (self._quorum_seen, self._finalize_retry_at):
+            for task_id in [t for t in book if t not in open_ids]:
+                del book[task_id]
+        for task in open_tasks:
+            if task.submitted_block is None or now < self._finalize_retry_at.get(task.id, 0.0):
+                continue
+            decisions = [e for e in self.store.task_events(task.id) if e.name == "DecisionPublished"]
+            quorum = task.quorum or 1
+            at_quorum = len(decisions) >= quorum
+            expired = task.deadline is not None and head.timestamp > task.deadline and decisions
+            if not (at_quorum or expired):
+                self._quorum_seen.pop(task.id, None)
+                continue
+            if self.store.live_send(task.id, "finalize") is not None:
+                continue
+            designated = (decisions[quorum - 1] if at_quorum else decisions[-1]).agent or ""
+            first_seen = self._quorum_seen.setdefault(task.id, now)
+            if designated.lower() != me and now - first_seen < self.settings.finalize_grace_s:
+                continue
+            data = self.chain.calldata("TaskBoard", "finalize", task.id)
+            try:
+                self.outbox.send(kind="finalize", to=self.board, data=data, task_id=task.id)
+                log.debug("task %d: finalize sent", task.id)
+            except ContractRevert as exc:
+                if exc.error_name not in _FINALIZE_QUIET:
+                    log.warning("task %d: finalize refused: %s", task.id, exc)
+                self._finalize_retry_at[task.id] = now + 1.0
+
+    # -- rewards ----------------------------------------------------------------------------------
+
+    def claim_ready(self) -> None:
+        """Send claimReward for each finalized task this node contributed to whose share is above
+        zero, at most once: a claim open or mined in the send log is never built again, and what
+        settles a share for good (our claim mined, nothing to claim, AlreadyClaimed or
+        NotContributor from the chain) is written to the task's `claim_status`."""
+        now = self.clock()
+        me = self.address.lower()
+        for task in self.store.claimable_tasks():
+            if now < self._claim_retry_at.get(task.id, 0.0):
+                continue
+            live = self.store.live_send(task.id, "claim")
+            if live is not None:
+                if live.status == MINED:  # killed between the receipt and its record
+                    self._claimed(task.id)
+                continue
+            contributed = any(e.name in _CONTRIBUTIONS and (e.agent or "").lower() == me
+                              for e in self.store.task_events(task.id))
+            if not contributed or _share(task) == 0:
+                self.store.update_task(task.id, claim_status=NO_CLAIM)
+                continue
+            data = self.chain.calldata("TaskBoard", "claimReward", task.id)
+            try:
+                self.outbox.send(kind="claim", to=self.board, data=data, task_id=task.id)
+                log.debug("task %d: claimReward sent", task.id)
+            except ContractRevert as exc:
+                if exc.error_name in _CLAIM_FINAL:
+                    log.info("task %d: no reward to claim (%s)", task.id, exc.error_name)
+                    self.store.update_task(task.id, claim_status=exc.error_name)
+                else:
+                    log.warning("task %d: claimReward refused: %s", task.id, exc)
+                    self._claim_retry_at[task.id] = now + 5.0
+
+    def _claimed(self, task_id: int) -> None:
+        task = self.store.get_task(task_id)
+        share = _share(task) if task is not None else 0
+        self.store.update_task(task_id, claim_status=CLAIMED, claimed_wei=str(share))
+        log.info("task %d: reward share of %d wei claimed", task_id, share)
+
+    def _on_claim_settled(self, item: Settled) -> None:
+        send = item.send
+        if send.status == MINED:
+            self._claimed(send.task_id)
+        elif send.status == REVERTED:
+            reason = self._explain(item)
+            if reason.error_name in _CLAIM_FINAL:
+                log.info("task %d: claim reverted (%s)", send.task_id, reason.error_name)
+            else:
+                log.warning("task %d: claim reverted: %s; not tried again", send.task_id, reason)
+            self.store.update_task(send.task_id, claim_status=reason.error_name)
+        elif send.status == DROPPED:
+            # None of our attempts was mined (or a reorg took it): decide again; the chain says
+            # AlreadyClaimed at estimation if the share was paid after all.
+            self.store.update_task(send.task_id, claim_status=None, claimed_wei=None)
+
+
+def _share(task: TaskRecord) -> int:
+    """A contributor's share of a finalized task: `reward / contributors`, rounded down (as on chain)."""
+    return int(task.reward or 0) // task.contributors if task.contributors else 0
+
+
+# -- the process --------------------------------------------------------------------------------------
+
+
+def load_deployment(settings: NodeSettings) -> Any:
+    from node.chain.deploy import Deployment
+
+    path = settings.resolved_deployment_file()
+    if not path.is_file():
+        raise ConfigError(f"no deployment file at {path}: run `chorus devnet up` or set CHORUS_DEPLOYMENT_FILE")
+    return Deployment.load(path)
+
+
+def effective_settings(settings: NodeSettings, deployment: Any) -> NodeSettings:
+    """Take the RPC URL and chain id from the deployment where the settings leave them unset."""
+    changes: dict[str, Any] = {}
+    if "rpc_url" not in settings.model_fields_set and deployment.rpc_url:
+        changes["rpc_url"] = deployment.rpc_url
+    if settings.chain_id is None:
+        changes["chain_id"] = deployment.chain_id
+    return settings.model_copy(update=changes) if changes else settings
+
+
+def build_runtime(settings: NodeSettings, agent: Agent | None = None) -> NodeRuntime:
+    """Everything but the API server and signals: deployment, chain, key, store, agent (built from
+    the settings' role unless given, e.g. the coordinator's, which its HTTP service shares)."""
+    from agents.factory import build_agent
+    from node.chain.nodechain import connect_node_chain
+
+    deployment = load_deployment(settings)
+    settings = effective_settings(settings, deployment)
+    chain = connect_node_chain(settings, deployment)
+    if agent is None:
+        t0 = time.perf_counter()
+        agent = build_agent(settings.role, model_name=settings.model_name, use_trained=settings.use_trained_model)
+        log.info("%s loaded in %.2fs", agent.describe(), time.perf_counter() - t0)
+    store = Store(settings.resolved_db_path())
+    runtime = NodeRuntime(settings, chain, store, agent, deployment=deployment)
+    log.info("node %s (%s) on chain %d via %s, state %s", runtime.address, settings.role, deployment.chain_id,
+             safe_url(settings.rpc_url), store.path)
+    return runtime
+
+
+class ApiServer:
+    """uvicorn serving the node's API from a background thread."""
+
+    def __init__(self, runtime: NodeRuntime, host: str, port: int, routers: Sequence[Any] = ()) -> None:
+        import uvicorn
+
+        from node.runtime.api import create_app
+
+        config = uvicorn.Config(create_app(runtime, extra_routers=routers), host=host, port=port,
+                                log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError(f"the HTTP API could not start on {self.server.config.host}:{self.server.config.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+def run_node(settings: NodeSettings, *, runtime: NodeRuntime | None = None, routers: Sequence[Any] = ()) -> int:
+    """The `chorus node run` process (also `chorus coordinator run`, which passes its runtime and its
+    extra API routes). Returns the exit status."""
+    runtime = runtime or build_runtime(settings)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("%s received: finishing the task in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+        runtime.stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    api = ApiServer(runtime, settings.host, settings.port, routers)
+    api.start()
+    log.info("API on http://%s:%d (docs at /docs)", settings.host, settings.port)
+    try:
+        while not stop.is_set():
+            try:
+                runtime.bootstrap()
+                break
+            except (RpcUnavailable, ChainError) as exc:
+                runtime._rpc_failed(exc, settings.backoff_max_s)
+                stop.wait(min(settings.backoff_max_s, 2.0))
+        runtime.run(stop)
+        if not runtime.outbox.drain(settings.shutdown_grace_s):
+            log.warning("exiting with %d transactions unconfirmed; the next start checks them",
+                        len(runtime.store.open_sends()))
+    finally:
+        api.stop()
+        runtime.store.close()
+    log.info("node stopped")
+    return 0
+

@@ -1,0 +1,161 @@
+"""Settings of one agent node process: `ChainSettings` (RPC, chain id, key source, fees) plus the
+node's own fields.
+
+Sources, strongest first: command-line flags (passed as overrides), `CHORUS_*` environment
+variables, a TOML file (`--config FILE`, flat keys named like the fields), the defaults. Where the
+RPC URL or chain id are not set explicitly they come from the deployment file (`.chorus/devnet.json`
+by default), which also names the contracts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from node.protocol.errors import ConfigError
+from node.chain.settings import ChainSettings, get_settings, state_dir
+
+NODE_ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
+RoleName = Literal["market", "sentiment", "risk", "fusion", "coordinator"]
+DEFAULT_ARCHS = (0, 1, 2, 3, 4, 5, *range(8, 16))
+"""Architectures agent nodes serve; 6 (U) and 7 (U-rep) are the coordinator's."""
+COORDINATOR_ARCHS = (6, 7)
+"""Architectures the coordinator serves: TaskBoard weighs only role coordinator there (10000), and
+the coordinator weighs 0 everywhere else, so each side would only spend gas on the other's tasks."""
+
+
+class NodeSettings(ChainSettings):
+    """Everything one `chorus node run` process needs."""
+
+    model_config = SettingsConfigDict(**{**ChainSettings.model_config, "toml_file": None})
+
+    role: RoleName = "market"
+    """Which agent this node runs: market, sentiment, risk, fusion or coordinator."""
+
+    host: str = "127.0.0.1"
+    """Interface the HTTP API binds to (loopback by default: the API is for operators, not the world)."""
+
+    port: int = Field(default=8700, ge=1, le=65535)
+    """Port of the HTTP API."""
+
+    endpoint: str | None = None
+    """URL registered on chain as the agent's endpoint; default `http://{host}:{port}`."""
+
+    db_path: Path | None = None
+    """SQLite state file; default `.chorus/nodes/{role}-{port}.sqlite`."""
+
+    deployment_file: Path | None = None
+    """JSON with the contract addresses (`chorus devnet up` writes `.chorus/devnet.json`)."""
+
+    confirmations: int = Field(default=0, ge=0, le=1000)
+    """Blocks a log must be buried under before the node acts on it (0 on a dev chain)."""
+
+    poll_interval_s: float = Field(default=0.1, gt=0, le=60)
+    """Seconds between two polls of the chain when idle."""
+
+    max_block_range: int = Field(default=2000, ge=1)
+    """Most blocks one eth_getLogs request covers."""
+
+    reorg_depth: int = Field(default=128, ge=1)
+    """How many processed block hashes are kept to find the fork point after a reorg."""
+
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    """Longest wait between retries while the RPC is unreachable."""
+
+    stake_wei: int | None = Field(default=None, ge=0)
+    """Stake sent with the registration; default the registry's minStake."""
+
+    model_name: str | None = None
+    """Manifest entry of the agent's trained ONNX model; default the role name."""
+
+    use_trained_model: bool = True
+    """Use the trained ONNX model when the manifest has it (else the simple numpy model)."""
+
+    archs: list[int] = Field(default_factory=lambda: list(DEFAULT_ARCHS))
+    """Architecture ids this node publishes for; tasks of other architectures are skipped.
+    Default 0-5 and 8-15, or 6-7 (U, U-rep) for role coordinator."""
+
+    embedding_archs: list[int] = Field(default_factory=lambda: [5])
+    """Architectures for which the node also publishes its embedding (E-d)."""
+
+    finalize: bool = True
+    """Call TaskBoard.finalize once quorum is reached (any node may; races are handled)."""
+
+    finalize_grace_s: float = Field(default=3.0, ge=0)
+    """A node that did not publish the quorum-reaching decision waits this long before finalizing."""
+
+    claim_rewards: bool = True
+    """Call TaskBoard.claimReward once for every finalized task this node contributed to (embedding or
+    decision) whose share is above zero; without it, rewards stay escrowed until claimed by hand."""
+
+    fusion_wait_s: float = Field(default=20.0, ge=0)
+    """Fusion: how long to wait for the other agents' decisions before deciding with what is there."""
+
+    deadline_margin_s: int = Field(default=5, ge=0)
+    """Do not start publishing for a task closer than this to its deadline."""
+
+    bump_after_s: float = Field(default=15.0, gt=0)
+    """Replace a transaction with higher fees when it is not mined after this long."""
+
+    payload_allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    """Hosts a task's http(s) payload URI may point to."""
+
+    payload_allow_file: bool = True
+    """Accept file:// payload URIs (same machine)."""
+
+    payload_timeout_s: float = Field(default=5.0, gt=0)
+    """Timeout of one payload fetch."""
+
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long to wait for the receipts of transactions already sent."""
+
+    @field_validator("archs", "embedding_archs")
+    @classmethod
+    def _arch_ids(cls, value: list[int]) -> list[int]:
+        bad = [a for a in value if not 0 <= a <= 15]
+        if bad:
+            raise ValueError(f"architecture ids must be 0..15, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _coordinator_archs(self) -> NodeSettings:
+        if self.role == "coordinator" and "archs" not in self.model_fields_set:
+            self.archs = list(COORDINATOR_ARCHS)
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls), file_secret_settings
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.endpoint or f"http://{self.host}:{self.port}"
+
+    def resolved_db_path(self, root: Path | None = None) -> Path:
+        return self.db_path or state_dir(root) / "nodes" / f"{self.role}-{self.port}.sqlite"
+
+    def resolved_deployment_file(self, root: Path | None = None) -> Path:
+        return self.deployment_file or state_dir(root) / "devnet.json"
+
+
+def load_node_settings(config_file: Path | None = None, *, settings_cls: type[NodeSettings] = NodeSettings,
+                       **overrides: Any) -> NodeSettings:
+    """Build NodeSettings (or the subclass `settings_cls`): `overrides` (flags; None values ignored) >
+    env > TOML `config_file` > defaults."""
+    cls: type[NodeSettings] = settings_cls
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        cls = type(settings_cls.__name__, (settings_cls,), {"model_config": {**settings_cls.model_config,
+                                                                             "toml_file": Path(config_file)}})
+    try:
+        return get_settings(cls, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"cannot read config file {config_file}: {exc}") from None

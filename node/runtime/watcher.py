@@ -1,0 +1,145 @@
+"""The event watcher: follows TaskBoard's events with a cursor persisted in SQLite.
+
+Each `poll`:
+1. checks that the block at the cursor still has the hash stored for it; if not, a reorg replaced
+   it: walk back through the stored hashes to the newest block still canonical, roll the store
+   back to it (tasks submitted above it are marked for re-check, publications and finalizations
+   seen above it are forgotten) and read forward again;
+2. reads the events of the next range of blocks buried under `confirmations` blocks, bracketed by
+   two reads of the range's last block hash (a reorg in between discards the batch);
+3. stores events, tasks, the block hash and the new cursor in one SQLite transaction.
+
+A crash between two polls loses nothing (the cursor only moves with the data) and repeats nothing
+(a batch is applied once). RPC failures propagate to the caller, which backs off.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from node.chain.events import (
+    ChainEvent,
+    DecisionPublished,
+    EmbeddingPublished,
+    TaskFinalized,
+    TaskReclaimed,
+    TaskSubmitted,
+)
+from node.chain.nodechain import BlockHeader
+from node.runtime.metrics import NodeMetrics
+from node.runtime.store import StoredEvent
+from node.runtime.store import Rollback, Store
+
+log = logging.getLogger(__name__)
+
+
+class EventSource(Protocol):
+    """What the watcher reads (`node.chain.nodechain.NodeChain`, or a fake)."""
+
+    def header(self, block: int | str = "latest") -> BlockHeader | None: ...
+
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent]: ...
+
+
+class ReorgRace(Exception):
+    """The chain changed while a batch was being read; the batch was not applied."""
+
+
+@dataclass
+class PollResult:
+    head: BlockHeader
+    new_tasks: list[int] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
+    rollback: Rollback | None = None
+    caught_up: bool = True
+
+
+def to_stored(event: ChainEvent) -> StoredEvent | None:
+    """Flatten a decoded TaskBoard event into the store's row shape (None for events not kept)."""
+    where = dict(block_number=event.block_number, log_index=event.log_index, tx_hash=event.tx_hash)
+    if isinstance(event, TaskSubmitted):
+        return StoredEvent("TaskSubmitted", task_id=event.task_id, submitter=event.submitter, arch=event.arch,
+                           deadline=event.deadline, quorum=event.quorum, reward=event.reward,
+                           payload_hash="0x" + bytes(event.payload_hash).hex(), uri=event.uri,
+                           payload=bytes(event.payload), **where)
+    if isinstance(event, DecisionPublished):
+        return StoredEvent("DecisionPublished", task_id=event.task_id, agent=event.agent, role=event.role,
+                           action=event.action, confidence=event.confidence, **where)
+    if isinstance(event, EmbeddingPublished):
+        return StoredEvent("EmbeddingPublished", task_id=event.task_id, agent=event.agent,
+                           model_id="0x" + bytes(event.model_id).hex(), encoding=event.encoding,
+                           vector=bytes(event.vector), **where)
+    if isinstance(event, TaskFinalized):
+        return StoredEvent("TaskFinalized", task_id=event.task_id, action=event.action, decisions=event.decisions,
+                           contributors=event.contributors, **where)
+    if isinstance(event, TaskReclaimed):
+        return StoredEvent("TaskReclaimed", task_id=event.task_id, **where)
+    return None
+
+
+class Watcher:
+    def __init__(self, source: EventSource, store: Store, *, start_block: int, confirmations: int = 0,
+                 max_range: int = 2000, reorg_depth: int = 128, metrics: NodeMetrics | None = None) -> None:
+        self.source = source
+        self.store = store
+        self.start_block = start_block
+        self.confirmations = confirmations
+        self.max_range = max_range
+        self.reorg_depth = reorg_depth
+        self.metrics = metrics
+
+    @property
+    def cursor(self) -> int:
+        """Last block fully processed (start_block - 1 before the first batch)."""
+        cursor = self.store.cursor()
+        return self.start_block - 1 if cursor is None else cursor
+
+    def poll(self) -> PollResult:
+        head = self.source.header("latest")
+        if head is None:
+            raise ReorgRace("the RPC returned no latest block")
+        rollback = self._check_reorg()
+        safe = head.number - self.confirmations
+        cursor = self.cursor
+        if safe <= cursor:
+            return PollResult(head, rollback=rollback, caught_up=True)
+        to_block = min(safe, cursor + self.max_range)
+        before = self.source.header(to_block)
+        events = self.source.events(cursor + 1, to_block)
+        after = self.source.header(to_block)
+        if before is None or after is None or before.hash != after.hash:
+            raise ReorgRace(f"block {to_block} changed while reading {cursor + 1}..{to_block}")
+        stored = [s for s in (to_stored(e) for e in events) if s is not None]
+        new_tasks = self.store.apply_batch(to_block, {to_block: after.hash}, stored, keep_blocks=self.reorg_depth)
+        if self.metrics:
+            self.metrics.last_block.set(to_block)
+        if stored:
+            log.debug("blocks %d..%d: %d events, %d new tasks", cursor + 1, to_block, len(stored), len(new_tasks))
+        return PollResult(head, new_tasks, stored, rollback, caught_up=to_block == safe)
+
+    def _check_reorg(self) -> Rollback | None:
+        cursor = self.store.cursor()
+        if cursor is None:
+            return None
+        stored = self.store.block_hash(cursor)
+        if stored is None:
+            return None
+        current = self.source.header(cursor)
+        if current is not None and current.hash == stored:
+            return None
+        fork = self.start_block - 1
+        for number, block_hash in self.store.recent_blocks(self.reorg_depth):
+            header = self.source.header(number)
+            if header is not None and header.hash == block_hash:
+                fork = number
+                break
+        rollback = self.store.rollback(fork)
+        if self.metrics:
+            self.metrics.reorgs.inc()
+            self.metrics.last_block.set(fork)
+        log.warning("reorg: block %d is no longer %s; rolled back to block %d (%d tasks to re-check, "
+                    "%d finalizations undone, %d transactions to re-check)", cursor, stored[:18], fork,
+                    len(rollback.tasks_rechecked), len(rollback.tasks_reopened), len(rollback.sends_reopened))
+        return rollback
