@@ -10,12 +10,13 @@ CHORUS := $(VENV)/bin/chorus
 FORGE := node_modules/.bin/forge
 STAMPS := .stamps
 
-.PHONY: setup demo test test-py test-sol contracts models clean distclean help
+.PHONY: setup demo test test-fast test-py test-sol lint contracts models clean distclean help
 
 help:
 	@echo "make setup   create .venv, install Python + npm dependencies, build contracts, prepare models"
 	@echo "make demo    set-up, then run the devnet demo / quick experiment and print the summary"
-	@echo "make test    set-up, then the whole test suite (pytest and forge test)"
+	@echo "make test    set-up, then the whole test suite (layer check, pytest and forge test)"
+	@echo "make test-fast  set-up, then everything but the end-to-end tests (under 2 minutes)"
 	@echo "make clean   remove build outputs (contracts/out, model artifacts, reports, .chorus)"
 
 setup: $(STAMPS)/python $(STAMPS)/npm contracts models
@@ -41,10 +42,20 @@ models: $(STAMPS)/python
 demo: setup
 	$(PY) -m scripts.demo
 
-test: setup test-py test-sol
+test: setup lint test-py test-sol
+
+# The fast loop: the layer check, forge test and pytest without the end-to-end tests (which start
+# real node processes against a real Anvil and take most of the suite's time).
+test-fast: setup lint test-sol
+	$(PY) -m pytest -q -m "not e2e"
 
 test-py:
 	$(PY) -m pytest -q
+
+# The import-linter contracts in pyproject.toml: the layers point one way, the protocol is a leaf,
+# serving code never imports torch.
+lint:
+	$(VENV)/bin/lint-imports
 
 test-sol:
 	cd contracts && ../$(FORGE) test

@@ -1,11 +1,17 @@
 """The protocol's enumerations and fixed rules (docs/protocol.md), as Python types.
 
-These mirror uint8 values on chain; the contracts are the authority and revert on anything else.
+These mirror uint8 values on chain (`contracts/src/Chorus.sol` declares them once for the
+contracts); the contracts are the authority and revert on anything else. Python code names a role,
+an action or an architecture by these enums, never by a bare number or a string of its own: `label`
+is the lower-case name used in settings, the API and the CLI, and `parse` reads it back.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TypeVar
+
+E = TypeVar("E", bound="Named")
 
 ZERO_MODEL_ID = bytes(32)
 """modelId of an agent that publishes decisions only."""
@@ -14,7 +20,29 @@ MAX_CONFIDENCE = 10_000
 """Confidence is in basis points."""
 
 
-class Role(IntEnum):
+class Named(IntEnum):
+    """An on-chain uint8 enum with a lower-case text form (`label`) for settings, APIs and the CLI."""
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def parse(cls: type[E], text: str | int) -> E:
+        """The member named `text` (its `label`, any case) or with value `text`; ValueError otherwise."""
+        if isinstance(text, int):
+            return cls(text)
+        for member in cls:
+            if member.label == str(text).strip().lower().replace("_", "-"):
+                return member
+        raise ValueError(f"{text!r} is not one of {', '.join(m.label for m in cls)}")
+
+    @classmethod
+    def labels(cls) -> tuple[str, ...]:
+        return tuple(m.label for m in cls)
+
+
+class Role(Named):
     MARKET = 0
     SENTIMENT = 1
     RISK = 2
@@ -22,7 +50,7 @@ class Role(IntEnum):
     COORDINATOR = 4
 
 
-class Modality(IntEnum):
+class Modality(Named):
     NONE = 0
     SERIES = 1
     TEXT = 2
@@ -31,7 +59,7 @@ class Modality(IntEnum):
     MULTIMODAL = 5
 
 
-class Encoding(IntEnum):
+class Encoding(Named):
     """A vector's dtype on chain (ModelRegistry's `dtype`, TaskBoard's `encoding`)."""
 
     F32 = 0
@@ -45,13 +73,13 @@ class Encoding(IntEnum):
                 Encoding.BINARY: (dim + 7) // 8}[self]
 
 
-class Action(IntEnum):
+class Action(Named):
     SELL = 0
     HOLD = 1
     BUY = 2
 
 
-class Arch(IntEnum):
+class Arch(Named):
     """Architecture ids (TaskBoard's `arch`); 8..15 are reserved for experiments."""
 
     UNI_BEST = 0
@@ -64,8 +92,24 @@ class Arch(IntEnum):
     U_REP = 7
 
 
-class TaskStatus(IntEnum):
+class TaskStatus(Named):
     NONE = 0
     OPEN = 1
     FINALIZED = 2
     RECLAIMED = 3
+
+
+AGENT_ROLES = (Role.MARKET, Role.SENTIMENT, Role.RISK)
+"""The three modality agents, in the order fusion heads and the benchmark data list them."""
+
+ARCH_NAMES = {Arch.UNI_BEST: "Uni-best", Arch.M_RULES: "M-rules", Arch.M_FIXED: "M-fixed",
+              Arch.M_LEARNED: "M-learned", Arch.M_REGRET: "M-regret", Arch.E_D: "E-d", Arch.U: "U",
+              Arch.U_REP: "U-rep"}
+"""How the report names each architecture."""
+
+COORDINATOR_ARCHS = (Arch.U, Arch.U_REP)
+"""Architectures the coordinator serves: TaskBoard weighs only role coordinator there, and the
+coordinator weighs 0 everywhere else."""
+
+EXPERIMENT_ARCHS = tuple(range(8, 16))
+"""Architecture ids reserved for experiments (TaskBoard accepts them with the fixed weights)."""
