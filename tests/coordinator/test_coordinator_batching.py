@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from node.coordinator.service import MicroBatcher, Overloaded
+from node.coordinator.batcher import MicroBatcher, Overloaded
 from node.protocol.payload import encode, example_payload
 
 N = 64
