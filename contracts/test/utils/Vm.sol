@@ -15,6 +15,16 @@ interface Vm {
         address emitter;
     }
 
+    /// @dev The gas of the last completed call, from the callee's side (`lastCallGas`). Later
+    /// forge versions append fields; ABI decoding ignores what this struct does not declare.
+    struct Gas {
+        uint64 gasLimit;
+        uint64 gasTotalUsed;
+        uint64 gasMemoryUsed;
+        int64 gasRefunded;
+        uint64 gasRemaining;
+    }
+
     function warp(uint256 timestamp) external;
     function prank(address sender) external;
     function startPrank(address sender) external;
@@ -32,6 +42,7 @@ interface Vm {
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
     function label(address account, string calldata newLabel) external;
+    function lastCallGas() external view returns (Gas memory gas);
 
     function assertTrue(bool condition, string calldata err) external pure;
     function assertFalse(bool condition, string calldata err) external pure;
