@@ -24,7 +24,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 from node.protocol.errors import ChorusError, ConfigError, RpcUnavailable
 from node.chain.settings import DEV_CHAIN_ID, DEV_MNEMONIC, find_project_root, state_dir
+from node.devnet import procs
 
 log = logging.getLogger(__name__)
 
@@ -74,40 +74,6 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22); None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces or parentheses: split after its closing paren.
-    rest = stat[stat.rindex(")") + 2:].split()
-    return int(rest[19])
-
-
-def _proc_cmdline(pid: int) -> list[str]:
-    try:
-        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return state[state.rindex(")") + 2:].split()[0] != "Z"  # a zombie has exited already
-
-
-def _set_parent_death_signal() -> None:
-    """In the child before exec: ask for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 def rpc_ready(url: str, timeout: float = 0.5) -> int | None:
     """The chain id if `url` answers eth_chainId, else None."""
     import requests
@@ -128,7 +94,8 @@ class Anvil:
     port: int
     host: str = "127.0.0.1"
     executable: str = ""
-    start_time: int | None = None
+    start_time: float | None = None
+    """When the process started (`procs.start_time`): tells our Anvil from a recycled pid."""
     log_path: Path | None = None
     chain_id: int = DEV_CHAIN_ID
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -168,14 +135,12 @@ class Anvil:
         try:
             # A session of its own: Ctrl-C in our terminal does not reach it, and the whole group
             # (the npm wrapper's child included, if the wrapper is all there is) is signalled at once.
-            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True,
-                                       preexec_fn=_set_parent_death_signal if die_with_parent else None)
+            process = procs.spawn(args, stdout=out, death_signal=signal.SIGTERM if die_with_parent else None)
         finally:
             if log_path is not None:
                 out.close()
         anvil = cls(pid=process.pid, port=port, executable=str(executable),
-                    start_time=_proc_start_time(process.pid), log_path=log_path, chain_id=chain_id, _process=process)
+                    start_time=procs.start_time(process.pid), log_path=log_path, chain_id=chain_id, _process=process)
         anvil._wait_ready(startup_timeout)
         log.info("anvil pid %d listening on %s", anvil.pid, anvil.rpc_url)
         return anvil
@@ -200,37 +165,18 @@ class Anvil:
 
     def is_ours(self) -> bool:
         """Whether `pid` is still the Anvil we started (not a recycled pid)."""
-        if not _alive(self.pid):
+        if not procs.same_process(self.pid, self.start_time):
             return False
-        cmdline = _proc_cmdline(self.pid)
+        cmdline = procs.cmdline(self.pid)
         name = Path(self.executable or "anvil").name
         # cmdline[0] is the binary; through the npm wrapper it is node and the script comes second.
-        if not any(Path(arg).name == name for arg in cmdline[:2]):
-            return False
-        if "--port" not in cmdline or cmdline[cmdline.index("--port") + 1:][:1] != [str(self.port)]:
-            return False
-        return self.start_time is None or _proc_start_time(self.pid) == self.start_time
+        return any(Path(arg).name == name for arg in cmdline[:2]) and procs.option_value(cmdline, "--port") == str(self.port)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """SIGTERM its process group, SIGKILL after `timeout`; True if something was stopped."""
-        if not self.is_ours():
-            self._reap()
-            return False
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                break
-            except PermissionError:
-                os.kill(self.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                self._reap()
-                if not _alive(self.pid):
-                    return True
-                time.sleep(0.02)
+        stopped = procs.stop(self.pid, self.is_ours, timeout=timeout, kill_timeout=2.0, group=True, name="anvil")
         self._reap()
-        return not _alive(self.pid)
+        return stopped
 
     def _reap(self) -> None:
         if self._process is not None:
@@ -289,8 +235,7 @@ def _recorded_anvil(directory: Path) -> Anvil | None:
             pid = int(pid_file.read_text().strip())
         except ValueError:
             return None
-        cmdline = _proc_cmdline(pid)
-        port = cmdline[cmdline.index("--port") + 1] if "--port" in cmdline[:-1] else "0"
+        port = procs.option_value(procs.cmdline(pid), "--port") or "0"
         return Anvil(pid=pid, port=int(port) if port.isdigit() else 0, executable=str(find_anvil()))
     return None
 

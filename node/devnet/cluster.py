@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from node.devnet import procs
 from node.protocol.errors import ChorusError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class NodeProc:
     key_index: int
     db: str
     log: str
-    start_time: int | None = None
+    start_time: float | None = None
+    """When the process started (`procs.start_time`): tells this node from a recycled pid."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,86 +82,23 @@ class NodeProc:
 
     def is_ours(self) -> bool:
         """Whether `pid` is still this node (not an exited process whose pid was reused)."""
-        if not _alive(self.pid):
+        if not procs.same_process(self.pid, self.start_time):
             return False
-        cmdline = _cmdline(self.pid)
-        if not {"node", "coordinator"} & set(cmdline) or "run" not in cmdline or "--port" not in cmdline:
-            return False
-        if cmdline[cmdline.index("--port") + 1:][:1] != [str(self.port)]:
-            return False
-        return self.start_time is None or _start_time(self.pid) == self.start_time
+        cmdline = procs.cmdline(self.pid)
+        return (bool({"node", "coordinator"} & set(cmdline)) and "run" in cmdline
+                and procs.option_value(cmdline, "--port") == str(self.port))
 
     def signal(self, sig: int) -> bool:
-        if not self.is_ours():
-            return False
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            return False
-        return True
+        """Send `sig` if the process is still this node; False if it is not (or is gone)."""
+        return self.is_ours() and procs.send_signal(self.pid, sig)
 
     def wait_exit(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _reap(self.pid)
-            if not self.is_ours():
-                return True
-            time.sleep(0.05)
-        return False
+        """Wait until the process is gone (reaped, if it is our child); False on timeout."""
+        return procs.wait_gone(self.pid, self.is_ours, timeout)
 
     def stop(self, timeout: float = 15.0) -> bool:
         """SIGTERM (the node finishes its task in hand), SIGKILL after `timeout`. True if it ran."""
-        if not self.signal(signal.SIGTERM):
-            _reap(self.pid)
-            return False
-        if self.wait_exit(timeout):
-            return True
-        log.warning("node %s (pid %d) ignored SIGTERM for %.0fs; killing it", self.role, self.pid, timeout)
-        self.signal(signal.SIGKILL)
-        return self.wait_exit(5.0)
-
-
-# -- /proc helpers (Linux) ------------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()
-
-
-def _alive(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def _start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return None if fields is None else int(fields[19])
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
-    except OSError:
-        return []
-
-
-def _reap(pid: int) -> None:
-    """Collect an exited child of ours (a test that started the node) so it stops being a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        return procs.stop(self.pid, self.is_ours, timeout=timeout, name=f"node {self.role}")
 
 
 # -- devnet.json ------------------------------------------------------------------------------------
@@ -218,15 +156,12 @@ def spawn_node(role: str, port: int, key_index: int, devnet_json_path: Path, *, 
     for var in ("CHORUS_KEYSTORE_PATH", "CHORUS_KEYSTORE_PASSWORD", "CHORUS_KEYSTORE_PASSWORD_FILE"):
         child_env.pop(var, None)
     with open(log_path, "ab") as out:
-        process = subprocess.Popen(
-            node_command(role, port, key_index, devnet_json_path, db, extra_args),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=child_env,
-            cwd=find_project_root(), start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
-        )
+        process = procs.spawn(node_command(role, port, key_index, devnet_json_path, db, extra_args), stdout=out,
+                              env=child_env, cwd=find_project_root(),
+                              death_signal=signal.SIGKILL if die_with_parent else None)
     return NodeProc(role=role, address=dev_account(key_index).address, url=f"http://127.0.0.1:{port}",
                     pid=process.pid, port=port, key_index=key_index, db=str(db), log=str(log_path),
-                    start_time=_start_time(process.pid))
+                    start_time=procs.start_time(process.pid))
 
 
 def node_health(node: NodeProc, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -249,8 +184,8 @@ def wait_healthy(nodes: list[NodeProc], timeout: float = 60.0) -> None:
             body = node_health(node, timeout=0.5)
             if body is not None and body.get("status") == "ok":
                 pending.remove(node)
-            elif not _alive(node.pid):
-                _reap(node.pid)
+            elif not procs.alive(node.pid):
+                procs.reap(node.pid)
                 raise ClusterError(f"node {node.role} (pid {node.pid}) exited during start-up:\n{_tail(node.log)}")
         if pending and time.monotonic() > deadline:
             names = ", ".join(f"{n.role}:{n.port}" for n in pending)

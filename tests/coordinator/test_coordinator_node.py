@@ -196,7 +196,8 @@ def test_commitment_is_sha256_of_the_f32_bytes(u_agent: Any) -> None:
 
 
 def test_the_cluster_starts_the_coordinator_command_and_recognises_it(tmp_path: Path) -> None:
-    from node.devnet.cluster import NodeProc, _start_time, node_command  # noqa: PLC2701 - what a real spawn records
+    from node.devnet.cluster import NodeProc, node_command
+    from node.devnet.procs import start_time  # what a real spawn records
 
     cmd = node_command("coordinator", 8705, 5, tmp_path / "devnet.json", tmp_path / "c.sqlite")
     assert cmd[cmd.index("node.cli") + 1:][:3] == ["-v", "coordinator", "run"] and "--role" not in cmd
@@ -205,7 +206,7 @@ def test_the_cluster_starts_the_coordinator_command_and_recognises_it(tmp_path: 
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "coordinator", "run", "--port", "18996"])
     try:
         node = NodeProc(role="coordinator", address="0xC", url="http://127.0.0.1:18996", pid=fake.pid, port=18996,
-                        key_index=5, db="/tmp/c.sqlite", log="/tmp/c.log", start_time=_start_time(fake.pid))
+                        key_index=5, db="/tmp/c.sqlite", log="/tmp/c.log", start_time=start_time(fake.pid))
         deadline = time.monotonic() + 5
         while not node.is_ours() and time.monotonic() < deadline:  # a loaded machine may lag the exec
             time.sleep(0.01)

@@ -62,10 +62,10 @@ def test_a_node_command_line_is_recognised_by_port_and_start_time(tmp_path: Path
     # A harmless stand-in with a node's command line shape: python -c ... node run --port P
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "node", "run", "--port", "18998"])
     try:
-        from node.devnet.cluster import _start_time  # noqa: PLC2701 - the recorded value a real spawn stores
+        from node.devnet.procs import start_time  # the value a real spawn records
 
         mine = proc(fake.pid, 18998)
-        mine.start_time = _start_time(fake.pid)
+        mine.start_time = start_time(fake.pid)
         deadline = time.monotonic() + 5
         while not mine.is_ours() and time.monotonic() < deadline:  # a loaded machine may lag the exec
             time.sleep(0.01)
