@@ -11,7 +11,12 @@ library Chorus {
     //////////////////////////////////////////////////////////////*/
 
     /// @dev Role: 0 market, 1 sentiment, 2 risk, 3 fusion, 4 coordinator.
-    uint8 internal constant MAX_ROLE = 4;
+    uint8 internal constant ROLE_MARKET = 0;
+    uint8 internal constant ROLE_SENTIMENT = 1;
+    uint8 internal constant ROLE_RISK = 2;
+    uint8 internal constant ROLE_FUSION = 3;
+    uint8 internal constant ROLE_COORDINATOR = 4;
+    uint8 internal constant MAX_ROLE = ROLE_COORDINATOR;
 
     /// @dev Modality: 0 none, 1 series, 2 text, 3 flows, 4 image, 5 multimodal.
     uint8 internal constant MAX_MODALITY = 5;
@@ -29,6 +34,14 @@ library Chorus {
     uint16 internal constant MAX_CONFIDENCE = 10_000;
 
     /// @dev Architecture ids 0..7 are named, 8..15 are reserved for experiments.
+    uint8 internal constant ARCH_UNI_BEST = 0;
+    uint8 internal constant ARCH_M_RULES = 1;
+    uint8 internal constant ARCH_M_FIXED = 2;
+    uint8 internal constant ARCH_M_LEARNED = 3;
+    uint8 internal constant ARCH_M_REGRET = 4;
+    uint8 internal constant ARCH_E_D = 5;
+    uint8 internal constant ARCH_U = 6;
+    uint8 internal constant ARCH_U_REP = 7;
     uint8 internal constant MAX_ARCH = 15;
 
     /*//////////////////////////////////////////////////////////////

@@ -204,13 +204,6 @@ contract TaskBoard {
     uint256 internal constant _DECISION = 2;
     uint256 internal constant _CLAIMED = 4;
 
-    /// @dev Role ids used by the default weights.
-    uint8 internal constant _MARKET = 0;
-    uint8 internal constant _SENTIMENT = 1;
-    uint8 internal constant _RISK = 2;
-    uint8 internal constant _FUSION = 3;
-    uint8 internal constant _COORDINATOR = 4;
-
     /*//////////////////////////////////////////////////////////////
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
@@ -257,14 +250,14 @@ contract TaskBoard {
         owner = owner_;
         emit OwnershipTransferred(address(0), owner_);
         for (uint8 arch; arch <= Chorus.MAX_ARCH; ++arch) {
-            if (arch == 3 || arch == 4 || arch == 5) {
-                _setWeight(arch, _FUSION, 10_000);
-            } else if (arch == 6 || arch == 7) {
-                _setWeight(arch, _COORDINATOR, 10_000);
+            if (arch == Chorus.ARCH_M_LEARNED || arch == Chorus.ARCH_M_REGRET || arch == Chorus.ARCH_E_D) {
+                _setWeight(arch, Chorus.ROLE_FUSION, 10_000);
+            } else if (arch == Chorus.ARCH_U || arch == Chorus.ARCH_U_REP) {
+                _setWeight(arch, Chorus.ROLE_COORDINATOR, 10_000);
             } else {
-                _setWeight(arch, _MARKET, 5000);
-                _setWeight(arch, _SENTIMENT, 3000);
-                _setWeight(arch, _RISK, 2000);
+                _setWeight(arch, Chorus.ROLE_MARKET, 5000);
+                _setWeight(arch, Chorus.ROLE_SENTIMENT, 3000);
+                _setWeight(arch, Chorus.ROLE_RISK, 2000);
             }
         }
     }
