@@ -1,7 +1,7 @@
 """End to end: `chorus bench --profile tiny` through a real Anvil and real node processes.
 
 Two seeds, a few tasks per architecture, the N sweep and the robustness scenarios included: every
-architecture of DESIGN.md must come back from the chain with its metrics, the model-id mismatch
+architecture must come back from the chain with its metrics, the model-id mismatch
 must be a mined, reverted transaction, and the on-chain rerun must repeat its decisions.
 """
 

@@ -1,4 +1,4 @@
-"""The report writer on synthetic unit records: every architecture of DESIGN.md in results.json with
+"""The report writer on synthetic unit records: every architecture in results.json with
 its metrics, the sweeps and honesty sections, report.md and the PNGs."""
 
 from __future__ import annotations
