@@ -161,7 +161,7 @@ def stop(pid: int, is_ours: Callable[[], bool], *, timeout: float, kill_timeout:
     send_signal(pid, signal.SIGTERM, group=group)
     if wait_gone(pid, is_ours, timeout):
         return True
-    log.warning("%s (pid %d) ignored SIGTERM for %.0fs; killing it", name, pid, timeout)
+    log.warning("%s (pid %d) ignored SIGTERM for %gs; killing it", name, pid, timeout)
     if is_ours():
         send_signal(pid, signal.SIGKILL, group=group)
     return wait_gone(pid, is_ours, kill_timeout)
