@@ -15,7 +15,8 @@ ModelRegistry records it).
 Concurrent requests are batched: one `MicroBatcher` per route (`node.coordinator.batcher`: a
 queue and one worker thread) takes the first waiting request, gathers more until it has
 `max_batch` or `max_wait_ms` has passed, runs the whole batch as one onnxruntime call, and
-resolves each request's future with its own row. The event loop only awaits futures, so it keeps accepting requests while a batch runs.
+resolves each request's future with its own row. The event loop only awaits futures, so it keeps
+accepting requests while a batch runs.
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the request models built in
