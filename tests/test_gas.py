@@ -8,9 +8,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from node.chain.api import Log
-from node.cli.main import app
-from node.cli.gas import (
+from node.bench.gas import (
     DIMS,
     ENCODINGS,
     SSTORE_RESET_COLD,
@@ -20,6 +18,8 @@ from node.cli.gas import (
     gas_floor,
     log_cost,
 )
+from node.chain.api import Log
+from node.cli.main import app
 
 ROW_KEYS = {"op", "d", "encoding", "gas", "floor", "ratio"}
 

@@ -5,7 +5,7 @@ changed, with its value before and after)."""
 from __future__ import annotations
 
 from node.protocol.enums import Action, Encoding
-from node.cli.gas import SSTORE_RESET_COLD, SSTORE_SET_COLD, SSTORES
+from node.bench.gas import SSTORE_RESET_COLD, SSTORE_SET_COLD, SSTORES
 
 from chainhelpers import open_task, setup_agents
 
