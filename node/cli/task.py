@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from node.protocol.enums import ARCH_NAMES, COORDINATOR_ARCHS, Action, Arch, Role, TaskStatus
+
 
 def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *, signing: bool) -> Any:
     """The contract facade on the deployment, signing with the configured key (dev key 0 by
@@ -37,14 +39,12 @@ def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *,
 
 
 def _default_quorum(devnet_file: Path, arch: int) -> int:
-    """The devnet's nodes that serve `arch`: coordinators take U / U-rep (6, 7), agents the rest."""
-    from node.runtime.settings import COORDINATOR_ARCHS
-
+    """The devnet's nodes that serve `arch`: coordinators take U / U-rep, agents the rest."""
     try:
         nodes = json.loads(devnet_file.read_text()).get("nodes") or []
     except (OSError, ValueError):
         nodes = []
-    serving = [n for n in nodes if (n.get("role") == "coordinator") == (arch in COORDINATOR_ARCHS)]
+    serving = [n for n in nodes if (n.get("role") == Role.COORDINATOR.label) == (arch in COORDINATOR_ARCHS)]
     return max(1, len(serving))
 
 
@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         file: Optional[Path] = typer.Argument(None, help="Payload JSON (schema chorus.task/1)."),
         example: bool = typer.Option(False, "--example", help="Submit a generated example payload."),
         seed: int = typer.Option(0, "--seed", help="Seed of the example payload."),
-        arch: int = typer.Option(2, "--arch", min=0, max=15, help="Architecture id (2 = M-fixed)."),
+        arch: int = typer.Option(int(Arch.M_FIXED), "--arch", min=0, max=15,
+                                  help=f"Architecture id ({int(Arch.M_FIXED)} = {ARCH_NAMES[Arch.M_FIXED]})."),
         deadline_s: int = typer.Option(600, "--deadline-s", min=1, help="Seconds from now to the deadline."),
         quorum: Optional[int] = typer.Option(None, "--quorum", min=1,
                                              help="Decisions needed to finalize (default: the devnet's nodes "
@@ -135,11 +136,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(task, name="task")
 
 
-STATUS = ("none", "open", "finalized", "reclaimed")
-ACTIONS = ("sell", "hold", "buy")
-ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
-
-
 def task_report(contracts: Any, devnet_file: Path, task_id: int, from_block: int = 0) -> dict[str, Any]:
     """On-chain state + publications of a task, and GET /tasks/{id} from every recorded node."""
     import httpx
@@ -149,12 +145,12 @@ def task_report(contracts: Any, devnet_file: Path, task_id: int, from_block: int
     info = contracts.task_info(task_id)
     tallies = contracts.tallies(task_id)
     chain: dict[str, Any] = {
-        "status": STATUS[info.status] if info.status < len(STATUS) else str(info.status),
+        "status": TaskStatus(info.status).label if info.status in set(TaskStatus) else str(info.status),
         "submitter": info.submitter, "arch": info.arch, "deadline": info.deadline, "quorum": info.quorum,
         "decisions": info.decisions, "contributors": info.contributors,
-        "action": ACTIONS[info.action] if info.status == 2 else None, "reward": info.reward,
+        "action": Action(info.action).label if info.status == TaskStatus.FINALIZED else None, "reward": info.reward,
         "payload_hash": "0x" + bytes(info.payload_hash).hex(),
-        "tallies": {"sell": tallies.sell, "hold": tallies.hold, "buy": tallies.buy},
+        "tallies": {a.label: getattr(tallies, a.label) for a in Action},
         "publications": [],
     }
     for ev in contracts.events(from_block, "latest", names=("TaskSubmitted", "DecisionPublished", "EmbeddingPublished",
@@ -162,8 +158,8 @@ def task_report(contracts: Any, devnet_file: Path, task_id: int, from_block: int
         if getattr(ev, "task_id", None) != task_id:
             continue
         if isinstance(ev, DecisionPublished):
-            chain["publications"].append({"kind": "decision", "agent": ev.agent, "role": ROLES[ev.role],
-                                          "action": ACTIONS[ev.action], "confidence": ev.confidence,
+            chain["publications"].append({"kind": "decision", "agent": ev.agent, "role": Role(ev.role).label,
+                                          "action": Action(ev.action).label, "confidence": ev.confidence,
                                           "tx": ev.tx_hash})
         elif isinstance(ev, EmbeddingPublished):
             chain["publications"].append({"kind": "embedding", "agent": ev.agent, "bytes": len(ev.vector),
