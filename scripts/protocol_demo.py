@@ -17,8 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ARCHS = {2: "M-fixed", 3: "M-learned", 5: "E-d", 6: "U"}
-ROLES = ["market", "sentiment", "risk", "fusion", "coordinator"]
+from node.protocol.enums import ARCH_NAMES, Arch, Role, TaskStatus
+
+ARCHS = (Arch.M_FIXED, Arch.M_LEARNED, Arch.E_D, Arch.U)
+"""One task per architecture family: the chain fuses, the fusion agent decides (two ways), U decides."""
+ROLES = [r.label for r in Role]
 
 
 def run(timeout: float) -> int:
@@ -29,11 +32,11 @@ def run(timeout: float) -> int:
     from node.chain.contracts import ChorusContracts
     from node.chain.deploy import Deployment
     from node.chain.events import TaskSubmitted
-    from node.devnet.cluster import free_base_port, start_nodes, stop_nodes
+    from node.chain.settings import ChainSettings
     from node.cli.task import task_report
     from node.devnet.anvil import devnet_down, devnet_up, free_port
+    from node.devnet.cluster import free_base_port, start_nodes, stop_nodes
     from node.protocol.payload import encode, example_payload
-    from node.chain.settings import ChainSettings
 
     console = Console()
     if not console.is_terminal:
@@ -58,18 +61,18 @@ def run(timeout: float) -> int:
             deadline = client.block_timestamp() + 600
             submitted: dict[int, tuple[int, float]] = {}
             for seed, arch in enumerate(ARCHS):
-                quorum = 1 if arch == 6 else 4  # U: the coordinator alone decides; else every agent
+                quorum = 1 if arch == Arch.U else 4  # U: the coordinator alone decides; else every agent
                 res = contracts.submit_task(encode(example_payload(seed)), arch, deadline, quorum, reward=10**15)
                 task_id = res.event(TaskSubmitted).task_id
                 submitted[task_id] = (arch, time.monotonic())
-                console.print(f"submitted task {task_id} ({ARCHS[arch]}), tx {res.tx_hash}")
+                console.print(f"submitted task {task_id} ({ARCH_NAMES[arch]}), tx {res.tx_hash}")
 
             done: dict[int, float] = {}
             limit = time.monotonic() + timeout
             with console.status("waiting for the nodes to publish and finalize"):
                 while len(done) < len(submitted) and time.monotonic() < limit:
                     for task_id, (_, t0) in submitted.items():
-                        if task_id not in done and contracts.task_info(task_id).status == 2:
+                        if task_id not in done and contracts.task_info(task_id).status == TaskStatus.FINALIZED:
                             done[task_id] = time.monotonic() - t0
                     time.sleep(0.2)
 
@@ -83,7 +86,7 @@ def run(timeout: float) -> int:
                 pubs = chain["publications"]
                 txs = [chain.get("submitted_tx"), *(p["tx"] for p in pubs), chain.get("finalized_tx")]
                 gas = sum(r.gas_used for r in (client.get_receipt(t) for t in txs if t) if r is not None)
-                table.add_row(str(task_id), ARCHS[arch], str(chain.get("status")), str(chain.get("action", "-")),
+                table.add_row(str(task_id), ARCH_NAMES[arch], str(chain.get("status")), str(chain.get("action", "-")),
                               str(len(pubs)), f"{gas:,}" if gas else "-",
                               f"{done[task_id]:.2f} s" if task_id in done else "not finalized")
             console.print(table)
