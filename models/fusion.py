@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SELL, HOLD, BUY = 0, 1, 2
-ROLES = ("market", "sentiment", "risk")
-FIXED_WEIGHTS_BPS = {"market": 5000, "sentiment": 3000, "risk": 2000}
+from node.protocol.enums import AGENT_ROLES, Action, Role
+
+ROLES = tuple(r.label for r in AGENT_ROLES)
+"""The agents' role labels in the order of the fusion heads' inputs (the columns of every (N, 3) array here)."""
+FIXED_WEIGHTS_BPS = {Role.MARKET.label: 5000, Role.SENTIMENT.label: 3000, Role.RISK.label: 2000}
 """The chain's default per-role weights for the modular baseline (0.5a + 0.3b + 0.2c)."""
 
 
@@ -54,7 +56,7 @@ def m_fixed(actions: np.ndarray, confs_bps: np.ndarray, present: np.ndarray,
     tied = (tally == top).sum(axis=1) > 1
     out = tally.argmax(axis=1)
     if n_classes == 3:
-        out = np.where(tied | (top[:, 0] == 0), HOLD, out)
+        out = np.where(tied | (top[:, 0] == 0), int(Action.HOLD), out)
     return out.astype(np.int64)
 
 
@@ -62,12 +64,12 @@ def m_fixed_one(decisions: Sequence[tuple[str, int, int]],
                 weights_bps: dict[str, int] | None = None) -> int:
     """The chain rule for one task from (role, action, confidence_bps) decisions."""
     w = weights_bps or FIXED_WEIGHTS_BPS
-    tally = [0, 0, 0]
+    tally = [0] * len(Action)
     for role, action, conf in decisions:
         tally[int(action)] += int(w.get(role, 0)) * int(conf)
     top = max(tally)
     if top == 0 or tally.count(top) > 1:
-        return HOLD
+        return int(Action.HOLD)
     return tally.index(top)
 
 
@@ -98,7 +100,7 @@ def m_rules(actions: np.ndarray, confs_bps: np.ndarray, present: np.ndarray,
     a = np.asarray(actions)
     c = np.asarray(confs_bps) / 10000.0
     p = np.asarray(present, dtype=bool)
-    out = np.full(len(a), HOLD, dtype=np.int64)
+    out = np.full(len(a), int(Action.HOLD), dtype=np.int64)
     decided = np.zeros(len(a), dtype=bool)
 
     def take(cond: np.ndarray, value: np.ndarray | int) -> None:
@@ -107,7 +109,8 @@ def m_rules(actions: np.ndarray, confs_bps: np.ndarray, present: np.ndarray,
         out[sel] = np.broadcast_to(value, out.shape)[sel]
         decided |= sel
 
-    take(p[:, 2] & (a[:, 2] == SELL) & (c[:, 2] >= params.risk_veto), SELL)
+    sell = int(Action.SELL)
+    take(p[:, 2] & (a[:, 2] == sell) & (c[:, 2] >= params.risk_veto), sell)
     take(p[:, 0] & p[:, 1] & (a[:, 0] == a[:, 1]), a[:, 0])
     take(p[:, 0] & (c[:, 0] >= params.lead), a[:, 0])
     take(p[:, 1] & (c[:, 1] >= params.lead), a[:, 1])

@@ -68,10 +68,13 @@ import numpy as np
 
 from models.data.headlines import ASSETS, BASE_PRICE, headline_bank
 # The payload schema owns the flow order and the schema id; FLOW_NAMES is re-exported for the loader.
+from node.protocol.enums import AGENT_ROLES, Action
 from node.protocol.payload import FLOW_NAMES, SCHEMA_ID as SCHEMA_VERSION  # noqa: F401
 
-MODALITIES = ("market", "sentiment", "risk")
-ACTIONS = ("sell", "hold", "buy")
+MODALITIES = tuple(r.label for r in AGENT_ROLES)
+"""The three modalities, named by the agent role that reads each (the columns of `z` in this order)."""
+ACTIONS = Action.labels()
+"""Label names by class index (sell, hold, buy), as the loader reads and writes them."""
 
 ADDITIVE_WEIGHTS = (1.0, 0.8, 0.6)
 SERIES_LEN = 32

@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import fusion
-from models.fusion import BUY, HOLD, SELL
+from node.protocol.enums import Action
+
+BUY, HOLD, SELL = Action.BUY, Action.HOLD, Action.SELL
 
 WEIGHTS = (5000, 3000, 2000)
 
