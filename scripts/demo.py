@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from node.cli.bench import run_bench
+    from node.chain.settings import state_dir
     from node.devnet.anvil import Anvil
-    from node.protocol.errors import ChorusError
+    from node.experiment.bench import BenchRequest, run_bench
     from node.experiment.chain import ANVIL_ACCOUNTS
     from node.experiment.config import get_profile
-    from node.chain.settings import state_dir
+    from node.protocol.errors import ChorusError
 
     console = Console(width=max(Console().width, 130))  # the summary tables stay readable in CI logs
     out = args.out or Path("reports") / f"demo-{args.profile}"
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mining = f"a block every {block_time:g} s" if block_time else "auto-mine"
         console.print(f"[green]devnet up[/green] {anvil.rpc_url} (anvil pid {anvil.pid}, {mining}, log {log_path})")
-        results = run_bench(profile=args.profile, seed=args.seed, out=out, rpc_url=anvil.rpc_url, fresh=True,
-                            console=console, chain_label=f"the demo's anvil ({mining})")
+        request = BenchRequest(profile=args.profile, seed=args.seed, out=out, rpc_url=anvil.rpc_url, fresh=True,
+                               chain_label=f"the demo's anvil ({mining})")
+        results = run_bench(request, console=console)
         return 0 if results is not None else 1
     except ChorusError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")

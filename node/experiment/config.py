@@ -12,17 +12,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-ARCHS: dict[int, str] = {0: "Uni-best", 1: "M-rules", 2: "M-fixed", 3: "M-learned", 4: "M-regret", 5: "E-d",
-                         6: "U", 7: "U-rep"}
-"""Architecture ids as TaskBoard knows them (docs/protocol.md) and their DESIGN names."""
-MODULAR = (1, 2, 3, 4, 5)
-"""The modular architectures: the 'best modular' of the gap curve is the best of these."""
-ARCH_N_SWEEP = 8
+from node.protocol.enums import EXPERIMENT_ARCHS, Arch
+
+MODULAR = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET, Arch.E_D)
+"""The modular architectures (the three agents publish for each of them): the 'best modular' of
+the gap curve is the best of these."""
+ARCH_N_SWEEP = EXPERIMENT_ARCHS[0]
 """First experiment architecture id (8..15 are reserved for experiments): the N sweep uses
 8 + i for its i-th point, fused on chain with the default per-role weights (the modular baseline)."""
-
-ROLE_IDS = {"market": 0, "sentiment": 1, "risk": 2, "fusion": 3, "coordinator": 4}
-AGENT_ROLES = ("market", "sentiment", "risk")
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class Profile:
     fusion_wait_s: float = 8.0
     """How long a fusion node waits for missing peers (only an offline agent makes it wait)."""
     reduced: bool = True
-    """Whether the sweeps are a reduced grid (quick, tiny) rather than DESIGN's full one."""
+    """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

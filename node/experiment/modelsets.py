@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from node.experiment.config import AGENT_ROLES, TrainBudget
+from node.experiment.config import TrainBudget
+from node.protocol.enums import AGENT_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -392,4 +393,4 @@ def minilm_bytes() -> int:
 
 def role_models(role: str) -> list[str]:
     """Manifest names of the ONNX files an agent of `role` runs from its model set."""
-    return [role] if role in AGENT_ROLES else []
+    return [role] if role in {r.label for r in AGENT_ROLES} else []

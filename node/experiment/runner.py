@@ -1,12 +1,10 @@
-"""The experiment's plan and its execution, unit by unit, resumable.
+"""The experiment's execution, session by session and unit by unit, resumable.
 
-A unit is one measurement written to `units.jsonl` in the run folder as soon as it is finished:
-`main/s<seed>/a<arch>` (the main table), `paced/...` (latency without queueing), `n/<N>/...`,
-`ed/<d>-<dtype>/...`, `alpha/<alpha>/...`, `robust/<scenario>/...`, `rerun/...`, `probe/...`.
-Units are grouped in sessions that share a model set and its node processes; a session whose
-units are all in the checkpoint is skipped without starting anything, so a killed run started
-again with the same options redoes only what was not finished (on a fresh devnet: costs and
-decisions do not depend on which chain the earlier units ran on).
+What runs is the plan (`node.experiment.plan`: the sessions, their node processes and units);
+each unit is written to the run folder's checkpoint (`node.experiment.checkpoint`) as soon as it
+is finished. A session whose units are all in the checkpoint is skipped without starting
+anything, so a killed run started again with the same options redoes only what was not finished
+(on a fresh devnet: costs and decisions do not depend on which chain the earlier units ran on).
 
 Within a session of the main table the architectures run one after the other, so each one's CPU
 time, latency and throughput are its own; sweeps that only compare quality run their
@@ -15,7 +13,6 @@ architectures' tasks concurrently.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,189 +25,36 @@ from pathlib import Path
 from typing import Any
 
 from node.experiment import tasks as task_streams
-from node.experiment.config import (
-    AGENT_ROLES,
-    ARCH_N_SWEEP,
-    ARCHS,
-    ROLE_IDS,
-    Profile,
-    RunOptions,
-)
+from node.experiment.checkpoint import CHECKPOINT, Checkpoint
+from node.experiment.config import RunOptions
 from node.experiment.jobs import WINDOW, ArchJob, Hedge, run_jobs
-from node.experiment.keys import ChainPlan
-from node.experiment.nodes import NodeSet, NodeSpec, Zygote
+from node.experiment.nodes import NodeSet, Zygote
+from node.experiment.plan import (
+    ALPHA_ARCHS,
+    NOISE_SCENARIOS,
+    RERUN_ARCHS,
+    ROLE_CYCLE,
+    Ready,
+    Session,
+    byzantine_specs,
+    chain_plan,
+    degraded_specs,
+    ed_specs,
+    main_specs,
+    model_names,
+    n_sweep_arch,
+    quorum,
+    replica_specs,
+)
+from node.protocol.enums import AGENT_ROLES, Arch, Role
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "units.jsonl"
-RUN_FILE = "run.json"
-ROLE_CYCLE = ("market", "sentiment", "risk", "fusion")
-NOISE_SCENARIOS = tuple(f"noise-{m}" for m in AGENT_ROLES)
-SCENARIOS = (*NOISE_SCENARIOS, "byzantine", "offline")
 UNIT_TIMEOUT_S = 240.0
 LOOKAHEAD = 1
 """Sessions prepared ahead (models, deployment, node processes started and idle)."""
 MAX_IN_FLIGHT = 16
 """Tasks open at once when several architectures run together."""
-ALPHA_ARCHS = (0, 1, 2, 3, 4, 5, 6)
-"""The synergy sweep compares U with the modular architectures; U-rep adds nothing to it."""
-
-
-# -- the checkpoint ------------------------------------------------------------------------------------
-
-
-class Checkpoint:
-    """Finished units, one JSON line each, appended and fsynced as they finish."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.records: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        if not self.path.exists():
-            return
-        text = self.path.read_text()
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a kill: that unit is simply redone
-            self.records[record["key"]] = record
-        if text and not text.endswith("\n"):
-            # Drop the cut tail so the next record starts on a line of its own.
-            with open(self.path, "r+") as f:
-                f.truncate(text.rfind("\n") + 1)
-
-    def done(self, key: str) -> bool:
-        return key in self.records
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.records.get(key)
-
-    def add(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, default=_json_default) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-            self.records[record["key"]] = record
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def check_run_file(out: Path, opts: RunOptions) -> None:
-    """Refuse to resume a run folder that holds a run with other options."""
-    from node.protocol.errors import ConfigError
-
-    wanted = json.loads(json.dumps(run_identity(opts), default=str))  # tuples as JSON has them
-    path = out / RUN_FILE
-    if path.exists():
-        have = json.loads(path.read_text())
-        if have != wanted:
-            raise ConfigError(f"{out} holds a run with other options ({path}); pass --fresh to start over "
-                              f"or --out for another folder")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(wanted, indent=2, default=str) + "\n")
-
-
-def run_identity(opts: RunOptions) -> dict[str, Any]:
-    return {"profile": opts.profile.to_dict(), "seed": opts.seed, "data": str(opts.data) if opts.data else None,
-            "sweeps": opts.sweeps}
-
-
-# -- architecture wiring ---------------------------------------------------------------------------------
-
-
-def quorum(arch: int, k: int) -> int:
-    """Decisions a task of `arch` waits for: who publishes for it (see `main_specs`)."""
-    return {0: 1, 1: 4, 2: 3, 3: 4, 4: 3, 5: 4, 6: 1, 7: k}[arch]
-
-
-def n_sweep_arch(i: int) -> int:
-    return ARCH_N_SWEEP + i
-
-
-def n_sweep_archs_of(node_index: int, agents: tuple[int, ...]) -> tuple[int, ...]:
-    """The N-sweep architectures node `node_index` (in the role cycle) publishes for."""
-    return tuple(n_sweep_arch(i) for i, n in enumerate(agents) if node_index < n)
-
-
-def main_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
-    """Market, sentiment, risk (all modular architectures, the Uni-best agent also arch 0), the
-    fusion node (M-rules, M-learned, E-d) and k U coordinators (`chorus coordinator run`; the first
-    also serves U)."""
-    specs = []
-    for j, role in enumerate(AGENT_ROLES):
-        archs = (0,) * (role == uni_best) + (1, 2, 3, 4, 5) + n_sweep_archs_of(j, profile.agents)
-        specs.append(NodeSpec(role, role, archs, embedding_archs=(5,)))
-    specs.append(NodeSpec("fusion", "fusion", (1, 3, 5) + n_sweep_archs_of(3, profile.agents), rules=rules))
-    for c in range(profile.u_replicas):
-        specs.append(NodeSpec(f"coordinator-{c}", "coordinator", (6, 7) if c == 0 else (7,)))
-    return specs
-
-
-def replica_specs(profile: Profile) -> list[NodeSpec]:
-    """The extra agents of the N sweep beyond the first four: replicas of the role cycle."""
-    top = max(profile.agents, default=0)
-    out = []
-    for j in range(4, top):
-        role = ROLE_CYCLE[j % 4]
-        out.append(NodeSpec(f"{role}-{j // 4}", role, n_sweep_archs_of(j, profile.agents),
-                            embedding_archs=()))
-    return out
-
-
-def byzantine_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
-    """The main mix with the market agent and the first U coordinator lying."""
-    specs = main_specs(uni_best, rules, replace(profile, agents=()))
-    return [s.with_mode("byzantine") if s.name in ("market", "coordinator-0") else s for s in specs]
-
-
-def degraded_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
-    """The main mix with the market agent publishing for E-d only, under an unregistered model id
-    (refused: for E-d as good as offline; for every other architecture it is offline), and the
-    first U coordinator registered but silent (offline): U has no coordinator left, U-rep k-1."""
-    out = []
-    for s in main_specs(uni_best, rules, replace(profile, agents=())):
-        if s.name == "market":
-            s = s.with_mode("wrong-model", archs=(5,))
-        elif s.name == "coordinator-0":
-            s = s.with_mode("honest", archs=())
-        out.append(s)
-    return out
-
-
-def ed_specs() -> list[NodeSpec]:
-    return [*(NodeSpec(r, r, (5,), embedding_archs=(5,)) for r in AGENT_ROLES), NodeSpec("fusion", "fusion", (5,))]
-
-
-def model_names(arch: int, uni_best: str, k: int) -> tuple[list[str], int]:
-    """(manifest names, copies) of the ONNX models `arch` runs; the MiniLM encoder is added by
-    the caller wherever the sentiment agent or U runs."""
-    agents = list(AGENT_ROLES)
-    if arch == 0:
-        return [uni_best], 1
-    if arch == 3:
-        return [*agents, "m-learned-dec"], 1
-    if arch == 5:
-        return [*agents, "e-d16"], 1
-    if arch in (6, 7):
-        return ["u"], (k if arch == 7 else 1)
-    return agents, 1
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -225,31 +69,6 @@ class Ui:
     status: Callable[[str], None] = lambda text: None
     start_tasks: Callable[[str, int], None] = lambda what, total: None
     task_done: Callable[[], None] = lambda: None
-
-
-@dataclass
-class Ready:
-    """A prepared session: its models, its own deployment and its running node processes."""
-
-    models: Any
-    board: Any = None
-    nodes: NodeSet | None = None
-
-
-@dataclass
-class Session:
-    name: str
-    units: list[str]
-    model: Any = None
-    """The model set (`modelsets.SetSpec`) the session runs, trained ahead in plan order."""
-    specs: Callable[[Any], list[NodeSpec]] | None = None
-    """The node processes for a model set (None: the session needs no chain)."""
-    run: Callable[[Ready], None] = lambda ready: None
-    setup: Callable[[Ready], Ready] | None = None
-    """Runs first, in the main thread (owner transactions: the owner key is the main thread's)."""
-    defer: bool = False
-    """Run in a thread of its own (a session that mostly waits for deadlines): the next sessions
-    go on meanwhile."""
 
 
 @dataclass
@@ -298,24 +117,24 @@ class Bench:
         out = []
         main = lambda ms: main_specs(ms.uni_best, ms.rules, p)
         for n, seed in enumerate(seeds):
-            units = [f"main/s{seed}/a{a}" for a in ARCHS]
+            units = [f"main/s{seed}/a{a}" for a in Arch]
             if n == 0:
                 if self.opts.rerun_check:
-                    units += [f"rerun/s{seed}/a{a}" for a in (3, 6)]
+                    units += [f"rerun/s{seed}/a{a}" for a in RERUN_ARCHS]
                 if p.paced:
-                    units += [f"paced/s{seed}/a{a}" for a in ARCHS]
+                    units += [f"paced/s{seed}/a{a}" for a in Arch]
                 if self.opts.sweeps:
                     units += [f"n/{k}/s{seed}" for k in p.agents]
             robust = self.opts.sweeps and n < p.robust_seeds
             if robust and self.synthetic:
-                units += [f"robust/{s}/s{seed}/a{a}" for s in NOISE_SCENARIOS for a in ARCHS]
+                units += [f"robust/{s}/s{seed}/a{a}" for s in NOISE_SCENARIOS for a in Arch]
             out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
                                lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
             if robust:
-                out.append(Session(f"byzantine-s{seed}", [f"robust/byzantine/s{seed}/a{a}" for a in ARCHS],
+                out.append(Session(f"byzantine-s{seed}", [f"robust/byzantine/s{seed}/a{a}" for a in Arch],
                                    self.spec(seed), lambda ms: byzantine_specs(ms.uni_best, ms.rules, p),
                                    lambda ready, seed=seed: self._scenario_session(ready, seed, "byzantine")))
-                out.append(Session(f"degraded-s{seed}", [f"robust/offline/s{seed}/a{a}" for a in ARCHS] +
+                out.append(Session(f"degraded-s{seed}", [f"robust/offline/s{seed}/a{a}" for a in Arch] +
                                    [f"probe/mismatch/s{seed}"], self.spec(seed),
                                    lambda ms: degraded_specs(ms.uni_best, ms.rules, p),
                                    lambda ready, seed=seed: self._scenario_session(ready, seed, "offline"),
@@ -364,28 +183,6 @@ class Bench:
         finally:
             self.factory.close()
 
-    def chain_plan(self, sessions: list[Session]) -> ChainPlan:
-        """What `sessions` will do on chain, at most (deployments, node keys, tasks): what the
-        funds check of a keystore run is computed from."""
-        from types import SimpleNamespace
-
-        models = SimpleNamespace(uni_best=AGENT_ROLES[0], rules="0,0")  # the count does not depend on them
-        boards = keys = tasks = busiest = 0
-        for s in sessions:
-            if s.specs is None:
-                continue
-            n_tasks = sum(self._unit_tasks(key) for key in s.units)
-            n_keys = len(s.specs(models)) + (s.setup is not None) + any(k.startswith("probe/") for k in s.units)
-            if any(k.startswith("n/") for k in s.units):
-                n_keys += len(replica_specs(self.profile))
-            boards, keys, tasks, busiest = boards + 1, keys + n_keys, tasks + n_tasks, max(busiest, n_tasks)
-        return ChainPlan(boards, keys, tasks, busiest)
-
-    def _unit_tasks(self, key: str) -> int:
-        p = self.profile
-        return {"main": p.tasks, "rerun": p.tasks, "paced": p.paced, "n": p.n_tasks, "alpha": p.alpha_tasks,
-                "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1}.get(key.split("/", 1)[0], 0)
-
     def _run_sessions(self, todo: list[Session]) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -402,7 +199,7 @@ class Bench:
                                           keys_dir=self.out / KEYS_DIR)
             try:  # before any training or transaction: a keystore run the funder cannot pay stops here
                 self.chain.return_leftovers()
-                self.chain.check_funds(self.chain_plan(on_chain))
+                self.chain.check_funds(chain_plan(on_chain, self.profile))
                 self.timings["chain_start_s"] = time.perf_counter() - t0
                 if hasattr(os, "fork") and sys.platform.startswith("linux"):
                     self.zygote = Zygote()
@@ -515,9 +312,9 @@ class Bench:
     @staticmethod
     def _weights(board, uni_best: str) -> None:
         """Per-architecture fusion weights that are not the constructor's defaults."""
-        best = ROLE_IDS[uni_best]
-        board.set_weights(0, {r: (10000 if r == best else 0) for r in range(4)})
-        board.set_weights(1, {0: 0, 1: 0, 2: 0, 3: 10000})
+        best = Role.parse(uni_best)
+        board.set_weights(Arch.UNI_BEST, {r: (10000 if r == best else 0) for r in ROLE_CYCLE})
+        board.set_weights(Arch.M_RULES, {**dict.fromkeys(AGENT_ROLES, 0), Role.FUSION: 10000})
 
     def _job(self, key: str, arch: int, stream, *, hedge: Hedge | None = None, rounds: int = 3,
              window: int | None = None, deadline_s: int | None = None, degraded: bool = False,
@@ -559,7 +356,7 @@ class Bench:
 
     def _hedge(self, ms, seed: int) -> Hedge:
         """M-regret's weights: where this seed's M-regret left them, else the validation start."""
-        record = self.checkpoint.get(f"main/s{seed}/a4")
+        record = self.checkpoint.get(f"main/s{seed}/a{Arch.M_REGRET}")
         if record and record.get("hedge"):
             return Hedge(record["hedge"]["eta"], list(record["hedge"]["log_w"]))
         return Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"]))
@@ -571,7 +368,7 @@ class Bench:
         text = "sentiment" in names or "u" in names
         return {"model_bytes": copies * (ms.model_bytes(names) + (minilm_bytes() if text else 0)),
                 "models": names, "model_copies": copies, "model_set": ms.name,
-                "uni_best": ms.uni_best if arch == 0 else None}
+                "uni_best": ms.uni_best if arch == Arch.UNI_BEST else None}
 
     # -- sessions ----------------------------------------------------------------------------------
 
@@ -583,24 +380,24 @@ class Bench:
         # CPU time are each architecture's own; the others run them together (quality and
         # per-task gas, bytes and transactions do not depend on it).
         isolated = seed in self.seeds[:p.cost_seeds]
-        jobs = [self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
+        jobs = [self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == Arch.M_REGRET else None,
                           meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"], "seed": seed,
                                 "isolated": isolated})
-                for arch in ARCHS if not self.checkpoint.done(key := f"main/s{seed}/a{arch}")]
+                for arch in Arch if not self.checkpoint.done(key := f"main/s{seed}/a{arch}")]
         if isolated:
             for job in jobs:
                 self._run_one(ready, job)
         else:
             self._run_together(ready, jobs)
         if first and self.opts.rerun_check:
-            for a in (3, 6):
+            for a in RERUN_ARCHS:
                 if not self.checkpoint.done(f"rerun/s{seed}/a{a}"):
                     self._run_one(ready, self._job(f"rerun/s{seed}/a{a}", a, stream, meta={"seed": seed}))
         if first and p.paced:
-            for a in ARCHS:
+            for a in Arch:
                 if not self.checkpoint.done(f"paced/s{seed}/a{a}"):
                     self._run_one(ready, self._job(f"paced/s{seed}/a{a}", a, stream.head(p.paced), window=1,
-                                                   hedge=self._hedge(ms, seed) if a == 4 else None,
+                                                   hedge=self._hedge(ms, seed) if a == Arch.M_REGRET else None,
                                                    rounds=p.paced, meta={"seed": seed}))
         if first and self.opts.sweeps:
             self._n_sweep(ready, seed, stream)
@@ -618,8 +415,8 @@ class Bench:
             nodes.add(ready.board, extra)
         try:
             for i, n in todo:
-                roles = [ROLE_CYCLE[j % 4] for j in range(n)]
-                names = [r for r in roles if r in AGENT_ROLES]
+                roles = [ROLE_CYCLE[j % len(ROLE_CYCLE)].label for j in range(n)]
+                names = [r for r in roles if Role.parse(r) in AGENT_ROLES]
                 meta = {"agents": n, "roles": roles, "seed": seed,
                         "model_bytes": ms.model_bytes(names) + _minilm() * roles.count("sentiment")}
                 self._run_one(ready, self._job(f"n/{n}/s{seed}", n_sweep_arch(i), stream.head(p.n_tasks),
@@ -631,13 +428,13 @@ class Bench:
     def _scenario_jobs(self, ms, seed: int, scenario: str, stream, degraded: bool = False) -> list[ArchJob]:
         p = self.profile
         out = []
-        for arch in ARCHS:
+        for arch in Arch:
             key = f"robust/{scenario}/s{seed}/a{arch}"
             if not self.checkpoint.done(key):
-                out.append(self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == 4 else None,
+                out.append(self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == Arch.M_REGRET else None,
                                      rounds=1, deadline_s=p.degraded_deadline_s if degraded else None,
                                      degraded=degraded, meta={"seed": seed, "scenario": scenario,
-                                                              "mismatch": degraded and arch == 5}))
+                                                              "mismatch": degraded and arch == Arch.E_D}))
         return out
 
     def _degraded_setup(self, ready: Ready, seed: int) -> Ready:
@@ -645,7 +442,7 @@ class Bench:
         session goes on in a thread of its own, submitting from a key of its own."""
         ms = ready.models
         self._weights(ready.board, ms.uni_best)
-        ready.board.set_weights(4, {**self._hedge(ms, seed).weights_bps(), 3: 0})
+        ready.board.set_weights(Arch.M_REGRET, {**self._hedge(ms, seed).weights_bps(), Role.FUSION: 0})
         return Ready(ms, ready.board.for_thread(), ready.nodes)
 
     def _robustness(self, ready: Ready, seed: int) -> None:
@@ -656,8 +453,8 @@ class Bench:
         n = min(p.robust_tasks, p.tasks)
         jobs = []
         for m in AGENT_ROLES:
-            noisy = self.stream(seed, p.tasks, noise=task_streams.noise_on(m, p.noise)).head(n)
-            jobs += self._scenario_jobs(ready.models, seed, f"noise-{m}", noisy)
+            noisy = self.stream(seed, p.tasks, noise=task_streams.noise_on(m.label, p.noise)).head(n)
+            jobs += self._scenario_jobs(ready.models, seed, f"noise-{m.label}", noisy)
         self._run_together(ready, jobs)
 
     def _scenario_session(self, ready: Ready, seed: int, scenario: str) -> None:
@@ -679,17 +476,17 @@ class Bench:
         """Show the chain refusing a vector under a model id other than the agent's registered one:
         the wrong-model node's own refused publications (from its API), and one mined reverted
         transaction from a registered probe agent."""
-        from node.protocol.enums import Encoding
-        from node.experiment.chain import vector_for
         from agents.faults import wrong_model_id
+        from node.experiment.chain import vector_for
+        from node.protocol.enums import Encoding
 
-        node_errors = [t.get("error") or "" for t in ready.nodes.failed_tasks("market")]
+        node_errors = [t.get("error") or "" for t in ready.nodes.failed_tasks(Role.MARKET.label)]
         key = self.chain.allocate_keys(1, ready.board)[0]
-        market = ready.models.files()["market"]
+        market = ready.models.files()[Role.MARKET.label]
         model_id = bytes.fromhex(market["model_id"][2:])
         probe = ready.board.register_probe_agent(key, model_id, int(market["dim"]))
-        task = ready.board.submit(stream.payloads[:1], 5, quorum(5, self.profile.u_replicas), self.profile.deadline_s,
-                                  indices=[0])[0]
+        task = ready.board.submit(stream.payloads[:1], Arch.E_D, quorum(Arch.E_D, self.profile.u_replicas),
+                                  self.profile.deadline_s, indices=[0])[0]
         result = ready.board.probe_model_mismatch(key, task.task_id, wrong_model_id(model_id), int(Encoding.F32),
                                                   vector_for(int(market["dim"])))
         return {"key": f"probe/mismatch/s{seed}", "seed": seed,
@@ -703,7 +500,7 @@ class Bench:
         stream = self.stream(seed, p.alpha_tasks, alpha=alpha)
         self._weights(ready.board, ms.uni_best)
         jobs = [self._job(f"alpha/{alpha:g}/s{seed}/a{a}", a, stream, rounds=2,
-                          hedge=Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if a == 4 else None,
+                          hedge=Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if a == Arch.M_REGRET else None,
                           quorum_=quorum(a, 1), meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]})
                 for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
         self._run_together(ready, jobs)
@@ -713,8 +510,8 @@ class Bench:
 
         p, ms = self.profile, ready.models
         stream = self.stream(seed, p.tasks).head(p.ed_tasks)
-        names = [*AGENT_ROLES, f"e-d{d}"]
-        self._run_one(ready, self._job(f"ed/{d}-{dtype}/s{seed}", 5, stream,
+        names = [*(r.label for r in AGENT_ROLES), f"e-d{d}"]
+        self._run_one(ready, self._job(f"ed/{d}-{dtype}/s{seed}", Arch.E_D, stream,
                                        meta={"seed": seed, "d": d, "dtype": dtype, "offchain": ms.meta["offchain"],
                                              "model_bytes": ms.model_bytes(names) + minilm_bytes(),
                                              "model_set": ms.name}))

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from node.experiment.config import ARCHS, Profile
-from node.experiment.runner import SCENARIOS
+from node.experiment.config import Profile
+from node.experiment.plan import SCENARIOS
+from node.protocol.enums import ARCH_NAMES
 
 
 def unit(key: str, arch: int, n: int, rng: np.random.Generator, *, skill: float = 0.6, gas: int = 300_000,
@@ -34,17 +35,17 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0)
 
     skills = {0: 0.45, 1: 0.5, 2: 0.55, 3: 0.6, 4: 0.55, 5: 0.6, 6: 0.7, 7: 0.7}
     for s in seeds:
-        for a in ARCHS:
+        for a in ARCH_NAMES:
             add(unit(f"main/s{s}/a{a}", a, n, rng, skill=skills[a], seed=s, uni_best="market" if a == 0 else None))
     for a in (3, 6):
         add({**out[f"main/s{seeds[0]}/a{a}"], "key": f"rerun/s{seeds[0]}/a{a}"})
-    for a in ARCHS:
+    for a in ARCH_NAMES:
         add(unit(f"paced/s{seeds[0]}/a{a}", a, 1, rng))
     for i, k in enumerate(profile.agents):
         add(unit(f"n/{k}/s{seeds[0]}", 8 + i, n, rng, gas=100_000 * k, agents=k, roles=["market"] * k))
     for alpha in profile.alphas:
         for s in seeds[:profile.alpha_seeds]:
-            for a in ARCHS:
+            for a in ARCH_NAMES:
                 add(unit(f"alpha/{alpha:g}/s{s}/a{a}", a, n, rng, skill=skills[a] - 0.1 * (a == 6) * (1 - alpha)))
     for d in profile.dims:
         for dtype in profile.dtypes:
@@ -53,7 +54,7 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0)
                     add(unit(f"ed/{d}-{dtype}/s{s}", 5, n, rng, gas=200_000 + 100 * d, d=d, dtype=dtype))
     for s in seeds[:profile.robust_seeds]:
         for scenario in SCENARIOS:
-            for a in ARCHS:
+            for a in ARCH_NAMES:
                 r = unit(f"robust/{scenario}/s{s}/a{a}", a, min(n, profile.robust_tasks), rng, skill=0.4, cpu=None)
                 if scenario == "offline" and a == 6:
                     for t in r["tasks"]:

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from node.experiment.config import ARCHS
+from node.protocol.enums import ARCH_NAMES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    from node.cli.bench import run_bench
+    from node.experiment.bench import BenchRequest, run_bench
 
     out = tmp_path_factory.mktemp("bench") / "tiny"
-    results = run_bench(profile="tiny", out=out)
+    results = run_bench(BenchRequest(profile="tiny", out=out))
     assert results is not None
     return out, results
 
@@ -30,7 +30,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_every_architecture_comes_back_from_the_chain(tiny_run) -> None:
     out, _ = tiny_run
     on_disk = json.loads((out / "results.json").read_text())
-    assert set(on_disk["architectures"]) == set(ARCHS.values())
+    assert set(on_disk["architectures"]) == set(ARCH_NAMES.values())
     for name, a in on_disk["architectures"].items():
         assert a["seeds"] == 2, name
         assert 0.0 <= a["accuracy"] <= 1.0, name
@@ -48,7 +48,7 @@ def test_units_are_checkpointed_and_match_the_chain(tiny_run) -> None:
     out, _ = tiny_run
     records = [json.loads(line) for line in (out / "units.jsonl").read_text().splitlines()]
     main = [r for r in records if r["key"].startswith("main/")]
-    assert len(main) == 2 * len(ARCHS)
+    assert len(main) == 2 * len(ARCH_NAMES)
     for r in main:
         assert all(t["action"] in (0, 1, 2) and t["decisions"] >= 1 for t in r["tasks"]), r["key"]
 

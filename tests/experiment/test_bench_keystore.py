@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from node.chain.client import Web3Client
 from node.devnet.anvil import Anvil
 from node.protocol.errors import ChainError, ConfigError
-from node.experiment.config import ARCHS
+from node.protocol.enums import ARCH_NAMES
 from node.chain.settings import dev_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -71,7 +71,7 @@ def invoke_bench(*args: str, env: dict[str, str] | None = None):
 
 @pytest.fixture(scope="module")
 def keystore_run(other_chain: Anvil, tmp_path_factory: pytest.TempPathFactory):
-    from node.cli.bench import run_bench
+    from node.experiment.bench import BenchRequest, run_bench
 
     tmp = tmp_path_factory.mktemp("keystore-bench")
     keystore, password_file, funder = make_funder(tmp / "funder", other_chain.rpc_url, 100)
@@ -79,8 +79,8 @@ def keystore_run(other_chain: Anvil, tmp_path_factory: pytest.TempPathFactory):
     before = reader.balance(funder)
     out = tmp / "out"
     t0 = time.perf_counter()
-    results = run_bench(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=out,
-                        rpc_url=other_chain.rpc_url, keystore=keystore, password_file=password_file)
+    results = run_bench(BenchRequest(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=out,
+                                     rpc_url=other_chain.rpc_url, keystore=keystore, password_file=password_file))
     wall = time.perf_counter() - t0
     logging.getLogger(__name__).warning("keystore bench on chain %d took %.1f s", CHAIN_ID, wall)
     assert results is not None
@@ -89,7 +89,7 @@ def keystore_run(other_chain: Anvil, tmp_path_factory: pytest.TempPathFactory):
 
 def test_every_architecture_finalizes_on_a_non_dev_chain(keystore_run) -> None:
     archs = keystore_run["results"]["architectures"]
-    assert set(archs) == set(ARCHS.values())
+    assert set(archs) == set(ARCH_NAMES.values())
     for name, a in archs.items():
         assert a["finalized_rate"] == 1.0, name
         assert a["gas_per_task"] > 21_000, name
@@ -161,11 +161,11 @@ def test_no_password_in_the_run_folder(keystore_run) -> None:
 
 
 def test_non_dev_chain_without_keystore_is_refused(other_chain: Anvil, tmp_path: Path) -> None:
-    from node.cli.bench import run_bench
+    from node.experiment.bench import BenchRequest, run_bench
 
     with pytest.raises(ConfigError, match=r"chain 1337: without --keystore the bench signs with the public dev keys"):
-        run_bench(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
-                  rpc_url=other_chain.rpc_url)
+        run_bench(BenchRequest(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
+                               rpc_url=other_chain.rpc_url))
     result = invoke_bench("--profile", "tiny", "--no-sweeps", "--seeds", "1", "--out", str(tmp_path / "cli"),
                           "--rpc-url", other_chain.rpc_url)
     assert result.exit_code == 1
@@ -203,19 +203,20 @@ def test_a_dev_key_in_a_keystore_is_refused_on_a_non_dev_chain(other_chain: Anvi
 
 
 def test_a_funder_that_cannot_pay_is_refused_before_anything_is_sent(other_chain: Anvil, tmp_path: Path) -> None:
-    from node.cli.bench import run_bench
+    from node.experiment.bench import BenchRequest, run_bench
 
     keystore, password_file, funder = make_funder(tmp_path / "funder", other_chain.rpc_url, 0.02)
     reader = Web3Client(other_chain.rpc_url)
     before, nonce = reader.balance(funder), reader.w3.eth.get_transaction_count(funder)
     with pytest.raises(ConfigError, match=rf"funder {funder} holds 0.02 ETH on chain 1337, the run needs about"):
-        run_bench(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
-                  rpc_url=other_chain.rpc_url, keystore=keystore, password_file=password_file)
+        run_bench(BenchRequest(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
+                               rpc_url=other_chain.rpc_url, keystore=keystore, password_file=password_file))
     assert reader.balance(funder) == before and reader.w3.eth.get_transaction_count(funder) == nonce
     assert not (tmp_path / "out" / "keys" / "index.jsonl").exists()
     with pytest.raises(ConfigError, match="does not cover a node's stake"):
-        run_bench(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
-                  rpc_url=other_chain.rpc_url, keystore=keystore, password_file=password_file, fund_per_key="0.001")
+        run_bench(BenchRequest(profile="tiny", seeds=1, sweeps=False, rerun_check=False, out=tmp_path / "out",
+                               rpc_url=other_chain.rpc_url, keystore=keystore, password_file=password_file,
+                               fund_per_key="0.001"))
 
 
 # -- blocks without evm_mine ---------------------------------------------------------------------
@@ -273,11 +274,12 @@ def test_tick_without_evm_mine_waits_for_the_chains_blocks(monkeypatch: pytest.M
 
 def test_the_plan_counts_keys_and_tasks(tmp_path: Path) -> None:
     from node.experiment.config import RunOptions, get_profile
+    from node.experiment.plan import chain_plan
     from node.experiment.runner import Bench
 
     opts = RunOptions(profile=get_profile("tiny"), out=tmp_path)
     bench = Bench(opts, tmp_path, background=False)
-    plan = bench.chain_plan(bench.sessions())
+    plan = chain_plan(bench.sessions(), opts.profile)
     # main-s0, byzantine-s0, degraded-s0 (+ its submitting key and the probe agent), main-s1: 6 processes each
     assert (plan.boards, plan.keys) == (4, 4 * 6 + 2)
     p = opts.profile
@@ -289,7 +291,7 @@ def test_the_funders_password_leaves_the_environment_once_it_is_decrypted(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from eth_account import Account
 
-    from node.cli.bench import bench_keys
+    from node.experiment.bench import bench_keys
 
     account = Account.create()
     keystore = tmp_path / "funder.json"

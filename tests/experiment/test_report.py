@@ -10,15 +10,10 @@ from pathlib import Path
 import pytest
 from benchrecords import full_records
 
-from node.experiment.config import ARCHS, QUICK, RunOptions, get_profile
-from node.experiment.report.render import (
-    build_results,
-    make_run_info,
-    pareto,
-    render_markdown,
-    summary_rows,
-    write_report,
-)
+from node.experiment.config import QUICK, RunOptions, get_profile
+from node.experiment.report.render import render_markdown, summary_rows, write_report
+from node.experiment.report.results import build_results, make_run_info, pareto
+from node.protocol.enums import ARCH_NAMES
 
 ARCH_METRICS = ("accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "gap_to_oracle", "pnl", "sharpe",
                 "gas_per_task", "calldata_bytes_per_task", "txs_per_task", "latency_p50_s", "latency_p95_s",
@@ -39,9 +34,9 @@ def run_setup(tmp_path: Path):
 def test_results_hold_every_architecture_with_its_metrics(run_setup) -> None:
     opts, records, run = run_setup
     results = build_results(records, opts, run, ENV)
-    assert set(results["architectures"]) == set(ARCHS.values())
+    assert set(results["architectures"]) == set(ARCH_NAMES.values())
     for name, entry in results["architectures"].items():
-        assert entry["arch_id"] in ARCHS and ARCHS[entry["arch_id"]] == name
+        assert entry["arch_id"] in ARCH_NAMES and ARCH_NAMES[entry["arch_id"]] == name
         missing = [m for m in ARCH_METRICS if entry.get(m) is None]
         assert not missing, (name, missing)
         assert entry["seeds"] == 5
@@ -92,7 +87,7 @@ def test_report_files_markdown_and_summary(run_setup, tmp_path: Path) -> None:
     opts, records, run = run_setup
     results = write_report(records, opts, tmp_path, run, ENV)
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert set(on_disk["architectures"]) == set(ARCHS.values())
+    assert set(on_disk["architectures"]) == set(ARCH_NAMES.values())
     text = (tmp_path / "report.md").read_text()
     for section in ("## Summary", "## Synergy: the gap curve", "accuracy-vs-gas frontier",
                     "## Cost growth with the number of agents", "## Robustness", "## Honesty checks",
@@ -102,7 +97,7 @@ def test_report_files_markdown_and_summary(run_setup, tmp_path: Path) -> None:
         assert (tmp_path / png).stat().st_size > 1000, png
         assert f"]({png})" in text
     rows = summary_rows(results)
-    assert [r[0] for r in rows] == [*ARCHS.values(), "Oracle"]
+    assert [r[0] for r in rows] == [*ARCH_NAMES.values(), "Oracle"]
 
 
 def test_partial_records_render_without_sweeps(run_setup) -> None:
@@ -143,7 +138,7 @@ def test_alpha0_check_says_when_it_is_weak(run_setup) -> None:
 
 
 def test_the_report_names_the_chains_client_when_an_rpc_was_given(chain, run_setup) -> None:
-    from node.experiment.report.render import environment
+    from node.experiment.report.environment import environment
 
     opts, records, run = run_setup
     env = environment(RunOptions(profile=opts.profile, seed=0, out=opts.out, rpc_url=chain.rpc_url))

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from node.protocol.errors import ConfigError
-from node.experiment.config import ARCHS, RunOptions, get_profile
-from node.experiment.runner import CHECKPOINT, Bench, Checkpoint, Ui, check_run_file
+from node.experiment.checkpoint import CHECKPOINT, Checkpoint, check_run_file
+from node.experiment.config import RunOptions, get_profile
+from node.experiment.runner import Bench, Ui
+from node.protocol.enums import Arch
 
 
 def test_checkpoint_appends_and_reloads_and_ignores_a_cut_line(tmp_path: Path) -> None:
@@ -33,7 +35,7 @@ def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path, profile: s
     keys = [k for s in bench.sessions() for k in s.units]
     assert len(keys) == len(set(keys))
     for seed in opts.seeds():
-        assert {f"main/s{seed}/a{a}" for a in ARCHS} <= set(keys)
+        assert {f"main/s{seed}/a{a}" for a in Arch} <= set(keys)
     for prefix in ("alpha/", "n/", "ed/", "robust/noise-market/", "robust/byzantine/", "robust/offline/",
                    "probe/mismatch/", "rerun/", *(("paced/",) if profile == "full" else ())):
         assert any(k.startswith(prefix) for k in keys), prefix

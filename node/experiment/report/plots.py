@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from node.experiment.config import ARCHS
+from node.protocol.enums import ARCH_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _ok(x: Any) -> bool:
 def plot_main(results: dict[str, Any], path: Path) -> bool:
     plt = _plt()
     archs = results["architectures"]
-    names = [n for n in ARCHS.values() if _ok(archs.get(n, {}).get("accuracy"))]
+    names = [n for n in ARCH_NAMES.values() if _ok(archs.get(n, {}).get("accuracy"))]
     if not names:
         return False
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -170,7 +170,7 @@ def plot_robustness(results: dict[str, Any], path: Path) -> bool:
     import numpy as np
 
     plt = _plt()
-    names = list(ARCHS.values())
+    names = list(ARCH_NAMES.values())
     labels = ["clean"] + [s["title"] for s in scenarios.values()]
     fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / len(names)

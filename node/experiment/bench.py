@@ -1,0 +1,178 @@
+"""One `chorus bench` invocation, end to end: the run folder, the signing mode, the run, the report.
+
+`run_bench(BenchRequest(...))` is what the command (`node.cli.bench`), `make demo`
+(`scripts/demo.py`) and the tests call: it resumes or starts the run in its folder, shows the
+progress bars and the summary (`node.experiment.console`), and writes report.md, results.json and
+the PNGs (`node.experiment.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.experiment.checkpoint import CHECKPOINT, RUN_FILE, Checkpoint, check_run_file
+from node.experiment.config import PROFILES, RunOptions, get_profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What a `chorus bench` invocation asks for (the command's options)."""
+
+    profile: str = "quick"
+    """A profile name of `node.experiment.config.PROFILES`: tiny, quick or full."""
+    seed: int = 0
+    """Base seed: the run's seeds are seed, seed+1, ..."""
+    out: Path | None = None
+    """The run folder; None: reports/<run id>."""
+    rpc_url: str | None = None
+    """Any EVM JSON-RPC; None starts a private Anvil."""
+    data: Path | None = None
+    """The user's own tasks (CSV/Parquet, `models.data.loader`); None: the synthetic market."""
+    seeds: int | None = None
+    """Override of the profile's number of seeds."""
+    tasks: int | None = None
+    """Override of the profile's on-chain tasks per (seed, architecture)."""
+    sweeps: bool = True
+    """Run the sweeps after the main table."""
+    fresh: bool = False
+    """Discard the finished units of an earlier run in the folder."""
+    report_only: bool = False
+    """Only render the report from the folder's units."""
+    chain_label: str | None = None
+    """How the report names the chain (default: from `rpc_url`)."""
+    keystore: Path | None = None
+    """Encrypted JSON keystore of the funder (any chain); None: the dev keys (chain 31337 only)."""
+    password_file: Path | None = None
+    """File holding the keystore's password (else CHORUS_KEYSTORE_PASSWORD)."""
+    fund_per_key: str | None = None
+    """Ether sent to each generated node key (with `keystore`); None: computed from the plan."""
+    rerun_check: bool = True
+    """Re-run units and retrain models at the end (the determinism honesty check)."""
+
+    def run_id(self) -> str:
+        """The run folder's default name: profile, seed, data file and overrides."""
+        overrides = {"seeds": self.seeds, "tasks": self.tasks} | ({"nosweeps": ""} if not self.sweeps else {})
+        return run_id(self.profile, self.seed, self.data, overrides)
+
+
+def run_id(profile: str, seed: int, data: Path | None, overrides: dict[str, object]) -> str:
+    """`<profile>-seed<seed>[-<data stem>][-<override><value>...]`."""
+    parts = [profile, f"seed{seed}"]
+    if data is not None:
+        parts.append(Path(data).stem)
+    parts += [f"{k}{v}" for k, v in sorted(overrides.items()) if v is not None]
+    return "-".join(parts)
+
+
+def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
+    """The bench with progress bars and the summary table; returns the results (None: nothing to
+    report). Raises ChorusError on failure and KeyboardInterrupt when interrupted (finished units
+    stay in the run folder). With `request.keystore` (+ its password) it signs with that funder
+    account and generated node keys (`node.experiment.keys`) instead of the dev keys."""
+    from rich.console import Console
+
+    from node.experiment.console import print_funds, print_summary, progress_ui
+    from node.experiment.report.render import write_report
+    from node.experiment.report.results import make_run_info
+    from node.experiment.runner import Bench
+
+    r = request
+    console = console or Console()
+    prof = get_profile(r.profile, seeds=r.seeds, tasks=r.tasks)
+    folder = Path(r.out) if r.out is not None else Path("reports") / r.run_id()
+    opts = RunOptions(profile=prof, seed=r.seed, out=folder, rpc_url=r.rpc_url, data=r.data, sweeps=r.sweeps,
+                      rerun_check=r.rerun_check)
+    keys = None if r.report_only else bench_keys(r.keystore, r.password_file, r.fund_per_key)
+    if r.fresh and not r.report_only:
+        for name in (CHECKPOINT, RUN_FILE):
+            (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / ".work", ignore_errors=True)
+    started = time.time()
+    timings: dict[str, float] = {}
+    signing: dict | None = None
+    if not r.report_only:
+        check_run_file(folder, opts)
+        with progress_ui(console) as ui:
+            runner = Bench(opts, folder, ui, keys=keys)
+            planned = [key for session in runner.sessions() for key in session.units]
+            done = sum(runner.checkpoint.done(key) for key in planned)
+            if done:
+                console.print(f"resuming {folder}: {done} of {len(planned)} units already finished "
+                              f"({CHECKPOINT}); --fresh starts over")
+            try:
+                runner.run()
+            finally:
+                if runner.signing:
+                    print_funds(runner.signing, console)
+            timings, signing = runner.timings, runner.signing
+    elif (folder / RUN_FILE).exists():
+        saved = json.loads((folder / RUN_FILE).read_text())
+        opts = RunOptions(profile=get_profile(saved["profile"]["name"], **_overrides(saved["profile"])),
+                          seed=saved["seed"], out=folder, data=Path(saved["data"]) if saved.get("data") else None,
+                          sweeps=saved.get("sweeps", True))
+    records = Checkpoint(folder / CHECKPOINT).records
+    if not records:
+        console.print(f"[red]no finished units in {folder}[/red]")
+        return None
+    chain = r.chain_label or ((f"private anvil, a block every {prof.block_time:g} s" if prof.block_time else
+                               "private anvil, auto-mine") if r.rpc_url is None else _safe(r.rpc_url))
+    if keys is not None and keys.funder is not None and r.chain_label is None:
+        chain += f"; signed by keystore account {keys.funder.address}, fresh node keys"
+    run = make_run_info(opts, folder.name, started, time.time(), timings, chain)
+    if signing:
+        run["signing"] = signing  # addresses and amounts only
+    previous, env = _previous(folder)
+    if r.report_only and previous:  # the run's own facts, not the re-rendering's
+        run.update({k: previous[k] for k in ("started", "started_ts", "finished", "wall_s", "timings", "chain",
+                                             "signing") if k in previous})
+    results = write_report(records, opts, folder, run, env if r.report_only else None)
+    print_summary(results, console)
+    took = "" if r.report_only else f"  ({time.time() - started:.0f} s)"
+    console.print(f"report: {folder / 'report.md'}  results: {folder / 'results.json'}{took}")
+    return results
+
+
+def bench_keys(keystore: Path | None, password_file: Path | None, fund_per_key: str | None):
+    """The signing mode (`node.experiment.keys.BenchKeys`): the keystore decrypted now, so a missing
+    file or a wrong password stops the run before anything starts; None for the dev keys."""
+    from node.experiment.keys import BenchKeys, load_funder, parse_eth
+    from node.protocol.errors import ConfigError
+
+    if keystore is None:
+        if password_file is not None or fund_per_key is not None:
+            raise ConfigError("--password-file and --fund-per-key go with --keystore")
+        return None
+    keys = BenchKeys(load_funder(keystore, password_file), None if fund_per_key is None else parse_eth(fund_per_key))
+    # The funder is decrypted: no process this run starts (training, nodes) needs its password.
+    for name in [k for k in os.environ if k.startswith("CHORUS_KEYSTORE")]:
+        del os.environ[name]
+    return keys
+
+
+def _overrides(saved_profile: dict) -> dict:
+    base = PROFILES[saved_profile["name"]].to_dict()
+    return {k: v for k, v in saved_profile.items() if k in ("seeds", "tasks") and v != base.get(k)}
+
+
+def _previous(folder: Path) -> tuple[dict | None, dict | None]:
+    """The run and environment sections of an earlier results.json in `folder`."""
+    try:
+        earlier = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    return earlier.get("run"), earlier.get("environment")
+
+
+def _safe(url: str) -> str:
+    from node.protocol.errors import safe_url
+
+    return safe_url(url)
