@@ -40,6 +40,7 @@ from web3.exceptions import (
 
 from node.chain.abi import RevertDecoder
 from node.chain.api import BlockId, ChainClient, Fees, Log, Receipt, SentTx
+from node.chain.settings import GETH_MIN_BUMP_PERCENT
 from node.protocol.errors import ChainError, ConfigError, ContractRevert, NonceTaken, RpcUnavailable, safe_url
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class FeePolicy:
     base_fee_multiplier: int = 2  # maxFee = multiplier * baseFee + tip
     priority_fee_wei: int | None = None  # None: ask the node once (eth_maxPriorityFeePerGas)
     gas_margin: float = 1.2  # gas limit = estimate * margin
-    bump_percent: int = 10  # minimum replacement bump; geth and Anvil require > 10%
+    bump_percent: int = GETH_MIN_BUMP_PERCENT  # replacements raise both caps by more (fee_bump_percent)
     fee_cache_s: float = 0.25  # reuse the base fee this long (it moves <= 12.5% per block)
 
 
@@ -89,7 +90,7 @@ def fees_for(base_fee: int, tip: int, multiplier: int = 2) -> Fees:
     return Fees(max_fee_per_gas=multiplier * base_fee + tip, max_priority_fee_per_gas=tip)
 
 
-def min_replacement(value: int, percent: int = 10) -> int:
+def min_replacement(value: int, percent: int = GETH_MIN_BUMP_PERCENT) -> int:
     """Smallest value a replacement may carry: strictly more than `percent`% above `value`.
 
     geth's pool accepts a replacement only if both fee caps rise by at least 10%; adding 1 wei on
@@ -98,7 +99,7 @@ def min_replacement(value: int, percent: int = 10) -> int:
     return value + value * percent // 100 + 1
 
 
-def bump_fees(old: Fees, current: Fees | None = None, percent: int = 10) -> Fees:
+def bump_fees(old: Fees, current: Fees | None = None, percent: int = GETH_MIN_BUMP_PERCENT) -> Fees:
     """Fees for replacing a transaction that carried `old`: each cap at least `min_replacement` of
     the old one, and no lower than what the market asks now (`current`)."""
     tip = min_replacement(old.max_priority_fee_per_gas, percent)
@@ -193,6 +194,7 @@ class Web3Client(ChainClient):
         retries: int = 3,
         backoff: float = 0.1,
         receipt_timeout: float = 60.0,
+        chain_id: int | None = None,
     ) -> None:
         self.rpc_url = rpc_url
         self._account = account
@@ -205,7 +207,7 @@ class Web3Client(ChainClient):
         # web3's own retry loop is off: retries are decided here, per kind of request.
         provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
         self.w3 = Web3(provider, middleware=[])
-        self._chain_id: int | None = None
+        self._chain_id = chain_id  # None: asked on first use
         self._tip: int | None = self.fee_policy.priority_fee_wei
         self._fees: tuple[float, Fees] | None = None
         self._nonces = NonceManager(self._pending_nonce)
@@ -232,9 +234,8 @@ class Web3Client(ChainClient):
         """A client for another key on the same RPC, sharing the revert decoder and policies."""
         other = Web3Client(self.rpc_url, account, decoder=self.decoder, fee_policy=self.fee_policy,
                            timeout=self._timeout, retries=self._retries, backoff=self._backoff,
-                           receipt_timeout=self.receipt_timeout)
+                           receipt_timeout=self.receipt_timeout, chain_id=self._chain_id)
         other.w3 = self.w3  # one HTTP session pool
-        other._chain_id = self._chain_id
         return other
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -525,8 +526,8 @@ def connect(settings: ChainSettings, *, decoder: RevertDecoder | None = None,
         from node.chain.artifacts import load_protocol_artifacts
 
         decoder = RevertDecoder(a.abi for a in load_protocol_artifacts(settings.artifacts_dir).values())
-    policy = FeePolicy(base_fee_multiplier=settings.base_fee_multiplier,
-                       priority_fee_wei=settings.priority_fee_wei, gas_margin=settings.gas_margin)
+    policy = FeePolicy(base_fee_multiplier=settings.base_fee_multiplier, priority_fee_wei=settings.priority_fee_wei,
+                       gas_margin=settings.gas_margin, bump_percent=settings.fee_bump_percent)
     client = Web3Client(settings.rpc_url, decoder=decoder, fee_policy=policy, timeout=settings.rpc_timeout_s,
                         retries=settings.rpc_retries, receipt_timeout=settings.receipt_timeout_s)
     actual = client.chain_id()

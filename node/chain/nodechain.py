@@ -13,14 +13,17 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from node.chain.api import Fees, Receipt, SentTx
 from node.chain.client import Web3Client
 from node.chain.contracts import ChorusContracts
 from node.chain.events import AgentInfo, ChainEvent, Published, TaskInfo
-from node.protocol.errors import ChainError
+from node.protocol.errors import ChainError, ContractRevert
+
+if TYPE_CHECKING:
+    from node.chain.deploy import Deployment
+    from node.chain.settings import ChainSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,11 @@ class NodeChain:
     def gas_margin(self) -> float:
         return self.client.fee_policy.gas_margin
 
+    @property
+    def bump_percent(self) -> int:
+        """How much a replacement raises both fee caps, strictly more than this (the fee policy's)."""
+        return self.client.fee_policy.bump_percent
+
     def suggest_fees(self) -> Fees:
         return self.client.suggest_fees()
 
@@ -133,9 +141,13 @@ class NodeChain:
         """Whether the node has the transaction (pending or mined)."""
         return self.client.request("eth_getTransactionByHash", [tx_hash]) is not None
 
+    def explain_failure(self, receipt: Receipt) -> ContractRevert:
+        """Why a mined transaction failed (see `Web3Client.explain_failure`)."""
+        return self.client.explain_failure(receipt)
 
-def connect_node_chain(settings: Any, deployment: Any, *, signing: bool = True) -> NodeChain:
-    """A NodeChain for `settings` (NodeSettings) on `deployment` (node.chain.deploy.Deployment)."""
+
+def connect_node_chain(settings: ChainSettings, deployment: Deployment, *, signing: bool = True) -> NodeChain:
+    """A NodeChain for `settings` (a node's, or any process's chain settings) on `deployment`."""
     from node.chain.artifacts import load_protocol_artifacts
     from node.chain.client import connect
     from node.chain.contracts import revert_decoder

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from node.protocol.errors import ConfigError
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 DEV_CHAIN_ID = 31337
 """Anvil's (and Hardhat's) chain id: the only chain on which the well-known dev keys may sign."""
+
+GETH_MIN_BUMP_PERCENT = 10
+"""geth's txpool.pricebump default: a replacement must raise both fee caps by at least this much."""
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 """Anvil's default mnemonic. Its keys are public knowledge: dev chains only."""
@@ -128,8 +131,21 @@ class ChainSettings(BaseSettings):
     gas_margin: float = Field(default=1.2, ge=1.0)
     """Gas limit = estimate * gas_margin."""
 
+    fee_bump_percent: int = GETH_MIN_BUMP_PERCENT
+    """A transaction replaced with higher fees (stuck in the pool, or `Web3Client.replace`) raises
+    both maxFeePerGas and maxPriorityFeePerGas by strictly more than this many percent. At least
+    10: geth's pool refuses a replacement that raises either cap by less."""
+
     artifacts_dir: Path | None = None
     """forge's output folder; default `<project root>/contracts/out`."""
+
+    @field_validator("fee_bump_percent")
+    @classmethod
+    def _check_fee_bump(cls, value: int) -> int:
+        if value < GETH_MIN_BUMP_PERCENT:
+            raise ValueError(f"a replacement must raise both fee caps by at least {GETH_MIN_BUMP_PERCENT}% "
+                             f"(geth's txpool.pricebump), got {value}%")
+        return value
 
     @model_validator(mode="after")
     def _check_key_source(self) -> ChainSettings:

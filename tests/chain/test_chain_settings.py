@@ -115,3 +115,19 @@ def test_connect_checks_the_chain_id(chain) -> None:
     assert client.address == dev_account(2).address
     with pytest.raises(ConfigError, match="serves chain id 31337"):
         connect(get_settings(rpc_url=chain.rpc_url, chain_id=5, keystore_path=None))
+
+
+def test_the_fee_bump_percent_reaches_the_fee_policy_and_the_node_chain(chain) -> None:
+    from node.chain.contracts import ChorusContracts
+    from node.chain.nodechain import NodeChain
+
+    client = connect(get_settings(rpc_url=chain.rpc_url, dev_key_index=2, fee_bump_percent=25))
+    assert client.fee_policy.bump_percent == 25
+    assert NodeChain(client, ChorusContracts(client, {}, {})).bump_percent == 25
+    assert connect(get_settings(rpc_url=chain.rpc_url, dev_key_index=2)).fee_policy.bump_percent == 10
+
+
+@pytest.mark.parametrize("percent", [0, 9])
+def test_a_fee_bump_geth_would_refuse_is_refused(percent: int) -> None:
+    with pytest.raises(ConfigError, match="fee_bump_percent: .*at least 10%"):
+        get_settings(fee_bump_percent=percent)
