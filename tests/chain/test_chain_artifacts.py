@@ -79,6 +79,9 @@ def test_check_fresh_detects_an_unbuilt_source(tmp_path: Path) -> None:
 def test_check_fresh_detects_an_edited_import(tmp_path: Path) -> None:
     root = _copy_project(tmp_path)
     library = root / "contracts" / "src" / "Chorus.sol"
-    library.write_text(library.read_text().replace("MAX_ROLE = 4", "MAX_ROLE = 5"))
+    text = library.read_text()
+    edited = text.replace("MAX_ACTION = 2", "MAX_ACTION = 3")
+    assert edited != text, "the edit must change the library"
+    library.write_text(edited)
     with pytest.raises(ArtifactError, match="Chorus.sol"):
         check_fresh(root)
