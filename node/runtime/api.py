@@ -23,13 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, ModelError, PayloadError, RpcUnavailable
 from node.runtime.metrics import CONTENT_TYPE, NodeMetrics
 from node.protocol.payload import redact_uri
-from node.runtime.store import TASK_STATUSES, StoredEvent, SendRecord, Store, TaskRecord
+from node.protocol.enums import Action, Role
+from node.runtime.sendlog import SendRecord
+from node.runtime.store import StoredEvent, Store, TaskRecord, TaskState
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("sell", "hold", "buy")
-ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
 MAX_PAGE = 500
+TASK_STATES = tuple(state.value for state in TaskState)
+"""The values `GET /tasks?status=` accepts."""
 
 # One place maps the exception tree to HTTP.
 _STATUS_BY_ERROR: tuple[tuple[type[ChorusError], int], ...] = (
@@ -179,12 +181,20 @@ class TaskPage(BaseModel):
 # -- rendering --------------------------------------------------------------------------------------
 
 
+def _label(enum: type[Action] | type[Role], value: int | None) -> str | None:
+    """The enum member's label, or None for a missing or unknown value (the API never raises on one)."""
+    try:
+        return None if value is None else enum(value).label
+    except ValueError:
+        return None
+
+
 def _action(value: int | None) -> str | None:
-    return ACTIONS[value] if value is not None and 0 <= value < len(ACTIONS) else None
+    return _label(Action, value)
 
 
 def _role(value: int | None) -> str | None:
-    return ROLES[value] if value is not None and 0 <= value < len(ROLES) else None
+    return _label(Role, value)
 
 
 def _summary(task: TaskRecord) -> dict[str, Any]:
@@ -298,7 +308,7 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
     def tasks(
         offset: int = Query(0, ge=0, description="Items to skip."),
         limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"Page size, 1..{MAX_PAGE}."),
-        status: Literal[TASK_STATUSES] | None = Query(None, description="Only tasks in this status."),  # type: ignore[valid-type]
+        status: Literal[TASK_STATES] | None = Query(None, description="Only tasks in this status."),  # type: ignore[valid-type]
         view: NodeView = Depends(get_view),
     ) -> Any:
         items = view.store.list_tasks(offset=offset, limit=limit, status=status)

@@ -22,50 +22,30 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agents.base import Agent, PeerOutput, TaskInput
-from node.protocol.enums import ZERO_MODEL_ID, Role
+from node.chain.deploy import Deployment
 from node.chain.nodechain import BlockHeader
+from node.protocol.enums import AGENT_ROLES, ZERO_MODEL_ID, Role
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
-from node.runtime.metrics import NodeMetrics
-from node.runtime.settings import NodeSettings
-from node.runtime.outbox import Outbox, Settled
 from node.protocol.payload import TaskPayload, fetch, verify
-from node.runtime.store import (
-    CHAIN_FINALIZED,
-    CHAIN_OPEN,
-    CLAIMED,
-    DROPPED,
-    FAILED,
-    MINED,
-    NEW,
-    NO_CLAIM,
-    OPEN_SEND_STATUSES,
-    PUBLISHED,
-    PUBLISHING,
-    RECHECK,
-    REJECTED,
-    REVERTED,
-    SKIPPED,
-    WAITING,
-    SendRecord,
-    Store,
-    TaskRecord,
-)
+from node.runtime.closing import Closer, explain_revert
+from node.runtime.metrics import NodeMetrics
+from node.runtime.outbox import Outbox, Settled
+from node.runtime.ports import ChainPort
+from node.runtime.sendlog import OPEN_SEND_STATES, PUBLICATION_KINDS, SendKind, SendRecord, SendState
+from node.runtime.settings import NodeSettings
+from node.runtime.store import TODO_STATES, ChainState, Store, TaskRecord, TaskState
 from node.runtime.watcher import ReorgRace, Watcher
 
 log = logging.getLogger(__name__)
 
 VERSION = "chorus-node/1"
-PUBLICATION_KINDS = ("embedding", "decision")  # send order: the embedding first
-_ALREADY_DONE = {"DuplicateDecision": "decision", "DuplicateEmbedding": "embedding"}
+_ALREADY_DONE = {"DuplicateDecision": SendKind.DECISION, "DuplicateEmbedding": SendKind.EMBEDDING}
 _TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
-_FINALIZE_QUIET = {"AlreadyFinalized", "QuorumNotReached", "NothingToFinalize", "UnknownTask"}
-_CLAIM_FINAL = {"AlreadyClaimed", "NotContributor"}  # quiet, and no claim is tried again
-_CONTRIBUTIONS = ("DecisionPublished", "EmbeddingPublished")
 
 
 @dataclass
@@ -82,8 +62,9 @@ class Health:
 class NodeRuntime:
     """The node's logic over a chain (`node.chain.nodechain.NodeChain` or a fake) and a store."""
 
-    def __init__(self, settings: NodeSettings, chain: Any, store: Store, agent: Agent, *,
-                 deployment: Any, metrics: NodeMetrics | None = None, clock: Any = time.time) -> None:
+    def __init__(self, settings: NodeSettings, chain: ChainPort, store: Store, agent: Agent, *,
+                 deployment: Deployment, metrics: NodeMetrics | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.chain = chain
         self.store = store
@@ -99,10 +80,8 @@ class NodeRuntime:
                                metrics=self.metrics)
         self.outbox = Outbox(chain, store, self.metrics, bump_after_s=settings.bump_after_s,
                              may_resend=self._may_resend, clock=clock)
+        self.closer = Closer(chain, store, self.outbox, self.metrics, settings, clock)
         self._payloads: dict[int, TaskPayload] = {}
-        self._quorum_seen: dict[int, float] = {}
-        self._finalize_retry_at: dict[int, float] = {}
-        self._claim_retry_at: dict[int, float] = {}
 
     # -- identity and health (read by the API thread) ---------------------------------------------
 
@@ -115,7 +94,7 @@ class NodeRuntime:
         return dict(
             address=self.address, role=self.settings.role, endpoint=self.settings.endpoint_url,
             model_id="0x" + ident.model_id.hex(), model_name=ident.model_name, decider=ident.decider, model_backend=ident.backend,
-            embedding_dim=ident.dim, embedding_encoding=ident.encoding.name.lower(),
+            embedding_dim=ident.dim, embedding_encoding=ident.encoding.label,
             chain_id=self.deployment.chain_id, contracts=dict(self.deployment.contracts),
             last_processed_block=self.store.cursor(), confirmations=self.settings.confirmations, version=VERSION,
         )
@@ -153,8 +132,8 @@ class NodeRuntime:
         info = self.chain.agent_info()
         if info.active:
             if info.role != int(ident.role):
-                raise ConfigError(f"{self.address} is registered as {Role(info.role).name.lower()}, "
-                                  f"not {ident.role.name.lower()}: use another key")
+                raise ConfigError(f"{self.address} is registered as {Role(info.role).label}, "
+                                  f"not {ident.role.label}: use another key")
             if bytes(info.model_id) != ident.model_id or info.dim != ident.dim:
                 raise ConfigError(f"{self.address} is registered with model 0x{bytes(info.model_id).hex()[:16]} "
                                   f"dim {info.dim}, this node runs 0x{ident.model_id.hex()[:16]} dim {ident.dim}: "
@@ -163,7 +142,7 @@ class NodeRuntime:
                 contracts.update_endpoint(self.settings.endpoint_url)
                 self.store.set_meta("endpoint", self.settings.endpoint_url)
                 log.info("endpoint updated on chain to %s", self.settings.endpoint_url)
-            log.info("already registered as %s agent %s", ident.role.name.lower(), self.address)
+            log.info("already registered as %s agent %s", ident.role.label, self.address)
             self.health_state.registered = True
             return
         record = contracts.agent(self.address)
@@ -181,7 +160,7 @@ class NodeRuntime:
         try:
             result = contracts.register_agent(int(ident.role), int(ident.modality), self.settings.endpoint_url,
                                               ident.model_id, ident.dim, stake)
-            log.info("registered as %s agent %s (stake %d wei, gas %d)", ident.role.name.lower(), self.address,
+            log.info("registered as %s agent %s (stake %d wei, gas %d)", ident.role.label, self.address,
                      stake, result.gas_used)
         except ContractRevert as exc:
             if exc.error_name != "AlreadyRegistered":
@@ -199,7 +178,7 @@ class NodeRuntime:
             try:
                 busy = self.step()
             except (RpcUnavailable, ReorgRace, ChainError) as exc:
-                self._rpc_failed(exc, backoff)
+                self.rpc_failed(exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.backoff_max_s)
                 continue
@@ -212,7 +191,9 @@ class NodeRuntime:
         url = self.settings.rpc_url
         return text.replace(url, safe_url(url)) if url else text
 
-    def _rpc_failed(self, exc: Exception, backoff: float) -> None:
+    def rpc_failed(self, exc: Exception, backoff: float) -> None:
+        """Record a failed round with the chain (health, metrics, one warning per outage); the
+        caller waits `backoff` seconds before the next try."""
         h = self.health_state
         h.last_error = self.scrub(f"{type(exc).__name__}: {exc}")[:300]
         if isinstance(exc, ReorgRace):
@@ -226,7 +207,8 @@ class NodeRuntime:
         else:
             log.info("RPC still failing after %.0fs; next try in %.1fs", self.clock() - h.rpc_down_since, backoff)
 
-    def _rpc_ok(self, head: BlockHeader) -> None:
+    def rpc_ok(self, head: BlockHeader) -> None:
+        """Record a round that reached the chain, whose head is `head` (ends an outage)."""
         h = self.health_state
         if h.rpc_down_since is not None:
             log.warning("RPC %s reachable again after %.1fs; resuming from block %s",
@@ -237,7 +219,7 @@ class NodeRuntime:
     def step(self) -> bool:
         """One iteration; True when it did something (the caller polls again without sleeping)."""
         result = self.watcher.poll()
-        self._rpc_ok(result.head)
+        self.rpc_ok(result.head)
         if result.rollback is not None:
             for task_id in result.rollback.tasks_rechecked:
                 self._payloads.pop(task_id, None)
@@ -256,9 +238,9 @@ class NodeRuntime:
                 break  # the task in hand is done; the rest waits for the next run
             worked |= self._handle_safely(task, result.head)
         if self.settings.finalize and not self.stopping.is_set():
-            self.finalize_ready(result.head)
+            self.closer.finalize_ready(result.head)
         if self.settings.claim_rewards and not self.stopping.is_set():
-            self.claim_ready()
+            self.closer.claim_ready()
         return worked or bool(result.events) or not result.caught_up
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -268,7 +250,7 @@ class NodeRuntime:
             return self._handle(task, head)
         except (RpcUnavailable, ChainError) as exc:
             if isinstance(exc, ContractRevert):
-                self._on_revert(task.id, "decision", exc)
+                self._on_revert(task.id, SendKind.DECISION, exc)
                 return True
             raise  # the loop backs off; the task stays to do
         except ChorusError as exc:
@@ -281,34 +263,34 @@ class NodeRuntime:
 
     def _handle(self, task: TaskRecord, head: BlockHeader) -> bool:
         s = self.settings
-        if task.chain_status != CHAIN_OPEN:
-            self._set(task.id, SKIPPED, error=f"task is {task.chain_status} on chain")
+        if task.chain_status != ChainState.OPEN:
+            self._set(task.id, TaskState.SKIPPED, error=f"task is {task.chain_status} on chain")
             return False
         if task.arch not in s.archs:
-            self._set(task.id, SKIPPED, error=f"architecture {task.arch} is not served by this node")
+            self._set(task.id, TaskState.SKIPPED, error=f"architecture {task.arch} is not served by this node")
             return False
         if task.deadline is not None and head.timestamp > task.deadline - s.deadline_margin_s:
-            self._set(task.id, SKIPPED, error=f"too close to or past its deadline ({task.deadline})")
+            self._set(task.id, TaskState.SKIPPED, error=f"too close to or past its deadline ({task.deadline})")
             return False
         payload = self._payload(task)
         if payload is None:
             return True
         peers = self._peers(task.id)
         if self.agent.waits_for_peers and not self._peers_ready(task, peers, head):
-            if task.status != WAITING:
-                self._set(task.id, WAITING, started_at=self.clock())
+            if task.status != TaskState.WAITING:
+                self._set(task.id, TaskState.WAITING, started_at=self.clock())
             return False
-        output = self.agent.run(TaskInput(task.id, task.arch or 0, payload, tuple(peers)))
-        wanted = ["decision"]
+        output = self.agent.run(TaskInput(task.id, task.arch, payload, tuple(peers)))
+        wanted = [SendKind.DECISION]
         if output.embedding is not None and task.arch in s.embedding_archs and self.agent.identity.publishes_embeddings:
-            wanted.insert(0, "embedding")
+            wanted.insert(0, SendKind.EMBEDDING)
         self.store.update_task(task.id, action=int(output.decision.action), confidence=output.decision.confidence,
-                               embedding_bytes=len(output.embedding.to_bytes()) if "embedding" in wanted else None,
+                               embedding_bytes=len(output.embedding.to_bytes()) if SendKind.EMBEDDING in wanted else None,
                                started_at=task.started_at or self.clock(), note=output.note or None,
                                commitment="0x" + output.commitment.hex() if output.commitment else None)
         todo = [k for k in wanted if self.store.live_send(task.id, k) is None]
         on_chain: set[str] = set()
-        if todo and (task.status == RECHECK or self.store.sends(task_id=task.id)):
+        if todo and (task.status == TaskState.RECHECK or self.store.sends(task_id=task.id)):
             # An earlier send vanished (reorg, dropped) or a previous life of this node was cut
             # short: ask the chain what stands. For a first send the gas estimate is the check
             # (a duplicate reverts there, and is never sent).
@@ -316,7 +298,7 @@ class NodeRuntime:
             on_chain = {k for k in todo if getattr(published, k)}
             todo = [k for k in todo if k not in on_chain]
         for kind in todo:
-            if kind == "embedding":
+            if kind == SendKind.EMBEDDING:
                 emb = output.embedding
                 data = self.chain.calldata("TaskBoard", "publishEmbedding", task.id, emb.model_id,
                                            int(emb.encoding), emb.to_bytes())
@@ -331,10 +313,10 @@ class NodeRuntime:
                     continue
                 self._on_revert(task.id, kind, exc)
                 return True
-        self._update_publication_status(task.id, decision_on_chain="decision" in on_chain)
+        self._update_publication_status(task.id, decision_on_chain=SendKind.DECISION in on_chain)
         log.info("task %d: %s %s (confidence %d)%s", task.id, "published" if todo else "already published",
-                 output.decision.action.name.lower(), output.decision.confidence,
-                 f" + embedding ({len(output.embedding.to_bytes())} bytes)" if "embedding" in todo else "")
+                 output.decision.action.label, output.decision.confidence,
+                 f" + embedding ({len(output.embedding.to_bytes())} bytes)" if SendKind.EMBEDDING in todo else "")
         return True
 
     def _payload(self, task: TaskRecord) -> TaskPayload | None:
@@ -354,7 +336,7 @@ class NodeRuntime:
             message = str(exc) if isinstance(exc, PayloadError) else f"bad payload hash: {exc}"
             log.warning("task %d rejected: %s", task.id, message)
             self.metrics.tasks_failed.labels(reason="payload").inc()
-            self._set(task.id, REJECTED, error=message[:500])
+            self._set(task.id, TaskState.REJECTED, error=message[:500])
             return None
         self._payloads[task.id] = payload
         return payload
@@ -375,8 +357,12 @@ class NodeRuntime:
         return [PeerOutput(**slot) for slot in by_agent.values()]
 
     def _peers_ready(self, task: TaskRecord, peers: list[PeerOutput], head: BlockHeader) -> bool:
-        decided = sum(1 for p in peers if p.action is not None and p.role in (0, 1, 2))
-        expected = max(1, min((task.quorum or 4) - 1, 3))
+        decided = sum(1 for p in peers if p.action is not None and p.role in AGENT_ROLES)
+        # At most one decision per modality agent, and no more than the quorum leaves room for
+        # besides fusion's own. A row filled from its TaskSubmitted event always has its quorum
+        # (TaskBoard refuses 0); one written by hand has none: wait for every modality agent.
+        agents = len(AGENT_ROLES)
+        expected = agents if task.quorum is None else max(1, min(task.quorum - 1, agents))
         if decided >= expected:
             return True
         waited = self.clock() - (task.started_at or task.seen_at or self.clock())
@@ -386,15 +372,15 @@ class NodeRuntime:
             return True
         return False
 
-    def _set(self, task_id: int, status: str, **changes: Any) -> None:
+    def _set(self, task_id: int, status: TaskState, **changes: Any) -> None:
         self.store.update_task(task_id, status=status, **changes)
-        if status not in (NEW, WAITING, RECHECK):
+        if status not in TODO_STATES:
             self._payloads.pop(task_id, None)  # done with it: keep memory flat
 
     def _fail(self, task_id: int, reason: str, message: str) -> None:
         log.warning("task %d failed: %s", task_id, message)
         self.metrics.tasks_failed.labels(reason=reason[:40]).inc()
-        self._set(task_id, FAILED, error=message[:500])
+        self._set(task_id, TaskState.FAILED, error=message[:500])
 
     def _on_revert(self, task_id: int, kind: str, exc: ContractRevert) -> None:
         if exc.error_name in _ALREADY_DONE:
@@ -402,7 +388,7 @@ class NodeRuntime:
             self._update_publication_status(task_id, decision_on_chain=exc.error_name == "DuplicateDecision")
         elif exc.error_name in _TOO_LATE:
             log.info("task %d: too late to publish (%s)", task_id, exc.error_name)
-            self._set(task_id, SKIPPED, error=str(exc)[:500])
+            self._set(task_id, TaskState.SKIPPED, error=str(exc)[:500])
         else:
             self._fail(task_id, exc.error_name, f"{kind} reverted: {exc}")
 
@@ -410,22 +396,23 @@ class NodeRuntime:
         """PUBLISHED once the decision (and whatever else was sent) is mined; PUBLISHING while a send
         is open. Without any decision send (a node killed between its embedding and its decision)
         the task goes back to work, so the decision is still sent."""
-        sends = [s for s in self.store.sends(task_id=task_id) if s.kind in PUBLICATION_KINDS and s.status != DROPPED]
-        if not decision_on_chain and not any(s.kind == "decision" for s in sends):
+        sends = [s for s in self.store.sends(task_id=task_id)
+                 if s.kind in PUBLICATION_KINDS and s.status != SendState.DROPPED]
+        if not decision_on_chain and not any(s.kind == SendKind.DECISION for s in sends):
             task = self.store.get_task(task_id)
-            if task is not None and task.status in (PUBLISHING, PUBLISHED):
-                self._set(task_id, NEW)
+            if task is not None and task.status in (TaskState.PUBLISHING, TaskState.PUBLISHED):
+                self._set(task_id, TaskState.NEW)
             return
-        if any(s.status in OPEN_SEND_STATUSES for s in sends):
-            self._set(task_id, PUBLISHING)
+        if any(s.status in OPEN_SEND_STATES for s in sends):
+            self._set(task_id, TaskState.PUBLISHING)
             return
-        if any(s.status == REVERTED for s in sends):
+        if any(s.status == SendState.REVERTED for s in sends):
             return  # handled by _on_settled
         task = self.store.get_task(task_id)
-        if task is None or task.status == PUBLISHED:
+        if task is None or task.status == TaskState.PUBLISHED:
             return
         now = self.clock()
-        self._set(task_id, PUBLISHED, published_at=now)
+        self._set(task_id, TaskState.PUBLISHED, published_at=now)
         if sends or decision_on_chain:
             self.metrics.tasks_processed.inc()
             if task.seen_at is not None:
@@ -436,156 +423,40 @@ class NodeRuntime:
             send = item.send
             if send.task_id is None:
                 continue
-            if send.kind == "claim":
-                self._on_claim_settled(item)
-                continue
-            if send.kind == "finalize":
-                if send.status == MINED:
-                    self.metrics.finalize_sent.inc()
-                    log.info("task %d finalized by this node (gas %s)", send.task_id, send.gas_used)
-                elif send.status == REVERTED:
-                    log.info("finalize of task %d reverted (another node was first)", send.task_id)
-                continue
-            if send.status == MINED:
+            if send.kind in (SendKind.CLAIM, SendKind.FINALIZE):
+                self.closer.on_settled(item)
+            elif send.status == SendState.MINED:
                 self._update_publication_status(send.task_id)
-            elif send.status == REVERTED:
-                reason = self._explain(item)
-                self._on_revert(send.task_id, send.kind, reason)
-            elif send.status == DROPPED:
+            elif send.status == SendState.REVERTED:
+                self._on_revert(send.task_id, send.kind, explain_revert(self.chain, item))
+            elif send.status == SendState.DROPPED:
                 task = self.store.get_task(send.task_id)
-                if task is not None and task.chain_status == CHAIN_OPEN and task.status in (PUBLISHING, PUBLISHED):
-                    self._set(send.task_id, RECHECK, error="publication dropped; will check the chain again")
-
-    def _explain(self, item: Settled) -> ContractRevert:
-        explain = getattr(self.chain.client, "explain_failure", None) if hasattr(self.chain, "client") else None
-        if explain is not None and item.receipt is not None:
-            try:
-                return explain(item.receipt)
-            except ChainError:
-                pass
-        return ContractRevert("Reverted", {}, tx_hash=item.send.tx_hash)
+                if task is not None and task.chain_status == ChainState.OPEN and \
+                        task.status in (TaskState.PUBLISHING, TaskState.PUBLISHED):
+                    self._set(send.task_id, TaskState.RECHECK, error="publication dropped; will check the chain again")
 
     def _may_resend(self, send: SendRecord) -> bool:
         """A vanished publication is rebroadcast only while its task is the one it was made for."""
         if send.task_id is None:
             return True
         task = self.store.get_task(send.task_id)
-        if send.kind == "claim":  # a claim stays good while its task is finalized
-            return task is not None and task.chain_status == CHAIN_FINALIZED
-        return task is not None and task.status != RECHECK and task.chain_status == CHAIN_OPEN
-
-    # -- finalization -----------------------------------------------------------------------------
-
-    def finalize_ready(self, head: BlockHeader) -> None:
-        """Send finalize for open tasks at quorum (or past deadline with a decision) that this node
-        should finalize now; a lost race (AlreadyFinalized) is expected and quiet."""
-        now = self.clock()
-        me = self.address.lower()
-        open_tasks = self.store.open_tasks()
-        open_ids = {t.id for t in open_tasks}
-        for book in (self._quorum_seen, self._finalize_retry_at):
-            for task_id in [t for t in book if t not in open_ids]:
-                del book[task_id]
-        for task in open_tasks:
-            if task.submitted_block is None or now < self._finalize_retry_at.get(task.id, 0.0):
-                continue
-            decisions = [e for e in self.store.task_events(task.id) if e.name == "DecisionPublished"]
-            quorum = task.quorum or 1
-            at_quorum = len(decisions) >= quorum
-            expired = task.deadline is not None and head.timestamp > task.deadline and decisions
-            if not (at_quorum or expired):
-                self._quorum_seen.pop(task.id, None)
-                continue
-            if self.store.live_send(task.id, "finalize") is not None:
-                continue
-            designated = (decisions[quorum - 1] if at_quorum else decisions[-1]).agent or ""
-            first_seen = self._quorum_seen.setdefault(task.id, now)
-            if designated.lower() != me and now - first_seen < self.settings.finalize_grace_s:
-                continue
-            data = self.chain.calldata("TaskBoard", "finalize", task.id)
-            try:
-                self.outbox.send(kind="finalize", to=self.board, data=data, task_id=task.id)
-                log.debug("task %d: finalize sent", task.id)
-            except ContractRevert as exc:
-                if exc.error_name not in _FINALIZE_QUIET:
-                    log.warning("task %d: finalize refused: %s", task.id, exc)
-                self._finalize_retry_at[task.id] = now + 1.0
-
-    # -- rewards ----------------------------------------------------------------------------------
-
-    def claim_ready(self) -> None:
-        """Send claimReward for each finalized task this node contributed to whose share is above
-        zero, at most once: a claim open or mined in the send log is never built again, and what
-        settles a share for good (our claim mined, nothing to claim, AlreadyClaimed or
-        NotContributor from the chain) is written to the task's `claim_status`."""
-        now = self.clock()
-        me = self.address.lower()
-        for task in self.store.claimable_tasks():
-            if now < self._claim_retry_at.get(task.id, 0.0):
-                continue
-            live = self.store.live_send(task.id, "claim")
-            if live is not None:
-                if live.status == MINED:  # killed between the receipt and its record
-                    self._claimed(task.id)
-                continue
-            contributed = any(e.name in _CONTRIBUTIONS and (e.agent or "").lower() == me
-                              for e in self.store.task_events(task.id))
-            if not contributed or _share(task) == 0:
-                self.store.update_task(task.id, claim_status=NO_CLAIM)
-                continue
-            data = self.chain.calldata("TaskBoard", "claimReward", task.id)
-            try:
-                self.outbox.send(kind="claim", to=self.board, data=data, task_id=task.id)
-                log.debug("task %d: claimReward sent", task.id)
-            except ContractRevert as exc:
-                if exc.error_name in _CLAIM_FINAL:
-                    log.info("task %d: no reward to claim (%s)", task.id, exc.error_name)
-                    self.store.update_task(task.id, claim_status=exc.error_name)
-                else:
-                    log.warning("task %d: claimReward refused: %s", task.id, exc)
-                    self._claim_retry_at[task.id] = now + 5.0
-
-    def _claimed(self, task_id: int) -> None:
-        task = self.store.get_task(task_id)
-        share = _share(task) if task is not None else 0
-        self.store.update_task(task_id, claim_status=CLAIMED, claimed_wei=str(share))
-        log.info("task %d: reward share of %d wei claimed", task_id, share)
-
-    def _on_claim_settled(self, item: Settled) -> None:
-        send = item.send
-        if send.status == MINED:
-            self._claimed(send.task_id)
-        elif send.status == REVERTED:
-            reason = self._explain(item)
-            if reason.error_name in _CLAIM_FINAL:
-                log.info("task %d: claim reverted (%s)", send.task_id, reason.error_name)
-            else:
-                log.warning("task %d: claim reverted: %s; not tried again", send.task_id, reason)
-            self.store.update_task(send.task_id, claim_status=reason.error_name)
-        elif send.status == DROPPED:
-            # None of our attempts was mined (or a reorg took it): decide again; the chain says
-            # AlreadyClaimed at estimation if the share was paid after all.
-            self.store.update_task(send.task_id, claim_status=None, claimed_wei=None)
-
-
-def _share(task: TaskRecord) -> int:
-    """A contributor's share of a finalized task: `reward / contributors`, rounded down (as on chain)."""
-    return int(task.reward or 0) // task.contributors if task.contributors else 0
+        if send.kind == SendKind.CLAIM:  # a claim stays good while its task is finalized
+            return task is not None and task.chain_status == ChainState.FINALIZED
+        return task is not None and task.status != TaskState.RECHECK and task.chain_status == ChainState.OPEN
 
 
 # -- the process --------------------------------------------------------------------------------------
 
 
-def load_deployment(settings: NodeSettings) -> Any:
-    from node.chain.deploy import Deployment
-
+def load_deployment(settings: NodeSettings) -> Deployment:
+    """The deployment record the settings point to (`.chorus/devnet.json` by default)."""
     path = settings.resolved_deployment_file()
     if not path.is_file():
         raise ConfigError(f"no deployment file at {path}: run `chorus devnet up` or set CHORUS_DEPLOYMENT_FILE")
     return Deployment.load(path)
 
 
-def effective_settings(settings: NodeSettings, deployment: Any) -> NodeSettings:
+def effective_settings(settings: NodeSettings, deployment: Deployment) -> NodeSettings:
     """Take the RPC URL and chain id from the deployment where the settings leave them unset."""
     changes: dict[str, Any] = {}
     if "rpc_url" not in settings.model_fields_set and deployment.rpc_url:
@@ -663,7 +534,7 @@ def run_node(settings: NodeSettings, *, runtime: NodeRuntime | None = None, rout
                 runtime.bootstrap()
                 break
             except (RpcUnavailable, ChainError) as exc:
-                runtime._rpc_failed(exc, settings.backoff_max_s)
+                runtime.rpc_failed(exc, settings.backoff_max_s)
                 stop.wait(min(settings.backoff_max_s, 2.0))
         runtime.run(stop)
         if not runtime.outbox.drain(settings.shutdown_grace_s):

@@ -1,6 +1,6 @@
 """The node's send path: every transaction is signed, written to the send log, then broadcast.
 
-Guarantees, with the send log in `node.runtime.store`:
+Guarantees, with the send log in `node.runtime.sendlog`:
 - A transaction is on disk (nonce, raw bytes, hash) before the RPC sees it. A node killed at any
   point finds it on restart and looks for *that* transaction (receipt, pool) before doing anything
   else; if the chain never got it and its nonce is still free, the same bytes are broadcast again
@@ -9,8 +9,9 @@ Guarantees, with the send log in `node.runtime.store`:
 - One key's transactions reach the RPC in nonce order (the chain layer's nonce lock is held from
   nonce choice to broadcast), so Anvil's auto-mine cannot strand them (foundry-rs/foundry#10122).
 - A transaction not mined after `bump_after_s` is replaced (same nonce) with both fee caps raised
-  past geth's replacement rule (+10% on maxFeePerGas *and* maxPriorityFeePerGas, strictly more),
-  which also satisfies Anvil's looser rule. Every replacement is written down before it is sent;
+  by strictly more than the chain's `bump_percent` (the `fee_bump_percent` setting, at least
+  geth's replacement rule: +10% on maxFeePerGas *and* maxPriorityFeePerGas), which also
+  satisfies Anvil's looser rule. Every replacement is written down before it is sent;
   any of the attempts may be the one that gets mined.
 """
 
@@ -20,16 +21,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from node.chain.api import Fees, Receipt
 from node.chain.client import bump_fees
 from node.chain.nodechain import SignedTx
-from node.protocol.errors import NonceTaken
-from node.protocol.errors import ChainError, RpcUnavailable
+from node.protocol.errors import ChainError, NonceTaken, RpcUnavailable
 from node.runtime.metrics import NodeMetrics
-from node.runtime.store import DROPPED, MINED, PREPARED, REVERTED, SENT, SendRecord, Store
+from node.runtime.sendlog import SendRecord, SendState
+from node.runtime.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,14 @@ class SendPort(Protocol):
     @property
     def gas_margin(self) -> float: ...
 
+    @property
+    def bump_percent(self) -> int: ...
+
     def estimate_gas(self, to: str, data: bytes, *, value: int = 0) -> int: ...
 
     def suggest_fees(self) -> Fees: ...
 
-    def reserve_nonce(self): ...  # a context manager yielding the next nonce
+    def reserve_nonce(self) -> AbstractContextManager[int]: ...  # the next nonce, consumed if the body returns
 
     def resync_nonce(self) -> int: ...
 
@@ -106,7 +111,7 @@ class Outbox:
             try:
                 self.chain.send_raw(signed.raw, signed.tx_hash)
             except NonceTaken:
-                self.store.mark_send(send_id, DROPPED, error="nonce already used")
+                self.store.mark_send(send_id, SendState.DROPPED, error="nonce already used")
                 raise  # the nonce is not consumed: the context manager sees the exception
             except RpcUnavailable as exc:
                 # It may or may not have arrived; the bytes are on disk and `poll` finds out.
@@ -114,9 +119,9 @@ class Outbox:
                             signed.tx_hash)
                 if self.metrics:
                     self.metrics.rpc_errors.labels(operation="send").inc()
-                self.store.mark_send(send_id, PREPARED, error=str(exc)[:200])
+                self.store.mark_send(send_id, SendState.PREPARED, error=str(exc)[:200])
                 return self.store.get_send(send_id)  # type: ignore[return-value]
-            self.store.mark_send(send_id, SENT, sent_at=self._clock())
+            self.store.mark_send(send_id, SendState.SENT, sent_at=self._clock())
         log.debug("sent %s for task %s: %s nonce %d", kind, task_id, signed.tx_hash, nonce)
         return self.store.get_send(send_id)  # type: ignore[return-value]
 
@@ -133,8 +138,8 @@ class Outbox:
                 settled.append(Settled(self._settle(send, receipt), receipt))
                 continue
             if any(self.chain.tx_known(a.tx_hash) for a in send.attempts):
-                if send.status == PREPARED:
-                    self.store.mark_send(send.id, SENT, sent_at=self._clock())
+                if send.status == SendState.PREPARED:
+                    self.store.mark_send(send.id, SendState.SENT, sent_at=self._clock())
                 self._maybe_bump(send)
                 continue
             # Neither mined nor pending: lost in a crash before broadcast, a node restart, or a reorg.
@@ -156,7 +161,7 @@ class Outbox:
         return None
 
     def _settle(self, send: SendRecord, receipt: Receipt) -> SendRecord:
-        status = MINED if receipt.succeeded else REVERTED
+        status = SendState.MINED if receipt.succeeded else SendState.REVERTED
         self.store.mark_send(send.id, status, tx_hash=receipt.tx_hash, block_number=receipt.block_number,
                              gas_used=receipt.gas_used, effective_gas_price=receipt.effective_gas_price,
                              mined_at=self._clock())
@@ -170,22 +175,22 @@ class Outbox:
         else mark it DROPPED (returned)."""
         latest = send.attempts[-1]
         if not self._may_resend(send):
-            self.store.mark_send(send.id, DROPPED, error="not resent: its task changed (reorg)")
+            self.store.mark_send(send.id, SendState.DROPPED, error="not resent: its task changed (reorg)")
             log.info("dropped %s for task %s (tx %s): its task changed", send.kind, send.task_id, latest.tx_hash)
             return self.store.get_send(send.id)
         if self.chain.nonce_at("latest") > send.nonce:
             # The nonce is used and none of our attempts has a receipt: another transaction took it.
-            self.store.mark_send(send.id, DROPPED, error="nonce used by another transaction")
+            self.store.mark_send(send.id, SendState.DROPPED, error="nonce used by another transaction")
             log.warning("dropped %s for task %s (tx %s): nonce %d used elsewhere", send.kind, send.task_id,
                         latest.tx_hash, send.nonce)
             return self.store.get_send(send.id)
         try:
             self.chain.send_raw(latest.raw, latest.tx_hash)
         except NonceTaken as exc:
-            self.store.mark_send(send.id, DROPPED, error=f"rebroadcast refused: {exc}"[:200])
+            self.store.mark_send(send.id, SendState.DROPPED, error=f"rebroadcast refused: {exc}"[:200])
             return self.store.get_send(send.id)
         log.info("rebroadcast %s for task %s: tx %s (nonce %d)", send.kind, send.task_id, latest.tx_hash, send.nonce)
-        self.store.mark_send(send.id, SENT, sent_at=self._clock())
+        self.store.mark_send(send.id, SendState.SENT, sent_at=self._clock())
         return None
 
     def _maybe_bump(self, send: SendRecord) -> None:
@@ -195,7 +200,7 @@ class Outbox:
             return
         to, data, value, gas = tx_body(latest.raw)
         old = Fees(int(latest.max_fee_per_gas or 0), int(latest.max_priority_fee_per_gas or 0))
-        fees = bump_fees(old, self.chain.suggest_fees())
+        fees = bump_fees(old, self.chain.suggest_fees(), self.chain.bump_percent)
         signed = self.chain.sign(nonce=send.nonce, to=to, data=data, value=value, gas=gas, fees=fees)
         self.store.add_attempt(send.id, tx_hash=signed.tx_hash, raw=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
                                max_priority_fee_per_gas=fees.max_priority_fee_per_gas)

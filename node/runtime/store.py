@@ -4,9 +4,8 @@ what the node knows of each task, the chain events it has seen, and its send log
 Why each part exists:
 - `cursor` + `blocks`: resume after a crash exactly where the last committed batch ended, and
   notice a reorg (a stored block hash no longer matches the chain) so the batch can be rolled back.
-- `sends` + `send_attempts`: a transaction is written here (nonce, raw bytes, hash) *before* it is
-  broadcast, so a restarted node checks the chain for that exact transaction instead of building
-  a second publication for the same task.
+- `sends` + `send_attempts`: the send log (`node.runtime.sendlog`): a transaction is written
+  there *before* it is broadcast, so a restarted node looks for that exact transaction.
 - `events`: the publications of every agent, so the fusion agent and `GET /tasks/{id}` need no
   extra RPC round trips.
 
@@ -23,37 +22,48 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from node.runtime.sendlog import SEND_SCHEMA, SendLog, SendState
+
 SCHEMA_VERSION = 1
 
-# The node's own view of a task (`status`); the chain's view is `chain_status`.
-NEW = "new"              # seen on chain, not handled yet
-WAITING = "waiting"      # handled as far as possible; waiting for peers' outputs (fusion)
-PUBLISHING = "publishing"  # our transactions are sent, not all mined
-PUBLISHED = "published"  # our publications are mined
-REJECTED = "rejected"    # the payload is malformed / mismatching: nothing will be published
-FAILED = "failed"        # publishing failed for good (e.g. a revert we cannot fix)
-SKIPPED = "skipped"      # nothing for this node to do (deadline passed, architecture not served)
-RECHECK = "recheck"      # its block was reorganised away: must be looked at again
-TASK_STATUSES = (NEW, WAITING, PUBLISHING, PUBLISHED, REJECTED, FAILED, SKIPPED, RECHECK)
-TODO_STATUSES = (NEW, WAITING, RECHECK)
+class TaskState(StrEnum):
+    """The node's own view of a task (`tasks.status`); the chain's view is `ChainState`."""
 
-CHAIN_OPEN, CHAIN_FINALIZED, CHAIN_RECLAIMED, CHAIN_GONE = "open", "finalized", "reclaimed", "gone"
+    NEW = "new"                # seen on chain, not handled yet
+    WAITING = "waiting"        # handled as far as possible; waiting for peers' outputs (fusion)
+    PUBLISHING = "publishing"  # our transactions are sent, not all mined
+    PUBLISHED = "published"    # our publications are mined
+    REJECTED = "rejected"      # the payload is malformed / mismatching: nothing will be published
+    FAILED = "failed"          # publishing failed for good (e.g. a revert we cannot fix)
+    SKIPPED = "skipped"        # nothing for this node to do (deadline passed, architecture not served)
+    RECHECK = "recheck"        # its block was reorganised away: must be looked at again
 
-# What became of this node's reward share of a finalized task (`claim_status`; NULL: not decided
-# yet). Besides these, the name of a revert that settled it for good (e.g. "AlreadyClaimed").
-CLAIMED = "claimed"      # our claimReward was mined
-NO_CLAIM = "none"        # nothing to claim: not a contributor, or a zero share
 
-# Send log statuses.
-PREPARED = "prepared"  # signed and written down, maybe not broadcast yet
-SENT = "sent"          # the RPC accepted it
-MINED = "mined"        # a receipt with status 1
-REVERTED = "reverted"  # a receipt with status 0
-DROPPED = "dropped"    # not mined, not pending, its nonce used by nothing of ours: gone
-OPEN_SEND_STATUSES = (PREPARED, SENT)
+TODO_STATES = (TaskState.NEW, TaskState.WAITING, TaskState.RECHECK)
+"""Tasks in these states are still work for this node."""
+
+
+class ChainState(StrEnum):
+    """The chain's view of a task as this node last saw it (`tasks.chain_status`)."""
+
+    OPEN = "open"
+    FINALIZED = "finalized"
+    RECLAIMED = "reclaimed"
+    GONE = "gone"  # its TaskSubmitted block was reorganised away
+
+
+class ClaimState(StrEnum):
+    """What became of this node's reward share of a finalized task (`tasks.claim_status`; NULL: not
+    decided yet). Besides these, the column holds the name of a revert that settled it for good
+    (e.g. "AlreadyClaimed")."""
+
+    CLAIMED = "claimed"  # our claimReward was mined
+    NONE = "none"        # nothing to claim: not a contributor, or a zero share
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,32 +120,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
 CREATE TABLE IF NOT EXISTS payloads (task_id INTEGER PRIMARY KEY, raw BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS sends (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    task_id INTEGER,
-    kind TEXT NOT NULL,
-    nonce INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    tx_hash TEXT,
-    block_number INTEGER,
-    gas_used INTEGER,
-    effective_gas_price INTEGER,
-    error TEXT,
-    created_at REAL,
-    sent_at REAL,
-    mined_at REAL
-);
-CREATE INDEX IF NOT EXISTS sends_task ON sends(task_id, kind);
-CREATE INDEX IF NOT EXISTS sends_status ON sends(status);
-CREATE TABLE IF NOT EXISTS send_attempts (
-    tx_hash TEXT PRIMARY KEY,
-    send_id INTEGER NOT NULL REFERENCES sends(id),
-    raw BLOB NOT NULL,
-    max_fee_per_gas INTEGER,
-    max_priority_fee_per_gas INTEGER,
-    created_at REAL
-);
-CREATE INDEX IF NOT EXISTS attempts_send ON send_attempts(send_id);
 """
 
 
@@ -144,8 +128,8 @@ class TaskRecord:
     """One task as this node knows it."""
 
     id: int
-    status: str = NEW
-    chain_status: str = CHAIN_OPEN
+    status: TaskState = TaskState.NEW
+    chain_status: ChainState = ChainState.OPEN
     submitted_block: int | None = None
     submitted_tx: str | None = None
     submitter: str | None = None
@@ -170,8 +154,8 @@ class TaskRecord:
     decisions: int | None = None
     contributors: int | None = None
     claim_status: str | None = None
-    """What became of this node's share once finalized: None (not decided yet), CLAIMED, NO_CLAIM,
-    or the revert that settled it (e.g. "AlreadyClaimed")."""
+    """What became of this node's share once finalized: None (not decided yet), a `ClaimState`, or
+    the revert that settled it (e.g. "AlreadyClaimed")."""
     claimed_wei: str | None = None  # the share our claim was paid, wei as a decimal string
     seen_at: float | None = None
     started_at: float | None = None
@@ -214,40 +198,6 @@ class StoredEvent:
     contributors: int | None = None
 
 
-@dataclass
-class SendAttempt:
-    tx_hash: str
-    raw: bytes = field(repr=False)
-    max_fee_per_gas: int | None = None
-    max_priority_fee_per_gas: int | None = None
-    created_at: float | None = None
-
-
-@dataclass
-class SendRecord:
-    """One logical transaction of the node (one nonce); fee bumps add attempts, not records."""
-
-    id: int
-    task_id: int | None
-    kind: str
-    nonce: int
-    status: str
-    tx_hash: str | None = None  # the attempt that was mined (or the latest one)
-    block_number: int | None = None
-    gas_used: int | None = None
-    effective_gas_price: int | None = None
-    error: str | None = None
-    created_at: float | None = None
-    sent_at: float | None = None
-    mined_at: float | None = None
-    attempts: list[SendAttempt] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["attempts"] = [a.tx_hash for a in self.attempts]
-        return d
-
-
 @dataclass(frozen=True)
 class Rollback:
     """What a reorg rollback undid."""
@@ -261,7 +211,7 @@ class Rollback:
 _TASK_COLUMNS = tuple(f.name for f in fields(TaskRecord))
 
 
-class Store:
+class Store(SendLog):
     """The node's SQLite state. `Store(":memory:")` for tests."""
 
     def __init__(self, path: str | Path, *, clock: Any = time.time) -> None:
@@ -276,7 +226,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed 'about to send' row survives even an OS crash, not only ours.
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + SEND_SCHEMA)
             self._add_missing_columns()
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)
@@ -374,11 +324,11 @@ class Store:
                     db.execute(
                         "UPDATE tasks SET chain_status = ?, final_action = ?, final_block = ?, final_tx = ?, decisions = ?, "
                         "contributors = ?, finalized_at = ?, updated_at = ? WHERE id = ?",
-                        (CHAIN_FINALIZED, ev.action, ev.block_number, ev.tx_hash, ev.decisions, ev.contributors, now, now,
+                        (ChainState.FINALIZED, ev.action, ev.block_number, ev.tx_hash, ev.decisions, ev.contributors, now, now,
                          ev.task_id))
                 elif ev.name == "TaskReclaimed":
                     db.execute("UPDATE tasks SET chain_status = ?, updated_at = ? WHERE id = ?",
-                               (CHAIN_RECLAIMED, now, ev.task_id))
+                               (ChainState.RECLAIMED, now, ev.task_id))
             for number, block_hash in block_hashes.items():
                 db.execute("INSERT OR REPLACE INTO blocks(number, hash) VALUES (?, ?)", (number, block_hash))
             db.execute("DELETE FROM blocks WHERE number <= ?", (to_block - keep_blocks,))
@@ -395,14 +345,14 @@ class Store:
             payload_size=len(ev.payload) if ev.payload else None, updated_at=now,
         )
         if row is None:
-            values.update(id=ev.task_id, status=NEW, chain_status=CHAIN_OPEN, seen_at=now)
+            values.update(id=ev.task_id, status=TaskState.NEW, chain_status=ChainState.OPEN, seen_at=now)
             cols = ", ".join(values)
             db.execute(f"INSERT INTO tasks({cols}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608
                        tuple(values.values()))
-        elif row["status"] == RECHECK:
+        elif row["status"] == TaskState.RECHECK:
             # Seen again after a reorg, maybe with other content: start over; the chain (not this
             # row) decides later whether our earlier publication still stands.
-            values.update(status=NEW, chain_status=CHAIN_OPEN, error=None, action=None, confidence=None,
+            values.update(status=TaskState.NEW, chain_status=ChainState.OPEN, error=None, action=None, confidence=None,
                           embedding_bytes=None, commitment=None, final_action=None, final_block=None, final_tx=None,
                           decisions=None, contributors=None, published_at=None, finalized_at=None)
             sets = ", ".join(f"{k} = ?" for k in values)
@@ -436,17 +386,18 @@ class Store:
                 (to_block, to_block))]
             sends = [r["id"] for r in db.execute("SELECT id FROM sends WHERE block_number > ?", (to_block,))]
             db.execute("UPDATE tasks SET status = ?, chain_status = ?, updated_at = ?, error = ? WHERE submitted_block > ?",
-                       (RECHECK, CHAIN_GONE, now, f"block reorganised away (rolled back to {to_block})", to_block))
+                       (TaskState.RECHECK, ChainState.GONE, now, f"block reorganised away (rolled back to {to_block})",
+                        to_block))
             db.execute("UPDATE tasks SET chain_status = ?, final_action = NULL, final_block = NULL, final_tx = NULL, "
                        "decisions = NULL, contributors = NULL, finalized_at = NULL, claim_status = NULL, "
                        "claimed_wei = NULL, updated_at = ? WHERE final_block > ?",
-                       (CHAIN_OPEN, now, to_block))
+                       (ChainState.OPEN, now, to_block))
             # Published tasks whose publication was in a dropped block must be looked at again.
             db.execute("UPDATE tasks SET status = ?, updated_at = ? WHERE status IN (?, ?) AND id IN "  # noqa: S608
                        "(SELECT task_id FROM sends WHERE block_number > ?)",
-                       (RECHECK, now, PUBLISHED, PUBLISHING, to_block))
+                       (TaskState.RECHECK, now, TaskState.PUBLISHED, TaskState.PUBLISHING, to_block))
             db.execute("UPDATE sends SET status = ?, block_number = NULL, mined_at = NULL WHERE block_number > ?",
-                       (SENT, to_block))
+                       (SendState.SENT, to_block))
             db.execute("DELETE FROM events WHERE block_number > ?", (to_block,))
             db.execute("DELETE FROM blocks WHERE number > ?", (to_block,))
             db.execute("INSERT INTO meta(key, value) VALUES ('cursor', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -500,24 +451,24 @@ class Store:
 
     def todo_tasks(self, limit: int = 100) -> list[TaskRecord]:
         """Tasks this node still has to act on, oldest first."""
-        marks = ", ".join("?" * len(TODO_STATUSES))
+        marks = ", ".join("?" * len(TODO_STATES))
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM tasks WHERE status IN ({marks}) AND chain_status != ? "  # noqa: S608
-                                    "ORDER BY id LIMIT ?", (*TODO_STATUSES, CHAIN_GONE, limit)).fetchall()
+                                    "ORDER BY id LIMIT ?", (*TODO_STATES, ChainState.GONE, limit)).fetchall()
         return [_task(r) for r in rows]
 
     def open_tasks(self, limit: int = 500) -> list[TaskRecord]:
         """Tasks still open on chain (finalization candidates), oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM tasks WHERE chain_status = ? ORDER BY id LIMIT ?",
-                                    (CHAIN_OPEN, limit)).fetchall()
+                                    (ChainState.OPEN, limit)).fetchall()
         return [_task(r) for r in rows]
 
     def claimable_tasks(self, limit: int = 500) -> list[TaskRecord]:
         """Finalized tasks whose reward share is not decided yet (claim candidates), oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM tasks WHERE chain_status = ? AND claim_status IS NULL "
-                                    "ORDER BY id LIMIT ?", (CHAIN_FINALIZED, limit)).fetchall()
+                                    "ORDER BY id LIMIT ?", (ChainState.FINALIZED, limit)).fetchall()
         return [_task(r) for r in rows]
 
     # ---- events -------------------------------------------------------------------------------
@@ -529,88 +480,8 @@ class Store:
                                     (task_id,)).fetchall()
         return [StoredEvent(**dict(r)) for r in rows]
 
-    # ---- send log -----------------------------------------------------------------------------
-
-    def record_send(self, *, task_id: int | None, kind: str, nonce: int, tx_hash: str, raw: bytes,
-                    max_fee_per_gas: int | None = None, max_priority_fee_per_gas: int | None = None) -> int:
-        """Write 'about to send tx `tx_hash` (nonce, raw bytes) for task T' and commit. Returns the send id."""
-        now = self._clock()
-        with self._tx() as db:
-            cur = db.execute("INSERT INTO sends(task_id, kind, nonce, status, tx_hash, created_at) VALUES (?,?,?,?,?,?)",
-                             (task_id, kind, nonce, PREPARED, tx_hash, now))
-            send_id = int(cur.lastrowid)
-            db.execute("INSERT INTO send_attempts(tx_hash, send_id, raw, max_fee_per_gas, max_priority_fee_per_gas, "
-                       "created_at) VALUES (?,?,?,?,?,?)",
-                       (tx_hash, send_id, raw, _int_or_none(max_fee_per_gas), _int_or_none(max_priority_fee_per_gas), now))
-        return send_id
-
-    def add_attempt(self, send_id: int, *, tx_hash: str, raw: bytes, max_fee_per_gas: int | None = None,
-                    max_priority_fee_per_gas: int | None = None) -> None:
-        """A replacement (fee bump) of send `send_id`: same nonce, new hash. Written before it is sent."""
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO send_attempts(tx_hash, send_id, raw, max_fee_per_gas, "
-                       "max_priority_fee_per_gas, created_at) VALUES (?,?,?,?,?,?)",
-                       (tx_hash, send_id, raw, _int_or_none(max_fee_per_gas), _int_or_none(max_priority_fee_per_gas),
-                        self._clock()))
-            db.execute("UPDATE sends SET tx_hash = ? WHERE id = ?", (tx_hash, send_id))
-
-    def mark_send(self, send_id: int, status: str, **changes: Any) -> None:
-        allowed = {"tx_hash", "block_number", "gas_used", "effective_gas_price", "error", "sent_at", "mined_at"}
-        if set(changes) - allowed:
-            raise ValueError(f"unknown send fields {sorted(set(changes) - allowed)}")
-        sets = ", ".join(["status = ?", *(f"{k} = ?" for k in changes)])
-        with self._lock:
-            self._db.execute(f"UPDATE sends SET {sets} WHERE id = ?", (status, *changes.values(), send_id))  # noqa: S608
-
-    def get_send(self, send_id: int) -> SendRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM sends WHERE id = ?", (send_id,)).fetchone()
-            return None if row is None else self._send(row)
-
-    def sends(self, *, task_id: int | None = None, statuses: Iterable[str] | None = None,
-              kind: str | None = None) -> list[SendRecord]:
-        """Send records, oldest first, filtered by task, status and kind."""
-        query, args = "SELECT * FROM sends WHERE 1=1", []
-        if task_id is not None:
-            query += " AND task_id = ?"
-            args.append(task_id)
-        if kind is not None:
-            query += " AND kind = ?"
-            args.append(kind)
-        if statuses is not None:
-            statuses = tuple(statuses)
-            query += f" AND status IN ({', '.join('?' * len(statuses))})"
-            args.extend(statuses)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
-            return [self._send(r) for r in rows]
-
-    def open_sends(self) -> list[SendRecord]:
-        return self.sends(statuses=OPEN_SEND_STATUSES)
-
-    def live_send(self, task_id: int | None, kind: str) -> SendRecord | None:
-        """The send for (task, kind) that is open or mined, if any: a reason not to build another."""
-        live = [s for s in self.sends(task_id=task_id, kind=kind) if s.status in (*OPEN_SEND_STATUSES, MINED)]
-        return live[-1] if live else None
-
-    def _send(self, row: sqlite3.Row) -> SendRecord:
-        attempts = [SendAttempt(tx_hash=a["tx_hash"], raw=bytes(a["raw"]), max_fee_per_gas=_as_int(a["max_fee_per_gas"]),
-                                max_priority_fee_per_gas=_as_int(a["max_priority_fee_per_gas"]), created_at=a["created_at"])
-                    for a in self._db.execute("SELECT * FROM send_attempts WHERE send_id = ? ORDER BY created_at, rowid",
-                                              (row["id"],))]
-        return SendRecord(**dict(row), attempts=attempts)
-
 
 def _task(row: sqlite3.Row) -> TaskRecord:
-    return TaskRecord(**dict(row))
-
-
-def _int_or_none(value: int | None) -> Any:
-    # Fees can exceed int64 on exotic chains; store those as text.
-    if value is None:
-        return None
-    return value if value < 2**63 else str(value)
-
-
-def _as_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+    values = dict(row)
+    values["status"], values["chain_status"] = TaskState(values["status"]), ChainState(values["chain_status"])
+    return TaskRecord(**values)

@@ -29,8 +29,7 @@ from node.chain.events import (
 )
 from node.chain.nodechain import BlockHeader
 from node.runtime.metrics import NodeMetrics
-from node.runtime.store import StoredEvent
-from node.runtime.store import Rollback, Store
+from node.runtime.store import Rollback, Store, StoredEvent
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from node.protocol.errors import ConfigError, ModelError
 from node.runtime.settings import COORDINATOR_ARCHS, DEFAULT_ARCHS, NodeSettings
 from node.runtime.node import NodeRuntime
 from node.chain.settings import find_project_root
-from node.runtime.store import PUBLISHED, SKIPPED, Store
+from node.runtime.store import Store, TaskState
 
 MANIFEST = load_manifest()
 COORDINATOR_KEY, MARKET_KEY = 6, 7
@@ -79,11 +79,11 @@ def test_the_coordinator_decides_u_tasks_and_the_agents_skip_them(chain: Any, u_
     assert published.confidence == expected.decision.confidence
 
     record = coordinator.store.get_task(u_task)
-    assert record.status == PUBLISHED and record.commitment == "0x" + expected.commitment.hex()
+    assert record.status == TaskState.PUBLISHED and record.commitment == "0x" + expected.commitment.hex()
     assert record.embedding_bytes is None  # committed to, not published (arch 6 is not in embedding_archs)
     assert task_detail(coordinator.store, record).output.embedding_commitment == record.commitment
-    assert coordinator.store.get_task(m_task).status == SKIPPED
-    assert market.store.get_task(u_task).status == SKIPPED
+    assert coordinator.store.get_task(m_task).status == TaskState.SKIPPED
+    assert market.store.get_task(u_task).status == TaskState.SKIPPED
 
 
 def test_models_register_registers_every_embedding_space_once(chain: Any) -> None:

@@ -1,5 +1,8 @@
 """A fake chain for the node's unit tests: real signing, a geth-like transaction pool, scripted
-blocks and events. Where a real chain adds nothing (backoff, replacement rules, crash windows)."""
+blocks and events. Where a real chain adds nothing (backoff, replacement rules, crash windows).
+
+`FakeChain` is the outbox's `SendPort`, `ScriptedSource` the watcher's `EventSource`, and
+`FakeNodeChain` both plus the rest of the runtime's `ChainPort` (node.runtime.ports)."""
 
 from __future__ import annotations
 
@@ -13,12 +16,14 @@ from hexbytes import HexBytes
 
 from node.chain.api import Fees, Receipt
 from node.chain.client import NonceManager
-from node.chain.events import ChainEvent
+from node.chain.contracts import TxResult
+from node.chain.events import AgentInfo, AgentRecord, ChainEvent, Published
 from node.chain.nodechain import BlockHeader, SignedTx
-from node.protocol.errors import NonceTaken
-from node.protocol.errors import RpcUnavailable
+from node.chain.settings import GETH_MIN_BUMP_PERCENT
+from node.protocol.enums import ZERO_MODEL_ID
+from node.protocol.errors import ChainError, ContractRevert, NonceTaken, RpcUnavailable
 
-GETH_PRICE_BUMP = 10  # percent, geth's txpool.pricebump default
+GETH_PRICE_BUMP = GETH_MIN_BUMP_PERCENT  # percent, geth's txpool.pricebump default
 
 
 def geth_accepts_replacement(old: Fees, new: Fees, bump: int = GETH_PRICE_BUMP) -> bool:
@@ -59,6 +64,7 @@ class FakeChain:
     receipts: dict[str, Receipt] = field(default_factory=dict)
     broadcasts: list[str] = field(default_factory=list)
     on_broadcast: object = None  # callable(tx_hash) run before the pool sees the tx
+    bump_percent: int = GETH_MIN_BUMP_PERCENT
 
     def __post_init__(self) -> None:
         self.nonces = NonceManager(lambda: self.mined_nonce + self._contiguous())
@@ -199,3 +205,85 @@ class ScriptedSource:
             self.blocks[to_block] = "0x" + "f" * 64
             self.mutate_between_reads = False
         return found
+
+
+@dataclass
+class FakeRegistrar:
+    """The registry calls of start-up, in memory; `calls` records each one sent."""
+
+    address: str
+    models: set[bytes] = field(default_factory=set)
+    record: AgentRecord | None = None
+    info: AgentInfo | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def _mined(self, what: str) -> TxResult:
+        self.calls.append(what)
+        tx_hash = "0x" + f"{len(self.calls):064x}"
+        return TxResult(Receipt(tx_hash, 1, 1, 100_000, 1, self.address, None, None, ()), ())
+
+    def agent(self, agent: str | None = None) -> AgentRecord:
+        return self.record or AgentRecord(0, 0, 0, 0, 0, False, ZERO_MODEL_ID)
+
+    def min_stake(self) -> int:
+        return 10**16
+
+    def is_model_registered(self, model_id: bytes) -> bool:
+        return model_id in self.models
+
+    def register_model(self, model_id: bytes, dim: int, dtype: int, name: str) -> TxResult:
+        self.models.add(model_id)
+        return self._mined("register_model")
+
+    def register_agent(self, role: int, modality: int, endpoint: str, model_id: bytes = ZERO_MODEL_ID,
+                       dim: int = 0, stake: int | None = None) -> TxResult:
+        self.record = AgentRecord(stake or self.min_stake(), 0, role, modality, dim, True, model_id)
+        self.info = AgentInfo(True, role, dim, model_id)
+        return self._mined("register_agent")
+
+    def update_endpoint(self, endpoint: str) -> TxResult:
+        return self._mined("update_endpoint")
+
+
+@dataclass
+class FakeNodeChain(FakeChain):
+    """FakeChain (the send path) + ScriptedSource (blocks and events) + what the runtime asks besides."""
+
+    board: str = field(default_factory=lambda: Account.create().address)
+    source: ScriptedSource = field(default_factory=ScriptedSource)
+    claims: list[int] = field(default_factory=list)  # task ids of every claimReward calldata built
+    estimates: int = 0
+    revert_reason: ContractRevert | None = None  # what explain_failure says; None: it cannot tell
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.contracts = FakeRegistrar(self.address)
+
+    def address_of(self, contract: str) -> str:
+        return self.board
+
+    def calldata(self, contract: str, function: str, *args: object) -> bytes:
+        if function == "claimReward":
+            self.claims.append(int(args[0]))
+        return f"{function}{args}".encode()
+
+    def estimate_gas(self, to: str, data: bytes, *, value: int = 0) -> int:
+        self.estimates += 1
+        return super().estimate_gas(to, data, value=value)
+
+    def agent_info(self, agent: str | None = None) -> AgentInfo:
+        return self.contracts.info or AgentInfo(False, 0, 0, ZERO_MODEL_ID)
+
+    def published(self, task_id: int, agent: str | None = None) -> Published:
+        return Published(False, False, False)
+
+    def explain_failure(self, receipt: Receipt) -> ContractRevert:
+        if self.revert_reason is None:
+            raise ChainError(f"no revert data for {receipt.tx_hash}")
+        return self.revert_reason
+
+    def header(self, block: int | str = "latest") -> BlockHeader | None:
+        return self.source.header(block)
+
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        return self.source.events(from_block, to_block)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from node.runtime import store as s
 from node.runtime.api import create_app, status_for
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable
 from node.runtime.metrics import NodeMetrics
-from node.runtime.store import StoredEvent, Store, TaskRecord
+from node.runtime.sendlog import SendState
+from node.runtime.store import Store, StoredEvent, TaskRecord, TaskState
 
 ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
@@ -57,11 +57,11 @@ def view(tmp_path: Path) -> FakeView:
         StoredEvent("TaskFinalized", 12, 1, tx_hash="0xfin", task_id=1, action=2, decisions=2, contributors=2),
     ])
     send = store.record_send(task_id=1, kind="decision", nonce=3, tx_hash="0xdec", raw=b"\x02")
-    store.mark_send(send, s.MINED, block_number=11, gas_used=61_000, effective_gas_price=10**9)
-    store.update_task(1, status=s.PUBLISHED, action=2, confidence=8100, seen_at=100.0, published_at=100.25,
+    store.mark_send(send, SendState.MINED, block_number=11, gas_used=61_000, effective_gas_price=10**9)
+    store.update_task(1, status=TaskState.PUBLISHED, action=2, confidence=8100, seen_at=100.0, published_at=100.25,
                       finalized_at=100.5)
     for i in range(2, 8):
-        store.put_task(TaskRecord(id=i, status=s.REJECTED if i == 3 else s.NEW, chain_status="open", arch=2,
+        store.put_task(TaskRecord(id=i, status=TaskState.REJECTED if i == 3 else TaskState.NEW, chain_status="open", arch=2,
                                   error="invalid payload: asset: Field required" if i == 3 else None))
     return FakeView(store)
 

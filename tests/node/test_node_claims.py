@@ -4,13 +4,13 @@ node contributed to, never a second one (restarts, chain refusals and reverted r
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 from eth_account import Account
-from nodefakes import FakeChain, ScriptedSource
+from nodefakes import FakeNodeChain
 
+from node.chain.deploy import Deployment
 from node.chain.events import (
     DecisionPublished,
     EmbeddingPublished,
@@ -20,42 +20,15 @@ from node.chain.events import (
 from node.protocol.errors import ContractRevert
 from node.runtime.settings import NodeSettings
 from node.runtime.node import NodeRuntime
-from node.runtime.store import CLAIMED, DROPPED, MINED, NO_CLAIM, REVERTED, SENT, Store
+from node.runtime.sendlog import SendState
+from node.runtime.store import ClaimState, Store, TaskState
 
-BOARD = Account.create().address
 OTHER = Account.create().address
-
-
-@dataclass
-class FakeNodeChain(FakeChain):
-    """FakeChain (the send path) + ScriptedSource (blocks and events) + what the runtime asks besides."""
-
-    source: ScriptedSource = field(default_factory=ScriptedSource)
-    claims: list[int] = field(default_factory=list)  # task ids of every claimReward calldata built
-    estimates: int = 0
-
-    def address_of(self, contract: str) -> str:
-        return BOARD
-
-    def calldata(self, contract: str, function: str, *args: object) -> bytes:
-        if function == "claimReward":
-            self.claims.append(int(args[0]))
-        return f"{function}{args}".encode()
-
-    def estimate_gas(self, to: str, data: bytes, *, value: int = 0) -> int:
-        self.estimates += 1
-        return super().estimate_gas(to, data, value=value)
-
-    def header(self, block: int | str = "latest"):
-        return self.source.header(block)
-
-    def events(self, from_block: int, to_block: int):
-        return self.source.events(from_block, to_block)
 
 
 def runtime(chain: FakeNodeChain, path: Path, clock=None, **settings: object) -> NodeRuntime:
     s = NodeSettings(role="market", port=9301, chain_id=31337, rpc_url="http://127.0.0.1:1", **settings)
-    deployment = SimpleNamespace(deploy_block=1, chain_id=31337, contracts={"TaskBoard": BOARD})
+    deployment = Deployment(chain_id=31337, rpc_url=s.rpc_url, contracts={"TaskBoard": chain.board}, deploy_block=1)
     # The agent is never run: every task here is finalized before the node looks at it.
     extra = {"clock": clock} if clock is not None else {}
     return NodeRuntime(s, chain, Store(path), agent=None, deployment=deployment, **extra)
@@ -86,9 +59,9 @@ def test_the_share_is_claimed_once_and_a_restart_does_not_claim_again(tmp_path: 
     steps(node)
     for task_id, share in ((1, 3), (2, 7)):
         (claim,) = node.store.sends(task_id=task_id, kind="claim")
-        assert claim.status == MINED and claim.tx_hash in chain.receipts
+        assert claim.status == SendState.MINED and claim.tx_hash in chain.receipts
         task = node.store.get_task(task_id)
-        assert (task.claim_status, task.claimed_wei) == (CLAIMED, str(share))
+        assert (task.claim_status, task.claimed_wei) == (ClaimState.CLAIMED, str(share))
     assert chain.claims == [1, 2]
     node.store.close()
 
@@ -104,15 +77,15 @@ def test_a_claim_mined_but_not_yet_recorded_is_not_sent_again(tmp_path: Path) ->
     node = runtime(chain, tmp_path / "n.sqlite")
     steps(node, 2)
     (claim,) = node.store.sends(task_id=1, kind="claim")
-    assert claim.status == SENT and node.store.get_task(1).claim_status is None
+    assert claim.status == SendState.SENT and node.store.get_task(1).claim_status is None
     chain.mine()
-    node.store.mark_send(claim.id, MINED, block_number=chain.block)  # the receipt was recorded, then a kill
+    node.store.mark_send(claim.id, SendState.MINED, block_number=chain.block)  # the receipt was recorded, then a kill
     node.store.close()
 
     restarted = runtime(chain, tmp_path / "n.sqlite")
     steps(restarted)
     assert chain.claims == [1]
-    assert restarted.store.get_task(1).claim_status == CLAIMED
+    assert restarted.store.get_task(1).claim_status == ClaimState.CLAIMED
 
 
 def test_nothing_to_claim_sends_nothing(tmp_path: Path) -> None:
@@ -125,14 +98,14 @@ def test_nothing_to_claim_sends_nothing(tmp_path: Path) -> None:
     node = runtime(chain, tmp_path / "n.sqlite", finalize=False)
     steps(node)
     assert node.store.sends(kind="claim") == [] and chain.claims == [] and chain.estimates == 0
-    assert [node.store.get_task(t).claim_status for t in (1, 2, 3, 4)] == [NO_CLAIM, NO_CLAIM, NO_CLAIM, None]
+    assert [node.store.get_task(t).claim_status for t in (1, 2, 3, 4)] == [ClaimState.NONE] * 3 + [None]
 
 
 def test_already_claimed_at_estimation_is_quiet_and_final(tmp_path: Path, caplog) -> None:
     chain = FakeNodeChain(estimate_reverts=ContractRevert("AlreadyClaimed", {"taskId": 1, "agent": "0x"}))
     finalized_task(chain, 1, reward=10, contributors=2)
     node = runtime(chain, tmp_path / "n.sqlite")
-    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
+    with caplog.at_level(logging.INFO, logger="node.runtime.closing"):
         steps(node)
     assert chain.estimates == 1  # asked once, never again
     assert node.store.sends(kind="claim") == []
@@ -145,29 +118,29 @@ def test_an_unexpected_refusal_is_retried_later(tmp_path: Path, caplog) -> None:
     chain = FakeNodeChain(estimate_reverts=ContractRevert("NotFinalized", {"taskId": 1}))
     finalized_task(chain, 1, reward=10, contributors=2)
     node = runtime(chain, tmp_path / "n.sqlite", clock=lambda: clock.now)
-    with caplog.at_level(logging.WARNING, logger="node.runtime.node"):
+    with caplog.at_level(logging.WARNING, logger="node.runtime.closing"):
         steps(node)
     assert chain.estimates == 1 and node.store.get_task(1).claim_status is None
     assert any("claimReward refused" in r.getMessage() for r in caplog.records)
     chain.estimate_reverts = None
     clock.now += 10
     steps(node)
-    assert node.store.get_task(1).claim_status == CLAIMED and chain.claims == [1, 1]
+    assert node.store.get_task(1).claim_status == ClaimState.CLAIMED and chain.claims == [1, 1]
 
 
 def test_a_claim_reverted_on_chain_is_final(tmp_path: Path, caplog) -> None:
     chain = FakeNodeChain(automine=False)
-    chain.client = SimpleNamespace(explain_failure=lambda receipt: ContractRevert("NotContributor", {"taskId": 1}))
+    chain.revert_reason = ContractRevert("NotContributor", {"taskId": 1})
     finalized_task(chain, 1, reward=10, contributors=2)
     node = runtime(chain, tmp_path / "n.sqlite")
     steps(node, 2)
     chain.mine(status=0)
-    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
+    with caplog.at_level(logging.INFO, logger="node.runtime.closing"):
         steps(node)
     (claim,) = node.store.sends(task_id=1, kind="claim")
-    assert claim.status == REVERTED and chain.claims == [1]
+    assert claim.status == SendState.REVERTED and chain.claims == [1]
     assert node.store.get_task(1).claim_status == "NotContributor"
-    assert node.store.get_task(1).status != "failed"  # a claim is not a publication
+    assert node.store.get_task(1).status != TaskState.FAILED  # a claim is not a publication
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -182,8 +155,8 @@ def test_a_dropped_claim_is_decided_again(tmp_path: Path) -> None:
     chain.automine = True
     steps(node)
     first, second = node.store.sends(task_id=1, kind="claim")
-    assert (first.status, second.status) == (DROPPED, MINED)
-    assert node.store.get_task(1).claim_status == CLAIMED
+    assert (first.status, second.status) == (SendState.DROPPED, SendState.MINED)
+    assert node.store.get_task(1).claim_status == ClaimState.CLAIMED
 
 
 def test_claiming_can_be_turned_off(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from node.chain.client import bump_fees
 from node.protocol.errors import ContractRevert, RpcUnavailable
 from node.runtime.metrics import NodeMetrics
 from node.runtime.outbox import Outbox, tx_body
-from node.runtime.store import DROPPED, MINED, PREPARED, SENT, Store
+from node.runtime.sendlog import SendState
+from node.runtime.store import Store
 
 BOARD = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"  # checksummed, as the facade gives it
 
@@ -39,12 +40,12 @@ def test_the_send_is_on_disk_before_the_rpc_sees_it(store: Store) -> None:
 
     def check(tx_hash: str) -> None:
         send = store.live_send(1, "decision")
-        assert send is not None and send.status == PREPARED and send.attempts[0].tx_hash == tx_hash
+        assert send is not None and send.status == SendState.PREPARED and send.attempts[0].tx_hash == tx_hash
         seen.append(tx_hash)
 
     chain.on_broadcast = check
     send = Outbox(chain, store).send(kind="decision", to=BOARD, data=b"\x01", task_id=1)
-    assert seen == [send.tx_hash] and send.status == SENT
+    assert seen == [send.tx_hash] and send.status == SendState.SENT
 
 
 def test_a_revert_at_estimation_writes_nothing(store: Store) -> None:
@@ -60,7 +61,7 @@ def test_receipts_settle_sends_and_count_gas(store: Store) -> None:
     outbox = Outbox(chain, store, metrics)
     outbox.send(kind="decision", to=BOARD, data=b"\x01", task_id=1)
     settled = outbox.poll()
-    assert [s.send.status for s in settled] == [MINED]
+    assert [s.send.status for s in settled] == [SendState.MINED]
     assert metrics.gas_used.labels(kind="decision")._value.get() == 45_000  # noqa: SLF001
 
 
@@ -84,7 +85,7 @@ def test_killed_after_broadcast_the_receipt_is_found_and_nothing_is_resent(store
     chain = FakeChain()
     Outbox(chain, store).send(kind="decision", to=BOARD, data=b"\x01", task_id=4)
     restarted = Outbox(chain, store)
-    assert [s.send.status for s in restarted.poll()] == [MINED]
+    assert [s.send.status for s in restarted.poll()] == [SendState.MINED]
     assert len(chain.broadcasts) == 1
 
 
@@ -96,7 +97,7 @@ def test_a_transaction_the_node_forgot_is_rebroadcast_while_its_nonce_is_free(st
     outbox.poll()
     assert chain.broadcasts == [send.tx_hash, send.tx_hash]
     chain.mine()
-    assert [s.send.status for s in outbox.poll()] == [MINED]
+    assert [s.send.status for s in outbox.poll()] == [SendState.MINED]
 
 
 def test_a_nonce_taken_by_another_transaction_marks_the_send_dropped(store: Store) -> None:
@@ -106,7 +107,7 @@ def test_a_nonce_taken_by_another_transaction_marks_the_send_dropped(store: Stor
     chain.forget(send.tx_hash)
     chain.mined_nonce += 1  # something else of this key used the nonce
     settled = outbox.poll()
-    assert [s.send.status for s in settled] == [DROPPED]
+    assert [s.send.status for s in settled] == [SendState.DROPPED]
 
 
 def test_vanished_publication_is_not_resent_when_its_task_changed(store: Store) -> None:
@@ -114,7 +115,7 @@ def test_vanished_publication_is_not_resent_when_its_task_changed(store: Store) 
     outbox = Outbox(chain, store, may_resend=lambda send: False)
     send = outbox.send(kind="decision", to=BOARD, data=b"\x01", task_id=7)
     chain.forget(send.tx_hash)
-    assert [s.send.status for s in outbox.poll()] == [DROPPED]
+    assert [s.send.status for s in outbox.poll()] == [SendState.DROPPED]
     assert chain.broadcasts == [send.tx_hash]
 
 
@@ -130,10 +131,10 @@ def test_rpc_down_while_sending_keeps_the_send_for_a_later_broadcast(store: Stor
 
     chain.send_raw = down  # type: ignore[method-assign]
     send = outbox.send(kind="decision", to=BOARD, data=b"\x01", task_id=8)
-    assert send.status == PREPARED
+    assert send.status == SendState.PREPARED
     chain.send_raw = original  # type: ignore[method-assign]
     outbox.poll()  # rebroadcast
-    assert [s.send.status for s in outbox.poll()] == [MINED]
+    assert [s.send.status for s in outbox.poll()] == [SendState.MINED]
     assert len(store.sends(task_id=8)) == 1
 
 
@@ -163,6 +164,20 @@ def test_a_stuck_transaction_is_replaced_past_geths_rule(tmp_path: Path) -> None
     chain.mine()
     settled = outbox.poll()
     assert [s.send.tx_hash for s in settled] == [new.tx_hash]
+
+
+def test_the_replacement_raises_both_caps_by_the_chains_bump_percent(tmp_path: Path) -> None:
+    chain = FakeChain(automine=False, bump_percent=25)  # the market does not move: only the bump counts
+    clock = Clock()
+    store = Store(tmp_path / "clocked.sqlite", clock=clock)
+    outbox = Outbox(chain, store, bump_after_s=10, clock=clock)
+    first = outbox.send(kind="decision", to=BOARD, data=b"\x07", task_id=9)
+    clock.now += 11
+    outbox.poll()
+    old, new = store.get_send(first.id).attempts
+    assert new.max_fee_per_gas > old.max_fee_per_gas * 125 // 100
+    assert new.max_priority_fee_per_gas > old.max_priority_fee_per_gas * 125 // 100
+    assert chain.pool[first.nonce].tx_hash == new.tx_hash
 
 
 def test_a_bump_that_only_anvil_accepts_is_refused_by_geth() -> None:

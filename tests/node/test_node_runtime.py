@@ -24,15 +24,8 @@ from node.chain.events import (
 from node.chain.nodechain import NodeChain
 from node.runtime.settings import NodeSettings
 from node.runtime.node import NodeRuntime
-from node.runtime.store import (
-    CHAIN_FINALIZED,
-    CHAIN_GONE,
-    CLAIMED,
-    PUBLISHED,
-    RECHECK,
-    REJECTED,
-    Store,
-)
+from node.runtime.sendlog import SendState
+from node.runtime.store import ChainState, ClaimState, Store, TaskState
 
 
 class HashEncoder:
@@ -104,10 +97,10 @@ def test_four_agents_publish_fuse_and_finalize(chain, tmp_path: Path) -> None:
     assert decisions[-1].role == 3  # fusion waited for its peers
     embeddings = publications(chain, task_id, EmbeddingPublished)
     assert [len(e.vector) for e in embeddings] == [16 * 4]  # the sentiment agent's E-d embedding
-    run_until(nodes, lambda: all(n.store.get_task(task_id).chain_status == CHAIN_FINALIZED for n in nodes))
+    run_until(nodes, lambda: all(n.store.get_task(task_id).chain_status == ChainState.FINALIZED for n in nodes))
     for node in nodes:
         task = node.store.get_task(task_id)
-        assert task.status == PUBLISHED and task.final_action is not None
+        assert task.status == TaskState.PUBLISHED and task.final_action is not None
         sends = node.store.sends(task_id=task_id)
         assert len([s for s in sends if s.kind == "decision"]) == 1
     finalizers = [n for n in nodes if n.store.sends(task_id=task_id, kind="finalize")]
@@ -120,7 +113,7 @@ def test_reorg_by_snapshot_revert_forgets_vanished_outputs(chain, tmp_path: Path
     snapshot = chain.rpc("evm_snapshot")
     task_id = submit(chain)
     run_until([node], lambda: node.store.get_task(task_id) is not None
-              and node.store.get_task(task_id).status == PUBLISHED)
+              and node.store.get_task(task_id).status == TaskState.PUBLISHED)
     assert len(publications(chain, task_id)) == 1
 
     assert chain.rpc("evm_revert", snapshot)
@@ -129,13 +122,13 @@ def test_reorg_by_snapshot_revert_forgets_vanished_outputs(chain, tmp_path: Path
     chain.rpc("evm_mine")  # the new branch is longer than the fork point
     node.step()
     task = node.store.get_task(task_id)
-    assert task.status == RECHECK and task.chain_status == CHAIN_GONE  # not kept as done
+    assert task.status == TaskState.RECHECK and task.chain_status == ChainState.GONE  # not kept as done
     assert node.metrics.reorgs._value.get() >= 1  # noqa: SLF001
 
     other = pl.encode(pl.example_payload(99))
     again = submit(chain, other)  # the same id, another task
     assert again == task_id
-    run_until([node], lambda: node.store.get_task(task_id).status == PUBLISHED)
+    run_until([node], lambda: node.store.get_task(task_id).status == TaskState.PUBLISHED)
     assert node.store.get_task(task_id).payload_hash == "0x" + pl.payload_hash(other).hex()
     assert len(publications(chain, task_id)) == 1
 
@@ -144,13 +137,13 @@ def test_anvil_reorg_of_recent_blocks_is_detected(chain, tmp_path: Path) -> None
     node = make_node(chain, "market", tmp_path, finalize=False)
     task_id = submit(chain)
     run_until([node], lambda: node.store.get_task(task_id) is not None
-              and node.store.get_task(task_id).status == PUBLISHED)
+              and node.store.get_task(task_id).status == TaskState.PUBLISHED)
     # Replace the last 3 blocks (submission and publication) with empty ones at the same height.
     chain.rpc("anvil_reorg", 3, [])
     chain.forget_nonces()
     node.step()
     task = node.store.get_task(task_id)
-    assert task.status == RECHECK and task.chain_status == CHAIN_GONE
+    assert task.status == TaskState.RECHECK and task.chain_status == ChainState.GONE
     assert node.store.task_events(task_id) == []
 
 
@@ -169,11 +162,11 @@ def test_killed_between_persist_and_broadcast_no_duplicate_after_restart(chain, 
         for _ in range(5):
             node.step()
     (prepared,) = node.store.open_sends()
-    assert prepared.status == "prepared" and publications(chain, task_id) == []
+    assert prepared.status == SendState.PREPARED and publications(chain, task_id) == []
 
     chain.forget_nonces()
     restarted = make_node(chain, "market", tmp_path)  # same state file, fresh process objects
-    run_until([restarted], lambda: restarted.store.get_task(task_id).status == PUBLISHED)
+    run_until([restarted], lambda: restarted.store.get_task(task_id).status == TaskState.PUBLISHED)
     (decision,) = publications(chain, task_id)
     assert decision.tx_hash == prepared.tx_hash  # the very transaction written before the crash
     assert len(restarted.store.sends(task_id=task_id, kind="decision")) == 1
@@ -200,7 +193,7 @@ def test_killed_between_embedding_and_decision_the_decision_still_goes_out(chain
 
     chain.forget_nonces()
     restarted = make_node(chain, "sentiment", tmp_path)
-    run_until([restarted], lambda: restarted.store.get_task(task_id).status == PUBLISHED)
+    run_until([restarted], lambda: restarted.store.get_task(task_id).status == TaskState.PUBLISHED)
     assert len(publications(chain, task_id)) == 1 and len(publications(chain, task_id, EmbeddingPublished)) == 1
     assert [s.kind for s in restarted.store.sends(task_id=task_id) if s.kind != "finalize"] == ["embedding", "decision"]
 
@@ -224,8 +217,8 @@ def test_killed_after_the_embedding_before_the_decision_was_even_built(chain, tm
             node.step()
     chain.forget_nonces()
     restarted = make_node(chain, "sentiment", tmp_path)  # settles the embedding first
-    assert restarted.store.get_task(task_id).status != PUBLISHED
-    run_until([restarted], lambda: restarted.store.get_task(task_id).status == PUBLISHED)
+    assert restarted.store.get_task(task_id).status != TaskState.PUBLISHED
+    run_until([restarted], lambda: restarted.store.get_task(task_id).status == TaskState.PUBLISHED)
     assert len(publications(chain, task_id)) == 1 and len(publications(chain, task_id, EmbeddingPublished)) == 1
 
 
@@ -243,10 +236,10 @@ def test_bad_payloads_are_rejected_and_the_node_carries_on(chain, tmp_path: Path
                                    deadline, 1).event(TaskSubmitted).task_id
     with caplog.at_level(logging.WARNING, logger="node.runtime.node"):
         run_until([node], lambda: node.store.get_task(by_uri) is not None
-                  and node.store.get_task(by_uri).status == PUBLISHED)
+                  and node.store.get_task(by_uri).status == TaskState.PUBLISHED)
     for task_id, reason in ((malformed, "not UTF-8 JSON"), (mismatch, "does not match"), (off_list, "not allowed")):
         task = node.store.get_task(task_id)
-        assert task.status == REJECTED and reason in task.error
+        assert task.status == TaskState.REJECTED and reason in task.error
         assert publications(chain, task_id) == []
     assert sum("rejected" in r.getMessage() for r in caplog.records) == 3
     assert node.metrics.tasks_failed.labels(reason="payload")._value.get() == 3  # noqa: SLF001
@@ -262,11 +255,11 @@ def test_losing_the_finalize_race_is_quiet(chain, tmp_path: Path, caplog) -> Non
     assert chain.contracts(0).task_info(task_id).status == 2
     head = market.chain.header("latest")
     with caplog.at_level(logging.WARNING):
-        market.finalize_ready(head)  # market's view is stale: it tries, estimation says AlreadyFinalized
+        market.closer.finalize_ready(head)  # market's view is stale: it tries, estimation says AlreadyFinalized
     assert market.store.sends(task_id=task_id, kind="finalize") == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     market.step()
-    assert market.store.get_task(task_id).chain_status == CHAIN_FINALIZED
+    assert market.store.get_task(task_id).chain_status == ChainState.FINALIZED
 
 
 def balance_change(chain, address: str, block: int) -> int:
@@ -282,7 +275,7 @@ def test_rewards_are_claimed_once_and_a_restart_does_not_claim_again(chain, tmp_
     board = chain.contracts(0)
     deadline = chain.timestamp() + 600
     task_id = board.submit_task(pl.encode(pl.example_payload(1)), 2, deadline, 2, reward).event(TaskSubmitted).task_id
-    run_until(nodes, lambda: all((t := n.store.get_task(task_id)) is not None and t.claim_status == CLAIMED
+    run_until(nodes, lambda: all((t := n.store.get_task(task_id)) is not None and t.claim_status == ClaimState.CLAIMED
                                  for n in nodes))
     share = reward // 2
     for node in nodes:
@@ -399,7 +392,7 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
             time.sleep(0.02)
         assert node.health()["chain_reachable"] is False
         proxy.restore()
-        while (task := node.store.get_task(task_id)) is None or task.status != PUBLISHED:
+        while (task := node.store.get_task(task_id)) is None or task.status != TaskState.PUBLISHED:
             assert time.monotonic() < deadline, "the node did not resume"
             time.sleep(0.05)
         stop.set()

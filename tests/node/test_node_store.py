@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from node.runtime import store as s
-from node.runtime.store import StoredEvent, Store, TaskRecord
+from node.runtime.sendlog import SendState
+from node.runtime.store import ChainState, ClaimState, Store, StoredEvent, TaskRecord, TaskState
 
 
 def submitted(task_id: int, block: int, payload_hash: str = "0x" + "11" * 32, payload: bytes = b"{}") -> StoredEvent:
@@ -43,16 +43,16 @@ def test_cursor_and_tasks_survive_a_reopen(tmp_path: Path) -> None:
     assert second.cursor() == 10
     assert second.block_hash(10) == "0xaa"
     task = second.get_task(1)
-    assert task is not None and task.status == s.NEW and task.reward == str(10**18)
+    assert task is not None and task.status == TaskState.NEW and task.reward == str(10**18)
     assert second.inline_payload(1) == b'{"a":1}'
     assert [e.name for e in second.task_events(1)] == ["DecisionPublished"]
 
 
 def test_a_batch_seen_twice_adds_nothing(store: Store) -> None:
     assert store.apply_batch(5, {5: "0x05"}, [submitted(1, 5)]) == [1]
-    store.update_task(1, status=s.PUBLISHED)
+    store.update_task(1, status=TaskState.PUBLISHED)
     assert store.apply_batch(5, {5: "0x05"}, [submitted(1, 5), decision(1, 5)]) == []
-    assert store.get_task(1).status == s.PUBLISHED
+    assert store.get_task(1).status == TaskState.PUBLISHED
     assert len(store.task_events(1)) == 1
 
 
@@ -60,8 +60,8 @@ def test_finalization_and_reclaim_update_the_chain_status(store: Store) -> None:
     store.apply_batch(3, {3: "0x03"}, [submitted(1, 2), submitted(2, 3)])
     store.apply_batch(4, {4: "0x04"}, [finalized(1, 4), StoredEvent("TaskReclaimed", 4, 6, task_id=2)])
     one, two = store.get_task(1), store.get_task(2)
-    assert (one.chain_status, one.final_action, one.decisions, one.final_block) == (s.CHAIN_FINALIZED, 2, 4, 4)
-    assert two.chain_status == s.CHAIN_RECLAIMED
+    assert (one.chain_status, one.final_action, one.decisions, one.final_block) == (ChainState.FINALIZED, 2, 4, 4)
+    assert two.chain_status == ChainState.RECLAIMED
     assert store.open_tasks() == []
 
 
@@ -70,8 +70,8 @@ def test_rollback_undoes_everything_above_the_fork(store: Store) -> None:
     store.apply_batch(12, {12: "0x12"}, [decision(1, 11), submitted(2, 12)])
     store.apply_batch(14, {14: "0x14"}, [finalized(1, 14)])
     send_id = store.record_send(task_id=2, kind="decision", nonce=3, tx_hash="0xt", raw=b"\x01")
-    store.mark_send(send_id, s.MINED, block_number=13, gas_used=50_000)
-    store.update_task(2, status=s.PUBLISHED)
+    store.mark_send(send_id, SendState.MINED, block_number=13, gas_used=50_000)
+    store.update_task(2, status=TaskState.PUBLISHED)
 
     rb = store.rollback(10)
 
@@ -80,45 +80,45 @@ def test_rollback_undoes_everything_above_the_fork(store: Store) -> None:
     assert store.cursor() == 10
     assert [n for n, _ in store.recent_blocks()] == [10]
     one, two = store.get_task(1), store.get_task(2)
-    assert one.chain_status == s.CHAIN_OPEN and one.final_action is None  # its finalization vanished
+    assert one.chain_status == ChainState.OPEN and one.final_action is None  # its finalization vanished
     assert store.task_events(1) == []  # the decision in block 11 vanished
-    assert two.status == s.RECHECK and two.chain_status == s.CHAIN_GONE  # submitted in a dropped block
+    assert two.status == TaskState.RECHECK and two.chain_status == ChainState.GONE  # submitted in a dropped block
     send = store.get_send(send_id)
-    assert send.status == s.SENT and send.block_number is None  # its receipt must be fetched again
+    assert send.status == SendState.SENT and send.block_number is None  # its receipt must be fetched again
     assert [t.id for t in store.todo_tasks()] == [1]  # task 2 vanished: not work until it reappears
 
 
 def test_a_task_reappearing_after_a_reorg_starts_over(store: Store) -> None:
     store.apply_batch(5, {5: "0x05"}, [submitted(1, 5, payload_hash="0x" + "aa" * 32, payload=b"old")])
-    store.update_task(1, status=s.PUBLISHED, action=2, confidence=9000)
+    store.update_task(1, status=TaskState.PUBLISHED, action=2, confidence=9000)
     store.rollback(4)
     new = store.apply_batch(6, {6: "0x06b"}, [submitted(1, 6, payload_hash="0x" + "bb" * 32, payload=b"new")])
     assert new == [1]
     task = store.get_task(1)
-    assert (task.status, task.chain_status, task.payload_hash, task.action) == (s.NEW, s.CHAIN_OPEN, "0x" + "bb" * 32, None)
+    assert (task.status, task.chain_status, task.payload_hash, task.action) == (TaskState.NEW, ChainState.OPEN, "0x" + "bb" * 32, None)
     assert store.inline_payload(1) == b"new"
 
 
 def test_a_publication_in_a_dropped_block_puts_its_task_back_to_work(store: Store) -> None:
     store.apply_batch(5, {5: "0x05"}, [submitted(1, 5)])
     send_id = store.record_send(task_id=1, kind="decision", nonce=0, tx_hash="0xt", raw=b"\x01")
-    store.mark_send(send_id, s.MINED, block_number=7)
-    store.update_task(1, status=s.PUBLISHED)
+    store.mark_send(send_id, SendState.MINED, block_number=7)
+    store.update_task(1, status=TaskState.PUBLISHED)
     store.apply_batch(7, {7: "0x07"}, [])
     store.rollback(6)
     task = store.get_task(1)
-    assert task.status == s.RECHECK and task.chain_status == s.CHAIN_OPEN
+    assert task.status == TaskState.RECHECK and task.chain_status == ChainState.OPEN
     assert [t.id for t in store.todo_tasks()] == [1]
 
 
 def test_claim_candidates_and_a_rollback_of_the_finalization(store: Store) -> None:
     store.apply_batch(5, {5: "0x05"}, [submitted(1, 4), submitted(2, 5), finalized(1, 5)])
     assert [t.id for t in store.claimable_tasks()] == [1]  # finalized, share not decided yet
-    store.update_task(1, claim_status=s.CLAIMED, claimed_wei=str(10**18 // 4))
+    store.update_task(1, claim_status=ClaimState.CLAIMED, claimed_wei=str(10**18 // 4))
     assert store.claimable_tasks() == []
     store.rollback(4)  # the finalization vanished: so did what we knew of the share
     task = store.get_task(1)
-    assert (task.chain_status, task.claim_status, task.claimed_wei) == (s.CHAIN_OPEN, None, None)
+    assert (task.chain_status, task.claim_status, task.claimed_wei) == (ChainState.OPEN, None, None)
 
 
 def test_an_old_state_file_gains_the_claim_columns(tmp_path: Path) -> None:
@@ -149,30 +149,30 @@ def test_bind_wipes_state_of_another_deployment(store: Store) -> None:
 def test_send_log_records_before_and_settles_after(store: Store) -> None:
     send_id = store.record_send(task_id=7, kind="decision", nonce=4, tx_hash="0xa1", raw=b"raw1",
                                 max_fee_per_gas=3 * 10**9, max_priority_fee_per_gas=10**9)
-    assert store.get_send(send_id).status == s.PREPARED
+    assert store.get_send(send_id).status == SendState.PREPARED
     assert store.live_send(7, "decision").id == send_id
     assert store.live_send(7, "embedding") is None
     store.add_attempt(send_id, tx_hash="0xa2", raw=b"raw2", max_fee_per_gas=4 * 10**9, max_priority_fee_per_gas=2 * 10**9)
-    store.mark_send(send_id, s.SENT, sent_at=1.0)
+    store.mark_send(send_id, SendState.SENT, sent_at=1.0)
     send = store.get_send(send_id)
     assert [a.tx_hash for a in send.attempts] == ["0xa1", "0xa2"] and send.tx_hash == "0xa2"
     assert send.attempts[1].raw == b"raw2" and send.attempts[1].max_priority_fee_per_gas == 2 * 10**9
-    store.mark_send(send_id, s.MINED, tx_hash="0xa1", block_number=9, gas_used=51_000)
-    assert store.open_sends() == [] and store.live_send(7, "decision").status == s.MINED
-    store.mark_send(send_id, s.DROPPED)
+    store.mark_send(send_id, SendState.MINED, tx_hash="0xa1", block_number=9, gas_used=51_000)
+    assert store.open_sends() == [] and store.live_send(7, "decision").status == SendState.MINED
+    store.mark_send(send_id, SendState.DROPPED)
     assert store.live_send(7, "decision") is None
     with pytest.raises(ValueError):
-        store.mark_send(send_id, s.MINED, bogus=1)
+        store.mark_send(send_id, SendState.MINED, bogus=1)
 
 
 def test_listing_paging_and_counts(store: Store) -> None:
     for i in range(1, 8):
-        store.put_task(TaskRecord(id=i, status=s.PUBLISHED if i % 2 else s.NEW))
+        store.put_task(TaskRecord(id=i, status=TaskState.PUBLISHED if i % 2 else TaskState.NEW))
     assert [t.id for t in store.list_tasks(limit=3)] == [7, 6, 5]
     assert [t.id for t in store.list_tasks(offset=3, limit=3)] == [4, 3, 2]
-    assert [t.id for t in store.list_tasks(status=s.NEW)] == [6, 4, 2]
-    assert store.count_tasks() == 7 and store.count_tasks(s.PUBLISHED) == 4
-    assert store.status_counts() == {s.PUBLISHED: 4, s.NEW: 3}
+    assert [t.id for t in store.list_tasks(status=TaskState.NEW)] == [6, 4, 2]
+    assert store.count_tasks() == 7 and store.count_tasks(TaskState.PUBLISHED) == 4
+    assert store.status_counts() == {TaskState.PUBLISHED: 4, TaskState.NEW: 3}
     with pytest.raises(ValueError):
         store.update_task(1, nonsense=True)
 

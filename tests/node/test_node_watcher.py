@@ -13,7 +13,7 @@ from nodefakes import ScriptedSource
 from node.chain.events import DecisionPublished, TaskFinalized, TaskSubmitted
 from node.protocol.errors import RpcUnavailable
 from node.runtime.metrics import NodeMetrics
-from node.runtime.store import CHAIN_FINALIZED, CHAIN_GONE, RECHECK, Store
+from node.runtime.store import ChainState, Store, TaskState
 from node.runtime.watcher import ReorgRace, Watcher
 
 
@@ -94,7 +94,7 @@ def test_reorg_rolls_back_to_the_fork_and_reads_the_new_branch(store: Store) -> 
     src.add_block([decision(1), TaskFinalized(task_id=1, action=2, sell_tally=0, hold_tally=0, buy_tally=1,
                                               decisions=2, contributors=2)])  # 4
     watcher.poll()
-    assert store.get_task(1).chain_status == CHAIN_FINALIZED
+    assert store.get_task(1).chain_status == ChainState.FINALIZED
 
     src.replace_from(3)  # blocks 3 and 4 are replaced: task 2 and the finalization vanish
     src.add_block(tag="b")  # 3'
@@ -106,7 +106,7 @@ def test_reorg_rolls_back_to_the_fork_and_reads_the_new_branch(store: Store) -> 
     assert result.new_tasks == [3]
     assert store.get_task(1).chain_status == "open" and store.task_events(1) == []
     gone = store.get_task(2)
-    assert gone.status == RECHECK and gone.chain_status == CHAIN_GONE
+    assert gone.status == TaskState.RECHECK and gone.chain_status == ChainState.GONE
     assert metrics.reorgs._value.get() == 1  # noqa: SLF001 - prometheus_client's counter value
 
 
@@ -185,7 +185,7 @@ def test_node_loop_backs_off_while_the_rpc_is_down_and_says_so(store: Store, cap
             raise outcome
         from node.chain.nodechain import BlockHeader
 
-        runtime._rpc_ok(BlockHeader(5, "0x5", 5))  # noqa: SLF001
+        runtime.rpc_ok(BlockHeader(5, "0x5", 5))
         return outcome
 
     runtime.step = step  # type: ignore[method-assign]
