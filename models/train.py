@@ -37,6 +37,7 @@ from torch import nn
 
 from models import fusion
 from node.protocol import codec
+from node.protocol.enums import ARCH_NAMES, Action, Arch
 from models.data.features import FeatureSet
 from models.data.splits import DatasetConfig, Splits, config_to_dict, make_splits
 from models.nets import (AgentConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
@@ -309,7 +310,8 @@ def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int) -> Fi
 # evaluation
 
 
-ARCH_ORDER = ("Uni-best", "M-rules", "M-fixed", "M-learned", "M-learned/dec", "M-regret", "E-d", "U")
+ARCH_ORDER = (*(ARCH_NAMES[a] for a in (Arch.UNI_BEST, Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED)), "M-learned/dec",
+              *(ARCH_NAMES[a] for a in (Arch.M_REGRET, Arch.E_D, Arch.U)))
 """Row order of reports; E-d rows are named `E-<d>/<dtype>/<mode>`."""
 
 
@@ -382,7 +384,7 @@ def _evaluate_split(splits: Splits, budget: Budget, seed: int, ed_variants: Sequ
     (act_va, conf_va), (act_te, conf_te) = out_va.decisions, out_te.decisions
 
     # Uni-best: the single agent with the best validation accuracy (absent modality -> hold / class 0).
-    fallback = 1 if c == 3 else 0
+    fallback = int(Action.HOLD) if c == len(Action) else 0
     uni_val = [np.mean(np.where(va.mask[:, k] > 0, act_va[:, k], fallback) == va.y) for k in range(len(agents))]
     best = int(np.argmax(uni_val))
     scores["Uni-best"] = metrics(te.y, np.where(te.mask[:, best] > 0, act_te[:, best], fallback), c)

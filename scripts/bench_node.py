@@ -15,12 +15,16 @@ import logging
 import sys
 from pathlib import Path
 
+from node.protocol.enums import ARCH_NAMES, Arch
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=4, help="node processes (default mix of roles)")
     parser.add_argument("--tasks", type=int, default=40, help="tasks submitted in one burst")
-    parser.add_argument("--arch", type=int, default=2, help="architecture id of the tasks (2 M-fixed, 5 E-d)")
+    parser.add_argument("--arch", type=int, default=int(Arch.M_FIXED),
+                        help=f"architecture id of the tasks ({int(Arch.M_FIXED)} {ARCH_NAMES[Arch.M_FIXED]}, "
+                             f"{int(Arch.E_D)} {ARCH_NAMES[Arch.E_D]})")
     parser.add_argument("--raw-txs", type=int, default=500, help="transfers for the raw Anvil measurement")
     parser.add_argument("--paced", type=int, default=10, help="tasks sent one at a time for the unloaded latency")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from node.protocol import payload as pl
+from node.protocol.enums import Arch
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def count_chain_txs(contracts: Any, from_block: int, to_block: int) -> int:
     return total
 
 
-def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = 2, raw_txs: int = 500,
+def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = Arch.M_FIXED, raw_txs: int = 500,
                   paced_tasks: int = 10, state: Path | None = None, on_progress: Callable[[str, int, int], None] | None = None
                   ) -> BenchResult:
     """Start a devnet and `n_nodes` node processes, measure, tear everything down."""
@@ -143,9 +144,9 @@ def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = 2, raw_txs: i
     from node.chain.client import Web3Client
     from node.chain.contracts import ChorusContracts, revert_decoder
     from node.chain.deploy import Deployment
-    from node.devnet.cluster import default_roles, free_base_port, start_nodes, stop_nodes
-    from node.devnet.anvil import devnet_down, devnet_up, free_port
     from node.chain.settings import dev_account
+    from node.devnet.anvil import devnet_down, devnet_up, free_port
+    from node.devnet.cluster import default_roles, free_base_port, start_nodes, stop_nodes
 
     tmp = tempfile.TemporaryDirectory(prefix="chorus-bench-") if state is None else None
     directory = Path(tmp.name) if tmp is not None else Path(state)  # type: ignore[union-attr]

@@ -23,10 +23,10 @@ import numpy as np
 
 from node.experiment.chain import Board, Submitted
 from node.experiment.tasks import TaskStream
+from node.protocol.enums import AGENT_ROLES, Action, Role
 
 log = logging.getLogger(__name__)
 
-AGENT_ROLE_IDS = (0, 1, 2)
 WINDOW = 8
 """Tasks of one job in flight at once."""
 POLL_S = 0.03
@@ -48,7 +48,7 @@ class Hedge:
 
         h = H(len(self.log_w), self.eta)
         h.log_w = np.asarray(self.log_w, dtype=np.float64)
-        return {role: int(w) for role, w in zip(AGENT_ROLE_IDS, h.weights_bps())}
+        return {role: int(w) for role, w in zip(AGENT_ROLES, h.weights_bps())}
 
     def update(self, actions: list[int], present: list[bool], label: int) -> None:
         loss = np.array([a != label for a in actions], dtype=np.float64) * np.array(present, dtype=bool)
@@ -104,7 +104,7 @@ class ArchJob:
         if self.hedge is not None:
             if self._round:
                 self._learn(board)
-            self.owner_txs += board.set_weights(self.arch, {**self.hedge.weights_bps(), 3: 0})
+            self.owner_txs += board.set_weights(self.arch, {**self.hedge.weights_bps(), Role.FUSION: 0})
         lo, hi = self._next, self._next + n
         subs = board.submit(self.stream.payloads[lo:hi], self.arch, self.quorum, self.deadline_s,
                             indices=list(range(lo, hi)))
@@ -116,9 +116,9 @@ class ArchJob:
         """M-regret: the round's labels are revealed; Hedge updates from the published decisions."""
         pubs = board.publications([s.task_id for s in self._round], self.first_block)
         for s in self._round:
-            by_role = {e.role: e for e in pubs.get(s.task_id, []) if e.role in AGENT_ROLE_IDS}
-            actions = [by_role[r].action if r in by_role else 1 for r in AGENT_ROLE_IDS]
-            present = [r in by_role and by_role[r].confidence > 0 for r in AGENT_ROLE_IDS]
+            by_role = {e.role: e for e in pubs.get(s.task_id, []) if e.role in AGENT_ROLES}
+            actions = [by_role[r].action if r in by_role else Action.HOLD for r in AGENT_ROLES]
+            present = [r in by_role and by_role[r].confidence > 0 for r in AGENT_ROLES]
             self.hedge.update(actions, present, int(self.stream.labels[s.index]))  # type: ignore[union-attr]
         self._round = []
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from node.protocol.enums import AGENT_ROLES
 
-MODALITIES = ("market", "sentiment", "risk")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,4 +108,4 @@ def file_stream(path: Path, seed: int, n: int, val_frac: float = 0.15, test_frac
 
 def noise_on(modality: str, level: float) -> dict[str, float]:
     """Generator noise knobs with one modality at `level` and the others clean."""
-    return {m: (level if m == modality else 1.0) for m in MODALITIES}
+    return {m: (level if m == modality else 1.0) for m in (r.label for r in AGENT_ROLES)}

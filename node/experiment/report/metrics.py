@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-HOLD = 1
+from node.protocol.enums import Action
 
 
 def actions_of(tasks: Sequence[dict[str, Any]]) -> np.ndarray:
-    return np.array([HOLD if t["action"] is None else int(t["action"]) for t in tasks], dtype=np.int64)
+    """Each task's finalized action; a task that never finalized counts as hold."""
+    return np.array([int(Action.HOLD) if t["action"] is None else int(t["action"]) for t in tasks], dtype=np.int64)
 
 
 def labels_of(tasks: Sequence[dict[str, Any]]) -> np.ndarray:
