@@ -31,6 +31,7 @@ import numpy as np
 
 from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput
 from agents.onnx import encoding_of
+from node.protocol.enums import AGENT_ROLES, Action
 from node.protocol.errors import ModelError
 from node.protocol.payload import TaskPayload
 
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 
 U_MODELS = ("u", "u-int8")
 """Manifest entries the coordinator can run (f32 and dynamic-int8 weights of the same network)."""
-MODALITY_ORDER = ("market", "sentiment", "risk")
-"""U's inputs, in graph order; the presence mask follows it (`models.data.synthetic.MODALITIES`)."""
+U_INPUTS = tuple(role.label for role in AGENT_ROLES)
+"""U's modality inputs, named by the agent roles that read them, in graph order; column j of the
+presence mask is AGENT_ROLES[j] (`models.data.synthetic.MODALITIES`)."""
 MIN_MARKET_POINTS = 8  # market_features needs at least 8 steps
 COMMITMENT_SCHEME = "sha256(f32 little-endian embedding bytes)"
 
@@ -98,7 +100,7 @@ class UAgent(Agent):
             return []
         feats, mask, seen = self.features(payloads)
         usable = mask.any(axis=1)  # (B,)
-        probs = np.zeros((len(payloads), 3), np.float32)
+        probs = np.zeros((len(payloads), len(Action)), np.float32)
         emb = np.zeros((len(payloads), self.identity.dim), np.float32)
         if usable.any():
             rows = np.flatnonzero(usable)
@@ -112,7 +114,7 @@ class UAgent(Agent):
 
     def _result(self, probs: np.ndarray, vector: np.ndarray, seen: tuple[str, ...]) -> UResult:
         embedding = Embedding(vector.astype(np.float32), self.identity.model_id, self.identity.encoding)
-        missing = [m for m in MODALITY_ORDER if m not in seen]
+        missing = [m for m in U_INPUTS if m not in seen]
         note = f"{self.model.name}" + (f" ({', '.join(missing)} missing)" if missing else "")
         output = AgentOutput(Decision.from_probs(probs), embedding, note=note, commitment=commit(embedding))
         return UResult(output, probs.astype(np.float32), seen)
@@ -124,19 +126,20 @@ class UAgent(Agent):
         from models.data.features import FEATURE_DIMS, flow_features, market_features, text_features
 
         n = len(payloads)
-        x = {k: np.zeros((n, FEATURE_DIMS[k]), np.float32) for k in MODALITY_ORDER}
-        mask = np.zeros((n, len(MODALITY_ORDER)), np.float32)  # (B, 3)
+        market, sentiment, risk = (AGENT_ROLES.index(r) for r in (Role.MARKET, Role.SENTIMENT, Role.RISK))
+        x = {k: np.zeros((n, FEATURE_DIMS[k]), np.float32) for k in U_INPUTS}
+        mask = np.zeros((n, len(U_INPUTS)), np.float32)  # (B, 3)
         for i, p in enumerate(payloads):
             if len(p.prices) >= MIN_MARKET_POINTS:
-                x["market"][i] = market_features(p.prices, p.volumes)
-                mask[i, 0] = 1.0
+                x[U_INPUTS[market]][i] = market_features(p.prices, p.volumes)
+                mask[i, market] = 1.0
             if p.flows:
-                x["risk"][i] = flow_features(p.flows)
-                mask[i, 2] = 1.0
-            mask[i, 1] = 1.0 if p.headlines else 0.0
-        if mask[:, 1].any():  # every headline of the batch in one encoder call
-            x["sentiment"] = text_features([list(p.headlines) for p in payloads], self.text_encoder)  # (B, 384)
-        seen = [tuple(m for j, m in enumerate(MODALITY_ORDER) if mask[i, j]) for i in range(n)]
+                x[U_INPUTS[risk]][i] = flow_features(p.flows)
+                mask[i, risk] = 1.0
+            mask[i, sentiment] = 1.0 if p.headlines else 0.0
+        if mask[:, sentiment].any():  # every headline of the batch in one encoder call
+            x[U_INPUTS[sentiment]] = text_features([list(p.headlines) for p in payloads], self.text_encoder)  # (B, 384)
+        seen = [tuple(m for j, m in enumerate(U_INPUTS) if mask[i, j]) for i in range(n)]
         return x, mask, seen
 
 
@@ -147,11 +150,11 @@ they grow onnxruntime's memory arena (peak RSS) and the padding to the longest r
 
 
 def load_u_agent(name: str = "u", *, threads: int = 1, manifest_path: Path | None = None,
-                 text_encoder: tuple[Any, bytes, str] | None = None, text_kind: str = "f32",
-                 text_batch: int = TEXT_BATCH) -> UAgent:
-    """UAgent on the manifest's `name` (u or u-int8) and MiniLM (`text_kind`, f32 by default: U was
-    trained on f32 text features; runs of `text_batch` rows); `text_encoder` = (encoder, model id,
-    name) lets tests pass a fake."""
+                 text_manifest_path: Path | None = None, text_encoder: tuple[Any, bytes, str] | None = None,
+                 text_kind: str = "f32", text_batch: int = TEXT_BATCH) -> UAgent:
+    """UAgent on `name` (u or u-int8) from `manifest_path` and MiniLM (`text_kind`, f32 by default: U
+    was trained on f32 text features; runs of `text_batch` rows) from `text_manifest_path`, both the
+    project's manifest by default; `text_encoder` = (encoder, model id, name) lets tests pass a fake."""
     from models.manifest import MANIFEST_PATH, load_manifest
     from models.runtime import OnnxModel
 
@@ -160,7 +163,7 @@ def load_u_agent(name: str = "u", *, threads: int = 1, manifest_path: Path | Non
     if entry is None:
         raise ModelError(f"no model {name!r} in {path}: the coordinator needs the unified model "
                          "(run `make setup`, or `chorus train --quick && chorus export`)")
-    expected = set(MODALITY_ORDER) | {"mask"}
+    expected = set(U_INPUTS) | {"mask"}
     if set(entry.inputs) != expected or not {"probs", "embedding"} <= set(entry.outputs):
         raise ModelError(f"model {name!r} takes {entry.inputs} -> {entry.outputs}; a U model takes "
                          f"{sorted(expected)} -> probs, embedding")
@@ -168,7 +171,8 @@ def load_u_agent(name: str = "u", *, threads: int = 1, manifest_path: Path | Non
     if text_encoder is None:
         from models.minilm.runtime import load_default
 
-        encoder = load_default(text_kind, path, threads=threads, batch_size=text_batch)
+        encoder = load_default(text_kind, Path(text_manifest_path or MANIFEST_PATH), threads=threads,
+                               batch_size=text_batch)
         text_encoder = (encoder, bytes.fromhex(encoder.model_id), encoder.name)
         if text_kind != "f32":
             log.warning("U reads %s text features; it was trained on minilm-f32 ones", encoder.name)

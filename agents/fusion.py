@@ -22,13 +22,11 @@ from typing import Any
 import numpy as np
 
 from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Modality, Role, TaskInput, decode_vector
-from node.protocol.enums import MAX_CONFIDENCE, Action, Encoding
+from node.protocol.enums import AGENT_ROLES, MAX_CONFIDENCE, Action, Arch, Encoding
 
 log = logging.getLogger(__name__)
 
-ROLE_WEIGHTS = {int(Role.MARKET): 0.5, int(Role.SENTIMENT): 0.3, int(Role.RISK): 0.2}
-INPUT_ROLES = tuple(ROLE_WEIGHTS)  # market, sentiment, risk: the heads' agent order
-ARCH_M_LEARNED, ARCH_E_D = 3, 5
+ROLE_WEIGHTS = {Role.MARKET: 0.5, Role.SENTIMENT: 0.3, Role.RISK: 0.2}
 
 
 @dataclass
@@ -37,7 +35,7 @@ class TrainedHead:
 
     name: str
     model: Any = field(repr=False)
-    # E-d only: the embedding space each input slot must come from, in INPUT_ROLES order.
+    # E-d only: the embedding space each input slot must come from, in AGENT_ROLES order.
     spaces: tuple[tuple[bytes, int, Encoding], ...] = ()
 
     def probs(self, **inputs: np.ndarray) -> np.ndarray:
@@ -57,16 +55,16 @@ class FusionAgent(Agent):
 
     def run(self, task: TaskInput) -> AgentOutput:
         peers = {p.role: p for p in task.peers if p.role in ROLE_WEIGHTS}
-        if task.arch == ARCH_M_LEARNED and self.decisions_head is not None and peers:
+        if task.arch == Arch.M_LEARNED and self.decisions_head is not None and peers:
             return self._learned(peers)
-        if task.arch == ARCH_E_D and self.embeddings_head is not None:
+        if task.arch == Arch.E_D and self.embeddings_head is not None:
             out = self._embeddings(peers)
             if out is not None:
                 return out
         return self._vote(task)
 
     def _vote(self, task: TaskInput) -> AgentOutput:
-        scores = np.zeros(3)  # (sell, hold, buy)
+        scores = np.zeros(len(Action))  # (sell, hold, buy)
         used = 0
         for peer in task.peers:
             if peer.role not in ROLE_WEIGHTS or peer.action is None or peer.confidence is None:
@@ -86,10 +84,10 @@ class FusionAgent(Agent):
         from models.fusion import decision_scores
 
         actions = np.array([[peers[r].action if r in peers and peers[r].action is not None else 0
-                             for r in INPUT_ROLES]])  # (1, A)
+                             for r in AGENT_ROLES]])  # (1, A)
         confs = np.array([[peers[r].confidence if r in peers and peers[r].confidence is not None else 0
-                           for r in INPUT_ROLES]])
-        present = np.array([[1.0 if r in peers and peers[r].action is not None else 0.0 for r in INPUT_ROLES]],
+                           for r in AGENT_ROLES]])
+        present = np.array([[1.0 if r in peers and peers[r].action is not None else 0.0 for r in AGENT_ROLES]],
                            np.float32)
         scores = decision_scores(actions, confs, present)  # (1, A*3)
         probs = self.decisions_head.probs(scores=scores, mask=present)  # type: ignore[union-attr]
@@ -101,7 +99,7 @@ class FusionAgent(Agent):
         head = self.embeddings_head
         assert head is not None
         vectors: list[np.ndarray | None] = []
-        for role, (model_id, dim, encoding) in zip(INPUT_ROLES, head.spaces, strict=True):
+        for role, (model_id, dim, encoding) in zip(AGENT_ROLES, head.spaces, strict=True):
             peer = peers.get(role)
             same_space = (peer is not None and peer.vector is not None and peer.model_id == model_id
                           and peer.encoding == int(encoding) and len(peer.vector) == encoding.byte_length(dim))

@@ -11,8 +11,9 @@ import logging
 
 import numpy as np
 
-from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput, softmax
-from agents.onnx import AgentModel
+from agents.base import Modality, Role
+from agents.feature import FeatureAgent, signal_probs
+from node.protocol.payload import TaskPayload
 
 log = logging.getLogger(__name__)
 
@@ -28,28 +29,25 @@ def momentum_probs(prices: list[float], volumes: list[float]) -> np.ndarray:
     v = np.asarray(volumes, dtype=np.float64)[1:] + 1e-9
     w = v / v.mean()
     t = float((w * r).sum() / (r.std() * np.sqrt(len(r)) + 1e-12))
-    s = float(np.tanh(t / 2.0))  # in (-1, 1): strength and direction of the trend
-    return softmax(4.0 * np.array([-s, 0.3 - abs(s), s]))
+    return signal_probs(float(np.tanh(t / 2.0)))  # tanh: strength and direction of the trend
 
 
-class MarketAgent(Agent):
-    def __init__(self, model: AgentModel | None = None) -> None:
-        self.model = model
-        if model is not None:
-            self.identity = AgentIdentity(Role.MARKET, Modality.SERIES, model.model_id, model.dim, model.encoding,
-                                          model.name, model.name, "onnx")
-        else:
-            self.identity = AgentIdentity(Role.MARKET, Modality.SERIES, decider="momentum-rule", backend="numpy")
+class MarketAgent(FeatureAgent):
+    role = Role.MARKET
+    modality = Modality.SERIES
+    rule_name = "momentum-rule"
+    fallback_note = "series too short for the model: momentum rule"
 
-    def run(self, task: TaskInput) -> AgentOutput:
-        p = task.payload
-        if not p.prices:
-            return AgentOutput(Decision.abstain(), note="market modality missing")
-        if self.model is not None and len(p.prices) >= MIN_POINTS_MODEL:
-            from models.data.features import market_features
+    def present(self, payload: TaskPayload) -> bool:
+        return bool(payload.prices)
 
-            out = self.model(market_features(p.prices, p.volumes))
-            emb = Embedding(out["embedding"][0].astype(np.float32), self.model.model_id, self.model.encoding)
-            return AgentOutput(Decision.from_probs(out["probs"][0]), emb)
-        return AgentOutput(Decision.from_probs(momentum_probs(p.prices, p.volumes)),
-                           note="" if self.model is None else "series too short for the model: momentum rule")
+    def model_reads(self, payload: TaskPayload) -> bool:
+        return len(payload.prices) >= MIN_POINTS_MODEL
+
+    def features(self, payload: TaskPayload) -> np.ndarray:
+        from models.data.features import market_features
+
+        return market_features(payload.prices, payload.volumes)
+
+    def rule_probs(self, payload: TaskPayload) -> np.ndarray:
+        return momentum_probs(payload.prices, payload.volumes)

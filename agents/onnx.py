@@ -20,13 +20,11 @@ from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"f32": Encoding.F32, "f16": Encoding.F16, "i8": Encoding.I8, "binary": Encoding.BINARY}
-
-
 def encoding_of(dtype: str) -> Encoding:
+    """The Encoding a manifest's dtype names (f32, f16, i8, binary)."""
     try:
-        return _DTYPES[dtype]
-    except KeyError:
+        return Encoding.parse(dtype)
+    except ValueError:
         raise ModelError(f"unknown vector dtype {dtype!r}") from None
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput, softmax
-from agents.onnx import AgentModel
-from node.protocol.payload import FLOW_NAMES
+from agents.base import Modality, Role
+from agents.feature import FeatureAgent, signal_probs
+from node.protocol.payload import FLOW_NAMES, TaskPayload
 
 _IN, _OUT = FLOW_NAMES.index("exchange_inflow"), FLOW_NAMES.index("exchange_outflow")
 _MINT, _ADDR = FLOW_NAMES.index("stablecoin_mint"), FLOW_NAMES.index("active_addresses")
@@ -22,27 +22,21 @@ def netflow_probs(flows: list[float]) -> np.ndarray:
     """(sell, hold, buy) from log net exchange outflow and stablecoin mints: the fallback model."""
     f = np.log1p(np.asarray(flows, dtype=np.float64))  # (8,)
     score = (f[_OUT] - f[_IN]) + 0.25 * (f[_MINT] - f[_ADDR] + 2.0)
-    s = float(np.tanh(score))
-    return softmax(4.0 * np.array([-s, 0.3 - abs(s), s]))
+    return signal_probs(float(np.tanh(score)))
 
 
-class RiskAgent(Agent):
-    def __init__(self, model: AgentModel | None = None) -> None:
-        self.model = model
-        if model is not None:
-            self.identity = AgentIdentity(Role.RISK, Modality.FLOWS, model.model_id, model.dim, model.encoding,
-                                          model.name, model.name, "onnx")
-        else:
-            self.identity = AgentIdentity(Role.RISK, Modality.FLOWS, decider="netflow-rule", backend="numpy")
+class RiskAgent(FeatureAgent):
+    role = Role.RISK
+    modality = Modality.FLOWS
+    rule_name = "netflow-rule"
 
-    def run(self, task: TaskInput) -> AgentOutput:
-        p = task.payload
-        if not p.flows:
-            return AgentOutput(Decision.abstain(), note="risk modality missing")
-        if self.model is not None:
-            from models.data.features import flow_features
+    def present(self, payload: TaskPayload) -> bool:
+        return bool(payload.flows)
 
-            out = self.model(flow_features(p.flows))
-            emb = Embedding(out["embedding"][0].astype(np.float32), self.model.model_id, self.model.encoding)
-            return AgentOutput(Decision.from_probs(out["probs"][0]), emb)
-        return AgentOutput(Decision.from_probs(netflow_probs(p.flows)))
+    def features(self, payload: TaskPayload) -> np.ndarray:
+        from models.data.features import flow_features
+
+        return flow_features(payload.flows)
+
+    def rule_probs(self, payload: TaskPayload) -> np.ndarray:
+        return netflow_probs(payload.flows)

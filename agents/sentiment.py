@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from agents.base import (
+    Action,
     Agent,
     AgentIdentity,
     AgentOutput,
@@ -30,12 +31,12 @@ from agents.onnx import AgentModel
 
 log = logging.getLogger(__name__)
 
-ANCHORS: dict[str, tuple[str, ...]] = {
-    "sell": ("Prices plunge as investors flee after the hack", "Regulators sue the exchange; tokens slide",
+ANCHORS: dict[Action, tuple[str, ...]] = {
+    Action.SELL: ("Prices plunge as investors flee after the hack", "Regulators sue the exchange; tokens slide",
              "Heavy losses and liquidations as the market crashes", "Project halts withdrawals amid insolvency fears"),
-    "hold": ("Prices little changed in a quiet session", "Traders wait for more data before moving",
+    Action.HOLD: ("Prices little changed in a quiet session", "Traders wait for more data before moving",
              "The token trades sideways within its range", "No major news; volumes stay flat"),
-    "buy": ("Prices surge as institutional demand soars", "Record inflows push the token to new highs",
+    Action.BUY: ("Prices surge as institutional demand soars", "Record inflows push the token to new highs",
             "Analysts upgrade the outlook after strong growth", "Major partnership announced; rally accelerates"),
 }
 TEMPERATURE = 25.0  # cosine similarities are close together; sharpen them into probabilities
@@ -63,8 +64,8 @@ class SentimentAgent(Agent):
 
     def _embed_anchors(self) -> np.ndarray:
         rows = []
-        for label in ("sell", "hold", "buy"):
-            v = self.encoder.embed(list(ANCHORS[label])).mean(axis=0)  # (d,)
+        for action in Action:  # rows in action order, as the probabilities are
+            v = self.encoder.embed(list(ANCHORS[action])).mean(axis=0)  # (d,)
             rows.append(v / (np.linalg.norm(v) + 1e-12))
         return np.stack(rows).astype(np.float32)  # (3, d)
 
