@@ -1,4 +1,9 @@
-"""Build the agent a node runs, loading its model once (the session is reused for every task)."""
+"""Build the agent a node runs, loading its model once (the session is reused for every task).
+
+`build_agent` looks the role up in `agents.registry.ROLE_AGENTS` (the builders below register
+themselves there, one per role) and wraps the agent in its mode (`AGENT_MODES`, from
+`agents.faults`); importing this module registers every built-in kind.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from agents.base import Agent, Encoding
+from agents import faults  # RulesFusion; importing it registers the agent modes
+from agents.base import Agent, Encoding, Role
 from agents.fusion import FusionAgent, TrainedHead
 from agents.market import MarketAgent
 from agents.onnx import AgentModel, encoding_of, find_agent_model
+from agents.registry import AGENT_MODES, ROLE_AGENTS, AgentConfig, role_agent
 from agents.risk import RiskAgent
 from agents.sentiment import SentimentAgent
 from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
+__all__ = ["AGENT_MODES", "ROLE_AGENTS", "AgentConfig", "build_agent", "build_agent_from", "encoder_identity",
+           "load_fusion_heads", "load_text_encoder"]
 
 
 def _trained(name: str, use_trained: bool, manifest_path: Path | None) -> AgentModel | None:
@@ -31,14 +39,16 @@ def _trained(name: str, use_trained: bool, manifest_path: Path | None) -> AgentM
     return model
 
 
-def load_text_encoder() -> tuple[Any, bytes, str, Encoding]:
-    """all-MiniLM-L6-v2 through onnxruntime (models.minilm.runtime): (encoder, model id, name, encoding)."""
+def load_text_encoder(manifest_path: Path | None = None) -> tuple[Any, bytes, str, Encoding]:
+    """all-MiniLM-L6-v2 through onnxruntime (models.minilm.runtime), from `manifest_path` (default the
+    project's manifest): (encoder, model id, name, encoding)."""
     try:
+        from models.manifest import MANIFEST_PATH
         from models.minilm.runtime import load_default
     except ImportError as exc:
         raise ModelError(f"the MiniLM runtime is not available ({exc}); run `make setup`") from None
     # One thread: four node processes share two cores; a task's few headlines are one small batch.
-    encoder = load_default("f32", threads=1)
+    encoder = load_default("f32", Path(manifest_path or MANIFEST_PATH), threads=1)
     return (encoder, *encoder_identity(encoder))
 
 
@@ -84,29 +94,57 @@ def load_fusion_heads(manifest_path: Path | None = None) -> tuple[TrainedHead | 
     return decisions, embeddings
 
 
-def build_agent(role: str, *, model_name: str | None = None, use_trained: bool = True,
-                manifest_path: Path | None = None, text_encoder: tuple[Any, bytes, str, Encoding] | None = None) -> Agent:
-    """The agent for `role`; `text_encoder` lets tests pass a small fake instead of MiniLM."""
-    if role not in ROLES:
-        raise ModelError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-    if role == "fusion":
-        if not use_trained:
-            return FusionAgent()
-        decisions, embeddings = load_fusion_heads(manifest_path)
+def build_agent(role: str, **options: Any) -> Agent:
+    """The agent for `role` in its mode; `options` are the other `AgentConfig` fields (`text_encoder`
+    lets tests pass a small fake instead of MiniLM)."""
+    return build_agent_from(AgentConfig(role, **options))
+
+
+def build_agent_from(config: AgentConfig) -> Agent:
+    """The role's agent (ConfigError naming the known roles if there is none), wrapped in its mode."""
+    build = ROLE_AGENTS.get(config.role)
+    wrap = AGENT_MODES.get(config.mode)  # before any model is loaded: a typo fails fast
+    return wrap(build(config), config)
+
+
+@role_agent(Role.MARKET)
+def _market(config: AgentConfig) -> Agent:
+    return MarketAgent(_trained(config.model_name or config.role, config.use_trained, config.manifest_path))
+
+
+@role_agent(Role.SENTIMENT)
+def _sentiment(config: AgentConfig) -> Agent:
+    model = _trained(config.model_name or config.role, config.use_trained, config.manifest_path)
+    encoder, model_id, name, encoding = config.text_encoder or load_text_encoder(config.text_manifest_path)
+    return SentimentAgent(encoder, model_id, name, model, encoder_encoding=encoding)
+
+
+@role_agent(Role.RISK)
+def _risk(config: AgentConfig) -> Agent:
+    return RiskAgent(_trained(config.model_name or config.role, config.use_trained, config.manifest_path))
+
+
+@role_agent(Role.FUSION)
+def _fusion(config: AgentConfig) -> Agent:
+    if not config.use_trained:
+        agent = FusionAgent()
+    else:
+        decisions, embeddings = load_fusion_heads(config.manifest_path)
         log.info("fusion heads: M-learned %s, E-d %s (else the weighted vote decides)",
                  decisions.name if decisions else "none", embeddings.name if embeddings else "none")
-        return FusionAgent(decisions, embeddings)
-    if role == "coordinator":
-        if not use_trained:
-            raise ModelError("the coordinator runs the trained unified model (u); it has no simple fallback")
-        from agents.coordinator import load_u_agent
+        agent = FusionAgent(decisions, embeddings)
+    if config.fusion_rules is not None:
+        agent = faults.RulesFusion(agent, *config.fusion_rules)
+    return agent
 
-        encoder = text_encoder[:3] if text_encoder is not None else None
-        return load_u_agent(model_name or "u", manifest_path=manifest_path, text_encoder=encoder)
-    model = _trained(model_name or role, use_trained, manifest_path)
-    if role == "market":
-        return MarketAgent(model)
-    if role == "risk":
-        return RiskAgent(model)
-    encoder, model_id, name, encoding = text_encoder or load_text_encoder()
-    return SentimentAgent(encoder, model_id, name, model, encoder_encoding=encoding)
+
+@role_agent(Role.COORDINATOR)
+def _coordinator(config: AgentConfig) -> Agent:
+    if not config.use_trained:
+        raise ModelError("the coordinator runs the trained unified model (u); it has no simple fallback")
+    from agents.coordinator import load_u_agent
+
+    encoder = config.text_encoder[:3] if config.text_encoder is not None else None
+    return load_u_agent(config.model_name or "u", threads=config.threads, manifest_path=config.manifest_path,
+                        text_manifest_path=config.text_manifest_path, text_encoder=encoder,
+                        text_kind=config.text_kind, text_batch=config.text_batch)

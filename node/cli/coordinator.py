@@ -60,7 +60,7 @@ def run_coordinator(config: Path | None = None, **overrides: object) -> int:
     import logging
     import time
 
-    from agents.coordinator import load_u_agent
+    from agents.factory import build_agent_from
     from node.coordinator.service import CoordinatorMetrics, CoordinatorService, CoordinatorSettings, build_router
     from node.runtime.settings import load_node_settings
     from node.runtime.node import build_runtime, run_node
@@ -68,8 +68,7 @@ def run_coordinator(config: Path | None = None, **overrides: object) -> int:
     log = logging.getLogger("node.coordinator.service")
     settings = load_node_settings(config, settings_cls=CoordinatorSettings, **overrides)
     t0 = time.perf_counter()
-    agent = load_u_agent(settings.u_model_name, threads=settings.threads, text_kind=settings.text_model,
-                         text_batch=settings.text_batch)
+    agent = build_agent_from(settings.agent_config())
     log.info("%s loaded in %.2fs (%d intra-op threads; batches of up to %d, waiting up to %g ms)",
              agent.describe(), time.perf_counter() - t0, settings.threads, settings.max_batch, settings.max_wait_ms)
     runtime = build_runtime(settings, agent=agent)

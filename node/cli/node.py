@@ -1,4 +1,4 @@
-"""`chorus node run`: one agent node process (market, sentiment, risk or fusion)."""
+"""`chorus node run`: one agent node process (market, sentiment, risk or fusion), in its agent mode."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
         role: Optional[str] = typer.Option(None, "--role", help="market, sentiment, risk or fusion."),
         port: Optional[int] = typer.Option(None, "--port", help="API port (default 8700)."),
         model_name: Optional[str] = typer.Option(None, "--model", help="Manifest entry of the trained model."),
+        fusion_rules: Optional[str] = typer.Option(
+            None, "--fusion-rules", help="Fusion: M-rules thresholds \"risk_veto,lead\" for M-rules tasks."),
         *,
         config: Optional[Path] = None,
         overrides: Optional[dict] = None,
@@ -33,7 +35,8 @@ def register(app: typer.Typer) -> None:
         from node.runtime.node import run_node
 
         try:
-            settings = load_node_settings(config, role=role, port=port, model_name=model_name, **(overrides or {}))
+            settings = load_node_settings(config, role=role, port=port, model_name=model_name,
+                                          fusion_rules=fusion_rules, **(overrides or {}))
             code = run_node(settings)
         except ChorusError as exc:
             typer.echo(f"node failed: {exc}", err=True)

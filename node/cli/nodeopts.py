@@ -34,6 +34,14 @@ _SHARED: tuple[tuple[str, str | None, Any, Any], ...] = (
      typer.Option(None, "--confirmations", help="Blocks to wait before acting on a log.")),
     ("poll_interval", "poll_interval_s", Optional[float],
      typer.Option(None, "--poll-interval", help="Seconds between polls when idle.")),
+    ("manifest", "manifest", Optional[Path],
+     typer.Option(None, "--manifest", help="Model manifest of the agent's trained models (default the project's).")),
+    ("text_manifest", "text_manifest", Optional[Path],
+     typer.Option(None, "--text-manifest", help="Model manifest MiniLM comes from (default the project's).")),
+    ("agent_mode", "agent_mode", Optional[str],
+     typer.Option(None, "--agent-mode", help="honest (default), byzantine, wrong-model or slow.")),
+    ("agent_delay", "agent_delay_s", Optional[float],
+     typer.Option(None, "--agent-delay", help="Seconds a slow agent waits before answering (--agent-mode slow).")),
 )
 
 

@@ -25,7 +25,7 @@ accepting requests while a batch runs.
 import asyncio
 import itertools
 import logging
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -37,6 +37,9 @@ from node.coordinator.batcher import MicroBatcher, Overloaded
 from node.protocol.enums import Action
 from node.protocol.payload import TaskPayload, decode, payload_hash
 from node.runtime.settings import NodeSettings
+
+if TYPE_CHECKING:
+    from agents.registry import AgentConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,13 @@ class CoordinatorSettings(NodeSettings):
     def u_model_name(self) -> str:
         """Manifest entry of the U model: `model_name` if set, else u or u-int8."""
         return self.model_name or ("u-int8" if self.int8 else "u")
+
+    def agent_config(self) -> "AgentConfig":
+        """The node's agent config with the U model and the sessions' threads, MiniLM variant and runs."""
+        from dataclasses import replace
+
+        return replace(super().agent_config(), model_name=self.u_model_name, threads=self.threads,
+                       text_kind=self.text_model, text_batch=self.text_batch)
 
 
 # -- metrics ------------------------------------------------------------------------------------------

@@ -1,26 +1,13 @@
-"""`python -m node.experiment.agentproc [chorus args]`: a `chorus node run` process for the bench.
+"""`python -m node.experiment.agentproc --zygote`: a warm fork server for the bench's node processes.
 
-It is the standard node (`node.cli.main` -> `node.runtime.node.run_node`, unchanged) with two things the
-experiment needs and the node's settings do not offer yet:
-- the agent's models come from the manifest named by `CHORUS_BENCH_MANIFEST` (each seed and sweep
-  point of the experiment has its own trained models, hence its own model ids);
-- `CHORUS_BENCH_MODE` picks what runs behind the node's role: `honest` (default), `byzantine` (the
-  opposite action at full confidence) or `wrong-model` (embeddings under an unregistered model id).
-  `CHORUS_BENCH_RULES` ("risk_veto,lead") makes a fusion node decide architecture 1 by M-rules.
-
-The same holds for `python -m node.experiment.agentproc coordinator run ...` (the U coordinator,
-`chorus coordinator run`): U comes from the session's manifest, MiniLM from the project's.
-
-Everything else (registration, watcher, outbox, finalization, API) is the node runtime's own. The
-agent factory is wrapped here, in this process only, before the CLI runs.
-
-`python -m node.experiment.agentproc --zygote` is a warm start for many such processes: it imports
-the node runtime once (about 1.5 CPU-seconds per process saved: a run starts dozens), then forks one
-child per request read from stdin (a JSON line: argv, env, log file, working directory) and answers
-with the child's pid. Each child is a node process of its own — own pid, session, log, state file
-and key — running exactly what `python -m node.experiment.agentproc node run ...` runs. The zygote
-imports nothing that starts a thread (onnxruntime is imported by each child), so forking it is safe;
-it reaps its children, and every process dies with the one above it (PR_SET_PDEATHSIG).
+It imports the node runtime once (about 1.5 CPU-seconds per process saved: a run starts dozens),
+then forks one child per request read from stdin (a JSON line: the module to run, its argv, env,
+log file, working directory) and answers with the child's pid. Each child is a node process of its
+own — own pid, session, log, state file and key — running exactly what `python -m <module> <argv>`
+runs (the bench asks for `node.cli`: `chorus node run ...` or `chorus coordinator run ...`, whose
+settings say the agent's mode and manifest). The zygote imports nothing that starts a thread
+(onnxruntime is imported by each child), so forking it is safe; it reaps its children, and every
+process dies with the one above it (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -28,70 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-MODES = ("honest", "byzantine", "wrong-model")
-
-
-def install(env: dict[str, str] | None = None) -> None:
-    """Wrap the agent factories (`agents.factory.build_agent` for the agent nodes,
-    `agents.coordinator.load_u_agent` for `chorus coordinator run`) per the CHORUS_BENCH_* variables."""
-    from agents import coordinator, factory
-
-    env = dict(os.environ if env is None else env)
-    mode = env.get("CHORUS_BENCH_MODE", "honest")
-    if mode not in MODES:
-        raise SystemExit(f"CHORUS_BENCH_MODE must be one of {', '.join(MODES)}, got {mode!r}")
-    manifest = Path(env["CHORUS_BENCH_MANIFEST"]) if env.get("CHORUS_BENCH_MANIFEST") else None
-    rules = env.get("CHORUS_BENCH_RULES")
-    build_original, load_u_original = factory.build_agent, coordinator.load_u_agent
-
-    def wrap(agent):
-        from agents.faults import ByzantineAgent, WrongModelAgent
-
-        if mode == "byzantine":
-            agent = ByzantineAgent(agent)
-        elif mode == "wrong-model":
-            agent = WrongModelAgent(agent)
-        log.info("bench agent (%s mode, manifest %s): %s", mode, manifest, agent.describe())
-        return agent
-
-    def build_agent(role: str, *, model_name: str | None = None, use_trained: bool = True,
-                    manifest_path: Path | None = None, text_encoder=None):
-        from agents.faults import RulesFusion
-
-        agent = build_original(role, model_name=model_name, use_trained=use_trained,
-                               manifest_path=manifest_path or manifest, text_encoder=text_encoder)
-        if role == "fusion" and rules:
-            risk_veto, lead = (float(x) for x in rules.split(","))
-            agent = RulesFusion(agent, risk_veto, lead)
-        return wrap(agent)
-
-    def load_u_agent(name: str = "u", *, manifest_path: Path | None = None, text_encoder=None, **kwargs):
-        # U from the session's manifest; MiniLM (which that manifest does not hold) from the project's.
-        if text_encoder is None and manifest is not None and manifest_path is None:
-            from models.minilm.runtime import load_default
-
-            encoder = load_default(kwargs.get("text_kind", "f32"), threads=kwargs.get("threads", 1),
-                                   batch_size=kwargs.get("text_batch", 16))
-            text_encoder = (encoder, bytes.fromhex(encoder.model_id), encoder.name)
-        return wrap(load_u_original(name, manifest_path=manifest_path or manifest, text_encoder=text_encoder,
-                                    **kwargs))
-
-    factory.build_agent = build_agent
-    coordinator.load_u_agent = load_u_agent
-
 
 def main() -> None:
-    if sys.argv[1:2] == ["--zygote"]:
-        zygote()
-        return
-    install()
-    from node.cli.main import app
-
-    app(prog_name="chorus", args=sys.argv[1:])
+    if sys.argv[1:] != ["--zygote"]:
+        raise SystemExit("usage: python -m node.experiment.agentproc --zygote (node processes: python -m node.cli)")
+    zygote()
 
 
 # -- the zygote -------------------------------------------------------------------------------------
@@ -104,7 +35,8 @@ PRELOAD = ("numpy", "web3", "eth_account", "uvicorn", "fastapi", "httpx", "reque
            "node.coordinator.service", "models.runtime", "models.manifest", "models.data.features", "models.fusion",
            "agents.faults")
 """What the zygote imports before forking: the node runtime without onnxruntime (whose import
-starts a thread, which a fork must not inherit)."""
+starts a thread, which a fork must not inherit). By name only: the children run the CLI, a layer
+above this one, which the zygote warms up but never calls."""
 
 
 def _die_with_parent(sig: int) -> None:
@@ -174,12 +106,12 @@ def _child(request: dict) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    install()
-    from node.cli.main import app
+    import runpy
 
     code = 0
     try:
-        app(prog_name="chorus", args=list(request["argv"]))
+        sys.argv = ["chorus", *request["argv"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - anything else is printed to the node's log, then exit 1

@@ -1,7 +1,8 @@
 """Sets of node processes for one model set: the agents, the fusion node and the U coordinators.
 
-Each process is a real `chorus node run` (through `node.experiment.agentproc`, which points the
-agent at the model set's manifest and picks its mode), with a key of its own (`--dev-key-index N`
+Each process is a real `chorus node run` (or `chorus coordinator run`), forked by the zygote
+(`node.experiment.agentproc`) or started as `python -m node.cli`; its settings flags point the
+agent at the model set's manifest and pick its mode. Each has a key of its own (`--dev-key-index N`
 on the dev chain, else a generated keystore named by CHORUS_KEYSTORE_PATH and
 CHORUS_KEYSTORE_PASSWORD_FILE; see `node.experiment.keys`), its HTTP API and
 its SQLite state under the run's work folder. Processes are stopped by pid after checking that
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from node.devnet.cluster import NodeProc, _start_time, free_base_port, wait_healthy
 from node.experiment.keys import NodeKey
+from node.protocol.enums import Role
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +51,31 @@ class NodeSpec:
     archs: tuple[int, ...]
     """Architecture ids this node publishes for."""
     embedding_archs: tuple[int, ...] = ()
+    """Architectures for which the node also publishes its embedding."""
     mode: str = "honest"
+    """The node's `agent_mode`: honest, byzantine, wrong-model or slow."""
     rules: str | None = None
-    """M-rules thresholds "risk_veto,lead" (fusion nodes)."""
+    """M-rules thresholds "risk_veto,lead" (fusion nodes: the `fusion_rules` setting)."""
+    delay_s: float = 0.0
+    """Mode slow: the node's `agent_delay_s`."""
 
-    def with_mode(self, mode: str, archs: tuple[int, ...] | None = None) -> NodeSpec:
+    def with_mode(self, mode: str, archs: tuple[int, ...] | None = None, *, delay_s: float = 0.0) -> NodeSpec:
         from dataclasses import replace
 
-        return replace(self, mode=mode, archs=self.archs if archs is None else tuple(archs))
+        return replace(self, mode=mode, archs=self.archs if archs is None else tuple(archs), delay_s=delay_s)
+
+    def settings_args(self) -> list[str]:
+        """The flags of `chorus node run` / `chorus coordinator run` that set the agent's kind."""
+        args = ["--agent-mode", self.mode]
+        if self.delay_s:
+            args += ["--agent-delay", str(self.delay_s)]
+        if self.rules:
+            args += ["--fusion-rules", self.rules]
+        return args
+
+
+NODE_MODULE = "node.cli"
+"""What a node process runs: `python -m node.cli` is `chorus`."""
 
 
 def proc_cpu_seconds(pid: int) -> float | None:
@@ -106,7 +125,7 @@ class Zygote:
             raise RuntimeError("the node zygote did not start (see stderr)")
 
     def spawn(self, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> int:
-        request = {"argv": argv, "env": env, "log": str(log_path), "cwd": str(cwd)}
+        request = {"module": NODE_MODULE, "argv": argv, "env": env, "log": str(log_path), "cwd": str(cwd)}
         with self._lock:
             self.process.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
             self.process.stdin.flush()  # type: ignore[union-attr]
@@ -207,29 +226,31 @@ class NodeSet:
             "CHORUS_EMBEDDING_ARCHS": json.dumps(list(spec.embedding_archs)),
             "CHORUS_FUSION_WAIT_S": str(self.fusion_wait_s),
             **({"CHORUS_POLL_INTERVAL_S": str(self.poll_s)} if self.poll_s else {}),
-            "CHORUS_BENCH_MANIFEST": str(self.manifest),
-            "CHORUS_BENCH_MODE": spec.mode,
         })
-        if spec.rules:
-            env["CHORUS_BENCH_RULES"] = spec.rules
         env.update(key.env())  # a generated key: its keystore and password file (paths)
         return env
+
+    def _args(self, spec: NodeSpec, port: int, key: NodeKey, db: Path) -> list[str]:
+        """The `chorus` arguments of the node process for `spec`."""
+        # `chorus coordinator run` for the U coordinators, `chorus node run --role R` for the agents.
+        # A U coordinator takes U from the set's manifest and MiniLM from the project's (its default).
+        coordinator = spec.role == Role.COORDINATOR.label
+        command = ["coordinator", "run"] if coordinator else ["node", "run", "--role", spec.role]
+        return ["-v", *command, "--port", str(port), *key.args(), "--deployment", str(self.deployment_file),
+                "--db", str(db), "--manifest", str(self.manifest), *spec.settings_args()]
 
     def _spawn(self, spec: NodeSpec, port: int, key: NodeKey) -> NodeProc:
         from node.chain.settings import find_project_root
 
         db = self.directory / f"{spec.name}.sqlite"
         log_path = self.directory / f"{spec.name}.log"
-        # `chorus coordinator run` for the U coordinators, `chorus node run --role R` for the agents.
-        command = ["coordinator", "run"] if spec.role == "coordinator" else ["node", "run", "--role", spec.role]
-        args = ["-v", *command, "--port", str(port), *key.args(),
-                "--deployment", str(self.deployment_file), "--db", str(db)]
+        args = self._args(spec, port, key, db)
         if self.zygote is not None:
             pid = self.zygote.spawn(args, self._env(spec, key), log_path, find_project_root())
             return ForkedNode(role=spec.name, address=key.address, url=f"http://127.0.0.1:{port}",
                               pid=pid, port=port, key_index=key.key_index, db=str(db), log=str(log_path),
                               start_time=_start_time(pid))
-        command = [sys.executable, "-m", "node.experiment.agentproc", *args]
+        command = [sys.executable, "-m", NODE_MODULE, *args]
         with open(log_path, "ab") as out:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                        env=self._env(spec, key), cwd=find_project_root(), start_new_session=True,

@@ -469,7 +469,7 @@ def effective_settings(settings: NodeSettings, deployment: Deployment) -> NodeSe
 def build_runtime(settings: NodeSettings, agent: Agent | None = None) -> NodeRuntime:
     """Everything but the API server and signals: deployment, chain, key, store, agent (built from
     the settings' role unless given, e.g. the coordinator's, which its HTTP service shares)."""
-    from agents.factory import build_agent
+    from agents.factory import build_agent_from
     from node.chain.nodechain import connect_node_chain
 
     deployment = load_deployment(settings)
@@ -477,7 +477,7 @@ def build_runtime(settings: NodeSettings, agent: Agent | None = None) -> NodeRun
     chain = connect_node_chain(settings, deployment)
     if agent is None:
         t0 = time.perf_counter()
-        agent = build_agent(settings.role, model_name=settings.model_name, use_trained=settings.use_trained_model)
+        agent = build_agent_from(settings.agent_config())
         log.info("%s loaded in %.2fs", agent.describe(), time.perf_counter() - t0)
     store = Store(settings.resolved_db_path())
     runtime = NodeRuntime(settings, chain, store, agent, deployment=deployment)

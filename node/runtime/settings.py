@@ -9,22 +9,27 @@ by default), which also names the contracts.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from node.protocol.errors import ConfigError
 from node.chain.settings import ChainSettings, get_settings, state_dir
+from node.protocol.enums import COORDINATOR_ARCHS, EXPERIMENT_ARCHS, Arch, Role
+from node.protocol.errors import ConfigError
 
-NODE_ROLES = ("market", "sentiment", "risk", "fusion", "coordinator")
-RoleName = Literal["market", "sentiment", "risk", "fusion", "coordinator"]
-DEFAULT_ARCHS = (0, 1, 2, 3, 4, 5, *range(8, 16))
-"""Architectures agent nodes serve; 6 (U) and 7 (U-rep) are the coordinator's."""
-COORDINATOR_ARCHS = (6, 7)
-"""Architectures the coordinator serves: TaskBoard weighs only role coordinator there (10000), and
-the coordinator weighs 0 everywhere else, so each side would only spend gas on the other's tasks."""
+if TYPE_CHECKING:
+    from agents.registry import AgentConfig
+
+__all__ = ["COORDINATOR_ARCHS", "DEFAULT_ARCHS", "NodeSettings", "load_node_settings"]
+
+DEFAULT_ARCHS = tuple(int(a) for a in (*Arch, *EXPERIMENT_ARCHS) if a not in COORDINATOR_ARCHS)
+"""Architectures agent nodes serve: all but the coordinator's (U, U-rep), on which TaskBoard weighs
+only role coordinator, as it weighs the coordinator 0 everywhere else: each side would only spend
+gas on the other's tasks."""
+_ARCH_IDS = frozenset(int(a) for a in (*Arch, *EXPERIMENT_ARCHS))
 
 
 class NodeSettings(ChainSettings):
@@ -32,8 +37,9 @@ class NodeSettings(ChainSettings):
 
     model_config = SettingsConfigDict(**{**ChainSettings.model_config, "toml_file": None})
 
-    role: RoleName = "market"
-    """Which agent this node runs: market, sentiment, risk, fusion or coordinator."""
+    role: str = "market"
+    """Which agent this node runs: market, sentiment, risk, fusion or coordinator (a kind of
+    `agents.registry.ROLE_AGENTS`)."""
 
     host: str = "127.0.0.1"
     """Interface the HTTP API binds to (loopback by default: the API is for operators, not the world)."""
@@ -74,11 +80,31 @@ class NodeSettings(ChainSettings):
     use_trained_model: bool = True
     """Use the trained ONNX model when the manifest has it (else the simple numpy model)."""
 
+    manifest: Path | None = None
+    """Model manifest the agent's trained models come from; default the project's
+    (`models/artifacts/manifest.json`). The bench gives each model set its own."""
+
+    text_manifest: Path | None = None
+    """Model manifest MiniLM comes from (sentiment, coordinator); default the project's, whichever
+    `manifest` is (the bench's model sets hold no MiniLM)."""
+
+    agent_mode: str = "honest"
+    """What runs behind the role (a mode of `agents.registry.AGENT_MODES`): honest, byzantine (the
+    opposite action at full confidence), wrong-model (embeddings under an unregistered model id) or
+    slow (the honest answer after `agent_delay_s`)."""
+
+    agent_delay_s: float = Field(default=0.0, ge=0, le=3600)
+    """agent_mode slow: seconds the agent waits before answering (> 0 there, 0 in every other mode)."""
+
+    fusion_rules: str | None = None
+    """Fusion: "risk_veto,lead", M-rules thresholds (fractions) with which the node decides tasks of
+    architecture M-rules; unset: the plain fusion agent decides them."""
+
     archs: list[int] = Field(default_factory=lambda: list(DEFAULT_ARCHS))
     """Architecture ids this node publishes for; tasks of other architectures are skipped.
     Default 0-5 and 8-15, or 6-7 (U, U-rep) for role coordinator."""
 
-    embedding_archs: list[int] = Field(default_factory=lambda: [5])
+    embedding_archs: list[int] = Field(default_factory=lambda: [int(Arch.E_D)])
     """Architectures for which the node also publishes its embedding (E-d)."""
 
     finalize: bool = True
@@ -115,16 +141,59 @@ class NodeSettings(ChainSettings):
     @field_validator("archs", "embedding_archs")
     @classmethod
     def _arch_ids(cls, value: list[int]) -> list[int]:
-        bad = [a for a in value if not 0 <= a <= 15]
+        bad = [a for a in value if a not in _ARCH_IDS]
         if bad:
-            raise ValueError(f"architecture ids must be 0..15, got {bad}")
+            raise ValueError(f"architecture ids must be {min(_ARCH_IDS)}..{max(_ARCH_IDS)}, got {bad}")
+        return value
+
+    @field_validator("role", "agent_mode")
+    @classmethod
+    def _known_kind(cls, value: str, info: ValidationInfo) -> str:
+        from agents.factory import AGENT_MODES, ROLE_AGENTS
+
+        registry = ROLE_AGENTS if info.field_name == "role" else AGENT_MODES
+        if value not in registry:
+            raise ValueError(registry.unknown(value))
+        return value
+
+    @field_validator("manifest", "text_manifest")
+    @classmethod
+    def _manifest_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no model manifest at {value}")
+        return value
+
+    @field_validator("fusion_rules")
+    @classmethod
+    def _rules(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_rules(value)
         return value
 
     @model_validator(mode="after")
     def _coordinator_archs(self) -> NodeSettings:
-        if self.role == "coordinator" and "archs" not in self.model_fields_set:
-            self.archs = list(COORDINATOR_ARCHS)
+        if self.role == Role.COORDINATOR.label and "archs" not in self.model_fields_set:
+            self.archs = [int(a) for a in COORDINATOR_ARCHS]
         return self
+
+    @model_validator(mode="after")
+    def _mode_options(self) -> NodeSettings:
+        if self.agent_mode == "slow" and self.agent_delay_s <= 0:
+            raise ValueError("agent_mode slow needs agent_delay_s > 0")
+        if self.agent_mode != "slow" and self.agent_delay_s > 0:
+            raise ValueError(f"agent_delay_s is for agent_mode slow, not {self.agent_mode}")
+        if self.fusion_rules is not None and self.role != Role.FUSION.label:
+            raise ValueError(f"fusion_rules is for role fusion, not {self.role}")
+        return self
+
+    def agent_config(self) -> AgentConfig:
+        """What the node's agent is built from (`agents.factory.build_agent_from`)."""
+        from agents.registry import AgentConfig
+
+        return AgentConfig(self.role, model_name=self.model_name, use_trained=self.use_trained_model,
+                           manifest_path=self.manifest, text_manifest_path=self.text_manifest,
+                           mode=self.agent_mode, delay_s=self.agent_delay_s,
+                           fusion_rules=None if self.fusion_rules is None else _parse_rules(self.fusion_rules))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -159,3 +228,14 @@ def load_node_settings(config_file: Path | None = None, *, settings_cls: type[No
         return get_settings(cls, **{k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+
+
+def _parse_rules(text: str) -> tuple[float, float]:
+    """"risk_veto,lead" -> (risk_veto, lead); ValueError unless two finite numbers >= 0."""
+    try:
+        risk_veto, lead = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"fusion_rules must be \"risk_veto,lead\" (two numbers), got {text!r}") from None
+    if not all(math.isfinite(x) and x >= 0 for x in (risk_veto, lead)):
+        raise ValueError(f"fusion_rules thresholds must be finite and >= 0, got {text!r}")
+    return risk_veto, lead

@@ -229,9 +229,9 @@ def test_trained_onnx_model_from_the_manifest_is_used(tmp_path: Path) -> None:
 
 
 def test_unknown_role_is_refused() -> None:
-    from node.protocol.errors import ModelError
+    from node.protocol.errors import ConfigError
 
-    with pytest.raises(ModelError):
+    with pytest.raises(ConfigError, match="unknown agent role 'oracle'; known: market, sentiment, risk, fusion, coordinator"):
         build_agent("oracle")
 
 

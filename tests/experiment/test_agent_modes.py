@@ -1,8 +1,17 @@
-"""The agent modes the bench runs nodes in: byzantine, wrong model id, M-rules on the fusion node."""
+"""The agent modes the bench runs nodes in: byzantine, wrong model id, slow, M-rules on the fusion
+node; and that a node process started the bench's way runs in the mode its settings name."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from agents.base import (
     Agent,
@@ -20,6 +29,7 @@ from node.protocol.enums import MAX_CONFIDENCE, Action
 from agents.faults import (
     ByzantineAgent,
     RulesFusion,
+    SlowAgent,
     WrongModelAgent,
     wrong_model_id,
 )
@@ -74,3 +84,91 @@ def test_rules_fusion_applies_m_rules_on_architecture_1_only() -> None:
     assert expected == Action.SELL  # the risk veto
     assert agent.run(task(3, peers)).decision == Decision(Action.HOLD, 4200)  # other archs: the wrapped agent
     assert agent.waits_for_peers
+
+
+def test_slow_answers_honestly_after_its_delay() -> None:
+    waited: list[float] = []
+    agent = SlowAgent(Honest(Action.BUY), 2.5, sleep=waited.append)
+    out = agent.run(task())
+    assert waited == [2.5]
+    assert out.decision == Decision(Action.BUY, 4200) and out.embedding.model_id == MODEL_ID
+    assert agent.identity.model_id == MODEL_ID and "slow" in agent.identity.decider
+    assert agent.decide_batch([1]) == ["batch"]  # a coordinator's HTTP routes are not slowed
+
+
+def test_slow_really_waits() -> None:
+    agent = SlowAgent(Honest(Action.SELL), 0.05)
+    t0 = time.monotonic()
+    assert agent.run(task()).decision.action == Action.SELL
+    assert time.monotonic() - t0 >= 0.05
+
+
+# -- a node process started the bench's way ---------------------------------------------------------
+
+
+@pytest.fixture
+def chain_id_only_rpc() -> Iterator[str]:
+    """A JSON-RPC endpoint that answers eth_chainId (31337) and refuses the rest: enough for a node
+    to load its settings, check the chain and build its agent before it gives up."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answer = {"jsonrpc": "2.0", "id": request.get("id")}
+            if request.get("method") == "eth_chainId":
+                answer["result"] = hex(31337)
+            else:
+                answer["error"] = {"code": -32601, "message": "not served by this test"}
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["zygote", "python -m node.cli"])
+def test_a_bench_node_process_runs_the_mode_of_its_settings(tmp_path: Path, chain_id_only_rpc: str,
+                                                            forked: bool) -> None:
+    from node.devnet.cluster import free_base_port
+    from node.experiment.keys import NodeKey
+    from node.experiment.nodes import NodeSet, NodeSpec, Zygote
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": []}))  # the model set: no trained heads, the vote decides
+    deployment = tmp_path / "deployment.json"
+    contracts = {name: "0x" + f"{i + 1:040x}" for i, name in enumerate(("ModelRegistry", "AgentRegistry", "TaskBoard"))}
+    deployment.write_text(json.dumps({"chain_id": 31337, "rpc_url": chain_id_only_rpc, "deploy_block": 0,
+                                      "contracts": contracts}))
+    zygote = Zygote() if forked else None
+    nodes = NodeSet("modes", manifest, deployment, tmp_path, chain_id_only_rpc, fusion_wait_s=1.0, zygote=zygote)
+    spec = NodeSpec("fusion", "fusion", (1, 3), mode="byzantine", rules="0.6,0.5")
+    try:
+        proc = nodes._spawn(spec, free_base_port(1, start=23700), NodeKey.dev(7))
+        log = Path(proc.log)
+        deadline = time.monotonic() + 90
+        try:
+            # The forked child opens its log itself, a moment after the zygote answers.
+            while "loaded in" not in _text(log) and proc.is_ours() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.stop(timeout=5)
+    finally:
+        if zygote is not None:
+            zygote.close()
+    text = _text(log)
+    assert "fusion agent: byzantine(weighted-vote + m-rules RuleParams(risk_veto=0.6, lead=0.5))" in text, text[-3000:]
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

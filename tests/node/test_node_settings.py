@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,43 @@ def test_node_settings_is_a_chain_settings() -> None:
     from node.chain.settings import ChainSettings
 
     assert issubclass(NodeSettings, ChainSettings)
+
+
+def test_agent_kind_settings_reach_the_agent_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.faults import ByzantineAgent, RulesFusion
+    from agents.factory import build_agent_from
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"models": []}')
+    s = load_node_settings()
+    config = s.agent_config()
+    assert (s.agent_mode, s.agent_delay_s, s.manifest, s.text_manifest, s.fusion_rules) == ("honest", 0.0, None, None,
+                                                                                          None)
+    assert (config.role, config.mode, config.manifest_path, config.fusion_rules) == ("market", "honest", None, None)
+    monkeypatch.setenv("CHORUS_AGENT_MODE", "byzantine")
+    monkeypatch.setenv("CHORUS_MANIFEST", str(manifest))
+    monkeypatch.setenv("CHORUS_FUSION_RULES", "0.6,0.5")
+    s = load_node_settings(role="fusion")
+    config = s.agent_config()
+    assert (config.mode, config.manifest_path, config.fusion_rules) == ("byzantine", manifest, (0.6, 0.5))
+    agent = build_agent_from(config)
+    assert isinstance(agent, ByzantineAgent) and isinstance(agent.inner, RulesFusion)
+    s = load_node_settings(role="fusion", agent_mode="slow", agent_delay_s=2.5, text_manifest=manifest)
+    assert (s.agent_config().mode, s.agent_config().delay_s, s.agent_config().text_manifest_path) == \
+        ("slow", 2.5, manifest)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"role": "oracle"}, "unknown agent role 'oracle'; known: market, sentiment, risk, fusion, coordinator"),
+    ({"agent_mode": "lazy"}, "unknown agent mode 'lazy'; known: honest, byzantine, wrong-model, slow"),
+    ({"agent_mode": "slow"}, "agent_mode slow needs agent_delay_s > 0"),
+    ({"agent_delay_s": 1.0}, "agent_delay_s is for agent_mode slow, not honest"),
+    ({"agent_mode": "slow", "agent_delay_s": -1.0}, "agent_delay_s"),
+    ({"fusion_rules": "0.6,0.5"}, "fusion_rules is for role fusion, not market"),
+    ({"role": "fusion", "fusion_rules": "0.6"}, "two numbers"),
+    ({"role": "fusion", "fusion_rules": "0.6,nan"}, "finite and >= 0"),
+    ({"manifest": "/nonexistent/manifest.json"}, "no model manifest at /nonexistent/manifest.json"),
+])
+def test_agent_kind_settings_are_validated(bad: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_node_settings(**bad)
