@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from node.bench.throughput import percentile
+from node.protocol.enums import Role
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _start(config: Config, devnet_file: Path, state: Path, key_index: int, threa
     from node.devnet.cluster import free_base_port, spawn_node, wait_healthy
 
     t0 = time.perf_counter()
-    proc = spawn_node("coordinator", free_base_port(1, start=18900 + 10 * key_index), key_index, devnet_file,
+    proc = spawn_node(Role.COORDINATOR.label, free_base_port(1, start=18900 + 10 * key_index), key_index, devnet_file,
                       state_dir=state, die_with_parent=True, extra_args=config.args(threads))
     try:
         wait_healthy([proc], timeout=180)

@@ -57,11 +57,12 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]devnet up failed:[/red] {exc}")
             raise typer.Exit(1) from None
         if agents or coordinator:
-            from node.devnet.cluster import default_roles, start_nodes
-            from node.devnet.anvil import devnet_down
             from node.chain.settings import state_dir
+            from node.devnet.anvil import devnet_down
+            from node.devnet.cluster import default_roles, start_nodes
+            from node.protocol.enums import Role
 
-            roles = default_roles(agents) + (["coordinator"] if coordinator else [])
+            roles = default_roles(agents) + ([Role.COORDINATOR.label] if coordinator else [])
             try:
                 with err.status(f"starting {len(roles)} nodes and waiting until they are healthy..."):
                     nodes = start_nodes(state_dir() / "devnet.json", roles, base_port=node_port)
