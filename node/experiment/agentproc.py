@@ -29,11 +29,11 @@ def main() -> None:
 
 
 PRELOAD = ("numpy", "web3", "eth_account", "uvicorn", "fastapi", "httpx", "requests", "tokenizers", "pydantic",
-           "pydantic_settings", "sqlite3", "node.cli.main", "node.runtime.node", "node.runtime.api", "node.chain.nodechain", "node.runtime.store",
-           "node.runtime.watcher", "node.runtime.outbox", "node.protocol.payload", "node.runtime.settings", "agents.factory", "agents.fusion",
-           "agents.market", "agents.risk", "agents.sentiment", "agents.onnx", "agents.base", "agents.coordinator",
-           "node.coordinator.service", "models.runtime", "models.manifest", "models.data.features", "models.fusion",
-           "agents.faults")
+           "pydantic_settings", "sqlite3", "node.cli.main", "node.runtime.node", "node.runtime.api",
+           "node.chain.nodechain", "node.runtime.store", "node.runtime.watcher", "node.runtime.outbox",
+           "node.protocol.payload", "node.runtime.settings", "agents.factory", "agents.fusion", "agents.market",
+           "agents.risk", "agents.sentiment", "agents.onnx", "agents.base", "agents.coordinator", "agents.faults",
+           "node.coordinator.service", "models.runtime", "models.manifest", "models.data.features", "models.fusion")
 """What the zygote imports before forking: the node runtime without onnxruntime (whose import
 starts a thread, which a fork must not inherit). By name only: the children run the CLI, a layer
 above this one, which the zygote warms up but never calls."""
