@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.devnet.cluster import NodeProc, _start_time, free_base_port, wait_healthy
+from node.devnet.cluster import NodeProc, free_base_port, wait_healthy
+from node.devnet.procs import start_time as _start_time
 from node.experiment.keys import NodeKey
 from node.protocol.enums import Role
 
