@@ -104,12 +104,12 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
 
 
 def spawn(args: Sequence[str], *, stdout: int | IO[Any] | None = subprocess.DEVNULL,
+          stderr: int | IO[Any] | None = subprocess.STDOUT, stdin: int | IO[Any] | None = subprocess.DEVNULL,
           env: Mapping[str, str] | None = None, cwd: Path | str | None = None,
-          death_signal: int | None = signal.SIGKILL, stdin: int | IO[Any] | None = subprocess.DEVNULL,
-          ) -> subprocess.Popen[bytes]:
+          death_signal: int | None = signal.SIGKILL, text: bool = False) -> subprocess.Popen[Any]:
     """Start `args` in a session of its own; with `death_signal`, the child gets it when we die.
 
-    stderr goes where stdout goes.
+    stderr goes where stdout goes unless told otherwise (None: inherited).
     """
     preexec: Callable[[], None] | None = None
     if death_signal is not None:
@@ -117,7 +117,7 @@ def spawn(args: Sequence[str], *, stdout: int | IO[Any] | None = subprocess.DEVN
 
         def preexec() -> None:  # pragma: no cover - runs in the child, between fork and exec
             die_with_parent(death_signal, parent)
-    return subprocess.Popen(list(args), stdin=stdin, stdout=stdout, stderr=subprocess.STDOUT,
+    return subprocess.Popen(list(args), stdin=stdin, stdout=stdout, stderr=stderr, text=text,
                             env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
                             preexec_fn=preexec)  # noqa: PLW1509 - only prctl runs there
 

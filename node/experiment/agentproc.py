@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from node.devnet import procs
+
 log = logging.getLogger(__name__)
 
 
@@ -39,16 +41,6 @@ starts a thread, which a fork must not inherit). By name only: the children run 
 above this one, which the zygote warms up but never calls."""
 
 
-def _die_with_parent(sig: int) -> None:
-    import ctypes
-    import signal
-
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))
-        if os.getppid() == 1:  # the parent is already gone
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _reap_children(*_args: object) -> None:
     while True:
         try:
@@ -66,7 +58,8 @@ def zygote() -> None:
     import signal
     import threading
 
-    _die_with_parent(signal.SIGKILL)
+    # The zygote dies with the bench by the parent-death signal `Zygote` spawned it with (it survives
+    # exec); each child asks for its own below, since a fork clears it.
     for name in PRELOAD:
         importlib.import_module(name)
     if threading.active_count() > 1 or len(os.listdir("/proc/self/task")) > 1:
@@ -77,22 +70,23 @@ def zygote() -> None:
     out.flush()
     for line in sys.stdin:
         request = json.loads(line)
+        zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: becomes the node process
             try:
-                _child(request)
+                _child(request, zygote_pid)
             finally:
                 os._exit(1)
         out.write(json.dumps({"pid": pid}) + "\n")
         out.flush()
 
 
-def _child(request: dict) -> None:
+def _child(request: dict, zygote_pid: int) -> None:
     import signal
 
     os.setsid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    _die_with_parent(signal.SIGKILL)
+    procs.die_with_parent(signal.SIGKILL, parent=zygote_pid)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

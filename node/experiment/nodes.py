@@ -9,8 +9,8 @@ its SQLite state under the run's work folder. Processes are stopped by pid after
 the pid is still theirs (`node.devnet.cluster.NodeProc`), never by name; the kernel stops them too if
 the bench dies (PR_SET_PDEATHSIG).
 
-CPU time is read from /proc/<pid>/stat (utime + stime) so the runner can charge each
-architecture the CPU its tasks cost the node processes.
+CPU time (user + system, `node.devnet.procs.cpu_seconds`) is read per process so the runner can
+charge each architecture the CPU its tasks cost the node processes.
 """
 
 from __future__ import annotations
@@ -26,14 +26,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.devnet import procs
 from node.devnet.cluster import NodeProc, free_base_port, wait_healthy
-from node.devnet.procs import start_time as _start_time
 from node.experiment.keys import NodeKey
 from node.protocol.enums import Role
 
 log = logging.getLogger(__name__)
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 BASE_PORT = 21700
 _PORTS = threading.Lock()
 """Held while ports are picked and processes spawned: two sets may start from two threads."""
@@ -79,14 +78,8 @@ NODE_MODULE = "node.cli"
 """What a node process runs: `python -m node.cli` is `chorus`."""
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, in seconds; None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = stat[stat.rindex(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+proc_cpu_seconds = procs.cpu_seconds
+"""User + system CPU seconds of a node process; None when it is gone."""
 
 
 class ForkedNode(NodeProc):
@@ -94,16 +87,7 @@ class ForkedNode(NodeProc):
     a recycled pid): a process forked by the zygote has the zygote's command line."""
 
     def is_ours(self) -> bool:
-        fields = _stat(self.pid)
-        return fields is not None and fields[0] != "Z" and int(fields[19]) == self.start_time
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()
+        return self.start_time is not None and procs.same_process(self.pid, self.start_time)
 
 
 class Zygote:
@@ -115,10 +99,9 @@ class Zygote:
         # Each child gets the environment of its request; the zygote itself keeps no keystore secret.
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHORUS_KEYSTORE")}
         env.update({"PYTHONUNBUFFERED": "1", **THREAD_ENV})
-        self.process = subprocess.Popen([sys.executable, "-m", "node.experiment.agentproc", "--zygote"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
-                                        env=env, cwd=find_project_root(), start_new_session=True,
-                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
+        self.process = procs.spawn([sys.executable, "-m", "node.experiment.agentproc", "--zygote"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
+                                   env=env, cwd=find_project_root())
         self._lock = threading.Lock()
         ready = json.loads(self.process.stdout.readline() or "{}")  # type: ignore[union-attr]
         if "ready" not in ready:
@@ -146,12 +129,6 @@ class Zygote:
 
 THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Several nodes share a few cores: one math thread each (also a fixed summation order)."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 @dataclass
@@ -250,15 +227,13 @@ class NodeSet:
             pid = self.zygote.spawn(args, self._env(spec, key), log_path, find_project_root())
             return ForkedNode(role=spec.name, address=key.address, url=f"http://127.0.0.1:{port}",
                               pid=pid, port=port, key_index=key.key_index, db=str(db), log=str(log_path),
-                              start_time=_start_time(pid))
+                              start_time=procs.start_time(pid))
         command = [sys.executable, "-m", NODE_MODULE, *args]
         with open(log_path, "ab") as out:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                       env=self._env(spec, key), cwd=find_project_root(), start_new_session=True,
-                                       preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl runs there
+            process = procs.spawn(command, stdout=out, env=self._env(spec, key), cwd=find_project_root())
         return ForkedNode(role=spec.name, address=key.address, url=f"http://127.0.0.1:{port}",
                           pid=process.pid, port=port, key_index=key.key_index, db=str(db), log=str(log_path),
-                          start_time=_start_time(process.pid))
+                          start_time=procs.start_time(process.pid))
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -284,7 +259,7 @@ class NodeSet:
         cpu = proc_cpu_seconds(running.proc.pid)
         if running.proc.stop(timeout=15.0) and cpu is not None:
             running.cpu_done += cpu
-        _reap(running.proc.pid)
+        procs.reap(running.proc.pid)
 
     def stop(self) -> None:
         """SIGTERM every process first (each finishes its task in hand), then wait for each."""
@@ -302,7 +277,7 @@ class NodeSet:
                     running.proc.wait_exit(5.0)
             except Exception:  # keep stopping the others
                 log.exception("stopping node %s", running.spec.name)
-            _reap(running.proc.pid)
+            procs.reap(running.proc.pid)
 
     def cpu_seconds(self, arch: int | None = None) -> float:
         """CPU seconds used so far by the processes of the set (all lives) that publish for `arch`
@@ -335,13 +310,6 @@ class NodeSet:
             except OSError:
                 pass
         return "\n".join(parts)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
 
 
 def wait_all_exit(node_sets: list[NodeSet], timeout: float = 10.0) -> None:
