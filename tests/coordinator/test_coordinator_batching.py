@@ -86,15 +86,16 @@ def test_batcher_respects_max_batch_and_fails_only_the_bad_request() -> None:
 
 
 def test_a_full_queue_is_refused_and_a_lone_request_waits_at_most_max_wait() -> None:
-    gate = threading.Event()
+    gate, taken = threading.Event(), threading.Event()
 
     def slow(values: list[int]) -> list[int]:
+        taken.set()
         gate.wait(5)
         return values
 
     batcher = MicroBatcher("slow", slow, max_batch=1, max_wait_s=0.0, max_queue=2).start()
     first = batcher.submit(0)
-    time.sleep(0.1)  # the worker holds `first`; the queue is empty again
+    assert taken.wait(5), "the worker never took the first request"  # it holds `first`; the queue is empty
     batcher.submit(1), batcher.submit(2)
     with pytest.raises(Overloaded):
         batcher.submit(3)

@@ -11,11 +11,11 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import wait_until
 
 from agents.base import TaskInput
 from agents.factory import build_agent
@@ -207,10 +207,9 @@ def test_the_cluster_starts_the_coordinator_command_and_recognises_it(tmp_path: 
     try:
         node = NodeProc(role="coordinator", address="0xC", url="http://127.0.0.1:18996", pid=fake.pid, port=18996,
                         key_index=5, db="/tmp/c.sqlite", log="/tmp/c.log", start_time=start_time(fake.pid))
-        deadline = time.monotonic() + 5
-        while not node.is_ours() and time.monotonic() < deadline:  # a loaded machine may lag the exec
-            time.sleep(0.01)
-        assert node.is_ours() and node.stop(timeout=5)
+        # A loaded machine may lag the exec.
+        wait_until(node.is_ours, 5, "the stand-in to show its coordinator command line", interval=0.01)
+        assert node.stop(timeout=5)
     finally:
         fake.kill()
         fake.wait()

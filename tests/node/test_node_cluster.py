@@ -8,10 +8,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from testkit import wait_until
 
 from node.devnet.cluster import (
     NodeProc,
@@ -66,10 +66,8 @@ def test_a_node_command_line_is_recognised_by_port_and_start_time(tmp_path: Path
 
         mine = proc(fake.pid, 18998)
         mine.start_time = start_time(fake.pid)
-        deadline = time.monotonic() + 5
-        while not mine.is_ours() and time.monotonic() < deadline:  # a loaded machine may lag the exec
-            time.sleep(0.01)
-        assert mine.is_ours()
+        # A loaded machine may lag the exec.
+        wait_until(mine.is_ours, 5, "the stand-in to show its node command line", interval=0.01)
         assert not proc(fake.pid, 18997).is_ours()  # other port
         mine_later = proc(fake.pid, 18998)
         mine_later.start_time = (mine.start_time or 0) + 1  # a recycled pid

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit import sample, wait_until
 
 from agents.base import Encoding
 from agents.factory import build_agent
@@ -123,7 +123,7 @@ def test_reorg_by_snapshot_revert_forgets_vanished_outputs(chain, tmp_path: Path
     node.step()
     task = node.store.get_task(task_id)
     assert task.status == TaskState.RECHECK and task.chain_status == ChainState.GONE  # not kept as done
-    assert node.metrics.reorgs._value.get() >= 1  # noqa: SLF001
+    assert sample(node.metrics, "chorus_reorgs_total") >= 1
 
     other = pl.encode(pl.example_payload(99))
     again = submit(chain, other)  # the same id, another task
@@ -242,7 +242,7 @@ def test_bad_payloads_are_rejected_and_the_node_carries_on(chain, tmp_path: Path
         assert task.status == TaskState.REJECTED and reason in task.error
         assert publications(chain, task_id) == []
     assert sum("rejected" in r.getMessage() for r in caplog.records) == 3
-    assert node.metrics.tasks_failed.labels(reason="payload")._value.get() == 3  # noqa: SLF001
+    assert sample(node.metrics, "chorus_tasks_failed_total", reason="payload") == 3
 
 
 def test_losing_the_finalize_race_is_quiet(chain, tmp_path: Path, caplog) -> None:
@@ -386,15 +386,11 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
         loop.start()
         proxy.cut()
         task_id = submit(chain)  # submitted while the node cannot reach its RPC
-        deadline = time.monotonic() + 10
-        while node.health()["status"] != "degraded":
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: node.health()["status"] == "degraded", 10, "the node to report its RPC degraded")
         assert node.health()["chain_reachable"] is False
         proxy.restore()
-        while (task := node.store.get_task(task_id)) is None or task.status != TaskState.PUBLISHED:
-            assert time.monotonic() < deadline, "the node did not resume"
-            time.sleep(0.05)
+        wait_until(lambda: (task := node.store.get_task(task_id)) is not None
+                   and task.status == TaskState.PUBLISHED, 10, f"the node to resume and publish task {task_id}")
         stop.set()
         loop.join(timeout=5)
     messages = [r.getMessage() for r in caplog.records]

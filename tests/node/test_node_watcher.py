@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from nodefakes import ScriptedSource
+from testkit import sample
 
 from node.chain.events import DecisionPublished, TaskFinalized, TaskSubmitted
 from node.protocol.errors import RpcUnavailable
@@ -107,7 +108,7 @@ def test_reorg_rolls_back_to_the_fork_and_reads_the_new_branch(store: Store) -> 
     assert store.get_task(1).chain_status == "open" and store.task_events(1) == []
     gone = store.get_task(2)
     assert gone.status == TaskState.RECHECK and gone.chain_status == ChainState.GONE
-    assert metrics.reorgs._value.get() == 1  # noqa: SLF001 - prometheus_client's counter value
+    assert sample(metrics, "chorus_reorgs_total") == 1
 
 
 def test_same_height_reorg_is_detected_by_hash(store: Store) -> None:
@@ -197,5 +198,5 @@ def test_node_loop_backs_off_while_the_rpc_is_down_and_says_so(store: Store, cap
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unreachable or failing" in m for m in messages) == 1  # one warning, not one per retry
     assert any("reachable again" in m for m in messages)
-    assert runtime.metrics.rpc_errors.labels(operation="poll")._value.get() == 6  # noqa: SLF001
+    assert sample(runtime.metrics, "chorus_rpc_errors_total", operation="poll") == 6
     assert runtime.health()["chain_reachable"] is True

@@ -1,0 +1,43 @@
+"""Small helpers every test folder may import (`tests/` is on sys.path through its conftest):
+waiting on a condition with a deadline, and reading a Prometheus sample through its registry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, *, interval: float = 0.02,
+               detail: Callable[[], str] | None = None) -> T:
+    """Call `condition` until it returns something truthy, and return that; after `timeout`
+    seconds fail with an AssertionError naming `what` was awaited (plus `detail()`, say a log tail).
+
+    Tests wait on what should happen rather than sleeping a fixed time and hoping it did: a fast
+    machine does not wait longer than needed, a loaded one gets the whole deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def sample(metrics: Any, name: str, **labels: str) -> float:
+    """The value of sample `name` (as exposed, e.g. `chorus_reorgs_total`) with `labels`, read from
+    the registry of `metrics` (a `NodeMetrics`, a coordinator's metrics, or a `CollectorRegistry`).
+
+    Fails when the registry has no such sample, so a misspelt name cannot pass as a zero."""
+    registry: CollectorRegistry = metrics if isinstance(metrics, CollectorRegistry) else metrics.registry
+    value = registry.get_sample_value(name, labels)
+    if value is None:
+        known = sorted({s.name for family in registry.collect() for s in family.samples})
+        raise AssertionError(f"no sample {name}{labels or ''} in the registry; it has {known}")
+    return value
