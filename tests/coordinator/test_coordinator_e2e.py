@@ -5,13 +5,13 @@ and its live /decide agree on the embedding commitment."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from testkit import wait_until
 
 from node.protocol import payload as pl
 from node.chain.artifacts import load_artifact
@@ -48,12 +48,10 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChorusCon
 
 
 def _wait(condition: Any, timeout: float, what: str, nodes: list[NodeProc]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {n.role}\n{Path(n.log).read_text()[-1500:]}" for n in nodes)
-            raise AssertionError(f"{what} not reached after {timeout:.0f}s\n{tails}")
-        time.sleep(0.2)
+    def tails() -> str:
+        return "\n".join(f"--- {n.role}\n{Path(n.log).read_text()[-1500:]}" for n in nodes)
+
+    wait_until(condition, timeout, what, interval=0.2, detail=tails)
 
 
 def test_u_tasks_finalize_with_the_coordinators_decision(devnet: Any) -> None:
