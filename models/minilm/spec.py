@@ -24,7 +24,8 @@ TOKENIZER_FILE = "minilm-tokenizer.json"
 KINDS = {"f32": F32_NAME, "int8": INT8_NAME}
 """`load_default(kind)` names -> manifest entry names."""
 
-OPSET = 17
+OPSET = 18
+"""The exported graph's opset: the lowest the dynamo exporter writes without converting."""
 MIN_COSINE = 0.99
 """Quality target: int8 vs fp32 cosine on every held-out sentence."""
 
