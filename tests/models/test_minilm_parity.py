@@ -9,6 +9,8 @@ pooling, mask ignored, truncation mismatch).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,14 +30,18 @@ PARITY_SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def sentence_transformer():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+def sentence_transformer() -> Iterator[Any]:
+    # The checkpoint is a local folder: keep the hub offline while the module runs, and give the
+    # environment back afterwards (monkeypatch itself is per test, its context is not).
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            if name not in os.environ:
+                mp.setenv(name, "1")
+        from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(source_dir()), device="cpu")
-    model.max_seq_length = MAX_LENGTH  # the package says 256; the runtime's window is 128
-    return model
+        model = SentenceTransformer(str(source_dir()), device="cpu")
+        model.max_seq_length = MAX_LENGTH  # the package says 256; the runtime's window is 128
+        yield model
 
 
 def test_fp32_onnx_matches_sentence_transformers(sentence_transformer) -> None:
