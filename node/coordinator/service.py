@@ -193,7 +193,7 @@ class DecideResponse(BaseModel):
     model_id: str = Field(description="sha256 of the U ONNX file, 0x-hex (its ModelRegistry id).")
     text_model: str
     text_model_id: str
-    action: Literal["sell", "hold", "buy"]
+    action: Literal[Action.labels()]  # type: ignore[valid-type] - the labels, as the schema lists them
     confidence: int = Field(description="Probability of the action in basis points (0..10000), as TaskBoard takes it.")
     probs: dict[str, float] = Field(description="sell / hold / buy probabilities (zeros when U abstained).")
     modalities: list[str] = Field(description="The modalities U read.")

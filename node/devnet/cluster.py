@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from node.devnet import procs
+from node.protocol.enums import AGENT_ROLES, Role
 from node.protocol.errors import ChorusError, ConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROLE_CYCLE = ("market", "sentiment", "risk", "fusion")
+DEFAULT_ROLE_CYCLE = tuple(role.label for role in (*AGENT_ROLES, Role.FUSION))
+"""The roles `devnet up --agents N` cycles through: the three modality agents, then fusion."""
 FIRST_NODE_KEY = 1  # dev key 0 deployed the contracts and submits tasks
 
 
