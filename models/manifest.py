@@ -13,11 +13,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from node.protocol.codec import VECTOR_DTYPES
 from node.protocol.errors import ModelError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 MANIFEST_PATH = ARTIFACTS_DIR / "manifest.json"
-DTYPES = ("f32", "f16", "i8", "binary")
+DTYPES = VECTOR_DTYPES  # the encodings a model may publish in: the protocol codec's names
 
 
 @dataclass(frozen=True)
