@@ -38,8 +38,10 @@ from node.protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-OPSET = 18
-"""The opset of every exported graph: the lowest the dynamo exporter writes without converting."""
+OPSET = 17
+"""The opset of the deployable graphs (TorchScript exporter, see `export_graph`)."""
+DYNAMO_OPSET = 18
+"""The opset `write_onnx` writes: the lowest the dynamo exporter writes without converting."""
 PARITY_ATOL = 1e-4
 """Max |onnxruntime - torch| allowed on any output element (probabilities, embeddings) in f32."""
 INT8_MAX_ACC_LOSS = 0.01
@@ -154,7 +156,7 @@ def graphs_for(models: dict[str, tuple[nn.Module, dict]], batch: FeatureSet) -> 
 
 
 def write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
-               output_names: list[str], dims: dict[int, torch.export.Dim], opset: int = OPSET) -> None:
+               output_names: list[str], dims: dict[int, torch.export.Dim], opset: int = DYNAMO_OPSET) -> None:
     """Export `module` with the dynamo exporter (torch.export) to one self-contained ONNX file.
 
     `dims` are the dynamic axes every input shares (e.g. `{0: Dim("batch")}`). The weights are kept
@@ -233,9 +235,20 @@ def _drop_metadata(graph) -> None:
 
 
 def export_graph(g: Graph, path: Path) -> None:
-    """Write `g` to `path` with a dynamic batch axis, traced on the first 8 rows of its inputs."""
+    """Write `g` to `path` with a dynamic batch axis, traced on the first 8 rows of its inputs.
+
+    These small graphs stay on the TorchScript exporter, deprecated as it is: the dynamo exporter
+    (`write_onnx`, which MiniLM uses) exports them with the same parity, but it rebuilds its whole
+    aten-to-ONNX registry from source on every call (torch 2.13, onnxscript 0.7: about 1.1 s per
+    graph warm against 0.02 s), and the bench exports 7 graphs for each seed and sweep point: about
+    +100 s on the quick profile (the `make demo` bench went from 168 s to 276 s) and +15 min on the
+    full one. Move them when the exporter can reuse its registry across calls."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     example = tuple(torch.from_numpy(v[:8]) for v in g.inputs.values())
-    write_onnx(g.module, example, path, list(g.inputs), list(g.outputs), {0: torch.export.Dim("batch")})
+    names = list(g.inputs)
+    torch.onnx.export(g.module.eval(), example, str(path), input_names=names, output_names=g.outputs,
+                      dynamic_axes={n: {0: "batch"} for n in names + g.outputs}, opset_version=OPSET,
+                      dynamo=False, do_constant_folding=True)
 
 
 def _session(path: Path):
