@@ -60,7 +60,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
     prof = run["profile"]
     archs = results["architectures"]
     out = [f"# Chorus bench report — `{run['id']}`", ""]
-    out.append(f"Profile **{prof['name']}**{' (reduced sweeps: a subset of DESIGN grid, marked below)' if prof['reduced'] else ''}, "
+    out.append(f"Profile **{prof['name']}**{' (reduced sweeps: a subset of the full profile grid, marked below)' if prof['reduced'] else ''}, "
                f"base seed {run['seed']}, seeds {', '.join(map(str, run['seeds']))}; "
                f"{archs['U']['tasks_per_seed']} on-chain tasks per (seed, architecture) at synergy alpha={prof['alpha']:g}. "
                f"Finished {run.get('finished', '?')} on {env.get('cpu') or '?'} ({env.get('cores')} cores), "
