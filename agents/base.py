@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -20,7 +21,15 @@ from node.protocol.payload import TaskPayload
 log = logging.getLogger(__name__)
 
 __all__ = ["Action", "Agent", "AgentIdentity", "AgentOutput", "Decision", "Embedding", "Encoding", "Modality",
-           "PeerOutput", "Role", "TaskInput", "decode_vector", "encode_vector", "softmax"]
+           "PeerOutput", "Role", "TaskInput", "TextEncoder", "decode_vector", "encode_vector", "softmax"]
+
+
+class TextEncoder(Protocol):
+    """A sentence encoder (MiniLM through onnxruntime, or a small fake in tests)."""
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), d) float32, L2-normalised rows (d = 384 for MiniLM)."""
+        ...
 
 
 @dataclass(frozen=True)

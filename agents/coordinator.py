@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput
+from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput, TextEncoder
 from agents.onnx import encoding_of
 from node.protocol.enums import AGENT_ROLES, Action
 from node.protocol.errors import ModelError
@@ -45,11 +45,6 @@ presence mask is AGENT_ROLES[j] (`models.data.synthetic.MODALITIES`)."""
 MIN_MARKET_POINTS = 8  # market_features needs at least 8 steps
 COMMITMENT_SCHEME = "sha256(f32 little-endian embedding bytes)"
 
-
-class TextEncoder(Protocol):
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 384) float32, L2-normalised rows."""
-        ...
 
 
 class UModel(Protocol):

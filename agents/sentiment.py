@@ -10,7 +10,6 @@ published, in MiniLM's own embedding space (its model id).
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from agents.base import (
     Modality,
     Role,
     TaskInput,
+    TextEncoder,
     softmax,
 )
 from agents.onnx import AgentModel
@@ -41,11 +41,6 @@ ANCHORS: dict[Action, tuple[str, ...]] = {
 }
 TEMPERATURE = 25.0  # cosine similarities are close together; sharpen them into probabilities
 
-
-class TextEncoder(Protocol):
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), d) float32, L2-normalised rows."""
-        ...
 
 
 class SentimentAgent(Agent):

@@ -73,7 +73,7 @@ def fake_quant(e: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 @dataclass
-class AgentConfig:
+class AgentNetConfig:
     in_dim: int
     embed_dim: int = 16
     """d: width of the published embedding."""
@@ -84,7 +84,7 @@ class AgentConfig:
 
 
 class AgentNet(nn.Module):
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.norm = Standardize(cfg.in_dim)
@@ -153,11 +153,11 @@ class EdHead(nn.Module):
 
 @dataclass
 class EdJointConfig:
-    agents: list[AgentConfig] = field(default_factory=list)
+    agents: list[AgentNetConfig] = field(default_factory=list)
     head: EdHeadConfig = field(default_factory=EdHeadConfig)
 
     def __post_init__(self) -> None:  # rebuild nested configs from checkpoint dicts
-        self.agents = [a if isinstance(a, AgentConfig) else AgentConfig(**a) for a in self.agents]
+        self.agents = [a if isinstance(a, AgentNetConfig) else AgentNetConfig(**a) for a in self.agents]
         if isinstance(self.head, dict):
             self.head = EdHeadConfig(**self.head)
 
@@ -268,7 +268,7 @@ class UNet(nn.Module):
 
 
 _KINDS = {
-    "agent": (AgentNet, AgentConfig),
+    "agent": (AgentNet, AgentNetConfig),
     "stacker": (Stacker, StackerConfig),
     "ed-head": (EdHead, EdHeadConfig),
     "ed-joint": (EdJoint, EdJointConfig),

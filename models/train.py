@@ -40,7 +40,7 @@ from node.protocol import codec
 from node.protocol.enums import ARCH_NAMES, Action, Arch
 from models.data.features import FeatureSet
 from models.data.splits import DatasetConfig, Splits, config_to_dict, make_splits
-from models.nets import (AgentConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
+from models.nets import (AgentNetConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
                          StackerConfig, UConfig, UNet, build, kind_of)
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def train_agent(train: FeatureSet, val: FeatureSet, k: int, budget: Budget, seed
     x, xv = train.x[train.names[k]][tr], val.x[val.names[k]][va]
     results = []
     for t, hp in enumerate(hps or SEARCH[:budget.trials]):
-        cfg = AgentConfig(in_dim=x.shape[1], embed_dim=embed_dim, hidden=hp["hidden"], dropout=hp["dropout"],
+        cfg = AgentNetConfig(in_dim=x.shape[1], embed_dim=embed_dim, hidden=hp["hidden"], dropout=hp["dropout"],
                           n_classes=train.n_classes)
         torch.manual_seed(seed + 101 * t)  # initial weights, too, follow the seed
         model = AgentNet(cfg)
@@ -282,7 +282,7 @@ def _fit_norms(norms: Sequence, fs: FeatureSet) -> None:
 def train_ed_joint(train: FeatureSet, val: FeatureSet, d: int, dtype: str, budget: Budget, seed: int) -> FitResult:
     results = []
     for t, hp in enumerate(SEARCH[:budget.trials]):
-        agents = [AgentConfig(in_dim=dim, embed_dim=d, hidden=hp["hidden"], dropout=hp["dropout"],
+        agents = [AgentNetConfig(in_dim=dim, embed_dim=d, hidden=hp["hidden"], dropout=hp["dropout"],
                               n_classes=train.n_classes) for dim in train.dims]
         head = EdHeadConfig(n_agents=len(agents), embed_dim=d, dtype=dtype, hidden=hp["hidden"],
                             dropout=hp["dropout"], n_classes=train.n_classes)

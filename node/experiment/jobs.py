@@ -37,7 +37,7 @@ class JobTimeout(RuntimeError):
 
 
 @dataclass
-class Hedge:
+class RegretWeights:
     """M-regret's state: multiplicative weights over the three agents (`models.fusion.Hedge`)."""
 
     eta: float
@@ -67,7 +67,7 @@ class ArchJob:
     window: int = WINDOW
     round_size: int | None = None
     """M-regret: tasks per round (the weights change only between rounds)."""
-    hedge: Hedge | None = None
+    hedge: RegretWeights | None = None
     expect_unfinalized: bool = False
     """Degraded scenarios: tasks may never finalize (no decision at all); given up on after the deadline."""
     meta: dict[str, Any] = field(default_factory=dict)

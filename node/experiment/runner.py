@@ -27,7 +27,7 @@ from typing import Any
 from node.experiment import tasks as task_streams
 from node.experiment.checkpoint import CHECKPOINT, Checkpoint
 from node.experiment.config import RunOptions
-from node.experiment.jobs import WINDOW, ArchJob, Hedge, run_jobs
+from node.experiment.jobs import WINDOW, ArchJob, RegretWeights, run_jobs
 from node.experiment.nodes import NodeSet, Zygote
 from node.experiment.plan import (
     ALPHA_ARCHS,
@@ -316,7 +316,7 @@ class Bench:
         board.set_weights(Arch.UNI_BEST, {r: (10000 if r == best else 0) for r in ROLE_CYCLE})
         board.set_weights(Arch.M_RULES, {**dict.fromkeys(AGENT_ROLES, 0), Role.FUSION: 10000})
 
-    def _job(self, key: str, arch: int, stream, *, hedge: Hedge | None = None, rounds: int = 3,
+    def _job(self, key: str, arch: int, stream, *, hedge: RegretWeights | None = None, rounds: int = 3,
              window: int | None = None, deadline_s: int | None = None, degraded: bool = False,
              quorum_: int | None = None, meta: dict | None = None) -> ArchJob:
         p = self.profile
@@ -354,12 +354,12 @@ class Bench:
                 record.update(extra(job))
             self._add(record)
 
-    def _hedge(self, ms, seed: int) -> Hedge:
+    def _hedge(self, ms, seed: int) -> RegretWeights:
         """M-regret's weights: where this seed's M-regret left them, else the validation start."""
         record = self.checkpoint.get(f"main/s{seed}/a{Arch.M_REGRET}")
         if record and record.get("hedge"):
-            return Hedge(record["hedge"]["eta"], list(record["hedge"]["log_w"]))
-        return Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"]))
+            return RegretWeights(record["hedge"]["eta"], list(record["hedge"]["log_w"]))
+        return RegretWeights(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"]))
 
     def _arch_meta(self, ms, arch: int) -> dict[str, Any]:
         from node.experiment.modelsets import minilm_bytes
@@ -500,7 +500,7 @@ class Bench:
         stream = self.stream(seed, p.alpha_tasks, alpha=alpha)
         self._weights(ready.board, ms.uni_best)
         jobs = [self._job(f"alpha/{alpha:g}/s{seed}/a{a}", a, stream, rounds=2,
-                          hedge=Hedge(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if a == Arch.M_REGRET else None,
+                          hedge=RegretWeights(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if a == Arch.M_REGRET else None,
                           quorum_=quorum(a, 1), meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]})
                 for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
         self._run_together(ready, jobs)

@@ -49,7 +49,7 @@ _TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
 
 
 @dataclass
-class Health:
+class HealthState:
     started_at: float = field(default_factory=time.time)
     registered: bool = False
     head: int | None = None
@@ -72,7 +72,7 @@ class NodeRuntime:
         self.deployment = deployment
         self.metrics = metrics or NodeMetrics(settings.role)
         self.clock = clock
-        self.health_state = Health(started_at=clock())
+        self.health_state = HealthState(started_at=clock())
         self.stopping = threading.Event()
         self.board = chain.address_of("TaskBoard")
         self.watcher = Watcher(chain, store, start_block=deployment.deploy_block, confirmations=settings.confirmations,

@@ -10,7 +10,7 @@ import torch
 
 from models import fusion
 from node.protocol import codec
-from models.nets import (AgentConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
+from models.nets import (AgentNetConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
                          StackerConfig, UConfig, UNet, build, fake_quant, kind_of)
 
 DIMS = (26, 384, 10)
@@ -22,7 +22,7 @@ def _inputs(b: int = 5, seed: int = 0):
 
 
 def test_agent_shapes_and_bounded_embedding():
-    m = AgentNet(AgentConfig(in_dim=26, embed_dim=8)).eval()
+    m = AgentNet(AgentNetConfig(in_dim=26, embed_dim=8)).eval()
     e, logits = m(torch.randn(4, 26) * 100)
     assert e.shape == (4, 8) and logits.shape == (4, 3)
     assert e.abs().max() <= 1.0  # tanh: what i8 and binary encodings assume
@@ -44,7 +44,7 @@ def test_heads_and_joint_shapes():
     assert s(torch.rand(4, 9), torch.ones(4, 3)).shape == (4, 3)
     h = EdHead(EdHeadConfig(embed_dim=8))
     assert h(torch.rand(4, 24), torch.ones(4, 3)).shape == (4, 3)
-    j = EdJoint(EdJointConfig([AgentConfig(in_dim=d, embed_dim=8) for d in DIMS], EdHeadConfig(embed_dim=8, dtype="i8")))
+    j = EdJoint(EdJointConfig([AgentNetConfig(in_dim=d, embed_dim=8) for d in DIMS], EdHeadConfig(embed_dim=8, dtype="i8")))
     assert j(*_inputs(4)).shape == (4, 3)
 
 
@@ -67,8 +67,8 @@ def test_fake_quant_passes_gradients_straight_through():
 
 
 @pytest.mark.parametrize("model", [
-    AgentNet(AgentConfig(in_dim=10)), Stacker(StackerConfig(scores="decisions")), EdHead(EdHeadConfig(dtype="binary")),
-    UNet(UConfig(in_dims=DIMS)), EdJoint(EdJointConfig([AgentConfig(in_dim=4)], EdHeadConfig(n_agents=1))),
+    AgentNet(AgentNetConfig(in_dim=10)), Stacker(StackerConfig(scores="decisions")), EdHead(EdHeadConfig(dtype="binary")),
+    UNet(UConfig(in_dims=DIMS)), EdJoint(EdJointConfig([AgentNetConfig(in_dim=4)], EdHeadConfig(n_agents=1))),
 ])
 def test_config_dict_rebuilds_the_same_architecture(model):
     rebuilt = build(kind_of(model), asdict(model.cfg))

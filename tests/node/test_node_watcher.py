@@ -169,12 +169,12 @@ def test_node_loop_backs_off_while_the_rpc_is_down_and_says_so(store: Store, cap
 
     runtime = NodeRuntime.__new__(NodeRuntime)  # only the loop is under test here
     from node.runtime.settings import NodeSettings
-    from node.runtime.node import Health
+    from node.runtime.node import HealthState
 
     runtime.settings = NodeSettings(poll_interval_s=0.1, backoff_max_s=1.0)
     runtime.metrics = NodeMetrics("market")
     runtime.clock = iter(range(0, 10_000)).__next__  # one "second" per call
-    runtime.health_state = Health(started_at=0)
+    runtime.health_state = HealthState(started_at=0)
     runtime.stopping = threading.Event()
     runtime.store = store
     outcomes = [RpcUnavailable("connection refused")] * 6 + [True, False]
