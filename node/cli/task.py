@@ -38,7 +38,7 @@ def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *,
     return ChorusContracts.from_deployment(client, deployment), deployment, path
 
 
-def _default_quorum(devnet_file: Path, arch: int) -> int:
+def default_quorum(devnet_file: Path, arch: int) -> int:
     """The devnet's nodes that serve `arch`: coordinators take U / U-rep, agents the rest."""
     try:
         nodes = json.loads(devnet_file.read_text()).get("nodes") or []
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
             contracts, dep, dep_path = _contracts(deployment, dev_key_index, signing=True)
             use_uri = by_uri if by_uri is not None else (uri is not None or len(raw) > pl.INLINE_MAX_BYTES)
             deadline = contracts.client.block_timestamp() + deadline_s
-            q = quorum or _default_quorum(dep_path, arch)
+            q = quorum or default_quorum(dep_path, arch)
             if use_uri:
                 if uri is None:
                     # Content-addressed, so the file can never change under its hash.

@@ -180,7 +180,7 @@ class NodeSet:
             started = []
             try:
                 for i, spec in enumerate(specs):
-                    running = Running(spec, self._spawn(spec, base + i, keys[i]), keys[i])
+                    running = Running(spec, self.spawn(spec, base + i, keys[i]), keys[i])
                     self.nodes[spec.name] = running
                     started.append(running)
             except BaseException:
@@ -217,7 +217,8 @@ class NodeSet:
         return ["-v", *command, "--port", str(port), *key.args(), "--deployment", str(self.deployment_file),
                 "--db", str(db), "--manifest", str(self.manifest), *spec.settings_args()]
 
-    def _spawn(self, spec: NodeSpec, port: int, key: NodeKey) -> NodeProc:
+    def spawn(self, spec: NodeSpec, port: int, key: NodeKey) -> NodeProc:
+        """Start one node process of this set on `port` with `key` (does not wait for it to be healthy)."""
         from node.chain.settings import find_project_root
 
         db = self.directory / f"{spec.name}.sqlite"
@@ -244,7 +245,7 @@ class NodeSet:
         """Stop `name` and start it again with `spec` (same key, port and state file)."""
         running = self.nodes[name]
         self.stop_node(name)
-        running.proc = self._spawn(spec, running.proc.port, running.key)
+        running.proc = self.spawn(spec, running.proc.port, running.key)
         running.spec = spec
         wait_healthy([running.proc], timeout)
 

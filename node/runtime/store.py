@@ -65,7 +65,7 @@ class ClaimState(StrEnum):
     NONE = "none"        # nothing to claim: not a contributor, or a zero share
 
 
-_SCHEMA = """
+TASK_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
 CREATE TABLE IF NOT EXISTS payloads (task_id INTEGER PRIMARY KEY, raw BLOB NOT NULL);
 """
+"""The tables of events, blocks and tasks (the send log adds its own: `SEND_SCHEMA`)."""
 
 
 @dataclass
@@ -226,7 +227,7 @@ class Store(SendLog):
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed 'about to send' row survives even an OS crash, not only ours.
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA + SEND_SCHEMA)
+            self._db.executescript(TASK_SCHEMA + SEND_SCHEMA)
             self._add_missing_columns()
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)

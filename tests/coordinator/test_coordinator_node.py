@@ -135,11 +135,11 @@ def test_the_factory_builds_the_coordinator(u_agent: Any) -> None:
 
 
 def test_an_old_state_file_gains_the_commitment_column(tmp_path: Path) -> None:
-    from node.runtime.store import _SCHEMA  # the schema a state file of the previous version has, minus one line
+    from node.runtime.store import TASK_SCHEMA  # the schema a state file of the previous version has, minus one line
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA.replace("    commitment TEXT,\n", ""))
+    db.executescript(TASK_SCHEMA.replace("    commitment TEXT,\n", ""))
     assert "commitment" not in {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
     db.execute("INSERT INTO tasks(id, status, chain_status) VALUES (1, 'new', 'open')")
     db.commit()
@@ -216,11 +216,11 @@ def test_the_cluster_starts_the_coordinator_command_and_recognises_it(tmp_path: 
 
 
 def test_task_submit_counts_only_the_nodes_serving_the_architecture(tmp_path: Path) -> None:
-    from node.cli.task import _default_quorum  # noqa: PLC2701
+    from node.cli.task import default_quorum
 
     devnet = tmp_path / "devnet.json"
     roles = ["market", "sentiment", "risk", "fusion", "coordinator"]
     devnet.write_text(json.dumps({"nodes": [{"role": r} for r in roles]}))
-    assert (_default_quorum(devnet, 2), _default_quorum(devnet, 6), _default_quorum(devnet, 7)) == (4, 1, 1)
+    assert (default_quorum(devnet, 2), default_quorum(devnet, 6), default_quorum(devnet, 7)) == (4, 1, 1)
     devnet.write_text(json.dumps({"nodes": [{"role": r} for r in roles[:4]]}))
-    assert (_default_quorum(devnet, 5), _default_quorum(devnet, 6)) == (4, 1)
+    assert (default_quorum(devnet, 5), default_quorum(devnet, 6)) == (4, 1)

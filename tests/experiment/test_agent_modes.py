@@ -154,7 +154,7 @@ def test_a_bench_node_process_runs_the_mode_of_its_settings(tmp_path: Path, chai
     nodes = NodeSet("modes", manifest, deployment, tmp_path, chain_id_only_rpc, fusion_wait_s=1.0, zygote=zygote)
     spec = NodeSpec("fusion", "fusion", (1, 3), mode="byzantine", rules="0.6,0.5")
     try:
-        proc = nodes._spawn(spec, free_base_port(1, start=23700), NodeKey.dev(7))
+        proc = nodes.spawn(spec, free_base_port(1, start=23700), NodeKey.dev(7))
         log = Path(proc.log)
         deadline = time.monotonic() + 90
         try:
