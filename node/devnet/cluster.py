@@ -154,6 +154,9 @@ def spawn_node(role: str, port: int, key_index: int, devnet_json_path: Path, *, 
     log_path = directory / f"{role}-{port}.log"
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    # file:// payloads are off by default; on the devnet the nodes read the folder where
+    # `chorus task submit` stores the large ones (beside devnet.json).
+    child_env.setdefault("CHORUS_PAYLOAD_ALLOW_FILE", json.dumps([str(devnet_json_path.parent / "payloads")]))
     # A node must sign with the key we record, whatever the caller's environment says.
     for var in ("CHORUS_KEYSTORE_PATH", "CHORUS_KEYSTORE_PASSWORD", "CHORUS_KEYSTORE_PASSWORD_FILE"):
         child_env.pop(var, None)

@@ -19,6 +19,7 @@ import random
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,6 +39,8 @@ MAX_HEADLINE_CHARS = 512
 MAX_META_BYTES = 4096
 MAX_DEPTH = 32
 """Deepest JSON nesting accepted; a valid payload needs 4. Deeper input could exhaust the C stack."""
+MAX_AS_OF = 253_402_300_799
+"""Largest `as_of`: the last second of the year 9999 (the last a `datetime` can hold)."""
 FLOW_NAMES = (
     "exchange_inflow",
     "exchange_outflow",
@@ -51,8 +54,11 @@ FLOW_NAMES = (
 """Order of the `flows` array: exchange flows in thousand tokens, mints in USD millions, active
 addresses in thousands, whale transfers a count (the benchmark generator uses this order)."""
 
-PositiveFloat = Annotated[float, Field(allow_inf_nan=False, gt=0)]
-NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0)]
+# Strict: a JSON string or boolean is not a number (lax mode would read "100" and true as 100.0 and
+# 1.0); a JSON integer still is.
+PositiveFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+NonNegFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+UnixSeconds = Annotated[int, Field(strict=True, ge=0, le=MAX_AS_OF)]
 Headline = Annotated[str, StringConstraints(min_length=1, max_length=MAX_HEADLINE_CHARS)]
 Asset = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")]
 
@@ -75,8 +81,8 @@ class TaskPayload(BaseModel):
     """Sentiment modality: news headlines, plain text; empty (missing) or 1..64 of 1..512 chars."""
     flows: list[NonNegFloat] = Field(default_factory=list, max_length=len(FLOW_NAMES))
     """Risk modality: empty (missing) or the 8 on-chain flow numbers in `FLOW_NAMES` order."""
-    as_of: int | None = Field(default=None, ge=0)
-    """Unix time (seconds) of the last observation; optional."""
+    as_of: UnixSeconds | None = None
+    """Unix time (seconds) of the last observation, a JSON integer 0..253402300799; optional."""
     meta: dict[str, Any] | None = None
     """Free-form provenance (generator, seed, sample index); nodes ignore it. At most 4 KiB."""
 
@@ -105,8 +111,9 @@ class TaskPayload(BaseModel):
         return self.flows[FLOW_NAMES.index(name)] if self.flows else None
 
 
-def _nesting(raw: bytes) -> int:
-    """Deepest bracket nesting outside JSON strings (cheap when brackets are few)."""
+def nesting_depth(raw: bytes) -> int:
+    """Deepest bracket nesting of JSON bytes outside strings, counted without parsing them: check it
+    before `json.loads`, whose C parser recurses once per level (cheap when brackets are few)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return 0
     depth = deepest = 0
@@ -163,7 +170,7 @@ def decode(raw: bytes) -> TaskPayload:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload is {len(raw)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
     raw = bytes(raw)
-    if _nesting(raw) > MAX_DEPTH:
+    if nesting_depth(raw) > MAX_DEPTH:
         raise PayloadError(f"payload nests deeper than {MAX_DEPTH} levels")
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
@@ -191,32 +198,29 @@ def payload_hash(raw: bytes) -> bytes:
 
 def verify(raw: bytes, expected_hash: bytes) -> TaskPayload:
     """Check the bytes against the on-chain hash, then decode them."""
-    got = payload_hash(raw)
-    if got != bytes(expected_hash):
-        raise PayloadError(f"payload sha256 0x{got.hex()} does not match the on-chain hash "
-                           f"0x{bytes(expected_hash).hex()}")
+    # The bytes' own hash stays out of the message: behind a URI it is the hash of whatever the
+    # node read, and the API shows the message to anyone.
+    if payload_hash(raw) != bytes(expected_hash):
+        raise PayloadError(f"payload does not match the on-chain hash 0x{bytes(expected_hash).hex()}")
     return decode(raw)
 
 
-def fetch(uri: str, *, allow_hosts: Sequence[str] = ("127.0.0.1",), allow_file: bool = True,
+def fetch(uri: str, *, allow_hosts: Sequence[str] = ("127.0.0.1",), allow_file: Sequence[str | PathLike[str]] = (),
           max_bytes: int = MAX_PAYLOAD_BYTES, timeout_s: float = 5.0) -> bytes:
-    """Read the bytes behind a task's URI: `file://` and `http(s)://` on an allowed host only.
+    """Read the bytes behind a task's URI: `http(s)://` on a host of `allow_hosts`, or `file://`
+    naming a file inside one of the directories `allow_file` (none by default: file:// refused).
 
     Redirects are not followed (they could lead off the allow-list); the body is cut off past
-    `max_bytes`. Every failure is a PayloadError.
+    `max_bytes`. Every failure is a PayloadError, and none names a local path: the message reaches
+    the node's API, which anyone may read.
     """
     parsed = urllib.parse.urlsplit(uri)
     if parsed.scheme == "file":
-        if not allow_file:
+        if isinstance(allow_file, (str, bytes, bool)) or not allow_file:
             raise PayloadError("file:// payload URIs are disabled on this node")
         if parsed.netloc not in ("", "localhost"):
             raise PayloadError(f"file URI must be local, got host {parsed.netloc[:64]!r}")
-        path = Path(urllib.request.url2pathname(parsed.path))
-        try:
-            with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)
-        except OSError as exc:
-            raise PayloadError(f"cannot read payload file {path}: {exc.strerror}") from None
+        data = _read_allowed(Path(urllib.request.url2pathname(parsed.path)), allow_file, max_bytes)
     elif parsed.scheme in ("http", "https"):
         if parsed.hostname not in allow_hosts:
             raise PayloadError(f"payload host {str(parsed.hostname)[:64]!r} is not allowed "
@@ -225,8 +229,26 @@ def fetch(uri: str, *, allow_hosts: Sequence[str] = ("127.0.0.1",), allow_file: 
     else:
         raise PayloadError(f"unsupported payload URI scheme {parsed.scheme[:16]!r}; use file:// or http(s)://")
     if len(data) > max_bytes:
-        raise PayloadError(f"payload at {redact_uri(uri)} is larger than {max_bytes} bytes")
+        where = "file" if parsed.scheme == "file" else redact_uri(uri)
+        raise PayloadError(f"payload at {where} is larger than {max_bytes} bytes")
     return data
+
+
+def _read_allowed(path: Path, allowed: Sequence[str | PathLike[str]], max_bytes: int) -> bytes:
+    """The first `max_bytes + 1` bytes of `path` if it lies inside an allowed directory. Symlinks
+    and `..` are resolved first, so neither leads out; outside, nothing is read, and whether the
+    file exists stays unsaid."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        raise PayloadError("file:// payload URI cannot be resolved") from None
+    if not any(real.is_relative_to(Path(d).resolve()) for d in allowed):
+        raise PayloadError("file:// payload URI is outside the directories this node reads payloads from")
+    try:
+        with open(real, "rb") as f:
+            return f.read(max_bytes + 1)
+    except OSError as exc:
+        raise PayloadError(f"cannot read the payload file: {exc.strerror or type(exc).__name__}") from None
 
 
 def _http_get(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:

@@ -129,8 +129,9 @@ class NodeSettings(ChainSettings):
     payload_allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
     """Hosts a task's http(s) payload URI may point to."""
 
-    payload_allow_file: bool = True
-    """Accept file:// payload URIs (same machine)."""
+    payload_allow_file: list[Path] = Field(default_factory=list)
+    """Directories a task's file:// payload URI may name a file in (symlinks and `..` resolved
+    first); empty, the default, refuses file:// URIs. `chorus devnet up` allows its payloads folder."""
 
     payload_timeout_s: float = Field(default=5.0, gt=0)
     """Timeout of one payload fetch."""

@@ -35,7 +35,7 @@ def payloads(draw: st.DrawFn) -> pl.TaskPayload:
     return pl.TaskPayload(
         asset=draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,10}", fullmatch=True)),
         prices=prices, volumes=volumes, headlines=headlines, flows=flows,
-        as_of=draw(st.none() | st.integers(0, 2**40)), meta=draw(st.none() | meta),
+        as_of=draw(st.none() | st.integers(0, pl.MAX_AS_OF)), meta=draw(st.none() | meta),
     )
 
 
@@ -91,6 +91,17 @@ BASE = {"schema": "chorus.task/1", "asset": "ETH", "headlines": ["ETH up"]}
     ({"headlines": ["h"] * 65}, "headlines"),
     ({"surprise": 1}, "surprise"),
     ({"meta": {"blob": "x" * 5000}}, "meta is larger"),
+    # Strict types: a string or a boolean is not a number, and as_of is a JSON integer in range.
+    ({"prices": ["100", "101"], "volumes": [1.0, 1.0]}, "prices.0: Input should be a valid number"),
+    ({"prices": [100.0, True], "volumes": [1.0, 1.0]}, "prices.1: Input should be a valid number"),
+    ({"prices": [100.0, 101.0], "volumes": [1.0, False]}, "volumes.1"),
+    ({"flows": [1.0] * 7 + ["2"]}, "flows.7"),
+    ({"as_of": "5"}, "as_of: Input should be a valid integer"),
+    ({"as_of": 1.0}, "as_of: Input should be a valid integer"),
+    ({"as_of": 1e29}, "as_of: Input should be a valid integer"),
+    ({"as_of": True}, "as_of: Input should be a valid integer"),
+    ({"as_of": pl.MAX_AS_OF + 1}, "as_of: Input should be less than or equal"),
+    ({"as_of": -1}, "as_of"),
 ])
 def test_invalid_payloads_are_refused_with_a_reason(change: dict, message: str) -> None:
     doc = {**BASE, **change}
@@ -110,15 +121,32 @@ def test_malformed_bytes_are_payload_errors(raw: bytes) -> None:
         pl.decode(raw)
 
 
+def test_integers_are_numbers_and_as_of_takes_its_whole_range() -> None:
+    doc = {**BASE, "prices": [100, 101.5], "volumes": [0, 2], "as_of": pl.MAX_AS_OF}
+    payload = pl.decode(json.dumps(doc).encode())
+    assert payload.prices == [100.0, 101.5] and payload.as_of == pl.MAX_AS_OF
+
+
+def test_the_documented_example_task_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "example-task.json"
+    assert pl.decode(example.read_bytes()).modalities
+
+
+def test_nesting_depth_counts_brackets_outside_strings() -> None:
+    assert pl.nesting_depth(b'{"a": [[1], {"b": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}]}') == 3
+    assert pl.nesting_depth(b"[" * 100_000) == 100_000
+
+
 def test_oversized_payload_is_refused_before_parsing() -> None:
     with pytest.raises(PayloadError, match="limit"):
         pl.decode(b" " * (pl.MAX_PAYLOAD_BYTES + 1))
 
 
-def test_hash_mismatch_is_refused() -> None:
+def test_hash_mismatch_is_refused_without_the_bytes_hash() -> None:
     raw = pl.encode(pl.example_payload(1))
-    with pytest.raises(PayloadError, match="does not match"):
+    with pytest.raises(PayloadError, match="does not match") as caught:
         pl.verify(raw, pl.payload_hash(raw + b" "))
+    assert pl.payload_hash(raw).hex() not in str(caught.value)  # the hash of what the node read stays home
 
 
 def test_example_payload_is_deterministic_and_small_enough_for_calldata() -> None:
@@ -145,17 +173,43 @@ def test_json_schema_describes_the_document() -> None:
 # -- fetching -----------------------------------------------------------------------------------------
 
 
-def test_fetch_file_uri(tmp_path: Path) -> None:
+def test_fetch_file_uri_inside_an_allowed_directory(tmp_path: Path) -> None:
     raw = pl.encode(pl.example_payload(2))
     path = tmp_path / "p.json"
     path.write_bytes(raw)
-    assert pl.fetch(path.as_uri()) == raw
-    with pytest.raises(PayloadError, match="disabled"):
-        pl.fetch(path.as_uri(), allow_file=False)
-    with pytest.raises(PayloadError, match="cannot read"):
-        pl.fetch((tmp_path / "missing.json").as_uri())
-    with pytest.raises(PayloadError, match="larger than"):
-        pl.fetch(path.as_uri(), max_bytes=10)
+    assert pl.fetch(path.as_uri(), allow_file=[tmp_path]) == raw
+    assert pl.fetch(path.as_uri(), allow_file=[str(tmp_path)]) == raw
+    with pytest.raises(PayloadError, match="cannot read") as missing:
+        pl.fetch((tmp_path / "missing.json").as_uri(), allow_file=[tmp_path])
+    assert str(tmp_path) not in str(missing.value)
+    with pytest.raises(PayloadError, match="larger than") as big:
+        pl.fetch(path.as_uri(), allow_file=[tmp_path], max_bytes=10)
+    assert str(tmp_path) not in str(big.value)
+
+
+def test_file_uris_are_off_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(pl.encode(pl.example_payload(2)))
+    for allow in ((), [], True, False):
+        with pytest.raises(PayloadError, match="disabled"):
+            pl.fetch(path.as_uri(), **({} if allow == () else {"allow_file": allow}))
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "/root/.ssh/id_rsa", "/nonexistent/secret", "ALLOWED/../outside.json",
+                                    "ALLOWED/link.json"])
+def test_file_uris_outside_the_allow_list_say_neither_path_nor_hash(tmp_path: Path, target: str) -> None:
+    allowed = tmp_path / "payloads"
+    allowed.mkdir()
+    (tmp_path / "outside.json").write_bytes(pl.encode(pl.example_payload(4)))
+    (allowed / "link.json").symlink_to(tmp_path / "outside.json")  # a link out of the directory
+    path = Path(target.replace("ALLOWED", str(allowed)))
+    uri = "file://" + str(path)  # as_uri() would normalise the `..` away
+    with pytest.raises(PayloadError, match="outside the directories") as caught:
+        pl.fetch(uri, allow_file=[allowed])
+    message = str(caught.value)
+    assert target.split("/")[-1] not in message and str(tmp_path) not in message and "/" not in message.split("file://")[-1]
+    if Path(target).is_file():  # e.g. /etc/passwd: its hash appears nowhere either
+        assert pl.payload_hash(Path(target).read_bytes()).hex() not in message
 
 
 @pytest.mark.parametrize("uri", ["ftp://127.0.0.1/p.json", "data:text/plain,hi", "file://evil.example/etc/passwd",

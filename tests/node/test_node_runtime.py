@@ -223,7 +223,7 @@ def test_killed_after_the_embedding_before_the_decision_was_even_built(chain, tm
 
 
 def test_bad_payloads_are_rejected_and_the_node_carries_on(chain, tmp_path: Path, caplog) -> None:
-    node = make_node(chain, "market", tmp_path)
+    node = make_node(chain, "market", tmp_path, payload_allow_file=[tmp_path])  # file:// is off by default
     board = chain.contracts(0)
     deadline = chain.timestamp() + 600
     malformed = submit(chain, b"this is not json")
