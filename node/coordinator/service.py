@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from node.coordinator.batcher import MicroBatcher, Overloaded
 from node.protocol.enums import Action
-from node.protocol.payload import TaskPayload, decode, payload_hash
+from node.protocol.payload import MAX_PAYLOAD_BYTES, TaskPayload, decode, json_schema, payload_hash
+from node.runtime.api import ErrorBody, guarded_route
 from node.runtime.settings import NodeSettings
 
 if TYPE_CHECKING:
@@ -80,6 +81,12 @@ class CoordinatorSettings(NodeSettings):
     text_batch: int = Field(default=16, ge=1, le=1024)
     """MiniLM rows per onnxruntime run (a batch of texts is cut into runs this long): on a CPU
     longer runs gain no speed and grow onnxruntime's memory arena (peak RSS)."""
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body the routes read: a full /embed request with every character
+        \\u-escaped (6 bytes), or a /decide payload (1 MiB), whichever is larger."""
+        return max(MAX_PAYLOAD_BYTES, self.max_texts * (6 * self.max_text_chars + 4) + 64)
 
     @property
     def u_model_name(self) -> str:
@@ -217,11 +224,15 @@ def build_router(service: CoordinatorService) -> APIRouter:
         texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,  # type: ignore[valid-type]
                                   description=f"1..{limits.max_texts} texts of 1..{limits.max_text_chars} characters.")
 
-    router = APIRouter(tags=["coordinator"])
-    payload_schema = TaskPayload.model_json_schema(by_alias=True)
+    # The route class bounds the body's size and nesting before any JSON parser sees it.
+    router = APIRouter(tags=["coordinator"], route_class=guarded_route(limits.max_body_bytes))
+    # The published chorus.task/1 schema (`schema` required, as `decode` requires it), as an OpenAPI
+    # schema object: without the document's own $schema and $id.
+    payload_schema = {k: v for k, v in json_schema().items() if k not in ("$schema", "$id")}
+    busy = {"model": ErrorBody, "description": "Queue full: retry later"}
 
     @router.post("/embed", response_model=EmbedResponse, summary="Sentence embeddings (all-MiniLM-L6-v2)",
-                 responses={503: {"description": "queue full"}})
+                 responses={400: {"model": ErrorBody, "description": "Body is not UTF-8 JSON"}, 503: busy})
     async def embed(body: EmbedRequest) -> Any:
         vectors = await service.embed(list(body.texts))
         name, model_id = service.embed_model
@@ -229,7 +240,7 @@ def build_router(service: CoordinatorService) -> APIRouter:
                              "count": int(vectors.shape[0]), "embeddings": vectors.tolist()})
 
     @router.post("/decide", response_model=DecideResponse, summary="U's decision and embedding commitment for a task",
-                 responses={503: {"description": "queue full"}},
+                 responses={422: {"model": ErrorBody, "description": "Invalid parameters or payload"}, 503: busy},
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "application/json": {"schema": payload_schema}}}})
     async def decide(request: Request,

@@ -4,25 +4,28 @@ unless the operator says otherwise.
 The app reads a `NodeView` (the running node, or a fake with a filled store in tests) through a
 FastAPI dependency, so tests override it. Every error leaves as JSON `{"error", "message"}`:
 ChorusError subclasses are mapped to status codes in one handler, unknown ids are 404, bad
-parameters 422. Nothing secret is ever in a response: no keys, no passwords, no payload URIs'
+parameters (ids beyond SQLite's 64-bit integers included) 422, a body over the route's size limit
+413 or nested deeper than the payload decoder allows 422, and anything unexpected 500. Nothing secret is ever in a response: no keys, no passwords, no payload URIs'
 query strings.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, ModelError, PayloadError, RpcUnavailable
 from node.runtime.metrics import CONTENT_TYPE, NodeMetrics
-from node.protocol.payload import redact_uri
+from node.protocol.payload import MAX_DEPTH, nesting_depth, redact_uri
 from node.protocol.enums import Action, Role
 from node.runtime.sendlog import SendRecord
 from node.runtime.store import StoredEvent, Store, TaskRecord, TaskState
@@ -30,6 +33,12 @@ from node.runtime.store import StoredEvent, Store, TaskRecord, TaskState
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 500
+MAX_ID = 2**63 - 1
+"""Largest id or offset the API takes: SQLite's INTEGER is a signed 64-bit number."""
+MAX_BODY_BYTES = 64 << 10
+"""Body limit of the node's routes (all of them read-only); a router may set its own per route."""
+RECURSION_LIMIT = 1000
+"""The interpreter's default recursion limit, which `create_app` restores (see there)."""
 TASK_STATES = tuple(state.value for state in TaskState)
 """The values `GET /tasks?status=` accepts."""
 
@@ -62,6 +71,14 @@ class NodeView(Protocol):
 class ErrorBody(BaseModel):
     error: str = Field(description="Machine-readable error kind, e.g. not_found, invalid_request, RpcUnavailable.")
     message: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "Request body over the route's size limit"},
+    422: {"model": ErrorBody, "description": "Invalid parameters or body"},
+    500: {"model": ErrorBody, "description": "Unexpected server error"},
+}
+"""The error answers every route can give (a router adds its own, e.g. 400 or 503)."""
 
 
 class Health(BaseModel):
@@ -263,6 +280,64 @@ def status_for(exc: ChorusError) -> int:
     return 500
 
 
+class GuardedRoute(APIRoute):
+    """A route that reads at most `max_body_bytes` of a request's body (413 past it) and refuses a
+    body nested deeper than `MAX_DEPTH` (422), before anything parses it.
+
+    json.loads recurses in C once per level: a body of 100,000 brackets overflows the thread's stack
+    and kills the process once the recursion limit is high (py_ecc, imported through web3, raises
+    it to 100,000). FastAPI's own parsing then reuses the bytes read here. (FastAPI's
+    `max_body_size` would count the bytes too, but Starlette answers its 413 in text/plain.)
+    """
+
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        limit = self.max_body_bytes
+
+        async def guarded(request: Request) -> Response:
+            body = await _read_body(request, limit)
+            if body and nesting_depth(body) > MAX_DEPTH:
+                return _error(422, "invalid_request", f"body nests deeper than {MAX_DEPTH} levels")
+            return await handler(request)
+
+        return guarded
+
+
+def guarded_route(max_body_bytes: int) -> type[GuardedRoute]:
+    """A `GuardedRoute` class with its own body limit, for `APIRouter(route_class=...)`."""
+    return type(f"GuardedRoute{max_body_bytes}", (GuardedRoute,), {"max_body_bytes": max_body_bytes})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = HTTPException(status_code=413, detail=f"request body is larger than {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body, or one longer than it said
+            raise too_large
+        chunks.append(chunk)
+    # Starlette's cache of the body (the custom-Request pattern of FastAPI's docs): parsed later, not re-read.
+    request._body = b"".join(chunks)
+    return request._body
+
+
+def bound_recursion_limit() -> None:
+    """Put the recursion limit back to the interpreter's default if an import raised it.
+
+    py_ecc (imported through web3) sets it to 100,000 at import time, so Python-level recursion on
+    hostile input would run into the C stack instead of a RecursionError.
+    """
+    if sys.getrecursionlimit() > RECURSION_LIMIT:
+        log.debug("recursion limit %d lowered to %d", sys.getrecursionlimit(), RECURSION_LIMIT)
+        sys.setrecursionlimit(RECURSION_LIMIT)
+
+
 def get_view(request: Request) -> NodeView:
     """The NodeView the app was built with (override this dependency in tests if needed)."""
     return request.app.state.view
@@ -270,9 +345,14 @@ def get_view(request: Request) -> NodeView:
 
 def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The API over `view` (set later through `app.state.view` if None), plus `extra_routers` (the
-    coordinator's /embed and /decide), which get the same error handlers."""
-    app = FastAPI(title="Chorus agent node", version="1", description=__doc__,
-                  responses={422: {"model": ErrorBody}, 500: {"model": ErrorBody}})
+    coordinator's /embed and /decide), which get the same error handlers and should use
+    `GuardedRoute` as their route class.
+
+    The processes that serve the API have imported web3 by the time they build it, so this is
+    where the recursion limit goes back to its default (`bound_recursion_limit`)."""
+    bound_recursion_limit()
+    app = FastAPI(title="Chorus agent node", version="1", description=__doc__, responses=ERROR_RESPONSES)
+    app.router.route_class = GuardedRoute
     app.state.view = view
 
     @app.exception_handler(ChorusError)
@@ -284,14 +364,23 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, kind, str(exc.detail))
+        kind = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                413: "content_too_large"}.get(exc.status_code, "http_error")
+        response = _error(exc.status_code, kind, str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405's Allow
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The offending input is left out on purpose: it is echoed nowhere.
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
         return _error(422, "invalid_request", "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The details stay in the log: an unexpected error's text may name files or internals.
+        log.error("%s %s failed unexpectedly", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", "internal server error")
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health}},
              summary="Liveness and chain reachability (503 while the chain is unreachable)")
@@ -306,7 +395,7 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
 
     @app.get("/tasks", response_model=TaskPage, summary="Tasks this node has seen, newest first (paged)")
     def tasks(
-        offset: int = Query(0, ge=0, description="Items to skip."),
+        offset: int = Query(0, ge=0, le=MAX_ID, description="Items to skip."),
         limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"Page size, 1..{MAX_PAGE}."),
         status: Literal[TASK_STATES] | None = Query(None, description="Only tasks in this status."),  # type: ignore[valid-type]
         view: NodeView = Depends(get_view),
@@ -317,7 +406,8 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
 
     @app.get("/tasks/{task_id}", response_model=TaskDetail, responses={404: {"model": ErrorBody}},
              summary="One task: status, outputs, tx hashes, gas used, timings")
-    def task(task_id: int = Path(ge=1, description="On-chain task id."), view: NodeView = Depends(get_view)) -> Any:
+    def task(task_id: int = Path(ge=1, le=MAX_ID, description="On-chain task id."),
+             view: NodeView = Depends(get_view)) -> Any:
         record = view.store.get_task(task_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"task {task_id} is unknown to this node")

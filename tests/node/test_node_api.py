@@ -220,3 +220,73 @@ def test_openapi_and_docs(client: TestClient) -> None:
 def test_no_secret_in_any_response(client: TestClient, view: FakeView) -> None:
     for path in ("/health", "/info", "/tasks", "/tasks/1", "/metrics", "/openapi.json"):
         assert "SECRET" not in client.get(path).text
+
+
+# -- hardening: bounded ids, JSON on every status, bounded bodies -------------------------------------
+
+
+@pytest.mark.parametrize("url, where", [
+    ("/tasks?offset=1488748988028643966976", "query.offset"),
+    (f"/tasks?offset={2**63}", "query.offset"),
+    ("/tasks/124845108490817863680", "path.task_id"),
+    (f"/tasks/{2**63}", "path.task_id"),
+])
+def test_ids_beyond_sqlite_integers_are_422_not_500(client: TestClient, url: str, where: str) -> None:
+    r = client.get(url)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"] == "invalid_request" and where in r.json()["message"]
+
+
+def test_the_largest_id_and_offset_are_served(client: TestClient) -> None:
+    assert client.get(f"/tasks/{2**63 - 1}").status_code == 404
+    assert client.get("/tasks", params={"offset": 2**63 - 1}).json()["items"] == []
+
+
+def test_an_unexpected_error_is_a_json_500_without_details(view: FakeView) -> None:
+    view.fail_with = RuntimeError("cannot open /root/.ssh/id_rsa")  # not a ChorusError
+    r = TestClient(create_app(view), raise_server_exceptions=False).get("/info")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": "internal_error", "message": "internal server error"}
+
+
+@pytest.mark.parametrize("method", ["TRACE", "POST", "DELETE"])
+def test_method_not_allowed_says_which_are(client: TestClient, method: str) -> None:
+    r = client.request(method, "/tasks")
+    assert r.status_code == 405 and r.headers["allow"] == "GET" and r.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("headers", [{}, {"transfer-encoding": "chunked"}])
+def test_a_body_over_the_limit_is_a_json_413(client: TestClient, headers: dict) -> None:
+    from node.runtime.api import MAX_BODY_BYTES
+
+    body = b" " * (MAX_BODY_BYTES + 1)
+    content = iter([body]) if headers else body  # an iterator goes out chunked, without Content-Length
+    r = client.request("GET", "/health", content=content)
+    assert r.status_code == 413 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"] == "content_too_large"
+
+
+def test_a_deeply_nested_body_is_refused_before_parsing(client: TestClient) -> None:
+    r = client.request("GET", "/tasks", content=b"[" * 20_000 + b"]" * 20_000)
+    assert r.status_code == 422 and "nests deeper" in r.json()["message"]
+
+
+def test_the_openapi_document_declares_every_error_status(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, ops in paths.items():
+        for op in ops.values():
+            assert {"413", "422", "500"} <= set(op["responses"]), path
+    assert "404" in paths["/tasks/{task_id}"]["get"]["responses"]
+    assert paths["/tasks/{task_id}"]["get"]["parameters"][0]["schema"]["maximum"] == 2**63 - 1
+
+
+def test_building_the_app_restores_the_recursion_limit(view: FakeView) -> None:
+    import sys
+
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # as py_ecc leaves it when web3 imports it
+    try:
+        create_app(view)
+        assert sys.getrecursionlimit() == 1000
+    finally:
+        sys.setrecursionlimit(before)
