@@ -7,9 +7,12 @@
   many threads. Anvil's auto-mine can strand transactions that arrive out of nonce order
   (foundry-rs/foundry#10122); ordered sends avoid that on any node, at the cost of serialising
   one key's sends (receipts are still awaited in parallel).
-- Reads are retried with exponential backoff on connection errors. A raw-transaction send is
-  retried too: the same signed bytes have the same hash, so a resend is idempotent ("already
-  known", or "nonce too low" for a hash the node already has, both count as accepted).
+- Reads are retried with exponential backoff on connection errors, each failed try logged at
+  WARNING with its method and duration. A raw-transaction send is retried too: the same signed
+  bytes have the same hash, so a resend is idempotent ("already known", or "nonce too low" for a
+  hash the node already has, both count as accepted). A JSON-RPC error reply to a read (e.g.
+  -32602 BlockOutOfRangeError from eth_getLogs after a reorg) is raised as `RpcErrorReply`.
+- `watch` (`node.chain.rpcwatch.RpcWatch`) times how long the client has waited for any answer.
 - A transaction that would revert is caught by gas estimation and raised as `ContractRevert`
   before it is sent; a mined failure (status 0) is replayed with eth_call at its block to get the
   revert data.
@@ -40,8 +43,17 @@ from web3.exceptions import (
 
 from node.chain.abi import RevertDecoder
 from node.chain.api import BlockId, ChainClient, Fees, Log, Receipt, SentTx
+from node.chain.rpcwatch import RpcWatch
 from node.chain.settings import GETH_MIN_BUMP_PERCENT
-from node.protocol.errors import ChainError, ConfigError, ContractRevert, NonceTaken, RpcUnavailable, safe_url
+from node.protocol.errors import (
+    ChainError,
+    ConfigError,
+    ContractRevert,
+    NonceTaken,
+    RpcErrorReply,
+    RpcUnavailable,
+    safe_url,
+)
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -211,6 +223,7 @@ class Web3Client(ChainClient):
         self._tip: int | None = self.fee_policy.priority_fee_wei
         self._fees: tuple[float, Fees] | None = None
         self._nonces = NonceManager(self._pending_nonce)
+        self.watch = RpcWatch()
         if account is not None:
             signing_backend()  # warns once if signing would fall back to pure Python
 
@@ -236,28 +249,69 @@ class Web3Client(ChainClient):
                            timeout=self._timeout, retries=self._retries, backoff=self._backoff,
                            receipt_timeout=self.receipt_timeout, chain_id=self._chain_id)
         other.w3 = self.w3  # one HTTP session pool
+        other.watch = self.watch  # and one view of whether that RPC answers
         return other
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def _attempt(self, fn: Callable[[], T]) -> T:
+        """One request, timed by `watch`: a connection error is no answer, anything else is one."""
+        token = self.watch.begin()
+        try:
+            result = fn()
+        except _CONNECTION_ERRORS:
+            self.watch.end(token, answered=False)
+            raise
+        except BaseException:
+            self.watch.end(token, answered=True)
+            raise
+        self.watch.end(token, answered=True)
+        return result
+
+    def _no_answer(self, what: str, exc: BaseException, started: float, attempt: int) -> float:
+        """Log a try that got no answer; returns the backoff before the next one."""
+        delay = self._backoff * 2**attempt
+        last = attempt == self._retries
+        log.warning("RPC %s: %s %s after %.2fs (try %d of %d)%s", safe_url(self.rpc_url), what, _short(exc),
+                    time.monotonic() - started, attempt + 1, self._retries + 1,
+                    "; giving up" if last else f"; retrying in {delay:.2f}s")
+        return delay
+
     def _retrying(self, what: str, fn: Callable[[], T]) -> T:
         """Run a request that is safe to repeat; connection errors are retried with backoff."""
         for attempt in range(self._retries + 1):
+            started = time.monotonic()
             try:
-                return fn()
+                return self._attempt(fn)
             except _CONNECTION_ERRORS as exc:
+                delay = self._no_answer(what, exc, started, attempt)
                 if attempt == self._retries:
                     raise RpcUnavailable(f"RPC {safe_url(self.rpc_url)} unavailable ({what}): {_short(exc)}"
                                          + (f" after {self._retries} retries" if self._retries else "")) from None
-                time.sleep(self._backoff * 2**attempt)
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _read(self, what: str, fn: Callable[[], T]) -> T:
+        """`_retrying` for a plain read: a JSON-RPC error reply becomes `RpcErrorReply` (a
+        `ChainError` the caller can retry), never web3's own exception."""
+        try:
+            return self._retrying(what, fn)
+        except TransactionNotFound:
+            raise
+        except Web3RPCError as exc:
+            raise _error_reply(what, exc) from None
+
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
-        """A raw JSON-RPC request (e.g. anvil's `evm_snapshot`); returns `result`."""
+        """A raw JSON-RPC request (e.g. anvil's `evm_snapshot`); returns `result`; an error reply
+        raises `RpcErrorReply`."""
         def go() -> Any:
             response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
             if "error" in response:
-                raise ChainError(f"{method} failed: {response['error']}")
+                error = response["error"]
+                if isinstance(error, dict):
+                    code = error.get("code")
+                    raise RpcErrorReply(method, code if isinstance(code, int) else None, str(error.get("message")))
+                raise RpcErrorReply(method, None, str(error))
             return response.get("result")
         return self._retrying(method, go)
 
@@ -265,28 +319,28 @@ class Web3Client(ChainClient):
 
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self._retrying("eth_chainId", lambda: self.w3.eth.chain_id))
+            self._chain_id = int(self._read("eth_chainId", lambda: self.w3.eth.chain_id))
         return self._chain_id
 
     def block_number(self) -> int:
-        return int(self._retrying("eth_blockNumber", lambda: self.w3.eth.block_number))
+        return int(self._read("eth_blockNumber", lambda: self.w3.eth.block_number))
 
     def block_timestamp(self, block: BlockId = "latest") -> int:
-        raw = self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))  # type: ignore[arg-type]
+        raw = self._read("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))  # type: ignore[arg-type]
         return int(raw["timestamp"])
 
     def base_fee(self) -> int:
         """baseFeePerGas of the latest block."""
-        block = self._retrying("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
+        block = self._read("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
         return int(block.get("baseFeePerGas") or 0)
 
     def balance(self, address: str | None = None) -> int:
         addr = to_checksum_address(address or self.address)
-        return int(self._retrying("eth_getBalance", lambda: self.w3.eth.get_balance(addr)))
+        return int(self._read("eth_getBalance", lambda: self.w3.eth.get_balance(addr)))
 
     def _pending_nonce(self) -> int:
         addr = self.address
-        return int(self._retrying("eth_getTransactionCount",
+        return int(self._read("eth_getTransactionCount",
                                   lambda: self.w3.eth.get_transaction_count(addr, "pending")))
 
     def call(self, to: str, data: bytes, *, value: int = 0, block: BlockId = "latest") -> bytes:
@@ -321,14 +375,14 @@ class Web3Client(ChainClient):
         if cached is not None and now - cached[0] < self.fee_policy.fee_cache_s:
             return cached[1]
         if self._tip is None:
-            self._tip = int(self._retrying("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee))
+            self._tip = int(self._read("eth_maxPriorityFeePerGas", lambda: self.w3.eth.max_priority_fee))
         fees = fees_for(self.base_fee(), self._tip, self.fee_policy.base_fee_multiplier)
         self._fees = (now, fees)
         return fees
 
     def get_receipt(self, tx_hash: str) -> Receipt | None:
         try:
-            raw = self._retrying("eth_getTransactionReceipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
+            raw = self._read("eth_getTransactionReceipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
         except TransactionNotFound:
             return None
         if raw is None:
@@ -345,7 +399,7 @@ class Web3Client(ChainClient):
         if topics is not None:
             params["topics"] = [None if t is None else _hex(t) if isinstance(t, (bytes, bytearray))
                                 else [_hex(x) for x in t] for t in topics]
-        raw = self._retrying("eth_getLogs", lambda: self.w3.eth.get_logs(params))  # type: ignore[arg-type]
+        raw = self._read("eth_getLogs", lambda: self.w3.eth.get_logs(params))  # type: ignore[arg-type]
         return [_log(entry) for entry in raw]
 
     # -- writes -----------------------------------------------------------------------------
@@ -417,14 +471,16 @@ class Web3Client(ChainClient):
         Raises `NonceTaken` when the nonce is used by another transaction or a replacement is
         underpriced, `RpcUnavailable` when the RPC cannot be reached, `ChainError` otherwise."""
         for attempt in range(self._retries + 1):
+            started = time.monotonic()
             try:
-                self.w3.eth.send_raw_transaction(raw)
+                self._attempt(lambda: self.w3.eth.send_raw_transaction(raw))
                 return
             except _CONNECTION_ERRORS as exc:
+                delay = self._no_answer(f"eth_sendRawTransaction {tx_hash}", exc, started, attempt)
                 if attempt == self._retries:
                     raise RpcUnavailable(f"RPC {safe_url(self.rpc_url)} unavailable (eth_sendRawTransaction {tx_hash}): "
                                          f"{_short(exc)}") from None
-                time.sleep(self._backoff * 2**attempt)
+                time.sleep(delay)
             except Web3RPCError as exc:
                 message = _rpc_message(exc)
                 if _is_already_known(message):
@@ -437,7 +493,7 @@ class Web3Client(ChainClient):
 
     def _tx_known(self, tx_hash: str) -> bool:
         try:
-            self._retrying("eth_getTransactionByHash", lambda: self.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
+            self._read("eth_getTransactionByHash", lambda: self.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
             return True
         except TransactionNotFound:
             return False
@@ -478,6 +534,13 @@ class Web3Client(ChainClient):
         if receipt.gas_used >= tx["gas"]:
             return ContractRevert("OutOfGas", {"gas": tx["gas"]}, tx_hash=receipt.tx_hash)
         return ContractRevert("Reverted", {}, tx_hash=receipt.tx_hash)
+
+
+def _error_reply(method: str, exc: Web3RPCError) -> RpcErrorReply:
+    response = exc.rpc_response or {}
+    error = response.get("error") if isinstance(response, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return RpcErrorReply(method, code if isinstance(code, int) else None, _rpc_message(exc))
 
 
 def _short(exc: BaseException) -> str:

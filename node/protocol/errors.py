@@ -36,6 +36,18 @@ class RpcUnavailable(ChainError):
     """The RPC endpoint did not answer (connection refused, timeout)."""
 
 
+class RpcErrorReply(ChainError):
+    """The RPC endpoint answered a read with a JSON-RPC error (say -32602 "BlockOutOfRangeError"
+    from eth_getLogs after a reorg shortened the chain): the endpoint is up, the request may be
+    retried once the caller has looked at the chain again."""
+
+    def __init__(self, method: str, code: int | None, message: str) -> None:
+        self.method = method
+        self.code = code
+        self.rpc_message = message
+        super().__init__(f"{method} failed: {message}" + (f" (code {code})" if code is not None else ""))
+
+
 class NonceTaken(ChainError):
     """The node already has or mined another transaction with this nonce (or a replacement does
     not pay enough more than the transaction it would replace)."""
