@@ -125,9 +125,22 @@ class SendLog:
 
     def record_send(self, *, task_id: int | None, kind: str, nonce: int, tx_hash: str, raw: bytes,
                     max_fee_per_gas: int | None = None, max_priority_fee_per_gas: int | None = None) -> int:
-        """Write 'about to send tx `tx_hash` (nonce, raw bytes) for task T' and commit. Returns the send id."""
+        """Write 'about to send tx `tx_hash` (nonce, raw bytes) for task T' and commit. Returns the send id.
+
+        A transaction signed again byte for byte (same nonce, calldata and fees: the same hash),
+        say after a reorg dropped the first one, is the same transaction: its record is opened
+        again (PREPARED) and its id returned, instead of a second record claiming the same hash."""
         now = self._clock()
         with self._tx() as db:
+            known = db.execute("SELECT send_id FROM send_attempts WHERE tx_hash = ?", (tx_hash,)).fetchone()
+            if known is not None:
+                send_id = int(known["send_id"])
+                db.execute("UPDATE sends SET status = ?, tx_hash = ?, block_number = NULL, gas_used = NULL, "
+                           "effective_gas_price = NULL, error = NULL, sent_at = NULL, mined_at = NULL WHERE id = ?",
+                           (SendState.PREPARED, tx_hash, send_id))
+                # Its age restarts: a fee bump counts from this signing, not the first one.
+                db.execute("UPDATE send_attempts SET created_at = ? WHERE tx_hash = ?", (now, tx_hash))
+                return send_id
             cur = db.execute("INSERT INTO sends(task_id, kind, nonce, status, tx_hash, created_at) VALUES (?,?,?,?,?,?)",
                              (task_id, kind, nonce, SendState.PREPARED, tx_hash, now))
             send_id = int(cur.lastrowid)

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from node.runtime.sendlog import SEND_SCHEMA, SendLog, SendState
+from node.runtime.sendlog import OPEN_SEND_STATES, SEND_SCHEMA, SendLog, SendState
 
 SCHEMA_VERSION = 1
 
@@ -211,6 +211,14 @@ class Rollback:
 
 _TASK_COLUMNS = tuple(f.name for f in fields(TaskRecord))
 
+_NO_OUTPUT: dict[str, None] = dict.fromkeys((
+    "error", "note", "action", "confidence", "embedding_bytes", "commitment", "final_action", "final_block", "final_tx",
+    "decisions", "contributors", "claim_status", "claimed_wei", "started_at", "published_at", "finalized_at"))
+"""What a task row learns after its submission: cleared when the submission is reorganised away."""
+
+_TASK_IDENTITY = ("submitter", "arch", "deadline", "quorum", "reward", "payload_hash", "uri")
+"""The columns that tell one submitted task from another under the same id."""
+
 
 class Store(SendLog):
     """The node's SQLite state. `Store(":memory:")` for tests."""
@@ -338,7 +346,7 @@ class Store(SendLog):
         return new_tasks
 
     def _task_submitted(self, db: sqlite3.Connection, ev: StoredEvent, now: float) -> bool:
-        row = db.execute("SELECT status, payload_hash, submitted_block FROM tasks WHERE id = ?", (ev.task_id,)).fetchone()
+        row = db.execute("SELECT * FROM tasks WHERE id = ?", (ev.task_id,)).fetchone()
         values = dict(
             submitted_block=ev.block_number, submitted_tx=ev.tx_hash, submitter=ev.submitter, arch=ev.arch,
             deadline=ev.deadline, quorum=ev.quorum, reward=None if ev.reward is None else str(ev.reward),
@@ -350,21 +358,35 @@ class Store(SendLog):
             cols = ", ".join(values)
             db.execute(f"INSERT INTO tasks({cols}) VALUES ({', '.join('?' * len(values))})",  # noqa: S608
                        tuple(values.values()))
-        elif row["status"] == TaskState.RECHECK:
-            # Seen again after a reorg, maybe with other content: start over; the chain (not this
-            # row) decides later whether our earlier publication still stands.
-            values.update(status=TaskState.NEW, chain_status=ChainState.OPEN, error=None, action=None, confidence=None,
-                          embedding_bytes=None, commitment=None, final_action=None, final_block=None, final_tx=None,
-                          decisions=None, contributors=None, published_at=None, finalized_at=None)
+        elif (row["status"] != TaskState.RECHECK and row["submitted_block"] == ev.block_number
+              and row["submitted_tx"] == ev.tx_hash):
+            return False  # the same event delivered twice (overlapping ranges): nothing new
+        else:
+            # Seen again after a reorg (RECHECK), or another TaskSubmitted under an id this node
+            # holds (a reorg it did not see, e.g. while it was down): a task to handle from the
+            # start; the chain (not this row) decides whether an earlier publication still stands.
+            self._forget_sends_of(db, row, values)
+            values.update(status=TaskState.NEW, chain_status=ChainState.OPEN, seen_at=now, **_NO_OUTPUT)
             sets = ", ".join(f"{k} = ?" for k in values)
             db.execute(f"UPDATE tasks SET {sets} WHERE id = ?", (*values.values(), ev.task_id))  # noqa: S608
-        else:
-            return False  # the same event delivered twice (overlapping ranges): nothing new
         if ev.payload:
             db.execute("INSERT OR REPLACE INTO payloads(task_id, raw) VALUES (?, ?)", (ev.task_id, ev.payload))
         else:
             db.execute("DELETE FROM payloads WHERE task_id = ?", (ev.task_id,))
         return True
+
+    def _forget_sends_of(self, db: sqlite3.Connection, row: sqlite3.Row, task: dict[str, Any]) -> None:
+        """Before a task row starts over: sends made for other content under the same id are dropped
+        (never rebroadcast, never taken for this task's publication); sends of the same task (its
+        submission re-mined by the reorg) are open again, so their receipts are looked up anew."""
+        same_task = all(row[k] == task[k] for k in _TASK_IDENTITY)
+        if same_task:
+            db.execute("UPDATE sends SET status = ?, block_number = NULL, mined_at = NULL WHERE task_id = ? AND status = ?",
+                       (SendState.SENT, row["id"], SendState.MINED))
+        else:
+            db.execute("UPDATE sends SET status = ?, error = ? WHERE task_id = ? AND status IN (?, ?, ?)",
+                       (SendState.DROPPED, "made for an earlier task under this id (reorg)", row["id"],
+                        *OPEN_SEND_STATES, SendState.MINED))
 
     def inline_payload(self, task_id: int) -> bytes | None:
         """The inline payload bytes of a task, as its TaskSubmitted event carried them."""
@@ -375,9 +397,10 @@ class Store(SendLog):
     def rollback(self, to_block: int, *, now: float | None = None) -> Rollback:
         """Undo everything learned from blocks above `to_block` (a reorg replaced them).
 
-        Tasks submitted there go to RECHECK (their content may differ when they reappear, or
-        never reappear); tasks finalized there are open again; sends mined there are open again
-        so their receipts are fetched anew. The cursor moves back to `to_block`.
+        Tasks submitted there are gone: RECHECK, chain status GONE, this node's outputs and the
+        finalization dropped (their content may differ when they reappear, or never reappear);
+        tasks submitted below and finalized there are open again; sends mined there are open
+        again so their receipts are fetched anew. The cursor moves back to `to_block`.
         """
         now = self._clock() if now is None else now
         with self._tx() as db:
@@ -386,13 +409,17 @@ class Store(SendLog):
                 "SELECT id FROM tasks WHERE final_block > ? AND (submitted_block IS NULL OR submitted_block <= ?)",
                 (to_block, to_block))]
             sends = [r["id"] for r in db.execute("SELECT id FROM sends WHERE block_number > ?", (to_block,))]
-            db.execute("UPDATE tasks SET status = ?, chain_status = ?, updated_at = ?, error = ? WHERE submitted_block > ?",
+            gone = ", ".join(f"{k} = NULL" for k in _NO_OUTPUT if k != "error")
+            db.execute(f"UPDATE tasks SET status = ?, chain_status = ?, updated_at = ?, error = ?, {gone} "  # noqa: S608
+                       "WHERE submitted_block > ?",
                        (TaskState.RECHECK, ChainState.GONE, now, f"block reorganised away (rolled back to {to_block})",
                         to_block))
+            db.execute("DELETE FROM payloads WHERE task_id IN (SELECT id FROM tasks WHERE submitted_block > ?)", (to_block,))
             db.execute("UPDATE tasks SET chain_status = ?, final_action = NULL, final_block = NULL, final_tx = NULL, "
                        "decisions = NULL, contributors = NULL, finalized_at = NULL, claim_status = NULL, "
-                       "claimed_wei = NULL, updated_at = ? WHERE final_block > ?",
-                       (ChainState.OPEN, now, to_block))
+                       "claimed_wei = NULL, updated_at = ? WHERE final_block > ? "
+                       "AND (submitted_block IS NULL OR submitted_block <= ?)",
+                       (ChainState.OPEN, now, to_block, to_block))
             # Published tasks whose publication was in a dropped block must be looked at again.
             db.execute("UPDATE tasks SET status = ?, updated_at = ? WHERE status IN (?, ?) AND id IN "  # noqa: S608
                        "(SELECT task_id FROM sends WHERE block_number > ?)",

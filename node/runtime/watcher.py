@@ -10,7 +10,9 @@ Each `poll`:
 3. stores events, tasks, the block hash and the new cursor in one SQLite transaction.
 
 A crash between two polls loses nothing (the cursor only moves with the data) and repeats nothing
-(a batch is applied once). RPC failures propagate to the caller, which backs off.
+(a batch is applied once). RPC failures propagate to the caller, which backs off. An error reply to
+the range read (eth_getLogs past the head of a chain a reorg just shortened) is a `ReorgRace`: the
+cursor has not moved, so the next poll checks the chain again and reads from the right block.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from node.chain.events import (
     TaskSubmitted,
 )
 from node.chain.nodechain import BlockHeader
+from node.protocol.errors import RpcErrorReply
 from node.runtime.metrics import NodeMetrics
 from node.runtime.store import Rollback, Store, StoredEvent
 
@@ -106,7 +109,12 @@ class Watcher:
             return PollResult(head, rollback=rollback, caught_up=True)
         to_block = min(safe, cursor + self.max_range)
         before = self.source.header(to_block)
-        events = self.source.events(cursor + 1, to_block)
+        try:
+            events = self.source.events(cursor + 1, to_block)
+        except RpcErrorReply as exc:
+            log.warning("reading blocks %d..%d failed (%s); the chain changed under the read? "
+                        "reading again from block %d", cursor + 1, to_block, exc, cursor + 1)
+            raise ReorgRace(f"blocks {cursor + 1}..{to_block} could not be read: {exc}") from exc
         after = self.source.header(to_block)
         if before is None or after is None or before.hash != after.hash:
             raise ReorgRace(f"block {to_block} changed while reading {cursor + 1}..{to_block}")

@@ -2,11 +2,14 @@
 blocks and events. Where a real chain adds nothing (backoff, replacement rules, crash windows).
 
 `FakeChain` is the outbox's `SendPort`, `ScriptedSource` the watcher's `EventSource`, and
-`FakeNodeChain` both plus the rest of the runtime's `ChainPort` (node.runtime.ports)."""
+`FakeNodeChain` both plus the rest of the runtime's `ChainPort` (node.runtime.ports). A
+`ScriptedSource` can fall silent (`go_silent`: reads block, like an RPC that stops answering) and
+answers an out-of-range read as Anvil does (-32602 BlockOutOfRangeError)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,9 +22,10 @@ from node.chain.client import NonceManager
 from node.chain.contracts import TxResult
 from node.chain.events import AgentInfo, AgentRecord, ChainEvent, Published
 from node.chain.nodechain import BlockHeader, SignedTx
+from node.chain.rpcwatch import RpcWatch
 from node.chain.settings import GETH_MIN_BUMP_PERCENT
 from node.protocol.enums import ZERO_MODEL_ID
-from node.protocol.errors import ChainError, ContractRevert, NonceTaken, RpcUnavailable
+from node.protocol.errors import ChainError, ContractRevert, NonceTaken, RpcErrorReply, RpcUnavailable
 
 GETH_PRICE_BUMP = GETH_MIN_BUMP_PERCENT  # percent, geth's txpool.pricebump default
 
@@ -172,7 +176,25 @@ class ScriptedSource:
     log: list[ChainEvent] = field(default_factory=list)
     down: bool = False
     mutate_between_reads: bool = False
+    before_events: Callable[[], None] | None = None  # run as a range read begins (the chain moving under it)
+    silent_timeout_s: float = 10.0  # how long a read waits while silent before it times out
     calls: int = 0
+    _answering: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self._answering.set()
+
+    def go_silent(self) -> None:
+        """Reads block from now on (until `answer_again` or `silent_timeout_s`), as with an RPC
+        whose TCP connection stays open but never answers."""
+        self._answering.clear()
+
+    def answer_again(self) -> None:
+        self._answering.set()
+
+    def _wait_for_answer(self) -> None:
+        if not self._answering.wait(self.silent_timeout_s):
+            raise RpcUnavailable("RPC unavailable: timed out")
 
     def add_block(self, events: list[ChainEvent] = (), tag: str = "a") -> int:
         number = max(self.blocks, default=0) + 1
@@ -190,6 +212,7 @@ class ScriptedSource:
 
     def header(self, block: int | str = "latest") -> BlockHeader | None:
         self.calls += 1
+        self._wait_for_answer()
         if self.down:
             raise RpcUnavailable("RPC unavailable: connection refused")
         number = max(self.blocks, default=0) if block == "latest" else int(block)
@@ -198,8 +221,15 @@ class ScriptedSource:
         return BlockHeader(number, self.blocks[number], 1_700_000_000 + number)
 
     def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        self._wait_for_answer()
+        if self.before_events is not None:
+            self.before_events()
         if self.down:
             raise RpcUnavailable("RPC unavailable: connection refused")
+        head = max(self.blocks, default=0)
+        if to_block > head:
+            raise RpcErrorReply("eth_getLogs", -32602,
+                                f"BlockOutOfRangeError: block height is {head} but requested was {to_block}")
         found = [e for e in self.log if from_block <= e.block_number <= to_block]
         if self.mutate_between_reads:
             self.blocks[to_block] = "0x" + "f" * 64
@@ -258,6 +288,27 @@ class FakeNodeChain(FakeChain):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.contracts = FakeRegistrar(self.address)
+        self.watch = RpcWatch()
+
+    def _watched(self, read: Callable[[], object]) -> object:
+        """A read timed by `watch` as the web3 client times its requests (no answer: RpcUnavailable)."""
+        token = self.watch.begin()
+        try:
+            result = read()
+        except RpcUnavailable:
+            self.watch.end(token, answered=False)
+            raise
+        except BaseException:
+            self.watch.end(token, answered=True)
+            raise
+        self.watch.end(token, answered=True)
+        return result
+
+    def silent_for(self) -> float:
+        return self.watch.silent_for()
+
+    def take_silence(self) -> float:
+        return self.watch.take_silence()
 
     def address_of(self, contract: str) -> str:
         return self.board
@@ -283,7 +334,7 @@ class FakeNodeChain(FakeChain):
         return self.revert_reason
 
     def header(self, block: int | str = "latest") -> BlockHeader | None:
-        return self.source.header(block)
+        return self._watched(lambda: self.source.header(block))  # type: ignore[return-value]
 
     def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
-        return self.source.events(from_block, to_block)
+        return self._watched(lambda: self.source.events(from_block, to_block))  # type: ignore[return-value]

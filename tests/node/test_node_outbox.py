@@ -120,6 +120,23 @@ def test_vanished_publication_is_not_resent_when_its_task_changed(store: Store) 
     assert chain.broadcasts == [send.tx_hash]
 
 
+def test_resending_a_dropped_transaction_byte_for_byte_is_the_same_attempt(store: Store) -> None:
+    # After a reorg: the first send was dropped (its task changed), the new task under the same id
+    # gets the same decision, the nonce is free again, the fees are the same: the same hash.
+    chain = FakeChain(automine=False)
+    resend = [False]
+    outbox = Outbox(chain, store, may_resend=lambda send: resend[0])
+    first = outbox.send(kind="decision", to=BOARD, data=b"\x01", task_id=7)
+    chain.forget(first.tx_hash)
+    assert [s.send.status for s in outbox.poll()] == [SendState.DROPPED]
+    again = outbox.send(kind="decision", to=BOARD, data=b"\x01", task_id=7)
+    assert (again.id, again.tx_hash, again.status) == (first.id, first.tx_hash, SendState.SENT)
+    assert chain.broadcasts == [first.tx_hash, first.tx_hash] and len(store.sends()) == 1
+    chain.mine()
+    resend[0] = True
+    assert [s.send.status for s in outbox.poll()] == [SendState.MINED]
+
+
 def test_rpc_down_while_sending_keeps_the_send_for_a_later_broadcast(store: Store) -> None:
     chain = FakeChain()
     outbox = Outbox(chain, store)

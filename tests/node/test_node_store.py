@@ -10,8 +10,9 @@ from node.runtime.sendlog import SendState
 from node.runtime.store import ChainState, ClaimState, Store, StoredEvent, TaskRecord, TaskState
 
 
-def submitted(task_id: int, block: int, payload_hash: str = "0x" + "11" * 32, payload: bytes = b"{}") -> StoredEvent:
-    return StoredEvent("TaskSubmitted", block_number=block, log_index=0, tx_hash=f"0xsub{task_id}", task_id=task_id,
+def submitted(task_id: int, block: int, payload_hash: str = "0x" + "11" * 32, payload: bytes = b"{}",
+              tx: str | None = None) -> StoredEvent:
+    return StoredEvent("TaskSubmitted", block_number=block, log_index=0, tx_hash=tx or f"0xsub{task_id}", task_id=task_id,
                       submitter="0xS", arch=2, deadline=2_000_000_000, quorum=4, reward=10**18,
                       payload_hash=payload_hash, uri="", payload=payload)
 
@@ -97,6 +98,63 @@ def test_a_task_reappearing_after_a_reorg_starts_over(store: Store) -> None:
     task = store.get_task(1)
     assert (task.status, task.chain_status, task.payload_hash, task.action) == (TaskState.NEW, ChainState.OPEN, "0x" + "bb" * 32, None)
     assert store.inline_payload(1) == b"new"
+
+
+def test_a_finalized_task_whose_submission_vanished_is_gone_with_its_outputs(store: Store) -> None:
+    store.apply_batch(10, {10: "0x10"}, [submitted(1, 10)])
+    store.apply_batch(12, {12: "0x12"}, [submitted(2, 11), decision(2, 11), finalized(2, 12)])
+    store.update_task(2, status=TaskState.PUBLISHED, action=2, confidence=7000, embedding_bytes=64,
+                      commitment="0x" + "cc" * 32, published_at=5.0, claim_status=ClaimState.CLAIMED, claimed_wei="7")
+
+    rb = store.rollback(10)
+
+    assert rb.tasks_rechecked == (2,) and rb.tasks_reopened == ()  # gone, not reopened
+    task = store.get_task(2)
+    assert (task.status, task.chain_status) == (TaskState.RECHECK, ChainState.GONE)
+    outputs = (task.action, task.confidence, task.embedding_bytes, task.commitment, task.published_at,
+               task.final_action, task.final_block, task.decisions, task.claim_status, task.claimed_wei)
+    assert outputs == (None,) * 10
+    assert store.inline_payload(2) is None and store.task_events(2) == []
+    assert 2 not in [t.id for t in store.open_tasks() + store.todo_tasks() + store.claimable_tasks()]
+
+
+def test_another_task_under_an_id_the_node_holds_is_a_new_task(store: Store) -> None:
+    # The node never saw the reorg (it was down, say): the row is PUBLISHED, not RECHECK.
+    store.apply_batch(5, {5: "0x05"}, [submitted(1, 5, payload_hash="0x" + "aa" * 32, payload=b"old")])
+    mined = store.record_send(task_id=1, kind="decision", nonce=0, tx_hash="0xold", raw=b"\x01")
+    store.mark_send(mined, SendState.MINED, block_number=6)
+    store.update_task(1, status=TaskState.PUBLISHED, action=2, confidence=9000, started_at=1.0)
+
+    new = store.apply_batch(8, {8: "0x08b"}, [submitted(1, 7, payload_hash="0x" + "bb" * 32, payload=b"new",
+                                                        tx="0xother")])
+
+    assert new == [1]
+    task = store.get_task(1)
+    assert (task.status, task.chain_status, task.payload_hash) == (TaskState.NEW, ChainState.OPEN, "0x" + "bb" * 32)
+    assert (task.action, task.started_at, task.submitted_block, task.submitted_tx) == (None, None, 7, "0xother")
+    assert store.inline_payload(1) == b"new"
+    assert store.get_send(mined).status == SendState.DROPPED  # made for the other task: no publication of this one
+    assert store.live_send(1, "decision") is None
+
+
+def test_the_same_task_remined_in_another_block_starts_over_and_keeps_its_sends(store: Store) -> None:
+    store.apply_batch(5, {5: "0x05"}, [submitted(1, 5)])
+    mined = store.record_send(task_id=1, kind="decision", nonce=0, tx_hash="0xt", raw=b"\x01")
+    store.mark_send(mined, SendState.MINED, block_number=6)
+    store.update_task(1, status=TaskState.PUBLISHED)
+    assert store.apply_batch(9, {9: "0x09"}, [submitted(1, 8)]) == [1]  # same content, same tx, block 8
+    assert store.get_task(1).status == TaskState.NEW
+    assert store.get_send(mined).status == SendState.SENT  # its receipt is looked up again, it is not dropped
+
+
+def test_a_transaction_signed_again_byte_for_byte_is_the_same_send(store: Store) -> None:
+    first = store.record_send(task_id=1, kind="decision", nonce=4, tx_hash="0xsame", raw=b"\x01")
+    store.mark_send(first, SendState.DROPPED, error="not resent: its task changed (reorg)")
+    again = store.record_send(task_id=1, kind="decision", nonce=4, tx_hash="0xsame", raw=b"\x01")
+    assert again == first
+    send = store.get_send(first)
+    assert (send.status, send.error, [a.tx_hash for a in send.attempts]) == (SendState.PREPARED, None, ["0xsame"])
+    assert store.live_send(1, "decision").id == first and len(store.sends()) == 1
 
 
 def test_a_publication_in_a_dropped_block_puts_its_task_back_to_work(store: Store) -> None:

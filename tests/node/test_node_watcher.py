@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from nodefakes import ScriptedSource
+from nodefakes import FakeNodeChain, ScriptedSource
 from testkit import sample
 
 from node.chain.events import DecisionPublished, TaskFinalized, TaskSubmitted
@@ -135,6 +135,26 @@ def test_a_chain_change_while_reading_discards_the_batch(store: Store) -> None:
     assert store.cursor() is None and store.get_task(1) is None
 
 
+def test_a_range_read_past_a_shortened_head_is_retried_from_the_cursor(store: Store, caplog) -> None:
+    src = ScriptedSource()
+    for _ in range(3):
+        src.add_block()
+    watcher = Watcher(src, store, start_block=1)
+    watcher.poll()
+    for i in range(5):
+        src.add_block([task_submitted(10 + i)])  # 4..8
+    # evm_revert lands between the range's header read and its eth_getLogs: the head drops to 4.
+    src.before_events = lambda: src.replace_from(5)
+    with caplog.at_level(logging.WARNING, logger="node.runtime.watcher"), pytest.raises(ReorgRace):
+        watcher.poll()
+    assert any("BlockOutOfRangeError" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert store.cursor() == 3  # nothing applied
+    src.before_events = None
+    src.add_block([task_submitted(20)], tag="b")  # 5'
+    result = watcher.poll()
+    assert result.new_tasks == [10, 20] and store.cursor() == 5
+
+
 def test_rpc_errors_propagate_and_lose_nothing(store: Store) -> None:
     src = ScriptedSource()
     src.add_block([task_submitted(1)])
@@ -177,6 +197,8 @@ def test_node_loop_backs_off_while_the_rpc_is_down_and_says_so(store: Store, cap
     runtime.health_state = HealthState(started_at=0)
     runtime.stopping = threading.Event()
     runtime.store = store
+    runtime.chain = FakeNodeChain()  # answers every request at once: no silence to report
+    runtime.silent_after_s = 0.1
     outcomes = [RpcUnavailable("connection refused")] * 6 + [True, False]
 
     def step() -> bool:
