@@ -75,8 +75,18 @@ class NodeChain:
             return None
         return BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
 
+    def silent_for(self) -> float:
+        """Seconds the RPC has left a request of this node without any answer (0: it answers).
+        Thread-safe: the health check reads it while the chain thread waits on that request."""
+        return self.client.watch.silent_for()
+
+    def take_silence(self) -> float:
+        """The longest wait for an answer that ended since the previous call (an outage now over)."""
+        return self.client.watch.take_silence()
+
     def events(self, from_block: int, to_block: int) -> list[ChainEvent]:
-        """The TaskBoard events the node follows, in chain order."""
+        """The TaskBoard events the node follows, in chain order; a JSON-RPC error reply (a range
+        past the head after a reorg) raises `RpcErrorReply`."""
         found = self.contracts.events(from_block, to_block, names=WATCHED_EVENTS)
         events = [e for e in found if isinstance(e, ChainEvent)]
         return sorted(events, key=lambda e: (e.block_number, e.log_index))

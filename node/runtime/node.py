@@ -14,6 +14,11 @@ order; the API thread only reads the store. Per iteration:
 5. the reward share of each finalized task the node contributed to is claimed, once (claimReward
    through the outbox; what settles a share for good is written to the store).
 On SIGTERM the loop finishes the task in hand, waits a bounded time for its receipts, and exits.
+
+Health is honest while the loop is blocked: `/health` reads how long the RPC has left a request
+without an answer (`ChainPort.silent_for`, kept by the chain client), so a silent RPC turns the
+node `degraded` once that wait passes `silent_after_s` (one poll interval by default: within two
+poll intervals of the RPC going silent), long before the request's timeout and retries run out.
 """
 
 from __future__ import annotations
@@ -64,8 +69,10 @@ class NodeRuntime:
 
     def __init__(self, settings: NodeSettings, chain: ChainPort, store: Store, agent: Agent, *,
                  deployment: Deployment, metrics: NodeMetrics | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, silent_after_s: float | None = None) -> None:
         self.settings = settings
+        # An idle node asks again within one poll interval; one more without an answer is silence.
+        self.silent_after_s = settings.poll_interval_s if silent_after_s is None else silent_after_s
         self.chain = chain
         self.store = store
         self.agent = agent
@@ -100,12 +107,19 @@ class NodeRuntime:
         )
 
     def health(self) -> dict[str, Any]:
+        """The node's health; `degraded` as soon as the RPC fails a round or leaves a request
+        unanswered for more than `silent_after_s` (the loop may still be blocked in it)."""
         h = self.health_state
-        reachable = h.rpc_down_since is None and h.last_ok is not None
-        status = "ok" if reachable and h.registered else ("degraded" if h.rpc_down_since is not None else "starting")
+        down_since, last_error = h.rpc_down_since, h.last_error
+        silent = self.chain.silent_for()
+        if silent > self.silent_after_s and down_since is None:
+            down_since = self.clock() - silent
+            last_error = f"RpcUnavailable: no answer from the RPC for {silent:.1f}s"
+        reachable = down_since is None and h.last_ok is not None
+        status = "ok" if reachable and h.registered else ("degraded" if down_since is not None else "starting")
         return dict(status=status, chain_reachable=reachable, registered=h.registered, head_block=h.head,
-                    last_processed_block=self.store.cursor(), rpc_down_since=h.rpc_down_since,
-                    last_error=h.last_error, uptime_s=round(self.clock() - h.started_at, 3))
+                    last_processed_block=self.store.cursor(), rpc_down_since=down_since,
+                    last_error=last_error, uptime_s=round(self.clock() - h.started_at, 3))
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -201,18 +215,22 @@ class NodeRuntime:
             return
         self.metrics.rpc_errors.labels(operation="poll").inc()
         if h.rpc_down_since is None:
-            h.rpc_down_since = self.clock()
+            # The outage began with the first request left unanswered, not when the client gave up.
+            h.rpc_down_since = self.clock() - self.chain.silent_for()
             log.warning("RPC %s unreachable or failing (%s); retrying with backoff up to %.0fs",
                         safe_url(self.settings.rpc_url), self.scrub(str(exc)), self.settings.backoff_max_s)
         else:
             log.info("RPC still failing after %.0fs; next try in %.1fs", self.clock() - h.rpc_down_since, backoff)
 
     def rpc_ok(self, head: BlockHeader) -> None:
-        """Record a round that reached the chain, whose head is `head` (ends an outage)."""
+        """Record a round that reached the chain, whose head is `head` (ends an outage, also one
+        that was over before any request gave up)."""
         h = self.health_state
-        if h.rpc_down_since is not None:
+        silence = self.chain.take_silence()
+        if h.rpc_down_since is not None or silence > self.silent_after_s:
+            outage = max(silence, 0.0 if h.rpc_down_since is None else self.clock() - h.rpc_down_since)
             log.warning("RPC %s reachable again after %.1fs; resuming from block %s",
-                        safe_url(self.settings.rpc_url), self.clock() - h.rpc_down_since, self.store.cursor())
+                        safe_url(self.settings.rpc_url), outage, self.store.cursor())
             h.rpc_down_since = None
         h.head, h.head_timestamp, h.last_ok = head.number, head.timestamp, self.clock()
 

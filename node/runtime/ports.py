@@ -67,3 +67,12 @@ class ChainPort(SendPort, EventSource, Protocol):
     def explain_failure(self, receipt: Receipt) -> ContractRevert:
         """Why a mined transaction (status 0) failed; raises ChainError when that cannot be found out."""
         ...
+
+    def silent_for(self) -> float:
+        """Seconds the RPC has left a request without any answer (0 while it answers); read by the
+        health check on the API thread while the chain thread waits."""
+        ...
+
+    def take_silence(self) -> float:
+        """The longest wait for an answer that ended since the previous call (an outage now over)."""
+        ...
