@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -302,7 +303,9 @@ def test_rewards_are_claimed_once_and_a_restart_does_not_claim_again(chain, tmp_
 
 class TcpProxy:
     """127.0.0.1:port -> target port; `cut()` drops the listener and every connection, `restore()`
-    listens again on the same port: the RPC going away and coming back."""
+    listens again on the same port: the RPC going away and coming back. `stall()` keeps every
+    connection open but forwards nothing (an RPC that hangs, like a SIGSTOPped Anvil), `resume()`
+    forwards again."""
 
     def __init__(self, target_port: int) -> None:
         import socket
@@ -313,6 +316,7 @@ class TcpProxy:
         self.port = 0
         self._conns: list = []
         self._listener = None
+        self.stalled = False
         self.restore()
 
     def restore(self) -> None:
@@ -335,11 +339,17 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst) -> None:
+    def stall(self) -> None:
+        self.stalled = True
+
+    def resume(self) -> None:
+        self.stalled = False
+
+    def _pipe(self, src, dst) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self.stalled:  # stalled: swallowed, never answered
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -398,3 +408,103 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
     assert any("reachable again" in m for m in messages)
     assert node.health()["status"] == "ok" and len(publications(chain, task_id)) == 1
     proxy.cut()
+
+
+def test_a_hanging_rpc_turns_the_node_degraded_within_two_poll_intervals(chain, tmp_path: Path, caplog) -> None:
+    import threading
+    import time
+
+    from node.chain.client import Web3Client
+    from node.chain.contracts import ChorusContracts, revert_decoder
+    from node.chain.settings import dev_account
+
+    poll = 0.2
+    proxy = TcpProxy(chain.anvil.port)
+    url = f"http://127.0.0.1:{proxy.port}"
+    client = Web3Client(url, dev_account(1), decoder=revert_decoder(chain.artifacts), retries=1, timeout=1.0)
+    contracts = ChorusContracts.from_deployment(client, chain.deployment, chain.artifacts)
+    settings = NodeSettings(role="market", port=9202, dev_key_index=1, chain_id=31337, rpc_url=url,
+                            poll_interval_s=poll, backoff_max_s=0.4)
+    node = NodeRuntime(settings, NodeChain(client, contracts), Store(tmp_path / "m.sqlite"),
+                       build_agent("market", use_trained=False), deployment=chain.deployment)
+    node.bootstrap()
+    stop = threading.Event()
+    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    with caplog.at_level(logging.INFO, logger="node"):
+        loop.start()
+        wait_until(lambda: node.health()["status"] == "ok", 10, "the node to be healthy")
+        proxy.stall()
+        stalled_at = time.monotonic()
+        task_id = submit(chain)  # straight to Anvil: the chain goes on without the node
+        wait_until(lambda: node.health()["status"] == "degraded", 2 * poll + 0.3, "the node to report its RPC silent")
+        to_degraded = time.monotonic() - stalled_at
+        assert node.health()["chain_reachable"] is False
+        time.sleep(3.0)  # both tries of the request time out meanwhile: the loop's rounds fail too
+        assert node.health()["status"] == "degraded"
+        proxy.resume()
+        outage = time.monotonic() - stalled_at
+        wait_until(lambda: (task := node.store.get_task(task_id)) is not None
+                   and task.status == TaskState.PUBLISHED, 15, f"the node to resume and publish task {task_id}")
+        stop.set()
+        loop.join(timeout=5)
+    print(f"hanging RPC -> degraded in {to_degraded:.3f}s (poll interval {poll}s); outage {outage:.1f}s")
+    assert to_degraded <= 2 * poll + 0.15
+    messages = [r.getMessage() for r in caplog.records]
+    timeouts = [r.getMessage() for r in caplog.records
+                if r.name == "node.chain.client" and r.levelno == logging.WARNING and "timed out after 1." in r.getMessage()]
+    assert timeouts and all(re.search(r": eth_\w+", m) for m in timeouts)  # each with its method and duration
+    assert any("retrying in" in m for m in timeouts) and any("giving up" in m for m in timeouts)
+    (back,) = [m for m in messages if "reachable again" in m]
+    reported = float(re.search(r"after ([0-9.]+)s", back).group(1))
+    assert outage - poll - 0.2 <= reported <= outage + 1.5, (reported, outage)  # the whole outage
+    assert node.health()["status"] == "ok" and len(publications(chain, task_id)) == 1
+    proxy.cut()
+
+
+@pytest.mark.parametrize("rounds_between", [0, 2], ids=["rollback-and-new-tasks-in-one-poll", "rollback-first"])
+def test_a_deep_revert_over_finalized_and_open_tasks_loses_none_and_reused_ids_are_new_tasks(
+        chain, tmp_path: Path, rounds_between: int) -> None:
+    nodes = [make_node(chain, role, tmp_path) for role in ("market", "risk")]
+    for node in nodes:
+        node.step()  # cursors below the fork
+    board = chain.contracts(0)
+    snapshot = chain.rpc("evm_snapshot")
+    fork = chain.client(0).block_number()
+    before = [pl.encode(pl.example_payload(i)) for i in (1, 2, 3, 4)]
+    finalized = [submit(chain, raw, quorum=2) for raw in before[:2]]
+    run_until(nodes, lambda: all((t := n.store.get_task(i)) is not None and t.chain_status == ChainState.FINALIZED
+                                 for n in nodes for i in finalized))
+    unfinalized = [submit(chain, raw, quorum=3) for raw in before[2:]]  # two nodes: never at quorum
+    run_until(nodes, lambda: all((t := n.store.get_task(i)) is not None and t.status == TaskState.PUBLISHED
+                                 for n in nodes for i in unfinalized))
+    depth = chain.client(0).block_number() - fork
+
+    assert chain.rpc("evm_revert", snapshot)
+    chain.forget_nonces()
+    for _ in range(rounds_between):
+        for node in nodes:
+            node.step()  # the nodes see the rollback before any new task
+    # The same ids again, two with the payloads they had (each node's decision is then signed again
+    # byte for byte: same nonce, same calldata), two with others.
+    after = [before[0], pl.encode(pl.example_payload(11)), before[2], pl.encode(pl.example_payload(13))]
+    reused = [submit(chain, raw, quorum=2) for raw in after]
+    assert reused == finalized + unfinalized
+    run_until(nodes, lambda: all(n.store.get_task(i).chain_status == ChainState.FINALIZED for n in nodes for i in reused),
+              rounds=80)
+
+    lost = [i for i in reused if board.task_info(i).status != 2]
+    for task_id, raw in zip(reused, after):
+        decisions = {d.agent.lower(): d for d in publications(chain, task_id)}
+        assert len(publications(chain, task_id)) == len(nodes) and set(decisions) == {n.address.lower() for n in nodes}
+        for node in nodes:
+            task = node.store.get_task(task_id)
+            assert task.payload_hash == "0x" + pl.payload_hash(raw).hex() and task.status == TaskState.PUBLISHED
+            on_chain = decisions[node.address.lower()]
+            assert (on_chain.action, on_chain.confidence) == (task.action, task.confidence)  # this task's output
+            assert len(node.store.sends(task_id=task_id, kind="decision", statuses=[SendState.MINED])) == 1
+    resigned = sum(1 for n in nodes for i in reused
+                   if [s.status for s in n.store.sends(task_id=i, kind="decision")] == [SendState.MINED])
+    print(f"reverted {depth} blocks over {len(finalized)} finalized + {len(unfinalized)} open tasks; "
+          f"{len(reused)} ids reused, {len(reused) - len(lost)} processed and finalized, {len(lost)} lost; "
+          f"{resigned} of {len(reused) * len(nodes)} decisions reused their dropped send record")
+    assert lost == []
