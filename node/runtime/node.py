@@ -17,8 +17,8 @@ On SIGTERM the loop finishes the task in hand, waits a bounded time for its rece
 
 Health is honest while the loop is blocked: `/health` reads how long the RPC has left a request
 without an answer (`ChainPort.silent_for`, kept by the chain client), so a silent RPC turns the
-node `degraded` once that wait passes `silent_after_s` (one poll interval by default: within two
-poll intervals of the RPC going silent), long before the request's timeout and retries run out.
+node `degraded` once that wait passes the `rpc_silent_after_s` setting (1 s by default), long before
+the request's timeout and retries run out.
 """
 
 from __future__ import annotations
@@ -69,10 +69,9 @@ class NodeRuntime:
 
     def __init__(self, settings: NodeSettings, chain: ChainPort, store: Store, agent: Agent, *,
                  deployment: Deployment, metrics: NodeMetrics | None = None,
-                 clock: Callable[[], float] = time.time, silent_after_s: float | None = None) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        # An idle node asks again within one poll interval; one more without an answer is silence.
-        self.silent_after_s = settings.poll_interval_s if silent_after_s is None else silent_after_s
+        self.silent_after_s = settings.rpc_silent_after_s
         self.chain = chain
         self.store = store
         self.agent = agent

@@ -71,6 +71,12 @@ class NodeSettings(ChainSettings):
     backoff_max_s: float = Field(default=10.0, gt=0)
     """Longest wait between retries while the RPC is unreachable."""
 
+    rpc_silent_after_s: float = Field(default=1.0, gt=0, le=600)
+    """A request left this long without an answer turns `/health` degraded, while the loop still
+    waits for it (its timeout and retries run much longer). The default sits above the slowest
+    normal answer on a busy machine (a large eth_getLogs), so health does not flicker; two poll
+    intervals is the fastest honest setting."""
+
     stake_wei: int | None = Field(default=None, ge=0)
     """Stake sent with the registration; default the registry's minStake."""
 
