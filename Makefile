@@ -16,7 +16,7 @@ help:
 	@echo "make setup   create .venv, install Python + npm dependencies, build contracts, prepare models"
 	@echo "make demo    set-up, then run the devnet demo / quick experiment and print the summary"
 	@echo "make test    set-up, then the whole test suite (layer check, pytest and forge test)"
-	@echo "make test-fast  set-up, then everything but the end-to-end tests (under 2 minutes)"
+	@echo "make test-fast  set-up, then everything but the end-to-end tests, on 2 workers (under 2 minutes)"
 	@echo "make clean   remove build outputs (contracts/out, model artifacts, reports, .chorus)"
 
 setup: $(STAMPS)/python $(STAMPS)/npm contracts models
@@ -45,9 +45,9 @@ demo: setup
 test: setup lint test-py test-sol
 
 # The fast loop: the layer check, forge test and pytest without the end-to-end tests (which start
-# real node processes against a real Anvil and take most of the suite's time).
+# real node processes against a real Anvil and take most of the suite's time), on two workers.
 test-fast: setup lint test-sol
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -m "not e2e" -n 2
 
 test-py:
 	$(PY) -m pytest -q
