@@ -256,17 +256,7 @@ class Web3Client(ChainClient):
 
     def _attempt(self, fn: Callable[[], T]) -> T:
         """One request, timed by `watch`: a connection error is no answer, anything else is one."""
-        token = self.watch.begin()
-        try:
-            result = fn()
-        except _CONNECTION_ERRORS:
-            self.watch.end(token, answered=False)
-            raise
-        except BaseException:
-            self.watch.end(token, answered=True)
-            raise
-        self.watch.end(token, answered=True)
-        return result
+        return self.watch.timed(fn, _CONNECTION_ERRORS)
 
     def _no_answer(self, what: str, exc: BaseException, started: float, attempt: int) -> float:
         """Log a try that got no answer; returns the backoff before the next one."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class RpcWatch:
@@ -44,6 +47,21 @@ class RpcWatch:
             self._ended = max(self._ended, now - self._waiting_since)
             # Requests still in flight wait from this answer on: the RPC spoke at `now`.
             self._waiting_since = now if self._inflight else None
+
+    def timed(self, request: Callable[[], T], no_answer: tuple[type[BaseException], ...]) -> T:
+        """Run `request`, timed: an exception in `no_answer` (a connection error, a timeout) means
+        the RPC said nothing; anything else it raises, or returns, is an answer."""
+        token = self.begin()
+        try:
+            result = request()
+        except no_answer:
+            self.end(token, answered=False)
+            raise
+        except BaseException:
+            self.end(token, answered=True)
+            raise
+        self.end(token, answered=True)
+        return result
 
     def silent_for(self) -> float:
         """Seconds since the client began waiting for an answer it has not had (0: not waiting)."""

@@ -292,17 +292,7 @@ class FakeNodeChain(FakeChain):
 
     def _watched(self, read: Callable[[], object]) -> object:
         """A read timed by `watch` as the web3 client times its requests (no answer: RpcUnavailable)."""
-        token = self.watch.begin()
-        try:
-            result = read()
-        except RpcUnavailable:
-            self.watch.end(token, answered=False)
-            raise
-        except BaseException:
-            self.watch.end(token, answered=True)
-            raise
-        self.watch.end(token, answered=True)
-        return result
+        return self.watch.timed(read, (RpcUnavailable,))
 
     def silent_for(self) -> float:
         return self.watch.silent_for()
