@@ -374,21 +374,29 @@ class TcpProxy:
         self._conns.clear()
 
 
-def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: Path, caplog) -> None:
-    import threading
-
+def node_behind_proxy(chain, tmp_path: Path, port: int, *, retries: int, timeout: float,
+                      **settings: float) -> tuple[TcpProxy, NodeRuntime]:
+    """A market node (dev key 1) whose RPC goes through a TCP proxy the test can cut or stall."""
     from node.chain.client import Web3Client
     from node.chain.contracts import ChorusContracts, revert_decoder
     from node.chain.settings import dev_account
 
     proxy = TcpProxy(chain.anvil.port)
     url = f"http://127.0.0.1:{proxy.port}"
-    client = Web3Client(url, dev_account(1), decoder=revert_decoder(chain.artifacts), retries=0, timeout=2)
+    client = Web3Client(url, dev_account(1), decoder=revert_decoder(chain.artifacts), retries=retries,
+                        timeout=timeout)
     contracts = ChorusContracts.from_deployment(client, chain.deployment, chain.artifacts)
-    settings = NodeSettings(role="market", port=9201, dev_key_index=1, chain_id=31337, rpc_url=url,
-                            poll_interval_s=0.05, backoff_max_s=0.4)
-    node = NodeRuntime(settings, NodeChain(client, contracts), Store(tmp_path / "m.sqlite"),
+    node_settings = NodeSettings(role="market", port=port, dev_key_index=1, chain_id=31337, rpc_url=url,
+                                 backoff_max_s=0.4, **settings)
+    node = NodeRuntime(node_settings, NodeChain(client, contracts), Store(tmp_path / "m.sqlite"),
                        build_agent("market", use_trained=False), deployment=chain.deployment)
+    return proxy, node
+
+
+def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: Path, caplog) -> None:
+    import threading
+
+    proxy, node = node_behind_proxy(chain, tmp_path, 9201, retries=0, timeout=2, poll_interval_s=0.05)
     node.bootstrap()
     stop = threading.Event()
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
@@ -414,19 +422,9 @@ def test_a_hanging_rpc_turns_the_node_degraded_within_two_poll_intervals(chain, 
     import threading
     import time
 
-    from node.chain.client import Web3Client
-    from node.chain.contracts import ChorusContracts, revert_decoder
-    from node.chain.settings import dev_account
-
     poll = 0.2
-    proxy = TcpProxy(chain.anvil.port)
-    url = f"http://127.0.0.1:{proxy.port}"
-    client = Web3Client(url, dev_account(1), decoder=revert_decoder(chain.artifacts), retries=1, timeout=1.0)
-    contracts = ChorusContracts.from_deployment(client, chain.deployment, chain.artifacts)
-    settings = NodeSettings(role="market", port=9202, dev_key_index=1, chain_id=31337, rpc_url=url,
-                            poll_interval_s=poll, backoff_max_s=0.4, rpc_silent_after_s=poll)
-    node = NodeRuntime(settings, NodeChain(client, contracts), Store(tmp_path / "m.sqlite"),
-                       build_agent("market", use_trained=False), deployment=chain.deployment)
+    proxy, node = node_behind_proxy(chain, tmp_path, 9202, retries=1, timeout=1.0, poll_interval_s=poll,
+                                    rpc_silent_after_s=poll)
     node.bootstrap()
     stop = threading.Event()
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
