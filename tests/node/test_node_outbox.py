@@ -30,6 +30,14 @@ class Clock:
         return self.now
 
 
+def clocked_outbox(tmp_path: Path, chain: FakeChain, *, bump_after_s: float,
+                   metrics: NodeMetrics | None = None) -> tuple[Clock, Store, Outbox]:
+    """An outbox and its store on a clock the test moves by hand."""
+    clock = Clock()
+    store = Store(tmp_path / "clocked.sqlite", clock=clock)
+    return clock, store, Outbox(chain, store, metrics, bump_after_s=bump_after_s, clock=clock)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "outbox.sqlite")
@@ -161,10 +169,8 @@ def test_rpc_down_while_sending_keeps_the_send_for_a_later_broadcast(store: Stor
 
 def test_a_stuck_transaction_is_replaced_past_geths_rule(tmp_path: Path) -> None:
     chain = FakeChain(automine=False, replacement_rule="geth")
-    clock = Clock()
-    store = Store(tmp_path / "clocked.sqlite", clock=clock)
     metrics = NodeMetrics("market")
-    outbox = Outbox(chain, store, metrics, bump_after_s=10, clock=clock)
+    clock, store, outbox = clocked_outbox(tmp_path, chain, bump_after_s=10, metrics=metrics)
     first = outbox.send(kind="decision", to=BOARD, data=b"\x07", task_id=9)
     clock.now += 5
     outbox.poll()
@@ -186,9 +192,7 @@ def test_a_stuck_transaction_is_replaced_past_geths_rule(tmp_path: Path) -> None
 
 def test_the_replacement_raises_both_caps_by_the_chains_bump_percent(tmp_path: Path) -> None:
     chain = FakeChain(automine=False, bump_percent=25)  # the market does not move: only the bump counts
-    clock = Clock()
-    store = Store(tmp_path / "clocked.sqlite", clock=clock)
-    outbox = Outbox(chain, store, bump_after_s=10, clock=clock)
+    clock, store, outbox = clocked_outbox(tmp_path, chain, bump_after_s=10)
     first = outbox.send(kind="decision", to=BOARD, data=b"\x07", task_id=9)
     clock.now += 11
     outbox.poll()
@@ -216,9 +220,7 @@ def test_bumped_fees_always_satisfy_geths_rule(fee: int, tip: int, market_fee: i
 
 def test_a_replacement_refused_because_the_original_was_mined_is_harmless(tmp_path: Path) -> None:
     chain = FakeChain(automine=False)
-    clock = Clock()
-    store = Store(tmp_path / "clocked.sqlite", clock=clock)
-    outbox = Outbox(chain, store, bump_after_s=1, clock=clock)
+    clock, store, outbox = clocked_outbox(tmp_path, chain, bump_after_s=1)
     send = outbox.send(kind="decision", to=BOARD, data=b"\x01", task_id=10)
     clock.now += 5
     chain.mine()
