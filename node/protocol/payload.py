@@ -15,7 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
+import stat
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -206,12 +209,15 @@ def verify(raw: bytes, expected_hash: bytes) -> TaskPayload:
 
 
 def fetch(uri: str, *, allow_hosts: Sequence[str] = ("127.0.0.1",), allow_file: Sequence[str | PathLike[str]] = (),
-          max_bytes: int = MAX_PAYLOAD_BYTES, timeout_s: float = 5.0) -> bytes:
+          max_bytes: int = MAX_PAYLOAD_BYTES, timeout_s: float = 5.0, deadline_s: float | None = None) -> bytes:
     """Read the bytes behind a task's URI: `http(s)://` on a host of `allow_hosts`, or `file://`
-    naming a file inside one of the directories `allow_file` (none by default: file:// refused).
+    naming a regular file inside one of the directories `allow_file` (none by default: file://
+    refused).
 
     Redirects are not followed (they could lead off the allow-list); the body is cut off past
-    `max_bytes`. Every failure is a PayloadError, and none names a local path: the message reaches
+    `max_bytes`. `timeout_s` bounds connecting and each read; `deadline_s` (default: `timeout_s`)
+    bounds the whole body, checked between chunks, so a server that trickles a byte at a time is
+    cut off too. Every failure is a PayloadError, and none names a local path: the message reaches
     the node's API, which anyone may read.
     """
     parsed = urllib.parse.urlsplit(uri)
@@ -225,7 +231,8 @@ def fetch(uri: str, *, allow_hosts: Sequence[str] = ("127.0.0.1",), allow_file: 
         if parsed.hostname not in allow_hosts:
             raise PayloadError(f"payload host {str(parsed.hostname)[:64]!r} is not allowed "
                                f"(allowed: {', '.join(allow_hosts) or 'none'})")
-        data = _http_get(uri, max_bytes=max_bytes, timeout_s=timeout_s)
+        deadline = timeout_s if deadline_s is None else deadline_s
+        data = _http_get(uri, max_bytes=max_bytes, timeout_s=min(timeout_s, deadline), deadline_s=deadline)
     else:
         raise PayloadError(f"unsupported payload URI scheme {parsed.scheme[:16]!r}; use file:// or http(s)://")
     if len(data) > max_bytes:
@@ -244,16 +251,27 @@ def _read_allowed(path: Path, allowed: Sequence[str | PathLike[str]], max_bytes:
         raise PayloadError("file:// payload URI cannot be resolved") from None
     if not any(real.is_relative_to(Path(d).resolve()) for d in allowed):
         raise PayloadError("file:// payload URI is outside the directories this node reads payloads from")
+    # O_NOFOLLOW: a symlink swapped in after the check is not followed; O_NONBLOCK: a FIFO does
+    # not block the open (and is refused below, as is anything but a regular file).
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with open(real, "rb") as f:
-            return f.read(max_bytes + 1)
+        fd = os.open(real, flags)
     except OSError as exc:
         raise PayloadError(f"cannot read the payload file: {exc.strerror or type(exc).__name__}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PayloadError("file:// payload URI does not name a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(max_bytes + 1)
+        except OSError as exc:
+            raise PayloadError(f"cannot read the payload file: {exc.strerror or type(exc).__name__}") from None
 
 
-def _http_get(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
+def _http_get(uri: str, *, max_bytes: int, timeout_s: float, deadline_s: float) -> bytes:
     import httpx
 
+    give_up = time.monotonic() + deadline_s
     try:
         with httpx.stream("GET", uri, timeout=timeout_s, follow_redirects=False) as resp:
             if resp.status_code != 200:
@@ -265,6 +283,8 @@ def _http_get(uri: str, *, max_bytes: int, timeout_s: float) -> bytes:
                 chunks.append(chunk)
                 if size > max_bytes:
                     break
+                if time.monotonic() > give_up:
+                    raise PayloadError(f"GET {redact_uri(uri)} did not finish within {deadline_s:g}s")
             return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise PayloadError(f"GET {redact_uri(uri)} failed: {type(exc).__name__}") from None
