@@ -20,7 +20,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ class BenchResult:
     ratio_tasks_to_raw: float
     ratio_txs_to_raw: float
     mining: str
+    reverted: dict[str, int] = field(default_factory=dict)
+    """TaskBoard calls mined and reverted during the burst, by function name."""
+    reverted_gas: int = 0
     paced_tasks: int = 0
     paced_latency_p50_s: float = float("nan")
     paced_latency_p95_s: float = float("nan")
@@ -127,13 +130,36 @@ def run_pipeline(contracts: Any, n_tasks: int, arch: int, quorum: int, *, timeou
     return latencies, duration, sorted(submitted)
 
 
-def count_chain_txs(contracts: Any, from_block: int, to_block: int) -> int:
-    """Transactions in a block range (auto-mine: one block per transaction, but count them properly)."""
-    total = 0
+@dataclass(frozen=True)
+class ChainTally:
+    """What a block range holds: every transaction, and TaskBoard calls that reverted by function."""
+
+    txs: int
+    reverted: dict[str, int]
+    reverted_gas: int
+
+
+def count_chain_txs(contracts: Any, from_block: int, to_block: int) -> ChainTally:
+    """Transactions in a block range, with the TaskBoard calls among them that reverted (a revert
+    still costs its gas: a node that loses a race it should not have entered burns it)."""
+    client = contracts.client
+    board = contracts.addresses["TaskBoard"].lower()
+    by_selector = {f.selector: name for name, f in contracts.interfaces["TaskBoard"].functions.items()}
+    total, reverted_gas = 0, 0
+    reverted: dict[str, int] = {}
     for number in range(from_block, to_block + 1):
-        block = contracts.client.request("eth_getBlockTransactionCountByNumber", [hex(number)])
-        total += int(block, 16)
-    return total
+        block = client.request("eth_getBlockByNumber", [hex(number), True])
+        for tx in block["transactions"]:
+            total += 1
+            if (tx.get("to") or "").lower() != board:
+                continue
+            receipt = client.request("eth_getTransactionReceipt", [tx["hash"]])
+            if int(receipt["status"], 16) == 1:
+                continue
+            name = by_selector.get(bytes.fromhex(tx["input"][2:10]), "unknown")
+            reverted[name] = reverted.get(name, 0) + 1
+            reverted_gas += int(receipt["gasUsed"], 16)
+    return ChainTally(total, reverted, reverted_gas)
 
 
 def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = Arch.M_FIXED, raw_txs: int = 500,
@@ -170,7 +196,8 @@ def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = Arch.M_FIXED,
         first_block = client.block_number() + 1
         latencies, duration, _ = run_pipeline(contracts, n_tasks, arch, quorum=n_nodes,
                                               on_progress=lambda done: notify("tasks finalized", done, n_tasks))
-        chain_txs = count_chain_txs(contracts, first_block, client.block_number())
+        tally = count_chain_txs(contracts, first_block, client.block_number())
+        chain_txs = tally.txs
         paced: list[float] = []
         for i in range(paced_tasks):  # one task at a time: latency without queueing
             lat, _, _ = run_pipeline(contracts, 1, arch, quorum=n_nodes)
@@ -190,6 +217,7 @@ def run_benchmark(n_nodes: int = 4, n_tasks: int = 40, arch: int = Arch.M_FIXED,
         latency_max_s=max(latencies), chain_txs=chain_txs, txs_per_task=chain_txs / n_tasks,
         pipeline_tx_per_s=pipeline_tx_per_s, raw_txs=raw_txs, raw_tx_per_s=raw_rate,
         ratio_tasks_to_raw=tasks_per_s / raw_rate, ratio_txs_to_raw=pipeline_tx_per_s / raw_rate, mining=mining,
+        reverted=tally.reverted, reverted_gas=tally.reverted_gas,
         paced_tasks=paced_tasks, paced_latency_p50_s=percentile(paced, 50), paced_latency_p95_s=percentile(paced, 95),
     )
 
@@ -201,8 +229,10 @@ def format_result(r: BenchResult) -> str:
         f"  pipeline   {r.tasks_per_s:8.2f} tasks/s   latency submit->finalized p50 {r.latency_p50_s * 1000:7.1f} ms"
         f"   p95 {r.latency_p95_s * 1000:7.1f} ms   max {r.latency_max_s * 1000:7.1f} ms",
         f"             {r.chain_txs} chain txs ({r.txs_per_task:.2f} per task) = {r.pipeline_tx_per_s:.1f} tx/s",
-        f"  paced      one task at a time ({r.paced_tasks} tasks): latency p50 {r.paced_latency_p50_s * 1000:7.1f} ms"
-        f"   p95 {r.paced_latency_p95_s * 1000:7.1f} ms",
+        f"             reverted: {', '.join(f'{n} {k}' for k, n in sorted(r.reverted.items())) or 'none'}"
+        f" ({r.reverted_gas:,} gas)",
+        (f"  paced      one task at a time ({r.paced_tasks} tasks): latency p50 {r.paced_latency_p50_s * 1000:7.1f} ms"
+         f"   p95 {r.paced_latency_p95_s * 1000:7.1f} ms") if r.paced_tasks else "  paced      not run (--paced 0)",
         f"  raw anvil  {r.raw_tx_per_s:8.1f} tx/s  ({r.raw_txs} signed transfers sent one by one from one process)",
         f"  ratio      tasks/s : raw tx/s = {r.ratio_tasks_to_raw:.4f}   "
         f"pipeline tx/s : raw tx/s = {r.ratio_txs_to_raw:.3f}",

@@ -1,8 +1,13 @@
 """What the node does for a task after publishing: finalize it at quorum, claim its reward share.
 
 Both go through the outbox like publications, so they are crash-safe the same way. Finalization
-is a race any node may run: the node whose decision reached quorum sends `finalize` at once,
-the others after `finalize_grace_s`; losing it (AlreadyFinalized) is expected and quiet. A claim
+is open to any node, but one is designated per task, and the others only stand in for it: the
+node whose decision reached quorum sends `finalize` at once; the agent that published the r-th
+decision before it (r = 1, 2, ...) waits r x `finalize_grace_s` from the moment it saw quorum,
+and a node with no decision on the task waits one grace more than all of them. So the stand-ins
+never race the designated node or each other unless the one before them has been silent for a
+whole grace period (dead, or its RPC down); gas estimation turns a lost race seen on chain into
+nothing sent, and AlreadyFinalized there is expected and quiet. A claim
 is sent at most once per task: a claim open or mined in the send log is never built again, and
 what settles a share for good is written to the task's `claim_status`.
 """
@@ -19,7 +24,7 @@ from node.runtime.outbox import Outbox, Settled
 from node.runtime.ports import ChainPort
 from node.runtime.sendlog import SendKind, SendState
 from node.runtime.settings import NodeSettings
-from node.runtime.store import ClaimState, Store, TaskRecord
+from node.runtime.store import ClaimState, Store, StoredEvent, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,19 @@ def explain_revert(chain: ChainPort, item: Settled) -> ContractRevert:
         except ChainError:
             pass
     return ContractRevert("Reverted", {}, tx_hash=item.send.tx_hash)
+
+
+def finalize_rank(decisions: list[StoredEvent], me: str) -> int:
+    """How many grace periods this node waits before finalizing a task whose decisions (in chain
+    order, up to the quorum-reaching one) are `decisions`: 0 for the agent of the last one (it
+    reached quorum), r for the agent r places before it, one more than all of them for a node
+    with no decision there."""
+    agents: list[str] = []
+    for event in reversed(decisions):
+        agent = (event.agent or "").lower()
+        if agent not in agents:
+            agents.append(agent)
+    return agents.index(me) if me in agents else len(agents)
 
 
 def share_of(task: TaskRecord) -> int:
@@ -85,9 +103,9 @@ class Closer:
                 continue
             if self.store.live_send(task.id, SendKind.FINALIZE) is not None:
                 continue
-            designated = (decisions[task.quorum - 1] if at_quorum else decisions[-1]).agent or ""
             first_seen = self._quorum_seen.setdefault(task.id, now)
-            if designated.lower() != me and now - first_seen < self.settings.finalize_grace_s:
+            rank = finalize_rank(decisions[:task.quorum] if at_quorum else decisions, me)
+            if now - first_seen < rank * self.settings.finalize_grace_s:
                 continue
             data = self.chain.calldata("TaskBoard", "finalize", task.id)
             try:

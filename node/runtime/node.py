@@ -7,10 +7,12 @@ One loop, one thread, on purpose: every transaction of the node's key goes out f
 order; the API thread only reads the store. Per iteration:
 1. the watcher stores new events (or rolls back after a reorg);
 2. the outbox settles sent transactions (receipts, rebroadcasts, fee bumps);
-3. each task still to do is handled: skip (closed, wrong architecture, past deadline), reject
-   (payload), wait (fusion without its peers), or run the agent and publish;
-4. tasks at quorum are finalized (the node whose decision reached quorum at once, others after a
-   grace period; AlreadyFinalized is expected and quiet);
+3. tasks at quorum are finalized (the node whose decision reached quorum at once, the others
+   only after their grace periods, one after another; see `node.runtime.closing`);
+4. each task still to do is handled, oldest first, for at most `task_slice_s` before the loop
+   reads the chain again (so a burst of tasks never holds back the finalizations): skip (closed,
+   wrong architecture, past deadline), reject (payload), wait (its payload is being fetched on a
+   worker thread, or fusion without its peers), or run the agent and publish;
 5. the reward share of each finalized task the node contributed to is claimed, once (claimReward
    through the outbox; what settles a share for good is written to the store).
 On SIGTERM the loop finishes the task in hand, waits a bounded time for its receipts, and exits.
@@ -38,6 +40,7 @@ from node.protocol.enums import AGENT_ROLES, ZERO_MODEL_ID, Role
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
 from node.protocol.payload import TaskPayload, fetch, verify
 from node.runtime.closing import Closer, explain_revert
+from node.runtime.fetcher import PayloadFetcher
 from node.runtime.metrics import NodeMetrics
 from node.runtime.outbox import Outbox, Settled
 from node.runtime.ports import ChainPort
@@ -51,6 +54,14 @@ log = logging.getLogger(__name__)
 VERSION = "chorus-node/1"
 _ALREADY_DONE = {"DuplicateDecision": SendKind.DECISION, "DuplicateEmbedding": SendKind.EMBEDDING}
 _TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
+_TODO_LIMIT = 100_000
+
+
+class _Fetching:
+    """The type of `_FETCHING`: a task whose payload is still on its way."""
+
+
+_FETCHING = _Fetching()
 
 
 @dataclass
@@ -88,6 +99,8 @@ class NodeRuntime:
                              may_resend=self._may_resend, clock=clock)
         self.closer = Closer(chain, store, self.outbox, self.metrics, settings, clock)
         self._payloads: dict[int, TaskPayload] = {}
+        self.fetcher = PayloadFetcher(self._fetch_uri, workers=settings.payload_workers,
+                                      per_origin=settings.payload_per_origin, deadline_s=settings.payload_deadline_s)
 
     # -- identity and health (read by the API thread) ---------------------------------------------
 
@@ -239,26 +252,32 @@ class NodeRuntime:
         self.rpc_ok(result.head)
         if result.rollback is not None:
             for task_id in result.rollback.tasks_rechecked:
-                self._payloads.pop(task_id, None)
+                self._forget_payload(task_id)
             self.chain.resync_nonce()
         if result.new_tasks:
             self.metrics.tasks_seen.inc(len(result.new_tasks))
             for task_id in result.new_tasks:
-                self._payloads.pop(task_id, None)
+                self._forget_payload(task_id)
         finalized = [e for e in result.events if e.name == "TaskFinalized"]
         if finalized:
             self.metrics.tasks_finalized.inc(len(finalized))
         self._on_settled(self.outbox.poll())
-        worked = False
-        for task in self.store.todo_tasks():
-            if self.stopping.is_set():
-                break  # the task in hand is done; the rest waits for the next run
-            worked |= self._handle_safely(task, result.head)
         if self.settings.finalize and not self.stopping.is_set():
             self.closer.finalize_ready(result.head)
+        worked, more = False, False
+        slice_ends = self.clock() + self.settings.task_slice_s
+        # Every task to do, not the oldest hundred: tasks waiting on a slow payload server or on
+        # their peers must not keep newer ones from being reached.
+        for task in self.store.todo_tasks(limit=_TODO_LIMIT):
+            if self.stopping.is_set():
+                break  # the task in hand is done; the rest waits for the next run
+            if worked and self.clock() > slice_ends:
+                more = True  # read the chain again (finalize what reached quorum), then go on
+                break
+            worked |= self._handle_safely(task, result.head)
         if self.settings.claim_rewards and not self.stopping.is_set():
             self.closer.claim_ready()
-        return worked or bool(result.events) or not result.caught_up
+        return worked or more or bool(result.events) or not result.caught_up
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -290,6 +309,8 @@ class NodeRuntime:
             self._set(task.id, TaskState.SKIPPED, error=f"too close to or past its deadline ({task.deadline})")
             return False
         payload = self._payload(task)
+        if payload is _FETCHING:
+            return False  # on a worker; the loop goes on with the other tasks
         if payload is None:
             return True
         peers = self._peers(task.id)
@@ -336,16 +357,21 @@ class NodeRuntime:
                  f" + embedding ({len(output.embedding.to_bytes())} bytes)" if SendKind.EMBEDDING in todo else "")
         return True
 
-    def _payload(self, task: TaskRecord) -> TaskPayload | None:
-        """The task's verified payload, or None after marking the task rejected."""
+    def _payload(self, task: TaskRecord) -> TaskPayload | None | _Fetching:
+        """The task's verified payload; None after marking the task rejected; `_FETCHING` while its
+        URI is being fetched on a worker thread (ask again on a later pass)."""
         cached = self._payloads.get(task.id)
         if cached is not None:
             return cached
         try:
             expected = bytes.fromhex((task.payload_hash or "").removeprefix("0x"))
             if task.uri:
-                raw = fetch(task.uri, allow_hosts=self.settings.payload_allowed_hosts,
-                            allow_file=self.settings.payload_allow_file, timeout_s=self.settings.payload_timeout_s)
+                got = self.fetcher.poll(task.id, task.uri)
+                if got is None:
+                    return _FETCHING
+                if isinstance(got, PayloadError):
+                    raise got
+                raw = got
             else:
                 raw = self.store.inline_payload(task.id) or b""
             payload = verify(raw, expected)
@@ -357,6 +383,16 @@ class NodeRuntime:
             return None
         self._payloads[task.id] = payload
         return payload
+
+    def _fetch_uri(self, uri: str) -> bytes:
+        """One payload fetch, on a worker thread of `self.fetcher` (it touches neither store nor chain)."""
+        s = self.settings
+        return fetch(uri, allow_hosts=s.payload_allowed_hosts, allow_file=s.payload_allow_file,
+                     timeout_s=s.payload_timeout_s, deadline_s=s.payload_deadline_s)
+
+    def _forget_payload(self, task_id: int) -> None:
+        self._payloads.pop(task_id, None)
+        self.fetcher.forget(task_id)
 
     def _peers(self, task_id: int) -> list[PeerOutput]:
         """Other agents' outputs for the task (one entry per agent, decision and embedding merged)."""
@@ -392,7 +428,7 @@ class NodeRuntime:
     def _set(self, task_id: int, status: TaskState, **changes: Any) -> None:
         self.store.update_task(task_id, status=status, **changes)
         if status not in TODO_STATES:
-            self._payloads.pop(task_id, None)  # done with it: keep memory flat
+            self._forget_payload(task_id)  # done with it: keep memory flat
 
     def _fail(self, task_id: int, reason: str, message: str) -> None:
         log.warning("task %d failed: %s", task_id, message)
@@ -559,6 +595,7 @@ def run_node(settings: NodeSettings, *, runtime: NodeRuntime | None = None, rout
                         len(runtime.store.open_sends()))
     finally:
         api.stop()
+        runtime.fetcher.close()
         runtime.store.close()
     log.info("node stopped")
     return 0

@@ -117,7 +117,13 @@ class NodeSettings(ChainSettings):
     """Call TaskBoard.finalize once quorum is reached (any node may; races are handled)."""
 
     finalize_grace_s: float = Field(default=3.0, ge=0)
-    """A node that did not publish the quorum-reaching decision waits this long before finalizing."""
+    """The node whose decision reached quorum finalizes at once; the agent r decisions before it
+    waits r times this long (from when it saw quorum) before finalizing in its place, and a node with
+    no decision on the task one grace more than all of them."""
+
+    task_slice_s: float = Field(default=1.0, gt=0, le=60)
+    """How long one pass of the loop works through tasks (publishing) before it reads the chain
+    again for new events, receipts and tasks to finalize."""
 
     claim_rewards: bool = True
     """Call TaskBoard.claimReward once for every finalized task this node contributed to (embedding or
@@ -140,7 +146,18 @@ class NodeSettings(ChainSettings):
     first); empty, the default, refuses file:// URIs. `chorus devnet up` allows its payloads folder."""
 
     payload_timeout_s: float = Field(default=5.0, gt=0)
-    """Timeout of one payload fetch."""
+    """Timeout of connecting to a payload server and of each read from it."""
+
+    payload_deadline_s: float = Field(default=10.0, gt=0)
+    """Time a payload fetch may take from its start to its last byte; past it the task is rejected
+    (a server that answers a byte at a time is cut off too)."""
+
+    payload_workers: int = Field(default=4, ge=1, le=64)
+    """Payload fetches run on this many worker threads, never on the node's loop."""
+
+    payload_per_origin: int = Field(default=2, ge=1, le=64)
+    """At most this many of those fetches go to one server (scheme, host, port) at once, so a slow
+    server leaves the other workers to the others."""
 
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long to wait for the receipts of transactions already sent."""

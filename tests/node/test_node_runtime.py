@@ -4,9 +4,13 @@ payloads; the finalize race; reward claims (once, across restarts)."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import re
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -507,3 +511,100 @@ def test_a_deep_revert_over_finalized_and_open_tasks_loses_none_and_reused_ids_a
           f"{len(reused)} ids reused, {len(reused) - len(lost)} processed and finalized, {len(lost)} lost; "
           f"{resigned} of {len(reused) * len(nodes)} decisions reused their dropped send record")
     assert lost == []
+
+
+@pytest.fixture
+def hanging_server():
+    """A loopback HTTP server that accepts every connection, reads the request and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def published_after(node: NodeRuntime, task_id: int, timeout: float = 30) -> float:
+    """Seconds from now until the node has published `task_id`, stepping it as its loop would."""
+    start = time.monotonic()
+
+    def published() -> bool:
+        node.step()
+        task = node.store.get_task(task_id)
+        return task is not None and task.status == TaskState.PUBLISHED
+
+    wait_until(published, timeout, f"task {task_id} published", interval=node.settings.poll_interval_s)
+    return time.monotonic() - start
+
+
+def test_a_payload_server_that_never_answers_delays_only_its_own_tasks(chain, tmp_path: Path, hanging_server: str,
+                                                                        caplog) -> None:
+    node = make_node(chain, "market", tmp_path, finalize=False, payload_timeout_s=5, payload_deadline_s=5)
+    board = chain.contracts(0)
+    deadline = chain.timestamp() + 600
+    quiet = published_after(node, submit(chain, pl.encode(pl.example_payload(20))))  # no slow server around
+    raw = pl.encode(pl.example_payload(21))
+    hung = [board.submit_task_uri(pl.payload_hash(raw), f"{hanging_server}/{i}.json?token=secret", 2, deadline, 1)
+            .event(TaskSubmitted).task_id for i in range(10)]
+    good = submit(chain, pl.encode(pl.example_payload(22)))
+    loaded = published_after(node, good)
+    print(f"good task published {quiet:.2f}s after submission alone, {loaded:.2f}s behind 10 tasks whose "
+          f"payload server never answers ({loaded - quiet:+.2f}s)")
+    # Published while every hung fetch was still running: one sleeping fetch on the loop would
+    # have taken its 5 s deadline first.
+    assert all(node.store.get_task(i).status not in (TaskState.REJECTED, TaskState.PUBLISHED) for i in hung)
+    assert loaded - quiet < 2.0
+    assert node.fetcher.in_flight() == node.settings.payload_per_origin  # one server, its share of workers
+    with caplog.at_level(logging.WARNING, logger="node.runtime.node"):
+        def all_rejected() -> bool:
+            node.step()
+            return all(node.store.get_task(i).status == TaskState.REJECTED for i in hung)
+
+        wait_until(all_rejected, 60, "every hung task rejected at its deadline", interval=0.1)
+    errors = {node.store.get_task(i).error for i in hung}
+    # Whichever fires first: the fetch's read timeout on the worker, or the deadline on the loop.
+    assert all(re.search(r"did not arrive within 5s|failed: ReadTimeout", e) and "secret" not in e for e in errors), errors
+    assert publications(chain, hung[0]) == []
+
+
+def test_a_burst_of_tasks_is_finalized_without_a_reverted_finalize(chain, tmp_path: Path) -> None:
+    """Four nodes, each looping in its own thread with the default grace and slice, against a burst:
+    the node whose decision reached quorum finalizes, and no stand-in sends a finalize that reverts."""
+    grace = NodeSettings.model_fields["finalize_grace_s"].default
+    nodes = [make_node(chain, role, tmp_path, finalize_grace_s=grace) for role in ("market", "sentiment", "risk", "fusion")]
+    for node in nodes:
+        node.step()
+    stop = threading.Event()
+    threads = [threading.Thread(target=node.run, args=(stop,), daemon=True) for node in nodes]
+    for thread in threads:
+        thread.start()
+    try:
+        ids = [submit(chain, pl.encode(pl.example_payload(100 + i)), quorum=4) for i in range(60)]
+        board = chain.contracts(0)
+        wait_until(lambda: all(board.task_info(i).status == 2 for i in ids), 240, "all 60 tasks finalized",
+                   interval=0.5)
+        wait_until(lambda: all(not n.store.open_sends() for n in nodes), 30, "every send settled")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    finalizes = [s for n in nodes for i in ids for s in n.store.sends(task_id=i, kind="finalize")]
+    reverted = [s for s in finalizes if s.status == SendState.REVERTED]
+    by_task = collections.Counter(s.task_id for s in finalizes if s.status == SendState.MINED)
+    print(f"60-task burst on 4 nodes: {len(finalizes)} finalize sent, {len(reverted)} reverted")
+    assert reverted == [] and all(by_task[i] == 1 for i in ids)
