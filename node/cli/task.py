@@ -8,12 +8,15 @@ from typing import Any, Optional
 
 import typer
 
+from node.devnet.accounts import DEPLOYER_KEY, SUBMITTER_KEY
 from node.protocol.enums import ARCH_NAMES, COORDINATOR_ARCHS, Action, Arch, Role, TaskStatus
 
 
-def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *, signing: bool) -> Any:
-    """The contract facade on the deployment, signing with the configured key (dev key 0 by
-    default on the dev chain, where it is the deployer's well-known key)."""
+def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *, signing: bool,
+               default_dev_key: int = DEPLOYER_KEY) -> Any:
+    """The contract facade on the deployment, signing with the configured key; on the dev chain
+    without one, with dev key `default_dev_key` (the deployer's, 0, unless the caller says: task
+    submissions sign with the submitter's, which no node uses; see `node.devnet.accounts`)."""
     from node.chain.client import connect
     from node.chain.contracts import ChorusContracts
     from node.chain.deploy import Deployment
@@ -32,7 +35,7 @@ def _contracts(deployment_file: Optional[Path], dev_key_index: Optional[int], *,
     if dev_key_index is not None:
         overrides["dev_key_index"] = dev_key_index
     elif signing and not probe.has_key and deployment.chain_id == DEV_CHAIN_ID:
-        overrides["dev_key_index"] = 0
+        overrides["dev_key_index"] = default_dev_key
     settings = get_settings(ChainSettings, **overrides)
     client = connect(settings, signing=signing)
     return ChorusContracts.from_deployment(client, deployment), deployment, path
@@ -68,7 +71,10 @@ def register(app: typer.Typer) -> None:
                                               help="Force URI or calldata (default: inline up to 8 KiB)."),
         validate: bool = typer.Option(True, "--validate/--no-validate", help="Refuse an invalid payload locally."),
         deployment: Optional[Path] = typer.Option(None, "--deployment", help="Deployment JSON (default .chorus/devnet.json)."),
-        dev_key_index: Optional[int] = typer.Option(None, "--dev-key-index", help="Submit with Anvil dev key N."),
+        dev_key_index: Optional[int] = typer.Option(
+            None, "--dev-key-index", min=0,
+            help=f"Submit with Anvil dev key N (default on the devnet: {SUBMITTER_KEY}, the submitter's, which no "
+                 "node signs with; see `chorus devnet accounts`)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Send TaskBoard.submitTask (payload in calldata) or submitTaskURI (payload by URI + sha256)."""
@@ -84,7 +90,8 @@ def register(app: typer.Typer) -> None:
             if validate:
                 pl.decode(raw)
             digest = pl.payload_hash(raw)
-            contracts, dep, dep_path = _contracts(deployment, dev_key_index, signing=True)
+            contracts, dep, dep_path = _contracts(deployment, dev_key_index, signing=True,
+                                                  default_dev_key=SUBMITTER_KEY)
             use_uri = by_uri if by_uri is not None else (uri is not None or len(raw) > pl.INLINE_MAX_BYTES)
             deadline = contracts.client.block_timestamp() + deadline_s
             q = quorum or default_quorum(dep_path, arch)

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from typing import Any
 from node.protocol.errors import ChorusError, ConfigError, RpcUnavailable
 from node.chain.settings import DEV_CHAIN_ID, DEV_MNEMONIC, find_project_root, state_dir
 from node.devnet import procs
+from node.devnet.accounts import DEPLOYER_KEY, DEV_ACCOUNTS
+from node.devnet.ports import Port, check_free
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +249,14 @@ def _clear_state(directory: Path) -> None:
 
 
 def devnet_up(*, port: int = 8545, block_time: float | None = None, state: Path | None = None,
-              min_stake: int | None = None, cooldown: int | None = None) -> dict[str, Any]:
+              min_stake: int | None = None, cooldown: int | None = None,
+              also_binds: Sequence[Port] = ()) -> dict[str, Any]:
     """Start Anvil in the background, deploy the protocol with dev key 0, write the state files.
 
     `state` is the state directory (default `<project root>/.chorus`). Returns the content of
     devnet.json. Anvil keeps running after this process exits; stop it with `devnet_down`.
+    Before anything starts, Anvil's `port` and `also_binds` (the ports of the nodes to start next)
+    are checked: PortBusy names the first one in use and the option that moves it.
     """
     from node.chain.artifacts import check_fresh, load_protocol_artifacts
     from node.chain.client import Web3Client
@@ -263,14 +269,15 @@ def devnet_up(*, port: int = 8545, block_time: float | None = None, state: Path 
     if existing is not None and existing.is_ours():
         raise DevnetError(f"a devnet is already running (anvil pid {existing.pid}, {existing.rpc_url}); "
                           "run `chorus devnet down` first")
+    check_free([Port(port, "Anvil's JSON-RPC", "--port"), *also_binds])
     _clear_state(directory)
     check_fresh()
     artifacts = load_protocol_artifacts()
     directory.mkdir(parents=True, exist_ok=True)
-    anvil = Anvil.start(port=port, block_time=block_time, log_path=directory / LOG_FILE)
+    anvil = Anvil.start(port=port, block_time=block_time, accounts=DEV_ACCOUNTS, log_path=directory / LOG_FILE)
     try:
         (directory / PID_FILE).write_text(f"{anvil.pid}\n")
-        client = Web3Client(anvil.rpc_url, dev_account(0), decoder=revert_decoder(artifacts))
+        client = Web3Client(anvil.rpc_url, dev_account(DEPLOYER_KEY), decoder=revert_decoder(artifacts))
         deployment = deploy(client, rpc_url=anvil.rpc_url, artifacts=artifacts,
                             min_stake=DEFAULT_MIN_STAKE if min_stake is None else min_stake,
                             cooldown=DEFAULT_COOLDOWN if cooldown is None else cooldown)

@@ -1,8 +1,8 @@
 """Start, stop and check N agent node processes on a devnet (`chorus devnet up --agents N`).
 
 Each node is one OS process (`python -m node.cli -v node run ...`) in a session of its own, with
-dev key `1 + i` (key 0 deploys), its API on `base_port + i`, its state and log under
-`.chorus/nodes/`. The started processes are recorded in devnet.json under `nodes`
+dev key `1 + i` (key 0 deploys, key 19 is the submitter's: `node.devnet.accounts`), its API on
+`base_port + i`, its state and log under `.chorus/nodes/`. The started processes are recorded in devnet.json under `nodes`
 (role, address, url, pid, ...) so `stop_nodes` stops exactly them: by pid, and only after checking
 that the pid is still that node (same start time, same command line), never by name.
 """
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from node.devnet import procs
+from node.devnet.accounts import node_keys
+from node.devnet.ports import Port, check_free, port_range
 from node.protocol.enums import AGENT_ROLES, Role
 from node.protocol.errors import ChorusError, ConfigError
 
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ROLE_CYCLE = tuple(role.label for role in (*AGENT_ROLES, Role.FUSION))
 """The roles `devnet up --agents N` cycles through: the three modality agents, then fusion."""
-FIRST_NODE_KEY = 1  # dev key 0 deployed the contracts and submits tasks
 
 
 class ClusterError(ChorusError):
@@ -52,6 +53,12 @@ def free_base_port(n: int, start: int = 8701, host: str = "127.0.0.1") -> int:
             return port
         port += n
     raise ClusterError(f"no {n} consecutive free ports from {start}")
+
+
+def node_ports(roles: list[str], base_port: int, option: str = "--node-port") -> list[Port]:
+    """The API ports `start_nodes(roles, base_port)` binds, one per role, for `ports.check_free`."""
+    ports = port_range(base_port, len(roles), "API of node {i}", option)  # PortBusy past 65535
+    return [Port(p.number, f"API of the {role} node", option) for p, role in zip(ports, roles, strict=True)]
 
 
 def default_roles(n: int) -> list[str]:
@@ -217,10 +224,12 @@ def start_nodes(devnet_json_path: Path, roles: list[str] | None = None, base_por
     running = [node for node in recorded_nodes(devnet_json_path) if node.is_ours()]
     if running:
         raise ClusterError(f"{len(running)} nodes recorded in {devnet_json_path} still run; stop them first")
+    keys = node_keys(len(roles))
+    check_free(node_ports(roles, base_port))
     nodes: list[NodeProc] = []
     try:
-        for i, role in enumerate(roles):
-            nodes.append(spawn_node(role, base_port + i, FIRST_NODE_KEY + i, devnet_json_path, env=env,
+        for i, (role, key) in enumerate(zip(roles, keys, strict=True)):
+            nodes.append(spawn_node(role, base_port + i, key, devnet_json_path, env=env,
                                     die_with_parent=die_with_parent, extra_args=extra_args))
         _record(devnet_json_path, nodes)
         wait_healthy(nodes, timeout)

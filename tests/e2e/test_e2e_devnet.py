@@ -29,6 +29,7 @@ from node.chain.contracts import ChorusContracts, revert_decoder
 from node.chain.deploy import Deployment
 from node.chain.events import DecisionPublished, EmbeddingPublished, TaskSubmitted
 from node.devnet.cluster import NodeProc, default_roles, free_base_port, nodes_status, restart_node, start_nodes, stop_nodes
+from node.devnet.accounts import submitter
 from node.devnet.anvil import devnet_down, devnet_up, free_port
 from node.chain.settings import dev_account, find_project_root
 
@@ -151,7 +152,7 @@ def test_a_task_sent_with_cast_is_processed(devnet: Devnet) -> None:
     deadline = devnet.board.client.block_timestamp() + 900
     cast = find_project_root() / "node_modules" / ".bin" / "cast"
     subprocess.run(
-        [str(cast), "send", "--rpc-url", devnet.deployment.rpc_url, "--private-key", "0x" + dev_account(0).key.hex(),
+        [str(cast), "send", "--rpc-url", devnet.deployment.rpc_url, "--private-key", "0x" + submitter().key.hex(),
          devnet.deployment.address("TaskBoard"), signature, "0x" + raw.hex(), "2", str(deadline), str(QUORUM)],
         check=True, capture_output=True, timeout=60)
     task_id = devnet.board.task_count()
