@@ -6,6 +6,7 @@
     chorus bench --rpc-url https://rpc.example --keystore funder.json --password-file pw.txt  # any chain
     chorus bench --data tasks.parquet     # your own tasks (CSV/Parquet, models.data.loader format)
     chorus bench --report-only --out reports/quick-seed0
+    chorus bench --node-port 30000        # node APIs on 30000, 30001, ... (checked free first)
 
 A killed run started again with the same options continues where it stopped (finished units are
 kept in `<out>/units.jsonl`); `--fresh` starts over. The command only reads its options: the run
@@ -48,6 +49,13 @@ def bench(
     fresh: bool = typer.Option(False, "--fresh", help="Discard the finished units of an earlier run in --out."),
     report_only: bool = typer.Option(False, "--report-only", help="Only render the report from --out's units."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when an honesty check fails."),
+    node_port: int | None = typer.Option(
+        None, "--node-port", min=1, max=65535, metavar="PORT",
+        help="First HTTP API port (127.0.0.1) of the node processes the bench starts (agents, fusion nodes, U "
+             "coordinators): each takes the next port, as many as the run's plan has node keys (the run prints the "
+             "range). All are checked free before anything starts; a taken one stops the run with its number. Default: "
+             "free ports found as the run goes, from 21700 + 10 x (pid mod 400). The private Anvil takes a port "
+             "the system picks (or give --rpc-url)."),
 ) -> None:
     """Run every architecture through the chain, the sweeps and the honesty checks;
     write report.md, results.json and PNG plots; print the summary table."""
@@ -63,7 +71,8 @@ def bench(
             raise typer.BadParameter(f"--data {data}: no such file")
         results = run_bench(BenchRequest(profile=profile, seed=seed, out=out, rpc_url=rpc_url, data=data, seeds=seeds,
                                          tasks=tasks, sweeps=sweeps, fresh=fresh, report_only=report_only,
-                                         keystore=keystore, password_file=password_file, fund_per_key=fund_per_key))
+                                         keystore=keystore, password_file=password_file, fund_per_key=fund_per_key,
+                                         node_port=node_port))
     except ChorusError as exc:
         typer.echo(f"bench failed: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -57,6 +57,9 @@ class BenchRequest:
     """Ether sent to each generated node key (with `keystore`); None: computed from the plan."""
     rerun_check: bool = True
     """Re-run units and retrain models at the end (the determinism honesty check)."""
+    node_port: int | None = None
+    """First API port (127.0.0.1) of the node processes: each takes the next one, all checked free
+    before anything starts (`node_ports`); None: free ports found as the run goes (from 21700)."""
 
     def run_id(self) -> str:
         """The run folder's default name: profile, seed, data file and overrides."""
@@ -92,6 +95,7 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
     opts = RunOptions(profile=prof, seed=r.seed, out=folder, rpc_url=r.rpc_url, data=r.data, sweeps=r.sweeps,
                       rerun_check=r.rerun_check)
     keys = None if r.report_only else bench_keys(r.keystore, r.password_file, r.fund_per_key)
+    n_ports = 0 if r.report_only or r.node_port is None else check_node_ports(opts, folder, r.node_port)
     if r.fresh and not r.report_only:
         for name in (CHECKPOINT, RUN_FILE):
             (folder / name).unlink(missing_ok=True)
@@ -101,7 +105,9 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
     signing: dict | None = None
     if not r.report_only:
         check_run_file(folder, opts)
-        with progress_ui(console) as ui:
+        if n_ports:
+            console.print(f"node APIs on 127.0.0.1 ports {r.node_port}..{r.node_port + n_ports - 1} (--node-port)")
+        with progress_ui(console) as ui, node_ports(r.node_port, n_ports):
             runner = Bench(opts, folder, ui, keys=keys)
             planned = [key for session in runner.sessions() for key in session.units]
             done = sum(runner.checkpoint.done(key) for key in planned)
@@ -156,6 +162,30 @@ def bench_keys(keystore: Path | None, password_file: Path | None, fund_per_key: 
     for name in [k for k in os.environ if k.startswith("CHORUS_KEYSTORE")]:
         del os.environ[name]
     return keys
+
+
+def check_node_ports(opts: RunOptions, folder: Path, first: int) -> int:
+    """The number of node API ports from `first` a run of `opts` may bind (one per node key its plan
+    allocates: an upper bound on its node processes), after checking that all are free on 127.0.0.1.
+    Raises PortBusy (a ConfigError: one line) naming the first taken port and --node-port."""
+    from node.devnet.ports import check_free, port_range
+    from node.experiment.nodes import PORT_OPTION
+    from node.experiment.plan import chain_plan
+    from node.experiment.runner import Bench
+
+    planner = Bench(opts, folder, background=False)
+    count = chain_plan(planner.sessions(), opts.profile).keys
+    check_free(port_range(first, count, f"node API ports {first}..{first + count - 1} of the bench", PORT_OPTION))
+    return count
+
+
+def node_ports(first: int | None, count: int) -> Any:
+    """`nodes.fixed_ports(first, count)`, or nothing to do when the ports are found automatically."""
+    from contextlib import nullcontext
+
+    from node.experiment.nodes import fixed_ports
+
+    return nullcontext() if first is None else fixed_ports(first, count)
 
 
 def _overrides(saved_profile: dict) -> dict:

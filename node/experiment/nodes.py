@@ -4,8 +4,9 @@ Each process is a real `chorus node run` (or `chorus coordinator run`), forked b
 (`node.experiment.agentproc`) or started as `python -m node.cli`; its settings flags point the
 agent at the model set's manifest and pick its mode. Each has a key of its own (`--dev-key-index N`
 on the dev chain, else a generated keystore named by CHORUS_KEYSTORE_PATH and
-CHORUS_KEYSTORE_PASSWORD_FILE; see `node.experiment.keys`), its HTTP API and
-its SQLite state under the run's work folder. Processes are stopped by pid after checking that
+CHORUS_KEYSTORE_PASSWORD_FILE; see `node.experiment.keys`), its HTTP API on a port of its own
+(from `chorus bench --node-port N` in order, or the first free ones from 21700 + 10 x (pid mod 400))
+and its SQLite state under the run's work folder. Processes are stopped by pid after checking that
 the pid is still theirs (`node.devnet.cluster.NodeProc`), never by name; the kernel stops them too if
 the bench dies (PR_SET_PDEATHSIG).
 
@@ -23,21 +24,73 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.devnet import procs
 from node.devnet.cluster import NodeProc, free_base_port, wait_healthy
+from node.devnet.ports import Port, PortBusy, check_free
 from node.experiment.keys import NodeKey
 from node.protocol.enums import Role
 
 log = logging.getLogger(__name__)
 
 BASE_PORT = 21700
+"""Where the automatic choice of node API ports starts (`chorus bench` without --node-port)."""
+PORT_OPTION = "--node-port"
 _PORTS = threading.Lock()
 """Held while ports are picked and processes spawned: two sets may start from two threads."""
 _next_port = BASE_PORT + 10 * (os.getpid() % 400)
 """Where this process looks for ports first: two benches on one machine rarely start in one range."""
+
+
+@dataclass
+class _FixedPorts:
+    first: int
+    end: int
+    """One past the last port of the block."""
+    next: int
+
+
+_fixed: _FixedPorts | None = None
+"""Set by `fixed_ports`: the block of ports the run reserved (None: find free ones automatically)."""
+
+
+@contextmanager
+def fixed_ports(first: int, count: int) -> Iterator[None]:
+    """Within this block, node processes take their API ports in order from `first`, each process
+    its own (a restarted node keeps its port), never past `first + count - 1`: `chorus bench
+    --node-port`. The caller checks the whole block first (`node.devnet.ports.check_free`); each
+    port is checked again just before its process starts, and a taken one is `PortBusy`."""
+    global _fixed
+    with _PORTS:
+        previous, _fixed = _fixed, _FixedPorts(first, first + count, first)
+    try:
+        yield
+    finally:
+        with _PORTS:
+            _fixed = previous
+
+
+def take_ports(names: list[str]) -> list[int]:
+    """API ports for the processes `names` (hold `_PORTS`): the next ones of the `fixed_ports`
+    block, checked free (PortBusy names the port and --node-port), or else the first free run of
+    ports after the last set's."""
+    global _next_port
+    if _fixed is None:
+        base = free_base_port(len(names), start=_next_port)
+        # Ports move forward over the run: a set spawned a moment ago may not listen yet.
+        _next_port = base + len(names) if base + 2 * len(names) < 65000 else BASE_PORT
+        return list(range(base, base + len(names)))
+    ports = list(range(_fixed.next, _fixed.next + len(names)))
+    if ports and ports[-1] >= _fixed.end:
+        raise PortBusy(f"the run needs more node API ports than the {_fixed.end - _fixed.first} from "
+                       f"{PORT_OPTION} {_fixed.first} it reserved")
+    check_free([Port(port, f"API of bench node {name}", PORT_OPTION) for port, name in zip(ports, names, strict=True)])
+    _fixed.next += len(names)
+    return ports
 
 
 @dataclass(frozen=True)
@@ -171,16 +224,13 @@ class NodeSet:
 
     def add(self, board, specs: list[NodeSpec], timeout: float = 180.0) -> None:
         """Start more processes in this set (same deployment file and model set)."""
-        global _next_port
         keys = board.chain.allocate_keys(len(specs), board)
         with _PORTS:
-            # Ports move forward over the run: a set spawned a moment ago may not listen yet.
-            base = free_base_port(len(specs), start=_next_port)
-            _next_port = base + len(specs) if base + 2 * len(specs) < 65000 else BASE_PORT
+            ports = take_ports([f"{self.label}/{spec.name}" for spec in specs])
             started = []
             try:
                 for i, spec in enumerate(specs):
-                    running = Running(spec, self.spawn(spec, base + i, keys[i]), keys[i])
+                    running = Running(spec, self.spawn(spec, ports[i], keys[i]), keys[i])
                     self.nodes[spec.name] = running
                     started.append(running)
             except BaseException:
