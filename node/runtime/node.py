@@ -55,6 +55,7 @@ VERSION = "chorus-node/1"
 _ALREADY_DONE = {"DuplicateDecision": SendKind.DECISION, "DuplicateEmbedding": SendKind.EMBEDDING}
 _TOO_LATE = {"AlreadyFinalized", "PastDeadline"}
 _TODO_LIMIT = 100_000
+_FUSE_BEFORE_DEADLINE_S = 10  # fusion's last call: time to publish before `deadline_margin_s` closes in
 
 
 class _Fetching:
@@ -419,8 +420,10 @@ class NodeRuntime:
         if decided >= expected:
             return True
         waited = self.clock() - (task.started_at or task.seen_at or self.clock())
-        near_deadline = task.deadline is not None and head.timestamp >= task.deadline - self.settings.deadline_margin_s - 10
-        if waited >= self.settings.fusion_wait_s or near_deadline:
+        near_deadline = (task.deadline is not None
+                         and head.timestamp >= task.deadline - self.settings.deadline_margin_s - _FUSE_BEFORE_DEADLINE_S)
+        patience = self.settings.fusion_wait_s
+        if near_deadline or (patience is not None and waited >= patience):
             log.info("task %d: deciding with %d of %d peer decisions (waited %.0fs)", task.id, decided, expected, waited)
             return True
         return False

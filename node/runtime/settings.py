@@ -129,8 +129,12 @@ class NodeSettings(ChainSettings):
     """Call TaskBoard.claimReward once for every finalized task this node contributed to (embedding or
     decision) whose share is above zero; without it, rewards stay escrowed until claimed by hand."""
 
-    fusion_wait_s: float = Field(default=20.0, ge=0)
-    """Fusion: how long to wait for the other agents' decisions before deciding with what is there."""
+    fusion_wait_s: float | None = Field(default=None, ge=0)
+    """Fusion: unset (the default), wait until the quorum's peer decisions are on chain, or until the
+    task's deadline is near (by chain time: `deadline_margin_s` + 10 s before it), then fuse; the
+    decision then depends on the chain alone, never on how fast the peers were. A number of seconds
+    also fuses on a partial set once that long has passed since the task was started: the robustness
+    scenarios' setting (an agent slow or offline), not the default."""
 
     deadline_margin_s: int = Field(default=5, ge=0)
     """Do not start publishing for a task closer than this to its deadline."""

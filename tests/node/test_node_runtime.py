@@ -608,3 +608,37 @@ def test_a_burst_of_tasks_is_finalized_without_a_reverted_finalize(chain, tmp_pa
     by_task = collections.Counter(s.task_id for s in finalizes if s.status == SendState.MINED)
     print(f"60-task burst on 4 nodes: {len(finalizes)} finalize sent, {len(reverted)} reverted")
     assert reverted == [] and all(by_task[i] == 1 for i in ids)
+
+
+def fusion_after(chain, tmp_path: Path, *, deadline_in: int = 600, **fusion_settings) -> tuple[NodeRuntime, int]:
+    """A market and a fusion node on a task whose quorum (4) waits for two agents that never come:
+    returns the fusion node after the market agent has published and fusion has stepped a while."""
+    market = make_node(chain, "market", tmp_path)
+    fusion = make_node(chain, "fusion", tmp_path, **fusion_settings)
+    board = chain.contracts(0)
+    task_id = board.submit_task(pl.encode(pl.example_payload(7)), 5, chain.timestamp() + deadline_in, 4).event(
+        TaskSubmitted).task_id
+    run_until([market], lambda: market.store.get_task(task_id).status == TaskState.PUBLISHED)
+    for _ in range(5):
+        fusion.step()
+        time.sleep(0.05)
+    return fusion, task_id
+
+
+def test_fusion_waits_for_its_quorum_of_peers_however_long_they_take(chain, tmp_path: Path) -> None:
+    fusion, task_id = fusion_after(chain, tmp_path)  # fusion_wait_s unset: the default
+    assert fusion.store.get_task(task_id).status == TaskState.WAITING
+    fusion.store.update_task(task_id, started_at=time.time() - 3600)  # an hour of waiting, as far as it knows
+    for _ in range(3):
+        fusion.step()
+    assert fusion.store.get_task(task_id).status == TaskState.WAITING
+    assert [d.role for d in publications(chain, task_id)] == [0]  # the market agent's only
+
+
+def test_fusion_on_a_partial_set_only_when_told_to_or_at_the_deadline(chain, tmp_path: Path) -> None:
+    impatient, task_id = fusion_after(chain, tmp_path / "impatient", fusion_wait_s=0.0)  # the robustness setting
+    assert sorted(d.role for d in publications(chain, task_id)) == [0, 3]
+    margin = NodeSettings.model_fields["deadline_margin_s"].default
+    late, task_id = fusion_after(chain, tmp_path / "late", deadline_in=margin + 10)  # in its last call at once (chain time)
+    assert late.store.get_task(task_id).status == TaskState.PUBLISHED, late.store.get_task(task_id)
+    assert sorted(d.role for d in publications(chain, task_id)) == [0, 3]
