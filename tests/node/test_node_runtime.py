@@ -464,9 +464,10 @@ def test_a_hanging_rpc_turns_the_node_degraded_within_two_poll_intervals(chain, 
     proxy.cut()
 
 
-@pytest.mark.parametrize("rounds_between", [0, 2], ids=["rollback-and-new-tasks-in-one-poll", "rollback-first"])
+@pytest.mark.parametrize(("how", "rounds_between"), [("evm_revert", 0), ("evm_revert", 2), ("anvil_reorg", 0)],
+                         ids=["revert-then-new-tasks-in-one-poll", "revert-seen-first", "anvil-reorg-same-height"])
 def test_a_deep_revert_over_finalized_and_open_tasks_loses_none_and_reused_ids_are_new_tasks(
-        chain, tmp_path: Path, rounds_between: int) -> None:
+        chain, tmp_path: Path, how: str, rounds_between: int) -> None:
     nodes = [make_node(chain, role, tmp_path) for role in ("market", "risk")]
     for node in nodes:
         node.step()  # cursors below the fork
@@ -482,7 +483,11 @@ def test_a_deep_revert_over_finalized_and_open_tasks_loses_none_and_reused_ids_a
                                  for n in nodes for i in unfinalized))
     depth = chain.client(0).block_number() - fork
 
-    assert chain.rpc("evm_revert", snapshot)
+    if how == "evm_revert":
+        assert chain.rpc("evm_revert", snapshot)
+    else:  # the same height on another branch: every block since the fork replaced by an empty one
+        chain.rpc("anvil_reorg", depth, [])
+        assert chain.client(0).block_number() == fork + depth
     chain.forget_nonces()
     for _ in range(rounds_between):
         for node in nodes:
@@ -507,7 +512,7 @@ def test_a_deep_revert_over_finalized_and_open_tasks_loses_none_and_reused_ids_a
             assert len(node.store.sends(task_id=task_id, kind="decision", statuses=[SendState.MINED])) == 1
     resigned = sum(1 for n in nodes for i in reused
                    if [s.status for s in n.store.sends(task_id=i, kind="decision")] == [SendState.MINED])
-    print(f"reverted {depth} blocks over {len(finalized)} finalized + {len(unfinalized)} open tasks; "
+    print(f"{how}: {depth} blocks over {len(finalized)} finalized + {len(unfinalized)} open tasks; "
           f"{len(reused)} ids reused, {len(reused) - len(lost)} processed and finalized, {len(lost)} lost; "
           f"{resigned} of {len(reused) * len(nodes)} decisions reused their dropped send record")
     assert lost == []
