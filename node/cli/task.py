@@ -185,7 +185,8 @@ def task_report(contracts: Any, devnet_file: Path, task_id: int, from_block: int
         try:
             response = httpx.get(f"{node['url']}/tasks/{task_id}", timeout=2.0)
             body = response.json()
-            view.update(http=response.status_code, status=body.get("status"), chain_status=body.get("chain_status"),
+            view.update(http=response.status_code, node_status=body.get("node_status"),
+                        chain_status=body.get("chain_status"), decisions_on_chain=body.get("decisions_on_chain"),
                         action=body.get("action"), error=body.get("error") or body.get("message"),
                         gas_used=body.get("gas_used"),
                         txs=[t.get("tx_hash") for t in body.get("transactions", [])])
@@ -211,9 +212,10 @@ def _print_report(report: dict[str, Any]) -> None:
         pubs.add_row(p["kind"], p["agent"], p.get("role", ""), output, p["tx"])
     console.print(pubs)
     if report["nodes"]:
-        nodes = Table("role", "url", "http", "status", "chain", "action", "gas", "error", title="nodes")
+        nodes = Table("role", "url", "http", "node status", "chain status", "decisions", "action", "gas", "error",
+                      title="nodes")
         for n in report["nodes"]:
-            nodes.add_row(str(n.get("role")), str(n.get("url")), str(n.get("http")), str(n.get("status")),
-                          str(n.get("chain_status")), str(n.get("action")), str(n.get("gas_used")),
-                          str(n.get("error") or ""))
+            nodes.add_row(str(n.get("role")), str(n.get("url")), str(n.get("http")), str(n.get("node_status")),
+                          str(n.get("chain_status")), str(n.get("decisions_on_chain")), str(n.get("action")),
+                          str(n.get("gas_used")), str(n.get("error") or ""))
         console.print(nodes)

@@ -343,12 +343,12 @@ class NodeSet:
         return total
 
     def failed_tasks(self, name: str) -> list[dict]:
-        """The node's tasks in status failed, with their errors (GET /tasks?status=failed)."""
+        """The node's tasks whose node_status is failed, with their errors (GET /tasks?node_status=failed)."""
         import httpx
 
         url = self.nodes[name].proc.url
         try:
-            body = httpx.get(f"{url}/tasks", params={"status": "failed", "limit": 200}, timeout=5).json()
+            body = httpx.get(f"{url}/tasks", params={"node_status": "failed", "limit": 200}, timeout=5).json()
         except (httpx.HTTPError, ValueError):
             return []
         return list(body.get("items") or [])

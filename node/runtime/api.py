@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, ModelError, PayloadError, RpcUnavailable
@@ -28,7 +28,7 @@ from node.runtime.metrics import CONTENT_TYPE, NodeMetrics
 from node.protocol.payload import MAX_DEPTH, nesting_depth, redact_uri
 from node.protocol.enums import Action, Role
 from node.runtime.sendlog import SendRecord
-from node.runtime.store import StoredEvent, Store, TaskRecord, TaskState
+from node.runtime.store import ChainState, StoredEvent, Store, TaskRecord, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,44 @@ MAX_BODY_BYTES = 64 << 10
 RECURSION_LIMIT = 1000
 """The interpreter's default recursion limit, which `create_app` restores (see there)."""
 TASK_STATES = tuple(state.value for state in TaskState)
-"""The values `GET /tasks?status=` accepts."""
+"""The values of `node_status`, which `GET /tasks?node_status=` accepts."""
+CHAIN_STATES = tuple(state.value for state in ChainState)
+"""The values of `chain_status`."""
+NodeStatus = Literal[TASK_STATES]  # type: ignore[valid-type]
+ChainStatus = Literal[CHAIN_STATES]  # type: ignore[valid-type]
+
+NODE_STATUS_MEANING: dict[TaskState, str] = {
+    TaskState.NEW: "seen on chain, not handled yet",
+    TaskState.WAITING: "handled as far as it can be, waiting for the peers' decisions (fusion)",
+    TaskState.PUBLISHING: "its transactions are sent, not all mined yet",
+    TaskState.PUBLISHED: "its publications are mined",
+    TaskState.REJECTED: "the payload is malformed, mismatches its hash or cannot be fetched, so it publishes nothing (see error)",
+    TaskState.FAILED: "publishing failed for good, e.g. a revert it cannot fix (see error)",
+    TaskState.SKIPPED: "nothing for it to do (closed on chain, too close to its deadline, or an architecture it does not serve)",
+    TaskState.RECHECK: "a reorg removed the block its work rested on, so it looks at the task again",
+}
+"""`node_status`: this node's own work on a task (docs/node.md, "Task status")."""
+NODE_STATUS_FINAL = (TaskState.PUBLISHED, TaskState.REJECTED, TaskState.FAILED, TaskState.SKIPPED)
+CHAIN_STATUS_MEANING: dict[ChainState, str] = {
+    ChainState.OPEN: "submitted, neither finalized nor reclaimed yet (it takes publications until its deadline)",
+    ChainState.FINALIZED: "the decision is fixed on chain (see finalized)",
+    ChainState.RECLAIMED: "its deadline passed without a single decision and the reward went back to the submitter",
+    ChainState.GONE: "a reorg removed its submission (open again if the submission is mined again)",
+}
+"""`chain_status`: the task on chain as this node last read it (docs/node.md, "Task status")."""
+CHAIN_STATUS_FINAL = (ChainState.FINALIZED, ChainState.RECLAIMED)
+
+
+def _vocabulary(intro: str, meaning: dict[Any, str], final: tuple[Any, ...]) -> str:
+    values = "; ".join(f"{state.value}: {text}" for state, text in meaning.items())
+    return (f"{intro} {values}. Final: {', '.join(s.value for s in final)} (unless a reorg undoes what they rest "
+            "on).")
+
+
+NODE_STATUS_HELP = _vocabulary("This node's own work on the task (chain_status is the chain's view).",
+                               NODE_STATUS_MEANING, NODE_STATUS_FINAL)
+CHAIN_STATUS_HELP = _vocabulary("The task on chain, as this node last read it (node_status is the node's own work).",
+                                CHAIN_STATUS_MEANING, CHAIN_STATUS_FINAL)
 
 # One place maps the exception tree to HTTP.
 _STATUS_BY_ERROR: tuple[tuple[type[ChorusError], int], ...] = (
@@ -162,15 +199,22 @@ class Timings(BaseModel):
 
 class TaskSummary(BaseModel):
     id: int
-    status: str
-    chain_status: str
+    node_status: NodeStatus = Field(description=NODE_STATUS_HELP)
+    chain_status: ChainStatus = Field(description=CHAIN_STATUS_HELP)
     arch: int | None
     deadline: int | None
-    quorum: int | None
+    quorum: int | None = Field(description="Decisions that let the task be finalized before its deadline.")
     error: str | None
-    action: str | None
-    final_action: str | None
+    action: str | None = Field(description="This node's own decision, if it published one.")
+    final_action: str | None = Field(description="The action the chain finalized, once chain_status is finalized.")
     submitted_block: int | None
+
+
+DecisionCounts = create_model(
+    "DecisionCounts",
+    __doc__="Decisions published on chain for the task, counted per action (one per agent, unweighted).",
+    **{label: (int, Field(ge=0)) for label in Action.labels()},
+)
 
 
 class TaskDetail(TaskSummary):
@@ -182,6 +226,13 @@ class TaskDetail(TaskSummary):
     submitted_tx: str | None
     output: Output
     finalized: Finalization | None
+    decisions_on_chain: int = Field(
+        ge=0, description="DecisionPublished events of this task the node has read from the chain (every agent's, "
+                          "this node's included); the task can be finalized early once this reaches quorum.")
+    decision_counts: DecisionCounts = Field(  # type: ignore[valid-type]
+        description="decisions_on_chain per action label. Plain counts: the contract's tallies, which pick the final "
+                    "action, weigh each decision by its role's weight for the architecture times its confidence "
+                    "(`chorus task show` reads those from the chain).")
     publications: list[Publication]
     transactions: list[Transaction]
     gas_used: int = Field(description="Gas of this node's mined transactions for the task.")
@@ -215,7 +266,7 @@ def _role(value: int | None) -> str | None:
 
 
 def _summary(task: TaskRecord) -> dict[str, Any]:
-    return dict(id=task.id, status=task.status, chain_status=task.chain_status, arch=task.arch,
+    return dict(id=task.id, node_status=task.status, chain_status=task.chain_status, arch=task.arch,
                 deadline=task.deadline, quorum=task.quorum, error=task.error, action=_action(task.action),
                 final_action=_action(task.final_action), submitted_block=task.submitted_block)
 
@@ -244,6 +295,11 @@ def task_detail(store: Store, task: TaskRecord) -> TaskDetail:
     """Everything the node knows of one task, for `GET /tasks/{id}`."""
     events = store.task_events(task.id)
     pubs = [p for p in (_publication(e) for e in events) if p is not None]
+    counts = dict.fromkeys(Action.labels(), 0)
+    for ev in events:
+        label = _action(ev.action) if ev.name == "DecisionPublished" else None
+        if label is not None:
+            counts[label] += 1
     sends = store.sends(task_id=task.id)
     finalized = None
     if task.final_action is not None or task.final_block is not None:
@@ -257,6 +313,8 @@ def task_detail(store: Store, task: TaskRecord) -> TaskDetail:
         output=Output(action=_action(task.action), confidence=task.confidence, embedding_bytes=task.embedding_bytes,
                       note=task.note, embedding_commitment=task.commitment),
         finalized=finalized,
+        decisions_on_chain=sum(counts.values()),
+        decision_counts=DecisionCounts(**counts),
         publications=pubs,
         transactions=[_transaction(s) for s in sends],
         gas_used=sum(s.gas_used or 0 for s in sends if s.block_number is not None),
@@ -397,15 +455,19 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
     def tasks(
         offset: int = Query(0, ge=0, le=MAX_ID, description="Items to skip."),
         limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"Page size, 1..{MAX_PAGE}."),
-        status: Literal[TASK_STATES] | None = Query(None, description="Only tasks in this status."),  # type: ignore[valid-type]
+        node_status: NodeStatus | None = Query(None, description="Only tasks whose node_status is this."),
+        status: str | None = Query(None, include_in_schema=False),  # the name before node_status
         view: NodeView = Depends(get_view),
     ) -> Any:
-        items = view.store.list_tasks(offset=offset, limit=limit, status=status)
-        return TaskPage(total=view.store.count_tasks(status), offset=offset, limit=limit,
+        if status is not None:  # refused, not ignored: ignoring it would answer every task
+            return _error(422, "invalid_request", "query.status: renamed node_status (this node's own work on "
+                                                  "the task; chain_status is the chain's)")
+        items = view.store.list_tasks(offset=offset, limit=limit, status=node_status)
+        return TaskPage(total=view.store.count_tasks(node_status), offset=offset, limit=limit,
                         items=[TaskSummary(**_summary(t)) for t in items])
 
     @app.get("/tasks/{task_id}", response_model=TaskDetail, responses={404: {"model": ErrorBody}},
-             summary="One task: status, outputs, tx hashes, gas used, timings")
+             summary="One task: node_status, chain_status, decisions on chain, outputs, tx hashes, gas, timings")
     def task(task_id: int = Path(ge=1, le=MAX_ID, description="On-chain task id."),
              view: NodeView = Depends(get_view)) -> Any:
         record = view.store.get_task(task_id)

@@ -78,12 +78,12 @@ def test_u_tasks_finalize_with_the_coordinators_decision(devnet: Any) -> None:
         _wait(lambda t=task_id: httpx.get(f"{coordinator.url}/tasks/{t}").json()["chain_status"] == "finalized",
               15, f"coordinator sees task {task_id} finalized", nodes)
         record = httpx.get(f"{coordinator.url}/tasks/{task_id}").json()
-        assert record["status"] == "published"
+        assert record["node_status"] == "published"
         assert record["output"]["embedding_commitment"] == live["embedding_commitment"] is not None
         for node in nodes:
             if node is not coordinator:  # the agents skipped it: no gas spent where their weight is 0
                 body = httpx.get(f"{node.url}/tasks/{task_id}").json()
-                assert body["status"] == "skipped" and body["transactions"] == []
+                assert body["node_status"] == "skipped" and body["transactions"] == []
 
     vectors = httpx.post(f"{coordinator.url}/embed", json={"texts": ["ETH up", "BTC down"]}).json()
     assert len(vectors["embeddings"]) == 2 and vectors["model"] == "minilm-f32"

@@ -130,7 +130,7 @@ def test_twenty_tasks_all_finalized_despite_a_sigkill_and_nothing_sent_twice(dev
 
     # Each node's own send log: one decision transaction per task (a rebroadcast reuses its record).
     for node in devnet.nodes:
-        failed = httpx.get(f"{node.url}/tasks", params={"status": "failed"}).json()
+        failed = httpx.get(f"{node.url}/tasks", params={"node_status": "failed"}).json()
         assert failed["total"] == 0, failed
         for task_id in task_ids:
             body = httpx.get(f"{node.url}/tasks/{task_id}").json()
@@ -163,7 +163,8 @@ def test_a_task_sent_with_cast_is_processed(devnet: Devnet) -> None:
                f"the fusion node to see task {task_id} finalized", interval=0.2,
                detail=lambda: str(devnet.view(node, task_id)))
     body = devnet.view(node, task_id)
-    assert body["status"] == "published" and body["finalized"]["decisions"] == QUORUM
+    assert body["node_status"] == "published" and body["finalized"]["decisions"] == QUORUM
+    assert body["decisions_on_chain"] == QUORUM == sum(body["decision_counts"].values())
     assert len([p for p in body["publications"] if p["kind"] == "decision"]) == QUORUM
 
 
@@ -175,7 +176,7 @@ def test_the_cli_submits_and_shows_every_nodes_view(devnet: Devnet) -> None:
     assert submitted["by"] == "calldata" and submitted["quorum"] == len(devnet.nodes)
     devnet.wait_finalized([submitted["task_id"]], timeout=60)
     for node in devnet.nodes:  # each node's own record catches up with the chain: its receipt, the finalization
-        wait_until(lambda n=node: (v := devnet.view(n, submitted["task_id"])).get("status") == "published"
+        wait_until(lambda n=node: (v := devnet.view(n, submitted["task_id"])).get("node_status") == "published"
                    and v.get("chain_status") == "finalized", 30, f"the {node.role} node to record the finalization",
                    interval=0.1)
     shown = subprocess.run([*cli, "task", "show", str(submitted["task_id"]), "--deployment", str(devnet.file),
@@ -183,7 +184,7 @@ def test_the_cli_submits_and_shows_every_nodes_view(devnet: Devnet) -> None:
     report = json.loads(shown.stdout)
     assert report["chain"]["status"] == "finalized" and len(report["chain"]["publications"]) >= QUORUM
     assert [n["http"] for n in report["nodes"]] == [200] * len(devnet.nodes)
-    assert all(n["status"] == "published" for n in report["nodes"])
+    assert all(n["node_status"] == "published" for n in report["nodes"])
     statuses = nodes_status(devnet.file)
     assert len(statuses) == len(devnet.nodes) and all(s.running and s.healthy for s in statuses)
 
@@ -210,7 +211,7 @@ def test_large_payloads_go_by_uri_and_bad_ones_are_rejected_visibly(devnet: Devn
                          check=True, capture_output=True, text=True, timeout=60)
     bad_id = json.loads(out.stdout)["task_id"]
     node = devnet.node("market")
-    wait_until(lambda: devnet.view(node, bad_id).get("status") == "rejected", 30,
+    wait_until(lambda: devnet.view(node, bad_id).get("node_status") == "rejected", 30,
                f"the market node to reject task {bad_id}", interval=0.1, detail=lambda: str(devnet.view(node, bad_id)))
     body = devnet.view(node, bad_id)
     assert "prices.1" in body["error"] and body["transactions"] == []

@@ -14,7 +14,8 @@ from node.runtime.api import create_app, status_for
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable
 from node.runtime.metrics import NodeMetrics
 from node.runtime.sendlog import SendState
-from node.runtime.store import Store, StoredEvent, TaskRecord, TaskState
+from node.protocol.enums import Action
+from node.runtime.store import ChainState, Store, StoredEvent, TaskRecord, TaskState
 
 ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
@@ -130,9 +131,15 @@ def test_tasks_are_paged_newest_first(client: TestClient) -> None:
     assert body["items"][0]["final_action"] == "buy"
 
 
-def test_tasks_filter_by_status(client: TestClient) -> None:
-    body = client.get("/tasks", params={"status": "rejected"}).json()
+def test_tasks_filter_by_node_status(client: TestClient) -> None:
+    body = client.get("/tasks", params={"node_status": "rejected"}).json()
     assert body["total"] == 1 and body["items"][0]["id"] == 3 and "asset" in body["items"][0]["error"]
+    assert body["items"][0]["node_status"] == "rejected" and body["items"][0]["chain_status"] == "open"
+
+
+def test_the_old_status_filter_is_refused_not_ignored(client: TestClient) -> None:
+    r = client.get("/tasks", params={"status": "rejected"})  # ignored, it would answer all 7 tasks
+    assert r.status_code == 422 and "node_status" in r.json()["message"]
 
 
 def test_tasks_beyond_the_end_is_an_empty_page(client: TestClient) -> None:
@@ -141,7 +148,7 @@ def test_tasks_beyond_the_end_is_an_empty_page(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "ten"},
-                                    {"status": "bogus"}])
+                                    {"node_status": "bogus"}, {"node_status": "finalized"}])
 def test_tasks_bad_parameters_are_422(client: TestClient, params: dict) -> None:
     r = client.get("/tasks", params=params)
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
@@ -153,7 +160,7 @@ def test_tasks_bad_parameters_are_422(client: TestClient, params: dict) -> None:
 
 def test_task_detail(client: TestClient) -> None:
     body = client.get("/tasks/1").json()
-    assert body["status"] == "published" and body["chain_status"] == "finalized"
+    assert body["node_status"] == "published" and body["chain_status"] == "finalized" and "status" not in body
     assert body["output"] == {"action": "buy", "confidence": 8100, "embedding_bytes": None, "note": None,
                               "embedding_commitment": None}
     assert body["finalized"]["action"] == "buy" and body["finalized"]["tx_hash"] == "0xfin"
@@ -169,9 +176,71 @@ def test_task_detail(client: TestClient) -> None:
     assert body["payload_uri"] == "http://127.0.0.1:9/p.json"  # the query (a token) is not shown
 
 
+def test_task_detail_counts_the_decisions_on_chain_per_action(client: TestClient, view: FakeView) -> None:
+    stored = [e for e in view.store.task_events(1) if e.name == "DecisionPublished"]
+    body = client.get("/tasks/1").json()
+    assert body["decisions_on_chain"] == len(stored) == body["finalized"]["decisions"] == body["quorum"]
+    assert set(body["decision_counts"]) == set(Action.labels())
+    assert body["decision_counts"] == {a.label: sum(e.action == a for e in stored) for a in Action}
+    # Another task: its decisions are counted apart, an embedding is no decision, and a reorg that
+    # drops a block drops its decisions from the count.
+    view.store.apply_batch(15, {15: "0x15"}, [
+        StoredEvent("TaskSubmitted", 13, 0, tx_hash="0xs8", task_id=8, submitter=ADDRESS, arch=2, deadline=2_000_000_000,
+                    quorum=3, reward=0, payload_hash="0x" + "ee" * 32, payload=b"{}"),
+        StoredEvent("DecisionPublished", 14, 0, tx_hash="0xa", task_id=8, agent="0xA", role=0, action=Action.HOLD,
+                    confidence=5000),
+        StoredEvent("EmbeddingPublished", 14, 1, tx_hash="0xb", task_id=8, agent="0xB", model_id="0x" + "cd" * 32,
+                    encoding=0, vector=b"\x00" * 64),
+        StoredEvent("DecisionPublished", 14, 2, tx_hash="0xc", task_id=8, agent="0xB", role=1, action=Action.HOLD,
+                    confidence=7000),
+        StoredEvent("DecisionPublished", 15, 0, tx_hash="0xd", task_id=8, agent="0xC", role=2, action=Action.SELL,
+                    confidence=9000),
+    ])
+    eight = client.get("/tasks/8").json()
+    assert (eight["node_status"], eight["chain_status"], eight["finalized"]) == ("new", "open", None)
+    assert eight["decision_counts"] == {"sell": 1, "hold": 2, "buy": 0} and eight["decisions_on_chain"] == 3
+    assert client.get("/tasks/1").json()["decision_counts"] == body["decision_counts"]  # task 1 untouched
+    view.store.rollback(14)
+    eight = client.get("/tasks/8").json()
+    assert eight["decision_counts"] == {"sell": 0, "hold": 2, "buy": 0} and eight["decisions_on_chain"] == 2
+
+
+def test_a_task_without_decisions_counts_zero(client: TestClient) -> None:
+    body = client.get("/tasks/3").json()
+    assert body["decisions_on_chain"] == 0 and body["decision_counts"] == dict.fromkeys(Action.labels(), 0)
+
+
+def test_the_openapi_document_lists_both_status_vocabularies(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in ("TaskSummary", "TaskDetail"):
+        props = schemas[model]["properties"]
+        assert "status" not in props
+        assert props["node_status"]["enum"] == [s.value for s in TaskState]
+        assert props["chain_status"]["enum"] == [s.value for s in ChainState]
+        for field, states in (("node_status", TaskState), ("chain_status", ChainState)):
+            described = props[field]["description"]
+            assert all(f"{s.value}:" in described for s in states) and "Final:" in described
+    assert list(schemas["DecisionCounts"]["properties"]) == list(Action.labels())
+    params = client.get("/openapi.json").json()["paths"]["/tasks"]["get"]["parameters"]
+    assert [p["name"] for p in params] == ["offset", "limit", "node_status"]
+
+
+def test_docs_define_every_status_value_and_which_are_final() -> None:
+    from node.runtime.api import CHAIN_STATUS_FINAL, NODE_STATUS_FINAL
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "node.md").read_text()
+    section = text.split("## Task status", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[-2].strip()
+            for line in section.splitlines() if line.startswith("| `")}
+    for states, final in ((TaskState, NODE_STATUS_FINAL), (ChainState, CHAIN_STATUS_FINAL)):
+        for state in states:
+            assert state.value in rows, f"docs/node.md's Task status section does not define {state.value}"
+            assert (rows[state.value] == "yes") == (state in final), state.value
+
+
 def test_task_rejected_shows_why(client: TestClient) -> None:
     body = client.get("/tasks/3").json()
-    assert body["status"] == "rejected" and "Field required" in body["error"]
+    assert body["node_status"] == "rejected" and "Field required" in body["error"]
 
 
 def test_task_not_found(client: TestClient) -> None:
