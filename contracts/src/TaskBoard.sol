@@ -41,6 +41,9 @@ contract TaskBoard {
     /// @dev The caller is not the owner (admin) or not the submitter (reclaim).
     error Unauthorized();
 
+    /// @dev The owner would be the zero address (constructor, `transferOwnership`).
+    error ZeroAddress();
+
     /// @dev The architecture id is above 15.
     error InvalidArchitecture();
 
@@ -244,8 +247,9 @@ contract TaskBoard {
     /// for architectures 0..2 and 8..15; the fusion agent alone for 3 (M-learned), 4 (M-regret)
     /// and 5 (E-d); the coordinator alone for 6 (U) and 7 (U-rep).
     /// @param registry_ The AgentRegistry.
-    /// @param owner_ The admin.
+    /// @param owner_ The admin, non-zero (`ZeroAddress`).
     constructor(AgentRegistry registry_, address owner_) {
+        if (owner_ == address(0)) revert ZeroAddress();
         registry = registry_;
         owner = owner_;
         emit OwnershipTransferred(address(0), owner_);
@@ -266,9 +270,11 @@ contract TaskBoard {
                                  ADMIN
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Hands the admin role to `newOwner` (the zero address renounces it).
+    /// @notice Hands the admin role to `newOwner`, never to the zero address (`ZeroAddress`): a
+    /// mistyped or empty argument must not leave the weights without an admin.
     function transferOwnership(address newOwner) external {
         if (msg.sender != owner) revert Unauthorized();
+        if (newOwner == address(0)) revert ZeroAddress();
         emit OwnershipTransferred(msg.sender, newOwner);
         owner = newOwner;
     }

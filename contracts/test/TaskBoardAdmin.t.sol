@@ -47,7 +47,13 @@ contract TaskBoardAdminTest is ChorusFixture {
         assertEq(weightEvents, 38, "WeightSet events");
     }
 
+    function test_constructor_revert_ZeroAddress() public {
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.ZeroAddress.selector));
+        new TaskBoard(registry, address(0));
+    }
+
     function testFuzz_constructor(address registryAddr, address owner_) public {
+        vm.assume(owner_ != address(0));
         TaskBoard b = new TaskBoard(AgentRegistry(registryAddr), owner_);
         assertEq(b.owner(), owner_, "owner");
         assertEq(address(b.registry()), registryAddr, "registry");
@@ -72,7 +78,18 @@ contract TaskBoardAdminTest is ChorusFixture {
         board.setWeight(0, 0, 1);
     }
 
+    function test_transferOwnership_revert_ZeroAddress() public {
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.ZeroAddress.selector));
+        vm.prank(owner);
+        board.transferOwnership(address(0));
+        // The admin role stays where it was.
+        assertEq(board.owner(), owner, "owner");
+        vm.prank(owner);
+        board.setWeight(0, 0, 1);
+    }
+
     function testFuzz_transferOwnership(address next) public {
+        vm.assume(next != address(0));
         vm.prank(owner);
         board.transferOwnership(next);
         assertEq(board.owner(), next, "owner");
