@@ -143,6 +143,8 @@ contract AgentRegistry {
         if (modelId == bytes32(0)) {
             if (dim != 0) revert DimMismatch(0, dim);
         } else {
+            // Only the dimension is checked; the model's dtype and registrant do not matter here.
+            // slither-disable-next-line unused-return
             (uint16 modelDim,,) = modelRegistry.models(modelId);
             if (modelDim == 0) revert UnknownModel(modelId);
             if (dim != modelDim) revert DimMismatch(modelDim, dim);
@@ -172,8 +174,11 @@ contract AgentRegistry {
         _requireActive(a);
         uint256 unlock = block.timestamp + cooldown;
         // Saturate instead of reverting: a cooldown reaching past 2**64 - 1 never unlocks anyway.
+        // (slither reads this clamp as a timestamp comparison; nothing is decided on time here.)
+        // slither-disable-start timestamp
         // forge-lint: disable-next-line(unsafe-typecast)
         uint64 unlockAt = unlock > type(uint64).max ? type(uint64).max : uint64(unlock);
+        // slither-disable-end timestamp
         a.active = false;
         a.unlockAt = unlockAt;
         emit AgentDeregistered(msg.sender, unlockAt);
@@ -187,8 +192,10 @@ contract AgentRegistry {
         if (a.active) revert StillActive(msg.sender);
         uint64 unlockAt = a.unlockAt;
         // A validator's few seconds of drift do not matter against a cooldown.
+        // slither-disable-start timestamp
         // forge-lint: disable-next-line(block-timestamp)
         if (block.timestamp < unlockAt) revert CooldownActive(unlockAt);
+        // slither-disable-end timestamp
         uint256 amount = a.stake;
         delete _agents[msg.sender];
         // The record held `amount` of `totalStaked`, so this cannot underflow.
@@ -196,6 +203,9 @@ contract AgentRegistry {
             totalStaked -= amount;
         }
         emit StakeWithdrawn(msg.sender, amount);
+        // A plain `call` forwards all gas, so contract wallets can withdraw; the result is checked
+        // and the record is deleted before it.
+        // slither-disable-next-line low-level-calls
         (bool ok,) = msg.sender.call{value: amount}("");
         if (!ok) revert TransferFailed();
     }

@@ -7,6 +7,7 @@ import {Chorus} from "./Chorus.sol";
 // Field extraction from the packed slots narrows on purpose, and deadlines are timestamps by
 // design (a validator's few seconds of drift do not matter at task granularity):
 // forge-lint: disable-start(unsafe-typecast, block-timestamp)
+// For the same reason each deadline comparison carries `slither-disable-next-line timestamp`.
 
 /// @title TaskBoard
 /// @notice Chorus tasks: a submitter escrows a reward for a payload (inline or by URI), registered
@@ -408,6 +409,7 @@ contract TaskBoard {
         uint16 decisions = uint16(s >> _DECISIONS_SHIFT);
         uint16 quorum = uint16(meta >> _QUORUM_SHIFT);
         if (decisions < quorum) {
+            // slither-disable-next-line timestamp
             if (block.timestamp <= uint64(s)) revert QuorumNotReached(taskId, decisions, quorum);
             if (decisions == 0) revert NothingToFinalize(taskId);
         }
@@ -424,15 +426,15 @@ contract TaskBoard {
         uint256 reward = uint128(t.funds);
         uint256 share;
         uint256 remainder;
-        // contributors >= decisions >= 1, and share * contributors <= reward.
+        // contributors >= decisions >= 1, and share * contributors + remainder == reward.
         unchecked {
             share = reward / contributors;
-            remainder = reward - share * contributors;
+            remainder = reward % contributors;
             escrowed -= remainder;
         }
         t.funds = reward | (share << _SHARE_SHIFT);
         emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
-        if (remainder != 0) _send(msg.sender, remainder);
+        if (remainder != 0) _payCaller(remainder);
     }
 
     /// @notice Pays the sender its equal share of finalized task `taskId`'s reward.
@@ -450,7 +452,7 @@ contract TaskBoard {
             escrowed -= share;
         }
         emit RewardClaimed(taskId, msg.sender, share);
-        _send(msg.sender, share);
+        _payCaller(share);
     }
 
     /// @notice Gives the submitter back the reward of a task past its deadline with no decision.
@@ -460,6 +462,7 @@ contract TaskBoard {
         _requireOpen(taskId, s);
         if (msg.sender != address(uint160(t.meta))) revert Unauthorized();
         uint64 deadline = uint64(s);
+        // slither-disable-next-line timestamp
         if (block.timestamp <= deadline) revert DeadlineNotPassed(taskId, deadline);
         uint16 decisions = uint16(s >> _DECISIONS_SHIFT);
         if (decisions != 0) revert HasDecisions(taskId, decisions);
@@ -470,7 +473,7 @@ contract TaskBoard {
             escrowed -= reward;
         }
         emit TaskReclaimed(taskId, reward);
-        _send(msg.sender, reward);
+        _payCaller(reward);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -551,6 +554,7 @@ contract TaskBoard {
     /// @dev Validates a submission and writes the new task; returns its id.
     function _open(bytes32 payloadHash, uint8 arch, uint64 deadline, uint16 quorum) internal returns (uint256 taskId) {
         if (arch > Chorus.MAX_ARCH) revert InvalidArchitecture();
+        // slither-disable-next-line timestamp
         if (deadline <= block.timestamp) revert DeadlineInPast(deadline, block.timestamp);
         if (quorum == 0) revert ZeroQuorum();
         if (msg.value > type(uint128).max) revert RewardTooLarge(msg.value);
@@ -579,6 +583,7 @@ contract TaskBoard {
     function _requirePublishable(uint256 taskId, uint256 s) internal view {
         _requireOpen(taskId, s);
         uint64 deadline = uint64(s);
+        // slither-disable-next-line timestamp
         if (block.timestamp > deadline) revert PastDeadline(taskId, deadline);
     }
 
@@ -604,6 +609,7 @@ contract TaskBoard {
     function _agentRole(address agent) internal view returns (bool active, uint256 role) {
         address target = address(registry);
         bytes4 selector = AgentRegistry.agentRole.selector;
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             mstore(0x00, selector)
             mstore(0x04, agent)
@@ -624,6 +630,7 @@ contract TaskBoard {
     function _agentInfo(address agent) internal view returns (bool active, uint16 dim, bytes32 modelId) {
         address target = address(registry);
         bytes4 selector = AgentRegistry.agentInfo.selector;
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             let m := mload(0x40)
             mstore(m, selector)
@@ -644,6 +651,7 @@ contract TaskBoard {
     /// `key . slotIndex` with a small `slotIndex`; the seed in the high bits keeps these
     /// preimages apart from all of them.
     function _flagSlot(uint256 taskId, address agent) internal pure returns (uint256 slot) {
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             mstore(0x00, taskId)
             mstore(0x20, or(agent, shl(160, _FLAGS_SEED)))
@@ -651,23 +659,35 @@ contract TaskBoard {
         }
     }
 
-    /// @dev Reads a raw storage slot.
+    /// @dev Reads a raw storage slot: the per (task, agent) flags live at `_flagSlot`, outside
+    /// Solidity's storage layout.
     function _load(uint256 slot) internal view returns (uint256 value) {
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             value := sload(slot)
         }
     }
 
-    /// @dev Writes a raw storage slot.
+    /// @dev Writes a raw storage slot (the flags, as `_load` reads them).
     function _store(uint256 slot, uint256 value) internal {
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             sstore(slot, value)
         }
     }
 
-    /// @dev Sends `amount` wei to `to`, reverting `TransferFailed` if the call fails.
-    function _send(address to, uint256 amount) internal {
-        (bool ok,) = to.call{value: amount}("");
+    /// @dev Pays `amount` wei to the caller, reverting `TransferFailed` if the call fails. Every
+    /// payment goes to `msg.sender` (the finalizer's remainder, a contributor's share, the
+    /// submitter's reclaim), so the recipient is not a parameter that a later caller could get
+    /// wrong. A plain `call` forwards all gas (contract wallets can receive) and its result is
+    /// checked; state is settled before it.
+    function _payCaller(uint256 amount) internal {
+        // slither's arbitrary-send-eth takes any payment to `msg.sender` as arbitrary unless the
+        // paying function itself indexes a mapping by it; the callers authorize the sender (its
+        // contributor flag in claimReward, the submitter check in reclaim) or pay it under one
+        // wei per contributor (the remainder in finalize).
+        // slither-disable-next-line arbitrary-send-eth,low-level-calls
+        (bool ok,) = msg.sender.call{value: amount}("");
         if (!ok) revert TransferFailed();
     }
 }
