@@ -10,13 +10,14 @@ CHORUS := $(VENV)/bin/chorus
 FORGE := node_modules/.bin/forge
 STAMPS := .stamps
 
-.PHONY: setup demo test test-fast test-py test-sol lint contracts models clean distclean help
+.PHONY: setup demo test test-fast test-py test-sol lint slither contracts models clean distclean help
 
 help:
 	@echo "make setup   create .venv, install Python + npm dependencies, build contracts, prepare models"
 	@echo "make demo    set-up, then run the devnet demo / quick experiment and print the summary"
-	@echo "make test    set-up, then the whole test suite (layer check, pytest and forge test)"
+	@echo "make test    set-up, then the whole test suite (layer check, pytest, forge test and slither)"
 	@echo "make test-fast  set-up, then everything but the end-to-end tests, on 2 workers (under 2 minutes)"
+	@echo "make slither Slither on contracts/src, compiled by forge (offline); fails on any finding not triaged"
 	@echo "make clean   remove build outputs (contracts/out, model artifacts, reports, .chorus)"
 
 setup: $(STAMPS)/python $(STAMPS)/npm contracts models
@@ -42,7 +43,7 @@ models: $(STAMPS)/python
 demo: setup
 	$(PY) -m scripts.demo
 
-test: setup lint test-py test-sol
+test: setup lint test-py test-sol slither
 
 # The fast loop: the layer check, forge test and pytest without the end-to-end tests (which start
 # real node processes against a real Anvil and take most of the suite's time), on two workers.
@@ -59,6 +60,13 @@ lint:
 
 test-sol:
 	cd contracts && ../$(FORGE) test
+
+# Slither on contracts/src (test/, script/ and lib/ filtered out by contracts/slither.config.json),
+# compiled by the project's forge under the `slither` profile (its own out and cache folders):
+# crytic-compile reads forge's build-info, so no solc is fetched. About 10 s. Any finding that is
+# not triaged in the source (`slither-disable-...` comments, see docs/protocol.md) fails it.
+slither: $(STAMPS)/python $(STAMPS)/npm
+	cd contracts && PATH="$(CURDIR)/node_modules/.bin:$$PATH" FOUNDRY_PROFILE=slither ../$(VENV)/bin/slither . --config-file slither.config.json
 
 clean:
 	rm -rf contracts/out contracts/cache models/artifacts reports .chorus
