@@ -64,8 +64,28 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_BUSY_STATUSES = frozenset({429, 502, 503, 504})
+"""HTTP statuses that say "not now" (rate limited, a gateway without its upstream): retried like a
+dropped connection, never taken for an answer."""
+
+
+class RpcBusy(ConnectionError):
+    """The RPC's HTTP front answered one of `_BUSY_STATUSES` instead of a JSON-RPC reply."""
+
+
 _CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, ProviderConnectionError, RequestTimedOut,
                       ConnectionError, TimeoutError)
+
+
+def _busy_as_no_answer(fn: Callable[[], T]) -> T:
+    """`fn()`, with an HTTP 429/502/503/504 from the provider raised as `RpcBusy` (retryable)."""
+    try:
+        return fn()
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in _BUSY_STATUSES:
+            raise RpcBusy(f"HTTP {status} {exc.response.reason or ''}".strip()) from None
+        raise
 
 
 @functools.cache
@@ -256,7 +276,7 @@ class Web3Client(ChainClient):
 
     def _attempt(self, fn: Callable[[], T]) -> T:
         """One request, timed by `watch`: a connection error is no answer, anything else is one."""
-        return self.watch.timed(fn, _CONNECTION_ERRORS)
+        return self.watch.timed(lambda: _busy_as_no_answer(fn), _CONNECTION_ERRORS)
 
     def _no_answer(self, what: str, exc: BaseException, started: float, attempt: int) -> float:
         """Log a try that got no answer; returns the backoff before the next one."""

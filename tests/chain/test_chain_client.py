@@ -155,6 +155,53 @@ def test_silent_server_times_out_as_rpc_unavailable() -> None:
             client.chain_id()
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_http_front_is_retried_then_rpc_unavailable_never_a_raw_http_error(chain, status: int,
+                                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A rate-limiting gateway (429) or one without its upstream (503) answers `busy` twice, then
+    passes requests on: the client retries like a dropped connection; with fewer retries than
+    refusals it gives up as RpcUnavailable, which the node waits out."""
+    import http.server
+    import urllib.request
+
+    refusals = [2]
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if refusals[0] > 0:
+                refusals[0] -= 1
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            request = urllib.request.Request(chain.rpc_url, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as upstream:  # noqa: S310 (loopback only)
+                answer = upstream.read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with caplog.at_level("WARNING", logger="node.chain.client"):
+            assert Web3Client(url, retries=2, backoff=0.01).block_number() == chain.client(0).block_number()
+        assert sum(f"HTTP {status}" in r.getMessage() for r in caplog.records) == 2
+        refusals[0] = 2
+        with pytest.raises(RpcUnavailable, match=f"HTTP {status}"):
+            Web3Client(url, retries=1, backoff=0.01).block_number()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_signing_is_local_and_uses_coincurve(chain, monkeypatch: pytest.MonkeyPatch) -> None:
     assert signing_backend() == "CoinCurveECCBackend"
     client = chain.client(17)
