@@ -11,6 +11,7 @@ query strings.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -175,6 +176,9 @@ class Finalization(BaseModel):
     action: str | None
     block_number: int | None
     tx_hash: str | None
+    tallies: dict[str, int] | None = Field(
+        default=None, description="The contract's weighted tallies per action at finalization (each decision "
+                                  "adds its role's weight x its confidence to its action); the action is their argmax.")
     decisions: int | None
     contributors: int | None
 
@@ -304,7 +308,9 @@ def task_detail(store: Store, task: TaskRecord) -> TaskDetail:
     finalized = None
     if task.final_action is not None or task.final_block is not None:
         finalized = Finalization(action=_action(task.final_action), block_number=task.final_block,
-                                 tx_hash=task.final_tx, decisions=task.decisions, contributors=task.contributors)
+                                 tx_hash=task.final_tx, decisions=task.decisions, contributors=task.contributors,
+                                 tallies=None if task.final_tallies is None
+                                 else dict(zip(Action.labels(), json.loads(task.final_tallies))))
     return TaskDetail(
         **_summary(task),
         submitter=task.submitter, reward_wei=task.reward, payload_hash=task.payload_hash,

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     final_action INTEGER,
     final_block INTEGER,
     final_tx TEXT,
+    final_tallies TEXT,
     decisions INTEGER,
     contributors INTEGER,
     claim_status TEXT,
@@ -152,6 +153,8 @@ class TaskRecord:
     final_action: int | None = None
     final_block: int | None = None
     final_tx: str | None = None
+    final_tallies: str | None = None
+    """The contract's weighted tallies at finalization as JSON `[sell, hold, buy]`, or None."""
     decisions: int | None = None
     contributors: int | None = None
     claim_status: str | None = None
@@ -195,6 +198,7 @@ class StoredEvent:
     uri: str | None = None
     payload: bytes | None = field(default=None, repr=False)
     # TaskFinalized only:
+    tallies: tuple[int, int, int] | None = None
     decisions: int | None = None
     contributors: int | None = None
 
@@ -213,7 +217,7 @@ _TASK_COLUMNS = tuple(f.name for f in fields(TaskRecord))
 
 _NO_OUTPUT: dict[str, None] = dict.fromkeys((
     "error", "note", "action", "confidence", "embedding_bytes", "commitment", "final_action", "final_block", "final_tx",
-    "decisions", "contributors", "claim_status", "claimed_wei", "started_at", "published_at", "finalized_at"))
+    "final_tallies", "decisions", "contributors", "claim_status", "claimed_wei", "started_at", "published_at", "finalized_at"))
 """What a task row learns after its submission: cleared when the submission is reorganised away."""
 
 _TASK_IDENTITY = ("submitter", "arch", "deadline", "quorum", "reward", "payload_hash", "uri")
@@ -245,7 +249,7 @@ class Store(SendLog):
         have = {row["name"] for row in self._db.execute("PRAGMA table_info(tasks)")}
         if "commitment" not in have:
             self._db.execute("ALTER TABLE tasks ADD COLUMN commitment TEXT")
-        for column in ("claim_status", "claimed_wei"):
+        for column in ("claim_status", "claimed_wei", "final_tallies"):
             if column not in have:
                 self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")  # noqa: S608 - fixed names
 
@@ -331,10 +335,11 @@ class Store(SendLog):
                      ev.action, ev.confidence, ev.model_id, ev.encoding, ev.vector))
                 if ev.name == "TaskFinalized":
                     db.execute(
-                        "UPDATE tasks SET chain_status = ?, final_action = ?, final_block = ?, final_tx = ?, decisions = ?, "
-                        "contributors = ?, finalized_at = ?, updated_at = ? WHERE id = ?",
-                        (ChainState.FINALIZED, ev.action, ev.block_number, ev.tx_hash, ev.decisions, ev.contributors, now, now,
-                         ev.task_id))
+                        "UPDATE tasks SET chain_status = ?, final_action = ?, final_block = ?, final_tx = ?, final_tallies = ?, "
+                        "decisions = ?, contributors = ?, finalized_at = ?, updated_at = ? WHERE id = ?",
+                        (ChainState.FINALIZED, ev.action, ev.block_number, ev.tx_hash,
+                         None if ev.tallies is None else json.dumps(list(ev.tallies)), ev.decisions, ev.contributors,
+                         now, now, ev.task_id))
                 elif ev.name == "TaskReclaimed":
                     db.execute("UPDATE tasks SET chain_status = ?, updated_at = ? WHERE id = ?",
                                (ChainState.RECLAIMED, now, ev.task_id))
@@ -416,7 +421,7 @@ class Store(SendLog):
                         to_block))
             db.execute("DELETE FROM payloads WHERE task_id IN (SELECT id FROM tasks WHERE submitted_block > ?)", (to_block,))
             db.execute("UPDATE tasks SET chain_status = ?, final_action = NULL, final_block = NULL, final_tx = NULL, "
-                       "decisions = NULL, contributors = NULL, finalized_at = NULL, claim_status = NULL, "
+                       "final_tallies = NULL, decisions = NULL, contributors = NULL, finalized_at = NULL, claim_status = NULL, "
                        "claimed_wei = NULL, updated_at = ? WHERE final_block > ? "
                        "AND (submitted_block IS NULL OR submitted_block <= ?)",
                        (ChainState.OPEN, now, to_block, to_block))

@@ -75,7 +75,8 @@ def to_stored(event: ChainEvent) -> StoredEvent | None:
                            vector=bytes(event.vector), **where)
     if isinstance(event, TaskFinalized):
         return StoredEvent("TaskFinalized", task_id=event.task_id, action=event.action, decisions=event.decisions,
-                           contributors=event.contributors, **where)
+                           contributors=event.contributors,
+                           tallies=(event.sell_tally, event.hold_tally, event.buy_tally), **where)
     if isinstance(event, TaskReclaimed):
         return StoredEvent("TaskReclaimed", task_id=event.task_id, **where)
     return None

@@ -55,7 +55,8 @@ def view(tmp_path: Path) -> FakeView:
                    confidence=8100),
         StoredEvent("DecisionPublished", 12, 0, tx_hash="0xdec2", task_id=1, agent="0xOther", role=1, action=0,
                    confidence=6000),
-        StoredEvent("TaskFinalized", 12, 1, tx_hash="0xfin", task_id=1, action=2, decisions=2, contributors=2),
+        StoredEvent("TaskFinalized", 12, 1, tx_hash="0xfin", task_id=1, action=2, decisions=2, contributors=2,
+                    tallies=(3000, 0, 4050)),
     ])
     send = store.record_send(task_id=1, kind="decision", nonce=3, tx_hash="0xdec", raw=b"\x02")
     store.mark_send(send, SendState.MINED, block_number=11, gas_used=61_000, effective_gas_price=10**9)
@@ -164,6 +165,7 @@ def test_task_detail(client: TestClient) -> None:
     assert body["output"] == {"action": "buy", "confidence": 8100, "embedding_bytes": None, "note": None,
                               "embedding_commitment": None}
     assert body["finalized"]["action"] == "buy" and body["finalized"]["tx_hash"] == "0xfin"
+    assert body["finalized"]["tallies"] == {"sell": 3000, "hold": 0, "buy": 4050}  # the contract's, as it emitted them
     kinds = [(p["kind"], p["agent"]) for p in body["publications"]]
     assert kinds == [("embedding", ADDRESS), ("decision", ADDRESS), ("decision", "0xOther")]
     assert body["publications"][0]["vector_bytes"] == 1536

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import logging
 import re
 import socket
@@ -106,6 +107,8 @@ def test_four_agents_publish_fuse_and_finalize(chain, tmp_path: Path) -> None:
     for node in nodes:
         task = node.store.get_task(task_id)
         assert task.status == TaskState.PUBLISHED and task.final_action is not None
+        tallies = json.loads(task.final_tallies)  # the contract's, from its TaskFinalized event
+        assert len(tallies) == 3 and max(tallies) > 0 and tallies.index(max(tallies)) == task.final_action
         sends = node.store.sends(task_id=task_id)
         assert len([s for s in sends if s.kind == "decision"]) == 1
     finalizers = [n for n in nodes if n.store.sends(task_id=task_id, kind="finalize")]
@@ -647,3 +650,138 @@ def test_fusion_on_a_partial_set_only_when_told_to_or_at_the_deadline(chain, tmp
     late, task_id = fusion_after(chain, tmp_path / "late", deadline_in=margin + 10)  # in its last call at once (chain time)
     assert late.store.get_task(task_id).status == TaskState.PUBLISHED, late.store.get_task(task_id)
     assert sorted(d.role for d in publications(chain, task_id)) == [0, 3]
+
+
+class FaultyRpc:
+    """An HTTP JSON-RPC proxy to Anvil that misbehaves on a seeded share of requests: it stalls
+    some for 10-15 s before forwarding them (the client has usually given up by then, so a sent
+    transaction may still arrive), drops the connection of others without an answer, and answers
+    HTTP 429 (rate limited) to others. `faults` counts what it did."""
+
+    def __init__(self, target: str, *, seed: int, stall: float = 0.02, drop: float = 0.03, limit: float = 0.04,
+                 max_stalls: int = 6) -> None:
+        import http.server
+        import random
+        import urllib.request
+
+        self.faults = collections.Counter()
+        rng = random.Random(seed)
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    roll, pause = rng.random(), rng.uniform(10, 15)
+                    fault = ("stall" if roll < stall and proxy.faults["stall"] < max_stalls else
+                             "drop" if roll < stall + drop else "429" if roll < stall + drop + limit else None)
+                    if fault:
+                        proxy.faults[fault] += 1
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "429":
+                    self.send_response(429)
+                    self.send_header("Content-Length", "0")
+                    self.send_header("Retry-After", "1")
+                    self.end_headers()
+                    return
+                if fault == "stall":
+                    time.sleep(pause)
+                request = urllib.request.Request(target, data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as upstream:  # noqa: S310 (loopback only)
+                    answer = upstream.read()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # the client gave up on a stalled request
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def decide_through(chain, tmp_path: Path, raws: list[bytes], arch: int, *, rpc: FaultyRpc | None = None,
+                   **settings) -> dict[bytes, tuple]:
+    """Four nodes (market, sentiment, risk, fusion), each looping in its own thread, through `rpc`
+    or straight to Anvil, on one task per payload: payload -> (final action, each role's decision)."""
+    from node.chain.client import Web3Client
+    from node.chain.contracts import ChorusContracts, revert_decoder
+    from node.chain.settings import dev_account
+
+    nodes = []
+    for role, key in KEYS.items():
+        url = rpc.url if rpc else chain.rpc_url
+        client = Web3Client(url, dev_account(key), decoder=revert_decoder(chain.artifacts), timeout=10, retries=3,
+                            backoff=0.2)
+        node_settings = NodeSettings(role=role, port=9300 + key, dev_key_index=key, chain_id=31337, rpc_url=url,
+                                     backoff_max_s=1.0, **settings)
+        runtime = NodeRuntime(node_settings, NodeChain(client, ChorusContracts.from_deployment(
+            client, chain.deployment, chain.artifacts)), Store(tmp_path / f"{role}.sqlite"),
+            build_agent(role, use_trained=False, text_encoder=ENCODER), deployment=chain.deployment)
+        nodes.append(runtime)
+    stop = threading.Event()
+
+    def live(node: NodeRuntime) -> None:
+        while not stop.is_set():
+            try:
+                node.bootstrap()
+                break
+            except Exception:  # noqa: BLE001 - a fault during start-up: try again, as run_node does
+                stop.wait(0.5)
+        node.run(stop)
+
+    threads = [threading.Thread(target=live, args=(n,), daemon=True) for n in nodes]
+    for thread in threads:
+        thread.start()
+    board = chain.contracts(0)
+    try:
+        ids = [board.submit_task(raw, arch, chain.timestamp() + 3600, 4).event(TaskSubmitted).task_id for raw in raws]
+        wait_until(lambda: all(board.task_info(i).status == 2 for i in ids), 300, f"{len(ids)} tasks finalized",
+                   interval=0.5, detail=lambda: str(rpc.faults if rpc else ""))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a node loop did not stop"
+    out = {}
+    for raw, task_id in zip(raws, ids):
+        roles = {d.role: (d.action, d.confidence) for d in publications(chain, task_id)}
+        out[raw] = (board.task_info(task_id).action, roles)
+    return out
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_a_faulty_rpc_changes_no_decision(chain, tmp_path: Path) -> None:
+    """Stalls of 10-15 s, dropped connections and 429s on the nodes' RPC change timings only: every
+    task gets the same final action and every agent the same decision as on a clean RPC."""
+    raws = [pl.encode(pl.example_payload(300 + i)) for i in range(8)]
+    clean = decide_through(chain, tmp_path / "clean", raws, arch=5)
+    rpc = FaultyRpc(chain.rpc_url, seed=7)
+    try:
+        started = time.monotonic()
+        faulty = decide_through(chain, tmp_path / "faulty", raws, arch=5, rpc=rpc)
+        took = time.monotonic() - started
+    finally:
+        rpc.close()
+    print(f"faulty RPC ({dict(rpc.faults)}): {len(raws)} tasks in {took:.0f}s, "
+          f"{sum(clean[r] != faulty[r] for r in raws)} differing from the clean run")
+    assert rpc.faults["stall"] and rpc.faults["drop"] and rpc.faults["429"]
+    assert faulty == clean
