@@ -76,7 +76,9 @@ class Profile:
     degraded_deadline_s: int = 24
     """Deadline of the tasks of the offline / model-mismatch scenarios: they finalize after it."""
     fusion_wait_s: float = 8.0
-    """How long a fusion node waits for missing peers (only an offline agent makes it wait)."""
+    """Offline scenario only: how long a fusion node waits for missing peers before fusing what is
+    there. Everywhere else fusion waits for its quorum of peer decisions, so no decision depends on
+    timing."""
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 

@@ -202,7 +202,8 @@ class NodeSet:
     deployment_file: Path
     directory: Path
     rpc_url: str
-    fusion_wait_s: float
+    fusion_wait_s: float | None
+    """Fusion fuses on a partial set after this long; None: it waits for its quorum (the node's default)."""
     poll_s: float | None = None
     """The nodes' idle poll interval (None: the node's default)."""
     zygote: Zygote | None = None
@@ -211,7 +212,7 @@ class NodeSet:
     _cpu_removed: float = 0.0
 
     @classmethod
-    def start(cls, board, specs: list[NodeSpec], manifest: Path, label: str, *, fusion_wait_s: float = 8.0,
+    def start(cls, board, specs: list[NodeSpec], manifest: Path, label: str, *, fusion_wait_s: float | None = None,
               poll_s: float | None = None, zygote: Zygote | None = None, timeout: float = 180.0) -> NodeSet:
         """Start one process per spec on fresh keys, following `board` (a `chain.Board`), and wait
         until every one is healthy."""
@@ -252,7 +253,7 @@ class NodeSet:
             "CHORUS_RPC_URL": self.rpc_url,
             "CHORUS_ARCHS": json.dumps(list(spec.archs)),
             "CHORUS_EMBEDDING_ARCHS": json.dumps(list(spec.embedding_archs)),
-            "CHORUS_FUSION_WAIT_S": str(self.fusion_wait_s),
+            **({"CHORUS_FUSION_WAIT_S": str(self.fusion_wait_s)} if self.fusion_wait_s is not None else {}),
             **({"CHORUS_POLL_INTERVAL_S": str(self.poll_s)} if self.poll_s else {}),
         })
         env.update(key.env())  # a generated key: its keystore and password file (paths)

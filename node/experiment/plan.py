@@ -142,6 +142,9 @@ class Session:
     defer: bool = False
     """Run in a thread of its own (a session that mostly waits for deadlines): the next sessions
     go on meanwhile."""
+    fusion_wait_s: float | None = None
+    """Fusion nodes fuse on a partial set of peer decisions after this long (None: they wait for
+    their quorum, so decisions never depend on timing). Only the offline scenario sets it."""
 
 
 def unit_tasks(key: str, profile: Profile) -> int:

@@ -138,7 +138,8 @@ class Bench:
                                    [f"probe/mismatch/s{seed}"], self.spec(seed),
                                    lambda ms: degraded_specs(ms.uni_best, ms.rules, p),
                                    lambda ready, seed=seed: self._scenario_session(ready, seed, "offline"),
-                                   setup=lambda ready, seed=seed: self._degraded_setup(ready, seed), defer=True))
+                                   setup=lambda ready, seed=seed: self._degraded_setup(ready, seed), defer=True,
+                                   fusion_wait_s=p.fusion_wait_s))
         if self.opts.sweeps:
             if self.synthetic:
                 for alpha in p.alphas:
@@ -283,7 +284,7 @@ class Bench:
         t0 = time.perf_counter()
         board = self.chain.new_board(s.name)
         # Nodes poll once per block: faster finds nothing new, and idle polling costs every node CPU.
-        node_set = NodeSet.start(board, s.specs(ms), ms.manifest, s.name, fusion_wait_s=self.profile.fusion_wait_s,
+        node_set = NodeSet.start(board, s.specs(ms), ms.manifest, s.name, fusion_wait_s=s.fusion_wait_s,
                                  poll_s=self.profile.block_time or None, zygote=self.zygote)
         with self._lock:
             self.node_sets.append(node_set)
