@@ -70,19 +70,26 @@ class TaskPayload(BaseModel):
     """One task's input: an asset and up to three modalities. An empty list means the modality is
     missing (the benchmark's missing-modality knob); at least one must be present."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
+    # The rules between fields that JSON Schema can state are stated (at least one modality present);
+    # `volumes` having as many points as `prices` cannot be, and is said in its description.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True,
+                              json_schema_extra={"anyOf": [
+                                  {"required": [name], "properties": {name: {"minItems": 1}}}
+                                  for name in ("prices", "headlines", "flows")]})
 
     schema_id: Literal["chorus.task/1"] = Field(default=SCHEMA_ID, alias="schema")
     """Schema identifier; a future incompatible version gets a new id (`chorus.task/2`)."""
     asset: Asset
     """What the decision is about, e.g. `ETH` or `ETH-USD`."""
-    prices: list[PositiveFloat] = Field(default_factory=list, max_length=MAX_POINTS)
+    prices: list[PositiveFloat] = Field(default_factory=list, max_length=MAX_POINTS, json_schema_extra={
+        "anyOf": [{"maxItems": 0}, {"minItems": MIN_POINTS}]})
     """Market modality: prices, oldest first; empty (missing) or 2..4096 positive numbers."""
     volumes: list[NonNegFloat] = Field(default_factory=list, max_length=MAX_POINTS)
-    """Traded volume at the same times as `prices` (same length), non-negative."""
+    """Traded volume at the same times as `prices`, non-negative: exactly as many points as `prices`."""
     headlines: list[Headline] = Field(default_factory=list, max_length=MAX_HEADLINES)
     """Sentiment modality: news headlines, plain text; empty (missing) or 1..64 of 1..512 chars."""
-    flows: list[NonNegFloat] = Field(default_factory=list, max_length=len(FLOW_NAMES))
+    flows: list[NonNegFloat] = Field(default_factory=list, max_length=len(FLOW_NAMES), json_schema_extra={
+        "anyOf": [{"maxItems": 0}, {"minItems": len(FLOW_NAMES)}]})
     """Risk modality: empty (missing) or the 8 on-chain flow numbers in `FLOW_NAMES` order."""
     as_of: UnixSeconds | None = None
     """Unix time (seconds) of the last observation, a JSON integer 0..253402300799; optional."""

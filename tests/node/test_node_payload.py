@@ -262,3 +262,22 @@ def test_fetch_http_on_loopback(http_server: str) -> None:
 
 def test_redact_uri_drops_credentials_and_queries() -> None:
     assert pl.redact_uri("https://user:pw@127.0.0.1:8080/a/b.json?key=1#x") == "https://127.0.0.1:8080/a/b.json"
+
+
+@pytest.mark.parametrize("change", [
+    {"prices": [], "volumes": [], "headlines": [], "flows": []},  # no modality at all
+    {"prices": [100.0], "volumes": [1.0]},  # one point is not a series
+    {"flows": [1.0, 2.0, 3.0]},  # flows are all eight or none
+], ids=["no-modality", "one-price", "three-flows"])
+def test_the_json_schema_states_the_rules_between_fields_it_can(change: dict) -> None:
+    """What the model refuses across fields, the schema refuses too, where JSON Schema can say it
+    (a fuzzer reading the schema then never sends a 'valid' payload that the API rejects)."""
+    import jsonschema_rs  # the validator schemathesis itself uses
+
+    validator = jsonschema_rs.validator_for(pl.json_schema())
+    good = pl.example_payload(1).model_dump(by_alias=True, exclude_none=True)
+    assert validator.is_valid(good)
+    bad = {**good, **change}
+    with pytest.raises(PayloadError):
+        pl.decode(json.dumps(bad).encode())
+    assert not validator.is_valid(bad)
