@@ -228,3 +228,18 @@ def test_a_trained_set_with_minilm_equals_the_node_pipeline(tmp_path):
                                       hedge=hedge, round_size=24, quorums=_quorums(profile))
     assert _compare(result, reference) == dict.fromkeys(archs, 0)
     assert result.model_ids["minilm-f32"].startswith("0x") and result.model_ids["market"] == ms.model_id("market")
+
+
+@pytest.mark.slow
+def test_a_trained_binary_ed_set_equals_the_node_pipeline(tmp_path):
+    """An E-d sweep set trained by the bench (8-d agents published as sign bits) and MiniLM."""
+    from node.experiment.config import TINY
+    from node.experiment.modelsets import ensure_ed_set
+
+    ms = ensure_ed_set("tiny", 0, 0.5, 100, TINY.train, 8, "binary", root=tmp_path)
+    stream = _stream(150, seed=2)
+    result = score_offchain(ms, stream, text=TextCache.minilm())
+    reference = node_pipeline_actions(ms.manifest, ed_specs(), stream, [Arch.E_D], text=None, uni_best=None,
+                                      quorums={int(Arch.E_D): 4})
+    assert _compare(result, reference) == {int(Arch.E_D): 0}
+    assert len(set(result.actions(Arch.E_D).tolist())) >= 2
