@@ -42,7 +42,11 @@ class Profile:
     seeds: int = 5
     """Seeds of the main table (each seed: its own data, models, node processes and tasks)."""
     tasks: int = 24
-    """On-chain tasks per (seed, architecture) in the main table."""
+    """On-chain tasks per (seed, architecture) in the main table: the chain sample of the seed's
+    evaluation set (M-regret, an online learner, runs its first `tasks` tasks in order instead)."""
+    eval_tasks: int = 2000
+    """Tasks per seed of the main table scored off chain by the very model files the nodes run:
+    the measurement, of which the chain sample is the check."""
     alpha: float = 0.5
     """Synergy of the main table's data."""
     train: TrainBudget = field(default_factory=TrainBudget)
@@ -87,19 +91,19 @@ class Profile:
 
 
 QUICK = Profile(
-    name="quick", seeds=5, tasks=12, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
+    name="quick", seeds=3, tasks=12, eval_tasks=2000, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
     degraded_deadline_s=14, fusion_wait_s=5.0,
 )
 FULL = Profile(
-    name="full", seeds=5, tasks=48, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
+    name="full", seeds=5, tasks=48, eval_tasks=5000, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
     u_replicas=3, cost_seeds=2, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=24, agents=(2, 4, 8, 16),
     n_tasks=24, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=24, ed_seeds=5, robust_tasks=16,
     robust_seeds=5, reduced=False,
 )
 TINY = Profile(
-    name="tiny", seeds=2, tasks=6, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
+    name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),
     ed_tasks=0, ed_seeds=0, robust_tasks=4, robust_seeds=1, degraded_deadline_s=20, fusion_wait_s=6.0,
 )

@@ -70,6 +70,9 @@ class ArchJob:
     hedge: RegretWeights | None = None
     expect_unfinalized: bool = False
     """Degraded scenarios: tasks may never finalize (no decision at all); given up on after the deadline."""
+    expected: np.ndarray | None = None
+    """(len(stream),) the action the off-chain evaluation finalizes for each task (-1: none): the
+    record then carries `chain_check`, every task where the chain finalized something else."""
     meta: dict[str, Any] = field(default_factory=dict)
     # -- state
     submitted: list[Submitted] = field(default_factory=list)
@@ -148,7 +151,8 @@ class ArchJob:
             c = costs[s.task_id]
             i = s.index
             tasks.append({
-                "i": i, "task_id": s.task_id, "action": s.action, "decisions": s.decisions,
+                "i": i, "eval_i": self.stream.eval_index(i), "task_id": s.task_id, "action": s.action,
+                "decisions": s.decisions,
                 "label": int(self.stream.labels[i]),
                 "oracle": None if self.stream.oracle is None else int(self.stream.oracle[i]),
                 "ret": None if self.stream.returns is None else float(self.stream.returns[i]),
@@ -158,6 +162,16 @@ class ArchJob:
                 "txs": c.txs + len(self.owner_txs) / n, "publications": c.publications,
             })
         finalized = [s for s in self.submitted if s.finalized_at is not None]
+        check = None
+        if self.expected is not None:
+            chain = {t["i"]: -1 if t["action"] is None else int(t["action"]) for t in tasks}  # -1: never finalized
+            mismatches = [{"i": t["eval_i"], "task_id": t["task_id"], "chain": chain[t["i"]],
+                           "offchain": int(self.expected[t["i"]])}
+                          for t in tasks if chain[t["i"]] != int(self.expected[t["i"]])]
+            check = {"sampled": len(tasks), "mismatches": mismatches}
+            for m in mismatches:
+                log.error("%s: task %d (eval task %d) finalized %s on chain, %s off chain", self.key, m["task_id"],
+                          m["i"], m["chain"], m["offchain"])
         span = (max(s.finalized_at for s in finalized) - min(s.sent_at for s in self.submitted)) if finalized else None
         return {
             "key": self.key, "arch": self.arch, "quorum": self.quorum, "tasks": tasks,
@@ -165,7 +179,7 @@ class ArchJob:
             "throughput": (len(finalized) / span) if span else None, "window": self.window,
             "owner_gas": owner_gas, "owner_txs": len(self.owner_txs),
             "hedge": None if self.hedge is None else {"eta": self.hedge.eta, "log_w": self.hedge.log_w},
-            "stream": self.stream.description, **self.meta,
+            "stream": self.stream.description, **({"chain_check": check} if check is not None else {}), **self.meta,
         }
 
 

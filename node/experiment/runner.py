@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from node.experiment import tasks as task_streams
 from node.experiment.checkpoint import CHECKPOINT, Checkpoint
 from node.experiment.config import RunOptions
@@ -117,7 +119,7 @@ class Bench:
         out = []
         main = lambda ms: main_specs(ms.uni_best, ms.rules, p)
         for n, seed in enumerate(seeds):
-            units = [f"main/s{seed}/a{a}" for a in Arch]
+            units = [f"eval/s{seed}", *(f"main/s{seed}/a{a}" for a in Arch)]
             if n == 0:
                 if self.opts.rerun_check:
                     units += [f"rerun/s{seed}/a{a}" for a in RERUN_ARCHS]
@@ -373,18 +375,107 @@ class Bench:
 
     # -- sessions ----------------------------------------------------------------------------------
 
+    def _evaluate(self, ready: Ready, seed: int, alpha: float | None, key: str, archs: list[int],
+                  regret_round: int | None) -> dict[str, Any]:
+        """Tier (a): the seed's evaluation set scored off chain by the session's model files, and
+        the chain sample drawn from the hash of a block mined after the nodes registered them.
+        Written as the record `key` before any chain task, so a resumed run reuses both."""
+        done = self.checkpoint.get(key)
+        if done is not None:
+            return done
+        from node.experiment.offchain import score_offchain
+
+        p, ms = self.profile, ready.models
+        t0 = time.perf_counter()
+        evals = self.stream(seed, p.eval_tasks, alpha=alpha)
+        self.ui.status(f"{key}: scoring {len(evals)} tasks off chain ({len(archs)} architectures)")
+        result = score_offchain(ms, evals, archs, profile=replace(self.profile, agents=()), text=self._text_cache(),
+                                regret_round_size=regret_round)
+        head = ready.board.client.request("eth_getBlockByNumber", ["latest", False])
+        sample = task_streams.chain_sample(head["hash"], len(evals), p.tasks)
+        record: dict[str, Any] = {
+            "key": key, "seed": seed, "alpha": self.profile.alpha if alpha is None else alpha, "n": len(evals),
+            "labels": _digits(evals.labels),
+            "actions": {str(a): _digits(result.actions(a)) for a in archs},
+            "model_ids": result.model_ids, "regret_round_size": result.regret_round_size,
+            "chain_sample": {"block": int(head["number"], 16), "block_hash": head["hash"],
+                             "indices": sample.tolist()},
+            "stream": evals.description,
+        }
+        record.update(self._ceilings(seed, alpha, evals))
+        record["offchain_s"] = time.perf_counter() - t0
+        self._add(record)
+        self._save_text_cache()
+        return record
+
+    def _ceilings(self, seed: int, alpha: float | None, evals) -> dict[str, Any]:
+        """The latent oracle and, for the synthetic market, the observation-level Bayes ceiling
+        (and at alpha = 1 the late-fusion cap) on the evaluation set."""
+        out: dict[str, Any] = {"ceilings": {}, "ceiling_actions": {}}
+        if evals.oracle is not None:
+            out["ceilings"]["latent"] = float(np.mean(evals.oracle == evals.labels))
+            out["ceiling_actions"]["latent"] = _digits(evals.oracle)
+        if not self.synthetic:
+            return out
+        from models.data import ceiling
+        from models.data.synthetic import generate
+
+        ds = generate(len(evals), seed, alpha=self.profile.alpha if alpha is None else alpha, regime="test")
+        if not np.array_equal(ds.label, evals.labels):  # the stream is this dataset; never score another
+            raise RuntimeError("the evaluation stream and the generated dataset disagree on the labels")
+        loglik = ceiling.modality_loglik(ds)
+        decisions, prob = ceiling.observation_ceiling(ds, loglik=loglik)
+        hit, expected = ceiling.accuracy(ds, decisions, prob)
+        out["ceilings"].update(observation=hit, observation_expected=expected, late_fusion_cap=None)
+        out["ceiling_actions"]["observation"] = _digits(decisions)
+        if float(ds.params["alpha"]) == 1.0:
+            cap, cap_prob = ceiling.late_fusion_cap(ds, loglik=loglik)
+            out["ceilings"]["late_fusion_cap"] = ceiling.accuracy(ds, cap, cap_prob)[0]
+        out["dataset"] = {k: v for k, v in ds.params.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        return out
+
+    def _text_cache(self):
+        """One MiniLM cache for every off-chain evaluation of the run, kept on disk between runs."""
+        if getattr(self, "_texts", None) is None:
+            from node.experiment.modelsets import bench_root
+            from node.experiment.offchain import TextCache
+
+            self._texts = TextCache.minilm()
+            self._texts_path = bench_root() / "text-cache.npz"
+            self._texts.load(self._texts_path)
+        return self._texts
+
+    def _save_text_cache(self) -> None:
+        if getattr(self, "_texts", None) is not None:
+            self._texts.save(self._texts_path)
+
     def _main_session(self, ready: Ready, seed: int, first: bool) -> None:
         p, ms = self.profile, ready.models
-        stream = self.stream(seed, p.tasks)
+        regret_round = max(4, -(-p.tasks // 3))  # `_job`'s rounds of M-regret on the chain
+        ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round)
+        evals = self.stream(seed, p.eval_tasks)
+        stream = evals.subset(ev["chain_sample"]["indices"])
+        # M-regret learns online: its chain tasks are the evaluation set's first, in order, so the
+        # chain's Hedge weights follow the off-chain replay's round by round.
+        regret_stream = evals.head(p.tasks)
         self._weights(ready.board, ms.uni_best)
         # The first `cost_seeds` seeds run one architecture at a time, so latency, throughput and
         # CPU time are each architecture's own; the others run them together (quality and
         # per-task gas, bytes and transactions do not depend on it).
         isolated = seed in self.seeds[:p.cost_seeds]
-        jobs = [self._job(key, arch, stream, hedge=self._hedge(ms, seed) if arch == Arch.M_REGRET else None,
-                          meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"], "seed": seed,
-                                "isolated": isolated})
-                for arch in Arch if not self.checkpoint.done(key := f"main/s{seed}/a{arch}")]
+        jobs = []
+        for arch in Arch:
+            if self.checkpoint.done(key := f"main/s{seed}/a{arch}"):
+                continue
+            chain = regret_stream if arch == Arch.M_REGRET else stream
+            actions = _undigits(ev["actions"][str(int(arch))])
+            job = self._job(key, arch, chain, hedge=self._hedge(ms, seed) if arch == Arch.M_REGRET else None,
+                            meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"], "seed": seed,
+                                  "isolated": isolated,
+                                  "eval": {"n": ev["n"], "actions": ev["actions"][str(int(arch))],
+                                           "accuracy": float(np.mean(actions == _undigits(ev["labels"])))}})
+            job.expected = actions[[chain.eval_index(i) for i in range(len(chain))]]
+            jobs.append(job)
         if isolated:
             for job in jobs:
                 self._run_one(ready, job)
@@ -533,6 +624,15 @@ class Bench:
             shutil.rmtree(scratch, ignore_errors=True)
         self._add({"key": "rerun/models", "seed": self.seeds[0], "model_ids_equal": same,
                    "all_equal": all(same.values())})
+
+
+def _digits(actions) -> str:
+    """Actions (0 sell, 1 hold, 2 buy; -1 none) as one character each: what records store."""
+    return "".join("-" if int(a) < 0 else str(int(a)) for a in actions)
+
+
+def _undigits(text: str) -> np.ndarray:
+    return np.array([-1 if c == "-" else int(c) for c in text], dtype=np.int64)
 
 
 def _minilm() -> int:

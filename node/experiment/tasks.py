@@ -37,14 +37,39 @@ class TaskStream:
     oracle: np.ndarray | None  # (n,) int, the Bayes decision given the latent state
     returns: np.ndarray | None  # (n,) float, the next-period return (see module docstring)
     description: str = ""
+    indices: np.ndarray | None = None
+    """(n,) int: each task's position in the stream this one was drawn from (`subset`); None: its own."""
 
     def __len__(self) -> int:
         return len(self.payloads)
 
+    def eval_index(self, i: int) -> int:
+        """Task i's position in the stream it was drawn from (its own position for a whole stream)."""
+        return int(self.indices[i]) if self.indices is not None else int(i)
+
     def head(self, n: int) -> TaskStream:
         """The first `n` tasks (sweeps reuse the start of the main stream: paired comparisons)."""
         cut = lambda a: None if a is None else a[:n]
-        return TaskStream(self.payloads[:n], self.labels[:n], cut(self.oracle), cut(self.returns), self.description)
+        return TaskStream(self.payloads[:n], self.labels[:n], cut(self.oracle), cut(self.returns), self.description,
+                          cut(self.indices))
+
+    def subset(self, indices) -> TaskStream:
+        """The tasks at `indices` of this stream, in that order, remembering where each came from
+        (the chain sample of a large off-chain evaluation set)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        pick = lambda a: None if a is None else a[idx]
+        parent = idx if self.indices is None else self.indices[idx]
+        return TaskStream([self.payloads[i] for i in idx], self.labels[idx], pick(self.oracle), pick(self.returns),
+                          f"{self.description} sample={len(idx)}", parent)
+
+
+def chain_sample(block_hash: str, n_eval: int, k: int) -> np.ndarray:
+    """`k` distinct positions of an evaluation set of `n_eval` tasks, drawn by a generator seeded
+    from `block_hash` (0x-hex), sorted: a block mined after the models were registered decides
+    which tasks go through the chain, so no one could pick them knowing the models."""
+    seed = int.from_bytes(bytes.fromhex(block_hash.removeprefix("0x"))[:16], "big")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_eval, size=min(k, n_eval), replace=False)).astype(np.int64)
 
 
 def encode_sample(sample) -> bytes:
