@@ -148,7 +148,7 @@ class Bench:
                     if alpha == p.alpha:
                         continue
                     for seed in seeds[:p.alpha_seeds]:
-                        units = [f"alpha/{alpha:g}/s{seed}/a{a}" for a in ALPHA_ARCHS]
+                        units = [f"eval/alpha/{alpha:g}/s{seed}", *(f"alpha/{alpha:g}/s{seed}/a{a}" for a in ALPHA_ARCHS)]
                         out.append(Session(f"alpha-{alpha:g}-s{seed}", units, self.spec(seed, alpha, p.alpha_tasks),
                                            lambda ms: main_specs(ms.uni_best, ms.rules, replace(p, u_replicas=1)),
                                            lambda ready, alpha=alpha, seed=seed: self._alpha_session(ready, alpha, seed)))
@@ -376,7 +376,7 @@ class Bench:
     # -- sessions ----------------------------------------------------------------------------------
 
     def _evaluate(self, ready: Ready, seed: int, alpha: float | None, key: str, archs: list[int],
-                  regret_round: int | None) -> dict[str, Any]:
+                  regret_round: int | None, sample: int, u_replicas: int | None = None) -> dict[str, Any]:
         """Tier (a): the seed's evaluation set scored off chain by the session's model files, and
         the chain sample drawn from the hash of a block mined after the nodes registered them.
         Written as the record `key` before any chain task, so a resumed run reuses both."""
@@ -389,17 +389,18 @@ class Bench:
         t0 = time.perf_counter()
         evals = self.stream(seed, p.eval_tasks, alpha=alpha)
         self.ui.status(f"{key}: scoring {len(evals)} tasks off chain ({len(archs)} architectures)")
-        result = score_offchain(ms, evals, archs, profile=replace(self.profile, agents=()), text=self._text_cache(),
+        profile = replace(p, agents=(), u_replicas=p.u_replicas if u_replicas is None else u_replicas)
+        result = score_offchain(ms, evals, archs, profile=profile, text=self._text_cache(),
                                 regret_round_size=regret_round)
         head = ready.board.client.request("eth_getBlockByNumber", ["latest", False])
-        sample = task_streams.chain_sample(head["hash"], len(evals), p.tasks)
+        drawn = task_streams.chain_sample(head["hash"], len(evals), sample)
         record: dict[str, Any] = {
             "key": key, "seed": seed, "alpha": self.profile.alpha if alpha is None else alpha, "n": len(evals),
             "labels": _digits(evals.labels),
             "actions": {str(a): _digits(result.actions(a)) for a in archs},
             "model_ids": result.model_ids, "regret_round_size": result.regret_round_size,
             "chain_sample": {"block": int(head["number"], 16), "block_hash": head["hash"],
-                             "indices": sample.tolist()},
+                             "indices": drawn.tolist()},
             "stream": evals.description,
         }
         record.update(self._ceilings(seed, alpha, evals))
@@ -449,10 +450,20 @@ class Bench:
         if getattr(self, "_texts", None) is not None:
             self._texts.save(self._texts_path)
 
+    @staticmethod
+    def _checked(job: ArchJob, ev: dict[str, Any]) -> ArchJob:
+        """`job` (on a chain sample of `ev`'s evaluation set) with the off-chain actions its chain
+        tasks must finalize, and the architecture's large-set figure in its record."""
+        actions = _undigits(ev["actions"][str(int(job.arch))])
+        job.expected = actions[[job.stream.eval_index(i) for i in range(len(job.stream))]]
+        job.meta["eval"] = {"n": ev["n"], "actions": ev["actions"][str(int(job.arch))],
+                            "accuracy": float(np.mean(actions == _undigits(ev["labels"])))}
+        return job
+
     def _main_session(self, ready: Ready, seed: int, first: bool) -> None:
         p, ms = self.profile, ready.models
-        regret_round = max(4, -(-p.tasks // 3))  # `_job`'s rounds of M-regret on the chain
-        ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round)
+        regret_round = max(4, -(-p.tasks // 3))  # `_job`'s rounds of M-regret on the chain (rounds=3)
+        ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round, p.tasks)
         evals = self.stream(seed, p.eval_tasks)
         stream = evals.subset(ev["chain_sample"]["indices"])
         # M-regret learns online: its chain tasks are the evaluation set's first, in order, so the
@@ -468,14 +479,9 @@ class Bench:
             if self.checkpoint.done(key := f"main/s{seed}/a{arch}"):
                 continue
             chain = regret_stream if arch == Arch.M_REGRET else stream
-            actions = _undigits(ev["actions"][str(int(arch))])
-            job = self._job(key, arch, chain, hedge=self._hedge(ms, seed) if arch == Arch.M_REGRET else None,
-                            meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"], "seed": seed,
-                                  "isolated": isolated,
-                                  "eval": {"n": ev["n"], "actions": ev["actions"][str(int(arch))],
-                                           "accuracy": float(np.mean(actions == _undigits(ev["labels"])))}})
-            job.expected = actions[[chain.eval_index(i) for i in range(len(chain))]]
-            jobs.append(job)
+            jobs.append(self._checked(self._job(key, arch, chain, hedge=self._hedge(ms, seed) if arch == Arch.M_REGRET else None,
+                                                meta={**self._arch_meta(ms, arch), "offchain": ms.meta["offchain"],
+                                                      "seed": seed, "isolated": isolated}), ev))
         if isolated:
             for job in jobs:
                 self._run_one(ready, job)
@@ -589,11 +595,18 @@ class Bench:
 
     def _alpha_session(self, ready: Ready, alpha: float, seed: int) -> None:
         p, ms = self.profile, ready.models
-        stream = self.stream(seed, p.alpha_tasks, alpha=alpha)
+        regret_round = max(4, -(-p.alpha_tasks // 2))  # rounds=2 below
+        ev = self._evaluate(ready, seed, alpha, f"eval/alpha/{alpha:g}/s{seed}", list(ALPHA_ARCHS), regret_round,
+                            p.alpha_tasks, u_replicas=1)
+        evals = self.stream(seed, p.eval_tasks, alpha=alpha)
+        stream = evals.subset(ev["chain_sample"]["indices"])
         self._weights(ready.board, ms.uni_best)
-        jobs = [self._job(f"alpha/{alpha:g}/s{seed}/a{a}", a, stream, rounds=2,
-                          hedge=RegretWeights(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if a == Arch.M_REGRET else None,
-                          quorum_=quorum(a, 1), meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]})
+        jobs = [self._checked(self._job(f"alpha/{alpha:g}/s{seed}/a{a}", a,
+                                        evals.head(p.alpha_tasks) if a == Arch.M_REGRET else stream, rounds=2,
+                                        hedge=RegretWeights(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"]))
+                                        if a == Arch.M_REGRET else None,
+                                        quorum_=quorum(a, 1),
+                                        meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]}), ev)
                 for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
         self._run_together(ready, jobs)
 
