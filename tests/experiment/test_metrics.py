@@ -73,3 +73,91 @@ def test_summarize_seeds_adds_intervals_for_present_keys() -> None:
     assert out["accuracy"] == pytest.approx(0.6) and out["accuracy_ci"] > 0
     assert out["sharpe"] == 0.1 and out["sharpe_ci"] == 0.0
     assert "pnl" not in out
+
+
+# -- the evaluation set: correctness, the two-level bootstrap, paired differences, equivalence ---------
+
+
+def _coverage(n_seeds: int, n_tasks: int, p: float, seed_sd: float, reps: int = 400) -> float:
+    """How often the 95% interval of synthetic correctness vectors covers the true mean p (each seed's
+    rate p plus a seed effect of sd `seed_sd`, tasks Bernoulli of that rate)."""
+    rng = np.random.default_rng(12345)
+    hits = 0
+    for r in range(reps):
+        rates = np.clip(p + rng.normal(0, seed_sd, n_seeds), 0, 1)
+        vecs = [(rng.random(n_tasks) < q).astype(float) for q in rates]
+        _, (lo, hi) = M.boot_mean(vecs, n_boot=1000, seed=r)
+        hits += lo <= p <= hi
+    return hits / reps
+
+
+def test_the_bootstrap_interval_covers_the_true_mean_at_about_its_nominal_rate() -> None:
+    # one seed: the task level alone (a bootstrap that did not resample tasks would never cover)
+    assert 0.91 <= _coverage(1, 200, 0.6, 0.0) <= 0.99
+    # several seeds with seed effects as large as the task noise
+    assert 0.91 <= _coverage(5, 300, 0.6, 0.03) <= 0.99
+    # seed effects larger than the task noise: the seed level carries it (tasks only: about 70%)
+    assert 0.90 <= _coverage(8, 300, 0.6, 0.05) <= 0.99
+
+
+def test_the_point_estimate_is_the_mean_over_seeds_and_the_interval_brackets_it() -> None:
+    vecs = [np.array([1.0, 0.0, 1.0, 1.0]), np.array([0.0, 0.0, 1.0, 1.0, 1.0, 0.0])]
+    mean, (lo, hi) = M.boot_mean(vecs)
+    assert mean == pytest.approx((0.75 + 0.5) / 2)  # every seed weighs the same, whatever its size
+    assert lo < mean < hi
+    assert M.boot_mean(vecs) == M.boot_mean(vecs)  # seeded: the same records give the same interval
+    _, (lo1, hi1) = M.boot_mean([np.ones(50)])
+    assert lo1 == hi1 == 1.0  # nothing varies, nothing to resample
+
+
+def test_resampling_by_counts_matches_resampling_task_indices() -> None:
+    rng = np.random.default_rng(3)
+    v = (rng.random(300) < 0.4).astype(float)
+    by_counts = M._resampled_means(v, 4000, np.random.default_rng(1))
+    by_index = v[np.random.default_rng(2).integers(0, len(v), (4000, len(v)))].mean(axis=1)
+    assert by_counts.mean() == pytest.approx(by_index.mean(), abs=0.003)
+    assert by_counts.std() == pytest.approx(by_index.std(), rel=0.08)
+    assert by_counts.std() == pytest.approx(math.sqrt(v.mean() * (1 - v.mean()) / len(v)), rel=0.08)
+    cont = rng.normal(size=200)  # many distinct values: the index path
+    r = M._resampled_means(cont, 500, np.random.default_rng(4))
+    assert r.std() == pytest.approx(cont.std() / math.sqrt(len(cont)), rel=0.15)
+
+
+def test_paired_intervals_are_narrower_than_unpaired_ones_on_correlated_data() -> None:
+    rng = np.random.default_rng(7)
+    a, b = [], []
+    for _ in range(4):
+        x = (rng.random(1000) < 0.6).astype(float)
+        y = x.copy()
+        flip = rng.random(1000) < 0.08  # b agrees with a on 92% of the tasks
+        y[flip] = 1 - y[flip]
+        a.append(x)
+        b.append(y)
+    d, (plo, phi) = M.paired_difference(a, b)
+    du, (ulo, uhi) = M.unpaired_difference(a, b)
+    assert d == pytest.approx(du) == pytest.approx(np.mean([x.mean() - y.mean() for x, y in zip(a, b, strict=True)]))
+    assert plo <= d <= phi
+    assert (phi - plo) < 0.6 * (uhi - ulo)
+    with pytest.raises(ValueError):
+        M.paired_difference([np.ones(3)], [np.ones(4)])
+
+
+def test_actions_decode_and_no_action_counts_as_wrong() -> None:
+    assert M.decode_actions("012-").tolist() == [0, 1, 2, -1]
+    assert M.correctness("01-2", "0112").tolist() == [1.0, 1.0, 0.0, 1.0]
+    with pytest.raises(ValueError):
+        M.correctness("01", "012")
+    v = M.rate_vector(0.25, 8)
+    assert v.sum() == 2 and len(v) == 8
+    assert M.macro_f1(np.array([0, 1, 2]), np.array([-1, 1, 2])) == pytest.approx((0 + 1 + 1) / 3)
+
+
+def test_equivalence_verdicts() -> None:
+    assert M.equivalence([-0.010, 0.012]) == "equivalent"  # inside ±1.5 points
+    assert M.equivalence([0.004, 0.012]) == "equivalent"  # inside the margin, even if it excludes 0
+    assert M.equivalence([0.02, 0.08]) == "different"
+    assert M.equivalence([-0.09, -0.016]) == "different"
+    assert M.equivalence([-0.03, 0.04]) == "inconclusive"
+    assert M.equivalence([-0.01, 0.02]) == "inconclusive"  # includes 0, pokes out of the margin
+    assert M.equivalence([float("nan"), float("nan")]) == "inconclusive"
+    assert M.excludes_zero([0.01, 0.02]) and not M.excludes_zero([-0.01, 0.02])

@@ -38,12 +38,18 @@ def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int = 3) -> float:
-    """Macro-averaged F1 over all classes (a class with no support and no prediction scores 0)."""
-    from sklearn.metrics import f1_score
-
+    """Macro-averaged F1 over all classes: per class 2 TP / (2 TP + FP + FN), 0 for a class with no
+    support and no prediction (scikit-learn's with zero_division=0); a prediction outside the classes
+    (-1: no action) is a miss of the true class."""
+    y, pred = np.asarray(y), np.asarray(pred)
     if not len(y):
         return float("nan")
-    return float(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0))
+    f1 = []
+    for c in range(n_classes):
+        tp = int(np.sum((y == c) & (pred == c)))
+        wrong = int(np.sum((y == c) != (pred == c)))  # FP + FN
+        f1.append(2 * tp / (2 * tp + wrong) if tp or wrong else 0.0)
+    return float(np.mean(f1))
 
 
 def interval(values: Iterable[float]) -> tuple[float, float]:
@@ -143,3 +149,139 @@ def effective_robustness(points: dict[Any, tuple[float, float]]) -> dict[Any, fl
     else:
         slope, intercept = 1.0, 0.0
     return {k: float(p[i] - (intercept + slope * c[i])) for i, k in enumerate(names)}
+
+
+# -- the large evaluation set: per-task correctness, the two-level bootstrap -----------------------
+
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of every bootstrap interval in the report."""
+BOOTSTRAP_SEED = 20240
+"""The bootstrap's generator seed: a report re-rendered from the same records gives the same intervals."""
+LEVEL = 0.95
+
+
+def decode_actions(digits: str) -> np.ndarray:
+    """`"012-"` -> [0, 1, 2, -1]: one digit per task (0 sell, 1 hold, 2 buy), `-` where no action."""
+    raw = np.frombuffer(digits.encode("ascii"), dtype=np.uint8).astype(np.int64) - ord("0")
+    raw[(raw < 0) | (raw > 2)] = -1
+    return raw
+
+
+def correctness(actions: str | np.ndarray, labels: str | np.ndarray) -> np.ndarray:
+    """1.0 where the action equals the label, 0.0 elsewhere (no action, `-` / -1, is wrong)."""
+    a = decode_actions(actions) if isinstance(actions, str) else np.asarray(actions, dtype=np.int64)
+    y = decode_actions(labels) if isinstance(labels, str) else np.asarray(labels, dtype=np.int64)
+    if a.shape != y.shape:
+        raise ValueError(f"{len(a)} actions for {len(y)} labels")
+    return (a == y).astype(np.float64)
+
+
+def _resampled_means(values: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k means of `values` resampled with replacement (as many draws as values). A vector of few
+    distinct values (correctness 0/1, a paired difference -1/0/1) is resampled through the counts
+    of each value, a multinomial draw: the same distribution as drawing task indices, far cheaper."""
+    n = len(values)
+    uniq, counts = np.unique(values, return_counts=True)
+    if len(uniq) <= 64:
+        return rng.multinomial(n, counts / n, size=k) @ uniq / n
+    out = np.empty(k)
+    step = max(1, 2_000_000 // n)
+    for j in range(0, k, step):
+        m = min(step, k - j)
+        out[j:j + m] = values[rng.integers(0, n, size=(m, n))].mean(axis=1)
+    return out
+
+
+def hierarchical_bootstrap(per_seed: Sequence[np.ndarray], n_boot: int = BOOTSTRAP_RESAMPLES,
+                           seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """`n_boot` bootstrap replicates of the mean over seeds of each seed's mean per task.
+
+    Two levels: each replicate draws as many seeds as there are, with replacement, and then, for
+    every seed drawn (a seed drawn twice is resampled twice, independently), as many of its tasks
+    as it has, with replacement; the replicate is the mean over the drawn seeds of their resampled
+    means. Seeds without tasks are left out."""
+    vecs = [np.asarray(v, dtype=np.float64) for v in per_seed if len(v)]
+    if not vecs:
+        return np.full(n_boot, np.nan)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(vecs), size=(n_boot, len(vecs)))
+    means = np.empty(pick.shape)
+    for s, v in enumerate(vecs):
+        slots = pick == s
+        if slots.any():
+            means[slots] = _resampled_means(v, int(slots.sum()), rng)
+    return means.mean(axis=1)
+
+
+def seed_mean(per_seed: Sequence[np.ndarray]) -> float:
+    """The point estimate: the mean over seeds of each seed's mean per task (every seed weighs the same)."""
+    means = [float(np.mean(v)) for v in per_seed if len(v)]
+    return float(np.mean(means)) if means else float("nan")
+
+
+def percentile_interval(replicates: np.ndarray, level: float = LEVEL) -> list[float]:
+    """[lo, hi]: the central `level` of the bootstrap replicates."""
+    r = np.asarray(replicates, dtype=np.float64)
+    if not len(r) or np.isnan(r).all():
+        return [float("nan"), float("nan")]
+    lo, hi = np.percentile(r, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
+def boot_mean(per_seed: Sequence[np.ndarray], n_boot: int = BOOTSTRAP_RESAMPLES,
+              seed: int = BOOTSTRAP_SEED) -> tuple[float, list[float]]:
+    """Mean over seeds and its 95% two-level bootstrap interval [lo, hi]."""
+    return seed_mean(per_seed), percentile_interval(hierarchical_bootstrap(per_seed, n_boot, seed))
+
+
+def paired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], n_boot: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> tuple[float, list[float]]:
+    """Mean over seeds of a - b, task by task on the same tasks (a[s][i] and b[s][i] are one task),
+    and its interval: the two-level bootstrap of the per-task differences, so every replicate draws
+    the same tasks for both sides."""
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} seeds against {len(b)}")
+    diffs = []
+    for x, y in zip(a, b, strict=True):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.shape != y.shape:
+            raise ValueError(f"paired vectors of {len(x)} and {len(y)} tasks")
+        diffs.append(x - y)
+    return boot_mean(diffs, n_boot, seed)
+
+
+def unpaired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], n_boot: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = BOOTSTRAP_SEED) -> tuple[float, list[float]]:
+    """Mean over seeds of a minus that of b, with the interval of two independent two-level
+    bootstraps (for figures known only as rates, where the tasks cannot be paired)."""
+    ra = hierarchical_bootstrap(a, n_boot, seed)
+    rb = hierarchical_bootstrap(b, n_boot, seed + 1)
+    return seed_mean(a) - seed_mean(b), percentile_interval(ra - rb)
+
+
+def rate_vector(rate: float, n: int) -> np.ndarray:
+    """A 0/1 vector of n tasks with round(rate * n) ones: what a task bootstrap of a rate known only
+    as a fraction of n tasks needs (resampling it is resampling the tasks that rate came from)."""
+    hits = int(round(rate * n))
+    return np.concatenate([np.ones(hits), np.zeros(n - hits)])
+
+
+EQUIVALENCE_MARGIN = 0.015
+"""The alpha = 0 equivalence margin: 1.5 accuracy points, as a fraction."""
+
+
+def equivalence(ci: Sequence[float], margin: float = EQUIVALENCE_MARGIN) -> str:
+    """The verdict on a difference from its 95% interval [lo, hi]: `equivalent` when the interval lies
+    inside [-margin, +margin], else `different` when it excludes 0, else `inconclusive`."""
+    lo, hi = ci
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "inconclusive"
+    if -margin <= lo and hi <= margin:
+        return "equivalent"
+    if lo > 0 or hi < 0:
+        return "different"
+    return "inconclusive"
+
+
+def excludes_zero(ci: Sequence[float] | None) -> bool:
+    return bool(ci) and ci[0] is not None and ci[1] is not None and (ci[0] > 0 or ci[1] < 0)
