@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,10 @@ class Bench:
         self.synthetic = self.opts.data is None
         self.factory = Factory(background=self.background)
         self._lock = threading.Lock()
+        self._evals: dict[tuple[int, float], Any] = {}
+        self._pending: dict[str, Evaluation] = {}
+        self._scoring: ThreadPoolExecutor | None = None
+        self._logliks: dict[tuple[int, int], Any] = {}
         self._cancel = threading.Event()
         """Set when the run stops early: a deferred session in its thread gives up at once."""
 
@@ -184,6 +189,8 @@ class Bench:
             with threadpool_limits(limits=1):
                 self._run_sessions(todo)
         finally:
+            if self._scoring is not None:  # an evaluation no unit waited for still writes its record
+                self._scoring.shutdown(wait=True, cancel_futures=self._cancel.is_set())
             self.factory.close()
 
     def _run_sessions(self, todo: list[Session]) -> None:
@@ -339,6 +346,7 @@ class Bench:
         cpu0 = sum(s.cpu_seconds(job.arch) for s in sets)
         run_jobs(ready.board, [job], timeout_s=UNIT_TIMEOUT_S, logs=lambda: "\n".join(s.log_tail() for s in sets),
                  on_task=self.ui.task_done, cancel=self._cancel)
+        self._attach(job)
         self._add(job.record(ready.board, sum(s.cpu_seconds(job.arch) for s in sets) - cpu0))
 
     def _run_together(self, ready: Ready, jobs: list[ArchJob], extra: Callable[[ArchJob], dict] | None = None,
@@ -352,6 +360,7 @@ class Bench:
         run_jobs(ready.board, jobs, timeout_s=timeout_s, max_in_flight=MAX_IN_FLIGHT if cap else None,
                  logs=ready.nodes.log_tail, on_task=self.ui.task_done, cancel=self._cancel)
         for job in jobs:
+            self._attach(job)
             record = job.record(ready.board, None)
             if extra is not None:
                 record.update(extra(job))
@@ -376,38 +385,51 @@ class Bench:
     # -- sessions ----------------------------------------------------------------------------------
 
     def _evaluate(self, ready: Ready, seed: int, alpha: float | None, key: str, archs: list[int],
-                  regret_round: int | None, sample: int, u_replicas: int | None = None) -> dict[str, Any]:
+                  regret_round: int | None, sample: int, u_replicas: int | None = None,
+                  background: bool = False) -> Evaluation:
         """Tier (a): the seed's evaluation set scored off chain by the session's model files, and
-        the chain sample drawn from the hash of a block mined after the nodes registered them.
-        Written as the record `key` before any chain task, so a resumed run reuses both."""
+        the chain sample drawn from the hash of a block mined after the nodes registered them
+        (now, before any chain task). The scoring runs in a worker thread when `background` (the
+        chain sample's tasks go on meanwhile; never where CPU time and latency are measured);
+        its record `key` is written when it ends, so a resumed run reuses sample and actions."""
         done = self.checkpoint.get(key)
         if done is not None:
-            return done
-        from node.experiment.offchain import score_offchain
-
+            return Evaluation(done["chain_sample"]["indices"], _done(done))
         p, ms = self.profile, ready.models
-        t0 = time.perf_counter()
-        evals = self.stream(seed, p.eval_tasks, alpha=alpha)
-        self.ui.status(f"{key}: scoring {len(evals)} tasks off chain ({len(archs)} architectures)")
-        profile = replace(p, agents=(), u_replicas=p.u_replicas if u_replicas is None else u_replicas)
-        result = score_offchain(ms, evals, archs, profile=profile, text=self._text_cache(),
-                                regret_round_size=regret_round)
+        evals = self.eval_stream(seed, alpha)
         head = ready.board.client.request("eth_getBlockByNumber", ["latest", False])
         drawn = task_streams.chain_sample(head["hash"], len(evals), sample)
-        record: dict[str, Any] = {
-            "key": key, "seed": seed, "alpha": self.profile.alpha if alpha is None else alpha, "n": len(evals),
-            "labels": _digits(evals.labels),
-            "actions": {str(a): _digits(result.actions(a)) for a in archs},
-            "model_ids": result.model_ids, "regret_round_size": result.regret_round_size,
-            "chain_sample": {"block": int(head["number"], 16), "block_hash": head["hash"],
-                             "indices": drawn.tolist()},
-            "stream": evals.description,
-        }
-        record.update(self._ceilings(seed, alpha, evals))
-        record["offchain_s"] = time.perf_counter() - t0
-        self._add(record)
-        self._save_text_cache()
-        return record
+        sampled = {"block": int(head["number"], 16), "block_hash": head["hash"], "indices": drawn.tolist()}
+        profile = replace(p, agents=(), u_replicas=p.u_replicas if u_replicas is None else u_replicas)
+
+        def score() -> dict[str, Any]:
+            from node.experiment.offchain import score_offchain
+
+            t0 = time.perf_counter()
+            if not background:
+                self.ui.status(f"{key}: scoring {len(evals)} tasks off chain ({len(archs)} architectures)")
+            result = score_offchain(ms, evals, archs, profile=profile, text=self._text_cache(),
+                                    regret_round_size=regret_round)
+            record: dict[str, Any] = {
+                "key": key, "seed": seed, "alpha": p.alpha if alpha is None else alpha, "n": len(evals),
+                "labels": _digits(evals.labels),
+                "actions": {str(a): _digits(result.actions(a)) for a in archs},
+                "model_ids": result.model_ids, "regret_round_size": result.regret_round_size,
+                "chain_sample": sampled, "stream": evals.description, "background": background,
+            }
+            record.update(self._ceilings(seed, alpha, evals))
+            record["offchain_s"] = time.perf_counter() - t0
+            self._add(record)
+            self._save_text_cache()
+            return record
+
+        return Evaluation(sampled["indices"], self._scorer().submit(score) if background else _done(score()))
+
+    def _scorer(self) -> ThreadPoolExecutor:
+        """The one thread off-chain scoring runs in (one at a time: it shares the text cache)."""
+        if self._scoring is None:
+            self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="offchain")
+        return self._scoring
 
     def _ceilings(self, seed: int, alpha: float | None, evals) -> dict[str, Any]:
         """The latent oracle and, for the synthetic market, the observation-level Bayes ceiling
@@ -424,7 +446,10 @@ class Bench:
         ds = generate(len(evals), seed, alpha=self.profile.alpha if alpha is None else alpha, regime="test")
         if not np.array_equal(ds.label, evals.labels):  # the stream is this dataset; never score another
             raise RuntimeError("the evaluation stream and the generated dataset disagree on the labels")
-        loglik = ceiling.modality_loglik(ds)
+        # The observations, hence their likelihoods, do not depend on alpha: once per seed.
+        loglik = self._logliks.get((seed, len(ds)))
+        if loglik is None:
+            loglik = self._logliks[(seed, len(ds))] = ceiling.modality_loglik(ds)
         decisions, prob = ceiling.observation_ceiling(ds, loglik=loglik)
         hit, expected = ceiling.accuracy(ds, decisions, prob)
         out["ceilings"].update(observation=hit, observation_expected=expected, late_fusion_cap=None)
@@ -434,6 +459,14 @@ class Bench:
             out["ceilings"]["late_fusion_cap"] = ceiling.accuracy(ds, cap, cap_prob)[0]
         out["dataset"] = {k: v for k, v in ds.params.items() if isinstance(v, (int, float, str, bool)) or v is None}
         return out
+
+    def eval_stream(self, seed: int, alpha: float | None = None):
+        """The seed's evaluation set at `alpha` (generated once per run)."""
+        key = (seed, self.profile.alpha if alpha is None else alpha)
+        with self._lock:
+            if key not in self._evals:
+                self._evals[key] = self.stream(seed, self.profile.eval_tasks, alpha=alpha)
+            return self._evals[key]
 
     def _text_cache(self):
         """One MiniLM cache for every off-chain evaluation of the run, kept on disk between runs."""
@@ -450,30 +483,40 @@ class Bench:
         if getattr(self, "_texts", None) is not None:
             self._texts.save(self._texts_path)
 
-    @staticmethod
-    def _checked(job: ArchJob, ev: dict[str, Any]) -> ArchJob:
-        """`job` (on a chain sample of `ev`'s evaluation set) with the off-chain actions its chain
-        tasks must finalize, and the architecture's large-set figure in its record."""
-        actions = _undigits(ev["actions"][str(int(job.arch))])
-        job.expected = actions[[job.stream.eval_index(i) for i in range(len(job.stream))]]
-        job.meta["eval"] = {"n": ev["n"], "actions": ev["actions"][str(int(job.arch))],
-                            "accuracy": float(np.mean(actions == _undigits(ev["labels"])))}
+    def _checked(self, job: ArchJob, ev: Evaluation) -> ArchJob:
+        """`job`, on a chain sample of `ev`'s evaluation set: when its record is written, it gets
+        the off-chain actions its chain tasks must have finalized (`_attach`)."""
+        self._pending[job.key] = ev
         return job
+
+    def _attach(self, job: ArchJob) -> None:
+        """Before `job`'s record: wait for its evaluation, give it the expected actions and the
+        architecture's large-set figure."""
+        ev = self._pending.pop(job.key, None)
+        if ev is None:
+            return
+        record = ev.result()
+        actions = _undigits(record["actions"][str(int(job.arch))])
+        job.expected = actions[[job.stream.eval_index(i) for i in range(len(job.stream))]]
+        job.meta["eval"] = {"n": record["n"], "actions": record["actions"][str(int(job.arch))],
+                            "accuracy": float(np.mean(actions == _undigits(record["labels"])))}
 
     def _main_session(self, ready: Ready, seed: int, first: bool) -> None:
         p, ms = self.profile, ready.models
         regret_round = max(4, -(-p.tasks // 3))  # `_job`'s rounds of M-regret on the chain (rounds=3)
-        ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round, p.tasks)
-        evals = self.stream(seed, p.eval_tasks)
-        stream = evals.subset(ev["chain_sample"]["indices"])
+        # The first `cost_seeds` seeds run one architecture at a time, so latency, throughput and
+        # CPU time are each architecture's own (and score off chain first, not meanwhile); the
+        # others run them together (quality and per-task gas, bytes and transactions do not
+        # depend on it).
+        isolated = seed in self.seeds[:p.cost_seeds]
+        ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round, p.tasks,
+                            background=not isolated)
+        evals = self.eval_stream(seed)
+        stream = evals.subset(ev.indices)
         # M-regret learns online: its chain tasks are the evaluation set's first, in order, so the
         # chain's Hedge weights follow the off-chain replay's round by round.
         regret_stream = evals.head(p.tasks)
         self._weights(ready.board, ms.uni_best)
-        # The first `cost_seeds` seeds run one architecture at a time, so latency, throughput and
-        # CPU time are each architecture's own; the others run them together (quality and
-        # per-task gas, bytes and transactions do not depend on it).
-        isolated = seed in self.seeds[:p.cost_seeds]
         jobs = []
         for arch in Arch:
             if self.checkpoint.done(key := f"main/s{seed}/a{arch}"):
@@ -597,9 +640,9 @@ class Bench:
         p, ms = self.profile, ready.models
         regret_round = max(4, -(-p.alpha_tasks // 2))  # rounds=2 below
         ev = self._evaluate(ready, seed, alpha, f"eval/alpha/{alpha:g}/s{seed}", list(ALPHA_ARCHS), regret_round,
-                            p.alpha_tasks, u_replicas=1)
-        evals = self.stream(seed, p.eval_tasks, alpha=alpha)
-        stream = evals.subset(ev["chain_sample"]["indices"])
+                            p.alpha_tasks, u_replicas=1, background=True)
+        evals = self.eval_stream(seed, alpha)
+        stream = evals.subset(ev.indices)
         self._weights(ready.board, ms.uni_best)
         jobs = [self._checked(self._job(f"alpha/{alpha:g}/s{seed}/a{a}", a,
                                         evals.head(p.alpha_tasks) if a == Arch.M_REGRET else stream, rounds=2,
@@ -637,6 +680,24 @@ class Bench:
             shutil.rmtree(scratch, ignore_errors=True)
         self._add({"key": "rerun/models", "seed": self.seeds[0], "model_ids_equal": same,
                    "all_equal": all(same.values())})
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation set's chain sample (positions in it), and its off-chain record, maybe still
+    being computed in the scoring thread."""
+
+    indices: list[int]
+    future: Future
+
+    def result(self) -> dict[str, Any]:
+        return self.future.result()
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _digits(actions) -> str:
