@@ -32,6 +32,20 @@ def _ok(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
+def _err(values: list[float], cis: list[Any]) -> list[list[float]]:
+    """matplotlib's 2 x N yerr (in points) from [lo, hi] intervals or ± half-widths (None: 0)."""
+    lo, hi = [], []
+    for v, ci in zip(values, cis, strict=True):
+        if isinstance(ci, (list, tuple)) and _ok(ci[0]) and _ok(ci[1]):
+            lo.append(max(0.0, v - 100 * ci[0]))
+            hi.append(max(0.0, 100 * ci[1] - v))
+        else:
+            half = 100 * ci if _ok(ci) and not isinstance(ci, (list, tuple)) else 0.0
+            lo.append(half)
+            hi.append(half)
+    return [lo, hi]
+
+
 def plot_main(results: dict[str, Any], path: Path) -> bool:
     plt = _plt()
     archs = results["architectures"]
@@ -40,15 +54,22 @@ def plot_main(results: dict[str, Any], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(8, 3.8))
     acc = [100 * archs[n]["accuracy"] for n in names]
-    ci = [100 * (archs[n].get("accuracy_ci") or 0) for n in names]
-    ax.bar(names, acc, yerr=ci, capsize=4, color=[COLORS[n] for n in names])
-    oracle = results["oracle"].get("accuracy")
-    if _ok(oracle):
-        ax.axhline(100 * oracle, color="k", ls="--", lw=1, label=f"oracle {100 * oracle:.1f}%")
-        ax.legend(loc="lower right")
+    ax.bar(names, acc, yerr=_err(acc, [archs[n].get("accuracy_ci") for n in names]), capsize=4,
+           color=[COLORS[n] for n in names])
+    ceil = results.get("ceilings") or {}
+    for key, style, label in (("latent", "--", "latent oracle"), ("observation", "-.", "observation ceiling")):
+        if _ok(ceil.get(key)):
+            ax.axhline(100 * ceil[key], color="k", ls=style, lw=1, label=f"{label} {100 * ceil[key]:.1f}%")
+    if any(_ok(ceil.get(k)) for k in ("latent", "observation")):
+        ax.legend(loc="lower right", fontsize=8)
     ax.axhline(100 / 3, color="0.6", ls=":", lw=1)
-    ax.set_ylabel("accuracy on chain (%)")
-    ax.set_title(f"Decisions as finalized on chain ({archs[names[0]]['seeds']} seeds, 95% intervals)")
+    measured = all(archs[n].get("accuracy_source") == "offchain-eval" for n in names)
+    n_eval = archs[names[0]].get("n_eval_tasks")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Off chain on {n_eval if not isinstance(n_eval, list) else min(n_eval)} tasks per seed, chain-checked "
+                 f"({archs[names[0]]['seeds']} seeds, 95% bootstrap intervals)" if measured else
+                 f"Decisions as finalized on chain ({archs[names[0]]['seeds']} seeds, 95% bootstrap intervals)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -56,7 +77,9 @@ def plot_main(results: dict[str, Any], path: Path) -> bool:
 
 
 def plot_alpha(results: dict[str, Any], path: Path) -> bool:
-    points = results["sweeps"]["alpha"].get("points") or []
+    from node.experiment.report.results import alpha_points
+
+    points = alpha_points(results["sweeps"]["alpha"])
     if len(points) < 2:
         return False
     plt = _plt()
@@ -64,19 +87,21 @@ def plot_alpha(results: dict[str, Any], path: Path) -> bool:
     alphas = [p["alpha"] for p in points]
     for name in ("M-fixed", "M-learned", "E-d", "U"):
         ys = [p["architectures"].get(name, {}).get("accuracy") for p in points]
-        es = [p["architectures"].get(name, {}).get("accuracy_ci") or 0 for p in points]
         if all(_ok(y) for y in ys):
-            ax1.errorbar(alphas, [100 * y for y in ys], yerr=[100 * e for e in es], marker="o", capsize=3,
-                         label=name, color=COLORS[name])
-    oracle = [p.get("oracle_accuracy") for p in points]
-    if all(_ok(o) for o in oracle):
-        ax1.plot(alphas, [100 * o for o in oracle], "k--", lw=1, label="oracle")
+            vals = [100 * y for y in ys]
+            cis = [p["architectures"][name].get("accuracy_ci") for p in points]
+            ax1.errorbar(alphas, vals, yerr=_err(vals, cis), marker="o", capsize=3, label=name, color=COLORS[name])
+    for key, style, label in (("latent", "k--", "latent oracle"), ("observation", "k-.", "observation ceiling")):
+        ys = [p["ceilings"].get(key) for p in points]
+        if all(_ok(y) for y in ys):
+            ax1.plot(alphas, [100 * y for y in ys], style, lw=1, label=label)
     ax1.set_xlabel("synergy alpha")
-    ax1.set_ylabel("accuracy on chain (%)")
+    ax1.set_ylabel("accuracy (%)")
     ax1.legend(fontsize=8)
-    gaps = [100 * p["gap_u_minus_best_modular"] for p in points]
-    gci = [100 * (p["gap_u_minus_best_modular_ci"] or 0) for p in points]
-    ax2.errorbar(alphas, gaps, yerr=gci, marker="o", capsize=3, color=COLORS["U"])
+    ok = [p for p in points if _ok(p.get("gap_u_minus_best_modular"))]
+    gaps = [100 * p["gap_u_minus_best_modular"] for p in ok]
+    ax2.errorbar([p["alpha"] for p in ok], gaps, yerr=_err(gaps, [p.get("gap_u_minus_best_modular_ci") for p in ok]),
+                 marker="o", capsize=3, color=COLORS["U"])
     ax2.axhline(0, color="0.5", lw=1)
     ax2.set_xlabel("synergy alpha")
     ax2.set_ylabel("U − best modular (accuracy points)")
@@ -119,7 +144,7 @@ def plot_frontier(results: dict[str, Any], path: Path) -> bool:
         ax.legend(loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("gas per task (all transactions touching it)")
-    ax.set_ylabel("accuracy on chain (%)")
+    ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy vs gas")
     for dtype in sorted({p["dtype"] for p in points}):
         row = sorted((p["d"], p["gas_per_task"]) for p in points if p["dtype"] == dtype)
@@ -177,7 +202,7 @@ def plot_robustness(results: dict[str, Any], path: Path) -> bool:
     x = np.arange(len(labels))
     for i, name in enumerate(names):
         first = next((s["architectures"][name] for s in scenarios.values() if name in s["architectures"]), None)
-        ys = [first["clean_accuracy"] if first else float("nan")]
+        ys = [first["clean_accuracy"] if first and _ok(first["clean_accuracy"]) else float("nan")]
         ys += [s["architectures"].get(name, {}).get("accuracy", float("nan")) for s in scenarios.values()]
         ax.bar(x + i * width - 0.4 + width / 2, [100 * y for y in ys], width, label=name, color=COLORS[name])
     ax.set_xticks(x, labels, fontsize=8)

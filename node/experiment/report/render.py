@@ -10,43 +10,84 @@ from pathlib import Path
 from typing import Any
 
 from node.experiment.config import RunOptions
-from node.experiment.report.results import build_results, write_json
+from node.experiment.report.metrics import EQUIVALENCE_MARGIN, excludes_zero
+from node.experiment.report.results import CHAIN, EVAL, alpha_points, build_results, write_json
 from node.protocol.enums import ARCH_NAMES
 
 
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def _pct(x: Any, ci: Any = None, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    """A fraction as percent; `ci` a number (± half-width) or a [lo, hi] interval."""
+    if _nan(x):
         return "–"
     s = f"{100 * x:.{digits}f}"
-    if ci is not None and not (isinstance(ci, float) and math.isnan(ci)):
+    if isinstance(ci, (list, tuple)):
+        if len(ci) == 2 and not (_nan(ci[0]) or _nan(ci[1])):
+            s += f" [{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
+    elif not _nan(ci):
         s += f" ± {100 * ci:.{digits}f}"
     return s
 
 
+def _interval(ci: Any, digits: int = 1) -> str:
+    """[lo, hi] of a difference, in signed points ("" when there is none)."""
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and not (_nan(ci[0]) or _nan(ci[1])):
+        return f"[{100 * ci[0]:+.{digits}f}, {100 * ci[1]:+.{digits}f}]"
+    return ""
+
+
+def _pts(x: Any, ci: Any = None, digits: int = 1) -> str:
+    """A difference of fractions in signed points, with its [lo, hi] interval."""
+    if _nan(x):
+        return "–"
+    return f"{100 * x:+.{digits}f}" + (f" {_interval(ci, digits)}" if _interval(ci, digits) else "")
+
+
 def _num(x: Any, fmt: str = "{:,.0f}") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if _nan(x):
         return "–"
     return fmt.format(x)
+
+
+FALLBACK_MARK = "†"
+"""Marks an accuracy measured on the chain sample only (records without an evaluation set)."""
+
+
+def _accuracy_cell(a: dict[str, Any]) -> str:
+    cell = _pct(a.get("accuracy"), a.get("accuracy_ci"))
+    return cell + (f" {FALLBACK_MARK}" if a.get("accuracy_source") == CHAIN else "")
+
+
+def _chain_cell(a: dict[str, Any]) -> str:
+    if a.get("chain_sampled") is None:
+        return "–"
+    return f"{a['chain_sampled']} / {a['chain_mismatches']}"
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, a in results["architectures"].items():
-        rows.append([name, _pct(a.get("accuracy"), a.get("accuracy_ci")), _pct(a.get("macro_f1"), a.get("macro_f1_ci")),
-                     _pct(a.get("gap_to_oracle")), _num(a.get("sharpe"), "{:+.3f}"), _num(a.get("gas_per_task")),
+        rows.append([name, _accuracy_cell(a), _pct(a.get("macro_f1"), a.get("macro_f1_ci")),
+                     _num(a.get("n_eval_tasks"), "{}"), _chain_cell(a), _num(a.get("gas_per_task")),
                      _num(a.get("calldata_bytes_per_task")), _num(a.get("txs_per_task"), "{:.1f}"),
                      f"{_num(a.get('latency_p50_s'), '{:.2f}')} / {_num(a.get('latency_p95_s'), '{:.2f}')}",
                      _num(a.get("throughput_tasks_per_s"), "{:.1f}"),
                      _num(None if a.get("cpu_s_per_task") is None else 1000 * a["cpu_s_per_task"], "{:.0f}"),
                      _num(None if a.get("model_bytes") is None else a["model_bytes"] / 1e6, "{:.2f}")])
-    o = results["oracle"]
-    rows.append(["Oracle", _pct(o.get("accuracy"), o.get("accuracy_ci")), _pct(o.get("macro_f1"), o.get("macro_f1_ci")),
-                 "0.0", _num(o.get("sharpe"), "{:+.3f}"), "", "", "", "", "", "", ""])
+    c = results.get("ceilings") or {}
+    if c.get("source") == EVAL or c.get("latent") is not None:
+        n = _num(c.get("n_eval_tasks"), "{}") if c.get("source") == EVAL else ""
+        rows.append(["Oracle", _pct(c.get("latent"), c.get("latent_ci")) +
+                     (f" {FALLBACK_MARK}" if c.get("source") == CHAIN else ""), "", n, "", "", "", "", "", "", "", ""])
     return rows
 
 
-SUMMARY_HEADER = ["architecture", "accuracy %", "macro-F1 %", "gap to oracle", "Sharpe", "gas", "calldata B",
-                  "txs", "latency p50/p95 s", "tasks/s", "CPU ms", "model MB"]
+SUMMARY_HEADER = ["architecture", "accuracy % [95% CI]", "macro-F1 %", "eval tasks/seed",
+                  "chain sampled / mismatches", "gas", "calldata B", "txs", "latency p50/p95 s", "tasks/s", "CPU ms",
+                  "model MB"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -55,55 +96,197 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _preregistered_statement() -> str:
+    return ("**Pre-registered comparison** (named before any result): U against calibrated late fusion, "
+            "M-learned, as the difference in accuracy U − M-learned, paired task by task on the same evaluation "
+            "tasks, mean over seeds, with its 95% two-level bootstrap interval. M-learned here fuses the agents' "
+            "published *decisions* (action and confidence); late fusion of the agents' published class "
+            "probabilities is a row still to come. Every other architecture is compared with U the same way; at "
+            f"alpha = 0 the question is equivalence within ±{100 * EQUIVALENCE_MARGIN:.1f} points.")
+
+
 def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
     run, env = results["run"], results["environment"]
     prof = run["profile"]
     archs = results["architectures"]
+    measured = [n for n, a in archs.items() if a.get("accuracy_source") == EVAL]
+    fallback = [n for n, a in archs.items() if a.get("accuracy_source") == CHAIN]
+    n_eval = next((archs[n]["n_eval_tasks"] for n in measured), None)
     out = [f"# Chorus bench report — `{run['id']}`", ""]
     out.append(f"Profile **{prof['name']}**{' (reduced sweeps: a subset of the full profile grid, marked below)' if prof['reduced'] else ''}, "
                f"base seed {run['seed']}, seeds {', '.join(map(str, run['seeds']))}; "
-               f"{archs['U']['tasks_per_seed']} on-chain tasks per (seed, architecture) at synergy alpha={prof['alpha']:g}. "
+               + (f"{_num(n_eval, '{}')} evaluation tasks per seed scored off chain, of which " if measured else "")
+               + f"{archs['U']['tasks_per_seed']} on-chain tasks per (seed, architecture) at synergy alpha={prof['alpha']:g}. "
                f"Finished {run.get('finished', '?')} on {env.get('cpu') or '?'} ({env.get('cores')} cores), "
                f"wall time {_num(run.get('wall_s'), '{:.0f}')} s. Data: {run.get('data') or 'synthetic market (models.data.synthetic)'}; "
                f"chain: {run.get('chain')}.")
-    out += ["", ("Every figure below comes from the chain: tasks submitted with `TaskBoard.submitTask`, taken by real "
-                 "node processes (agents, fusion node, U coordinators), fused and finalized on chain; quality is "
-                 "computed from the `TaskFinalized` events joined off chain with the generator's labels by task id. "
-                 "Costs come from the receipts of every transaction that touched a task."), ""]
+    out += ["", ("Two tiers. **The measurement**: each seed's evaluation set is scored off chain by the very ONNX "
+                 "files the nodes run, decided and fused as the nodes and TaskBoard do; accuracy, macro-F1, the "
+                 "ceilings and the comparisons come from it. **The proof**: a random sample of those tasks, drawn "
+                 "from the hash of a block mined after the models were registered, went through the chain "
+                 "(`TaskBoard.submitTask`, real node processes, fusion and finalization on chain), and on every "
+                 "sampled task the finalized action must equal the off-chain one (the chain check below). PnL, "
+                 "Sharpe, finality and every cost (gas, bytes, transactions, latency, CPU) come from the chain "
+                 "sample, from the receipts of every transaction that touched a task."), ""]
+    if fallback:
+        out += [(f"{FALLBACK_MARK} {', '.join(fallback)}: these records carry no off-chain evaluation set, so the "
+                 "accuracy shown is the chain sample's (the decisions finalized on chain), with its wider interval."), ""]
+    out += [_preregistered_statement(), ""]
     out += ["## Summary", "", _table(SUMMARY_HEADER, summary_rows(results)), ""]
     if plots.get("main"):
         out += [f"![accuracy per architecture]({plots['main']})", ""]
-    out += [("Accuracy and macro-F1: mean ± 95% interval over seeds. Gap to oracle: oracle accuracy minus the "
-            "architecture's, in points, on the same tasks. Gas, calldata bytes, transactions and CPU time are per "
-            f"task; gas, bytes and transactions over all seeds, latency, tasks/s and CPU on the first "
-            f"{prof.get('cost_seeds', 1)} seed(s), where each architecture ran alone on chain. Sharpe: mean/std of per-task PnL (position buy +1 / hold 0 / sell −1 "
-            "times the task's next-period return; not annualised). Latency: `submitTask` sent → `TaskFinalized` seen, "
-            f"at most 8 tasks of the architecture in flight, blocks every {prof.get('block_time', 0):g} s, nodes "
-            "polling once per block; tasks/s over the architecture's batch. CPU: user+system time, during the "
-            "batch, of the node processes that publish for the architecture, per task. Model MB: the ONNX files the "
-            "architecture runs (MiniLM included where headlines are embedded; U-rep counts its k replicas)."), ""]
+    out += [("Accuracy: mean over seeds with its 95% two-level bootstrap interval (seeds resampled, then tasks "
+             "within each drawn seed); a task with no action counts as wrong. Macro-F1: mean ± 95% t-interval "
+             "over seeds. Eval tasks/seed: the evaluation set of each seed. Chain sampled / mismatches: tasks "
+             "that went through the chain, over all seeds, and how many finalized another action than off chain "
+             "(M-regret, which learns online, runs the set's first tasks in order). Oracle: the latent oracle on "
+             "the same tasks. Gas, calldata bytes, transactions and CPU time are per "
+             f"task; gas, bytes and transactions over all seeds, latency, tasks/s and CPU on the first "
+             f"{prof.get('cost_seeds', 1)} seed(s), where each architecture ran alone on chain. Latency: `submitTask` sent → `TaskFinalized` seen, "
+             f"at most 8 tasks of the architecture in flight, blocks every {prof.get('block_time', 0):g} s, nodes "
+             "polling once per block; tasks/s over the architecture's batch. CPU: user+system time, during the "
+             "batch, of the node processes that publish for the architecture, per task. Model MB: the ONNX files the "
+             "architecture runs (MiniLM included where headlines are embedded; U-rep counts its k replicas)."), ""]
     rows = []
     for name, a in archs.items():
-        rows.append([name, _pct(a.get("pnl"), a.get("pnl_ci"), 2), _num(a.get("sharpe"), "{:+.3f}") +
+        rows.append([name, _pct(a.get("chain_accuracy"), a.get("chain_accuracy_ci")),
+                     _pct(a.get("pnl"), a.get("pnl_ci"), 2), _num(a.get("sharpe"), "{:+.3f}") +
                      (f" ± {a['sharpe_ci']:.3f}" if a.get("sharpe_ci") is not None else ""),
                      _pct(a.get("finalized_rate")), _num(a.get("blocks_p50"), "{:.0f}"),
                      f"{_num(a.get('latency_idle_p50_s'), '{:.2f}')} / {_num(a.get('latency_idle_p95_s'), '{:.2f}')}",
-                     _pct(a.get("offchain_accuracy")), ", ".join(a.get("models") or [])])
-    out += ["### Decisions as trades, finality, and the off-chain reference", "",
-            _table(["architecture", "PnL (sum, % of notional)", "Sharpe/task", "finalized %", "blocks submit→final",
-                    "idle latency p50/p95 s", "off-chain accuracy %", "models"], rows), "",
-            ("Idle latency: tasks sent one at a time on the first seed. Off-chain accuracy: the same trained models "
-             "scored by `models.train` on the same tasks without the chain (M-learned: the stacker on published "
-             "decisions; U-rep: U) — the chain reproduces it up to ONNX-vs-torch rounding of confidences."), ""]
+                     _pct(a.get("train_reference_accuracy")), ", ".join(a.get("models") or [])])
+    out += ["### The chain sample: decisions as trades, finality, and the training reference", "",
+            _table(["architecture", "chain accuracy % [95% CI]", "PnL (sum, % of notional)", "Sharpe/task",
+                    "finalized %", "blocks submit→final", "idle latency p50/p95 s", "models.train accuracy %",
+                    "models"], rows), "",
+            ("Chain accuracy: the decisions finalized on chain, on the sampled tasks only (hence the wide interval); "
+             "a task that never finalized counts as hold. Sharpe: mean/std of per-task PnL (position buy +1 / hold "
+             "0 / sell −1 times the task's next-period return; not annualised), on the chain sample. Idle latency: "
+             "tasks sent one at a time on the first seed. models.train accuracy: the trained models scored by "
+             "`models.train` on its own test split in torch (M-learned: the stacker on published decisions; U-rep: "
+             "U), for reference."), ""]
+    out += _comparison_section(results) + _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
-    out += _robust_section(results, plots) + _honesty_section(results) + _env_section(results)
+    out += _robust_section(results, plots) + _honesty_section(results) + _dataset_section(results)
+    out += _env_section(results)
     return "\n".join(out) + "\n"
+
+
+def _conclusion(c: dict[str, Any]) -> str | None:
+    """One sentence, only when the comparison's interval excludes zero."""
+    if not excludes_zero(c.get("ci")):
+        return None
+    better, worse = (c["a"], c["b"]) if c["diff"] > 0 else (c["b"], c["a"])
+    return (f"{better} is more accurate than {worse} by {abs(100 * c['diff']):.1f} points "
+            f"(95% interval of {c['a']} − {c['b']}: {_interval(c['ci'])} points).")
+
+
+def _comparison_section(results: dict[str, Any]) -> list[str]:
+    comps = results.get("comparisons") or []
+    out = ["## Comparison", ""]
+    if not comps:
+        return out + ["No pair of architectures ran on the same tasks.", ""]
+    pre = [c for c in comps if c.get("preregistered")]
+    out += [("Accuracy of a minus accuracy of b, task by task on the same tasks, mean over seeds, in points, "
+             "with the 95% two-level bootstrap interval of the paired differences. The pre-registered comparison "
+             "comes first."), ""]
+    rows = [[("**" if c.get("preregistered") else "") + f"{c['a']} − {c['b']}" + ("** (pre-registered)" if c.get("preregistered") else ""),
+             _pts(c["diff"], c["ci"]), "yes" if excludes_zero(c["ci"]) else "no", str(c["seeds"]),
+             _num(c.get("tasks_per_seed"), "{}"), c["source"]] for c in comps]
+    out += [_table(["a − b", "difference, pts [95% CI]", "interval excludes 0", "seeds", "tasks/seed", "tasks"],
+                   rows), ""]
+    if not pre:
+        out += ["The pre-registered comparison (U − M-learned) could not be computed: one of the two did not run.", ""]
+    sentences = [s for c in comps if (s := _conclusion(c))]
+    out += [" ".join(sentences) if sentences else
+            "No interval excludes zero: no difference between these architectures is claimed.", ""]
+    return out
+
+
+CEILING_TITLES = {"latent": "latent oracle", "observation": "observation ceiling", "late_fusion_cap": "late-fusion cap"}
+
+
+def _ceilings_section(results: dict[str, Any]) -> list[str]:
+    c = results.get("ceilings") or {}
+    out = ["## Ceilings", ""]
+    rows = []
+    for key, title in CEILING_TITLES.items():
+        if c.get(key) is not None:
+            rows.append([title, _pct(c[key], c.get(f"{key}_ci")),
+                         "its decisions" if c.get(f"{key}_per_task") else "its rate", c["definitions"][key]])
+    if c.get("observation_expected") is not None:
+        rows.append(["observation ceiling, expected", _pct(c["observation_expected"]), "–",
+                     c["definitions"]["observation_expected"]])
+    if not rows:
+        return out + ["No ceiling could be computed on these tasks (no latent state, no known likelihoods).", ""]
+    out += [_table(["ceiling", "accuracy % [95% CI]", "bootstrap of", "definition"], rows), ""]
+    if c.get("source") == CHAIN:
+        out += [f"{FALLBACK_MARK} On the chain tasks: these records carry no evaluation set.", ""]
+    versus = c.get("versus_observation") or {}
+    if versus:
+        rows = [[name, _pts(v["diff"], v["ci"]), "paired" if v["paired"] else "unpaired"] for name, v in versus.items()]
+        out += ["Each architecture minus the observation ceiling, on the same tasks (points, 95% interval):", "",
+                _table(["architecture", "architecture − observation ceiling", "bootstrap"], rows), ""]
+        below = [n for n, v in versus.items() if excludes_zero(v["ci"]) and v["diff"] < 0]
+        above = [n for n, v in versus.items() if excludes_zero(v["ci"]) and v["diff"] > 0]
+        if below:
+            out += [f"Below the observation ceiling, beyond the interval: {', '.join(below)}.", ""]
+        if above:
+            out += [f"**Above the observation ceiling, beyond the interval: {', '.join(above)}** — which no decision "
+                    "from these observations can be in expectation: a fault of the instrument (see the honesty "
+                    "checks).", ""]
+    return out
+
+
+def _action(a: Any) -> str:
+    return {0: "sell", 1: "hold", 2: "buy", -1: "none"}.get(a, str(a))
+
+
+def _where(alpha: float | None) -> str:
+    return "main" if alpha is None else f"alpha {alpha:g}"
+
+
+def _chain_section(results: dict[str, Any]) -> list[str]:
+    cc = results.get("chain_check") or {}
+    out = ["## Chain check", ""]
+    if not cc.get("units"):
+        return out + ["These records carry no chain sample of an evaluation set: nothing to compare.", ""]
+    bad = cc["mismatches"]
+    out += [(f"{cc['sampled']} sampled tasks in {cc['units']} units went through the chain; on "
+             f"{cc['sampled'] - len(bad)} the finalized action equals the off-chain one, on {len(bad)} it does not."
+             + (" The run fails." if bad else "")), ""]
+    samples = cc.get("samples") or []
+    if samples:
+        blocks = ", ".join(f"{_where(x['alpha'])} seed {x['seed']}: block {x['block']} "
+                           f"(`{str(x['block_hash'])[:12]}…`)" for x in samples[:6])
+        out += [(f"Each sample was drawn from the hash of a block mined after the session's models were registered "
+                 f"({blocks}{', ...' if len(samples) > 6 else ''}).")
+                + (f" Units whose chain tasks are not their drawn sample: {', '.join(cc['off_sample'])}."
+                   if cc.get("off_sample") else " Every unit ran its drawn sample (M-regret: the set's first tasks, "
+                                                 "in order, as an online learner must)."), ""]
+    if bad:
+        out += [_table(["unit", "seed", "alpha", "architecture", "eval task", "task id", "chain", "off chain"],
+                       [[m["key"], str(m["seed"]), "–" if m["alpha"] is None else f"{m['alpha']:g}", m["arch"],
+                         str(m["eval_i"]), str(m["task_id"]), _action(m["chain"]), _action(m["offchain"])]
+                        for m in bad]), ""]
+    out += [cc.get("definition", "").capitalize() + ".", ""]
+    return out
+
+
+def _dataset_section(results: dict[str, Any]) -> list[str]:
+    ds = results.get("dataset")
+    if not ds:
+        return []
+    items = ", ".join(f"{k} {v}" for k, v in ds.items() if k not in ("per_seed",))
+    return ["## Evaluation data", "", f"Generator parameters of the evaluation sets: {items}." +
+            (" They differ between seeds beyond the seed (see results.json)." if ds.get("per_seed") else ""), ""]
 
 
 def _alpha_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
     sw = results["sweeps"]["alpha"]
+    points = alpha_points(sw)
     out = ["## Synergy: the gap curve", ""]
-    if not sw.get("points"):
+    if not points:
         return out + [f"Not run ({sw.get('skipped', 'no points')}).", ""]
     if sw.get("reduced"):
         out += ["*Reduced sweep (quick profile): alpha in " + ", ".join(f"{a:g}" for a in sw["alphas"]) +
@@ -112,13 +295,29 @@ def _alpha_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
         out += [f"![gap vs alpha]({plots['alpha']})", ""]
     names = list(ARCH_NAMES.values())
     rows = []
-    for pt in sw["points"]:
-        a = pt["architectures"]
-        rows.append([f"{pt['alpha']:g}" + (" (main)" if pt["main_table"] else ""), str(pt["seeds"]),
-                     *[_pct(a.get(n, {}).get("accuracy"), a.get(n, {}).get("accuracy_ci")) for n in names],
-                     _pct(pt.get("oracle_accuracy")),
-                     _pct(pt["gap_u_minus_best_modular"], pt["gap_u_minus_best_modular_ci"])])
-    out += [_table(["alpha", "seeds", *names, "oracle", "U − best modular (pts)"], rows), "", sw["definition"] + ".", ""]
+    for pt in points:
+        a, c = pt["architectures"], pt["ceilings"]
+        n_eval = next((x["n_eval_tasks"] for x in a.values() if x.get("n_eval_tasks")), None)
+        rows.append([f"{pt['alpha']:g}" + (" (main)" if pt["main_table"] else ""),
+                     f"{pt['seeds']} × {_num(n_eval, '{}')}" if n_eval else str(pt["seeds"]),
+                     *[_accuracy_cell(a[n]) if n in a else "–" for n in names],
+                     _pct(c.get("latent")), _pct(c.get("observation")), _pct(c.get("late_fusion_cap")),
+                     _pts(pt["gap_u_minus_best_modular"], pt["gap_u_minus_best_modular_ci"]),
+                     _pts((pt.get("u_minus_m_learned") or {}).get("diff"), (pt.get("u_minus_m_learned") or {}).get("ci"))])
+    out += [_table(["alpha", "seeds × tasks", *names, "latent oracle", "observation ceiling", "late-fusion cap",
+                    "U − best modular (pts)", "U − M-learned (pts)"], rows), "",
+            ("Accuracy % with its 95% two-level bootstrap interval; ceilings on the same evaluation tasks "
+             "(the late-fusion cap at alpha = 1 only). " + sw["definition"] + "; U − M-learned paired the same way."),
+            ""]
+    sentences = []
+    for pt in points:
+        for key, label in (("gap_u_minus_best_modular", "the best modular architecture"),):
+            if excludes_zero(pt.get(f"{key}_ci")):
+                sign = "above" if pt[key] > 0 else "below"
+                sentences.append(f"At alpha {pt['alpha']:g}, U is {sign} {label} by {abs(100 * pt[key]):.1f} points "
+                                 f"({_interval(pt[f'{key}_ci'])}).")
+    if sentences:
+        out += [" ".join(sentences), ""]
     return out
 
 
@@ -178,13 +377,13 @@ def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
     for s in sw["scenarios"].values():
         a = s["architectures"]
         # The interval only where there are several seeds (one seed: 0, not shown).
-        rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], a[n].get('accuracy_ci') or None, digits=0)} "
+        rows.append([s["title"], *[f"{_pct(a[n]['accuracy'], a[n].get('accuracy_ci') if sw['seeds'] > 1 else None, digits=0)} "
                                    f"({_num(a[n]['relative'], '{:.2f}')}, "
                                    f"{_num(None if a[n].get('effective') is None else 100 * a[n]['effective'], '{:+.0f}')})"
                                    if n in a else "–" for n in names]])
     out += [_table(["scenario", *names], rows), "",
-            "Cells: accuracy % (± its 95% interval over seeds, where there are several; relative robustness, "
-            "effective robustness in points). " +
+            "Cells: accuracy % on the chain tasks of the scenario ([95% two-level bootstrap interval] where there "
+            "are several seeds; relative robustness, effective robustness in points). " +
             " ".join(f"*{k}*: {v}." for k, v in sw["definitions"].items()), ""]
     mm = sw.get("model_mismatch")
     if mm:
@@ -207,9 +406,11 @@ def _honesty_section(results: dict[str, Any]) -> list[str]:
     out = ["## Honesty checks", ""]
     for c in h["checks"]:
         mark = {True: "PASS", False: "FAIL", None: "n/a"}[c["passed"]]
-        out.append(f"- **{mark}** {c['name']}: {c['detail']}")
-    out += ["", f"On-chain minus off-chain accuracy (points, mean over seeds): {h['info']['onchain_minus_offchain_accuracy_pts']}.", ""]
-    return out
+        out.append(f"- **{mark}** {c['name']}: {c['detail']}" + (" (a failure fails the run)" if c.get("fatal") else ""))
+    info = h.get("info", {}).get("chain_minus_train_reference_accuracy_pts")
+    if info:
+        out += ["", f"Chain-sample minus models.train accuracy (points, mean over seeds; the chain sample is small): {info}."]
+    return out + [""]
 
 
 def _env_section(results: dict[str, Any]) -> list[str]:

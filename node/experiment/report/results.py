@@ -4,10 +4,21 @@ Everything here is a pure function of the checkpoint's records (plus the run's o
 environment), so a resumed run, or `chorus bench --report-only`, gives the same results; the
 markdown (`node.experiment.report.render`) and the plots are drawn from them.
 
-results.json layout: `architectures.<name>.<metric>` for the eight architectures (`arch_id` is
-TaskBoard's id, `name` the report's, `node.protocol.enums.ARCH_NAMES`), `oracle`,
-`sweeps.{alpha,agents,ed,robustness}`, `honesty`, `environment`, `run`. Intervals are
-`<metric>_ci` (95% half-widths over seeds).
+Two tiers. Each seed's evaluation set (the record `eval/s{seed}`: labels, ceilings, the chain
+sample) is scored off chain by the very model files the nodes run, and every architecture's unit
+carries its action on each of those tasks (`eval.actions`): that is the measurement. A random
+sample of the same tasks ran through the chain (the unit's `tasks`, each with its `eval_i`); on
+every one the finalized action must be the off-chain one: that is the chain check. Costs (gas,
+bytes, transactions, latency, CPU) come from the chain sample. Units without `eval` (older
+checkpoints) are scored on their chain tasks, and say so (`accuracy_source`).
+
+results.json layout: `architectures.<name>` for the eight architectures (`arch_id` is TaskBoard's
+id, `name` the report's, `node.protocol.enums.ARCH_NAMES`), `ceilings`, `comparisons`,
+`chain_check`, `dataset`, `oracle`, `sweeps.{alpha,agents,ed,robustness}`, `honesty`,
+`environment`, `run`. Every figure of quality is a fraction in [0, 1] (differences too: 0.015 is
+1.5 points). An interval given as a list, [lo, hi], is a 95% two-level bootstrap interval
+(`metrics.hierarchical_bootstrap`); one given as a number is the half-width of a 95% t-interval of
+the mean over seeds.
 """
 
 from __future__ import annotations
@@ -15,7 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections import defaultdict
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +38,26 @@ from node.experiment.report import metrics as M
 from node.experiment.report.environment import environment
 from node.protocol.enums import ARCH_NAMES, Arch
 
-QUALITY_KEYS = ("accuracy", "macro_f1", "pnl", "sharpe", "gap_to_oracle", "finalized_rate")
 OFFCHAIN_NAME = {"Uni-best": "Uni-best", "M-rules": "M-rules", "M-fixed": "M-fixed", "M-learned": "M-learned/dec",
                  "M-regret": "M-regret", "E-d": "E-16/f32/frozen", "U": "U", "U-rep": "U"}
-"""The off-chain score (models.train on the same test tasks) each on-chain architecture reproduces."""
+"""The models.train score (the trained models on their own test split, in torch) each architecture
+is compared with, for reference."""
 SCENARIO_TITLES = {"noise-market": "noise on prices/volumes", "noise-sentiment": "noise on headlines",
                    "noise-risk": "noise on flows", "byzantine": "one byzantine agent", "offline": "one agent offline"}
-
+EVAL = "offchain-eval"
+CHAIN = "chain-sample"
+PREREGISTERED = ("U", "M-learned")
+"""The comparison named before any result: U against calibrated late fusion (M-learned)."""
+CEILINGS = ("latent", "observation", "late_fusion_cap")
+CEILING_DEFINITIONS = {
+    "latent": "the label rule applied to the generator's latent state (no model sees it): the latent oracle",
+    "observation": "the Bayes decision given the observations the agents see, from the generator's known "
+                   "likelihoods: no decision from those observations beats it in expectation",
+    "observation_expected": "the observation ceiling's expected accuracy, the mean over tasks of its largest "
+                            "class posterior (lower variance than the hit rate; no interval)",
+    "late_fusion_cap": "alpha = 1 only: the Bayes decision given each modality's sign-blind statistic, which caps "
+                       "any fusion of per-modality messages that do not carry the latent's sign",
+}
 
 
 def _by_prefix(records: dict[str, dict], prefix: str) -> dict[str, dict]:
@@ -46,35 +71,344 @@ def _seed_quality(record: dict) -> dict[str, float]:
     return q
 
 
+def _task_key(t: dict) -> int:
+    """A chain task's place in its seed's evaluation set (older records: its place in the stream)."""
+    return int(t["eval_i"]) if t.get("eval_i") is not None else int(t["i"])
+
+
+def _chain_correct(tasks: Sequence[dict]) -> np.ndarray:
+    """Per chain task 1.0 where the finalized action is the label (never finalized: hold)."""
+    if not tasks:
+        return np.zeros(0)
+    return (M.actions_of(tasks) == M.labels_of(tasks)).astype(np.float64)
+
+
+def _seed_of(key: str, record: dict) -> int | None:
+    if record.get("seed") is not None:
+        return int(record["seed"])
+    m = re.search(r"/s(\d+)(/|$)", key)
+    return int(m.group(1)) if m else None
+
+
+def _one_or_list(values: list[int]) -> int | list[int] | None:
+    if not values:
+        return None
+    return values[0] if len(set(values)) == 1 else values
+
+
+# -- one table: the units of the main table, or of one alpha point, with their evaluation sets ----------
+
+
+class Table:
+    """The units of one table (the main one: `main/s{seed}/a{arch}`; an alpha point:
+    `alpha/{alpha:g}/s{seed}/a{arch}`) and the evaluation records of its seeds (`eval/s{seed}`,
+    `eval/alpha/{alpha:g}/s{seed}`)."""
+
+    def __init__(self, records: dict[str, dict], seeds: Sequence[int], alpha: float | None = None) -> None:
+        self.alpha = alpha
+        unit_key = (lambda s, a: f"main/s{s}/a{a}") if alpha is None else (lambda s, a: f"alpha/{alpha:g}/s{s}/a{a}")
+        eval_key = (lambda s: f"eval/s{s}") if alpha is None else (lambda s: f"eval/alpha/{alpha:g}/s{s}")
+        self.evals = {s: records[eval_key(s)] for s in seeds if eval_key(s) in records}
+        self.units = {arch: {s: records[unit_key(s, arch)] for s in seeds if unit_key(s, arch) in records}
+                      for arch in ARCH_NAMES}
+        self._labels: dict[int, np.ndarray] = {}
+
+    def seeds(self, arch: int) -> list[int]:
+        return sorted(self.units[arch])
+
+    def labels(self, seed: int) -> np.ndarray | None:
+        ev = self.evals.get(seed)
+        if not ev or not ev.get("labels"):
+            return None
+        if seed not in self._labels:
+            self._labels[seed] = M.decode_actions(ev["labels"])
+        return self._labels[seed]
+
+    def eval_actions(self, arch: int, seed: int) -> np.ndarray | None:
+        """The architecture's off-chain action on every task of the seed's evaluation set (-1: none)."""
+        unit, labels = self.units[arch].get(seed), self.labels(seed)
+        if unit is None or labels is None:
+            return None
+        digits = (unit.get("eval") or {}).get("actions")
+        if digits is None:
+            digits = (self.evals[seed].get("actions") or {}).get(str(int(arch)))
+        if digits is None:
+            return None
+        actions = M.decode_actions(digits)
+        if len(actions) != len(labels):
+            raise ValueError(f"{ARCH_NAMES[arch]} seed {seed}: {len(actions)} off-chain actions for an evaluation "
+                             f"set of {len(labels)} labels")
+        return actions
+
+    def measured(self, arch: int, seeds: Sequence[int] | None = None) -> bool:
+        """Whether every seed of the architecture has its off-chain actions on the evaluation set."""
+        seeds = self.seeds(arch) if seeds is None else seeds
+        return bool(seeds) and all(self.eval_actions(arch, s) is not None for s in seeds)
+
+    def correct(self, arch: int) -> tuple[list[int], list[np.ndarray], str]:
+        """Seeds, per-task correctness per seed, and where it comes from: the evaluation set when
+        every seed has it, else the chain tasks."""
+        seeds = self.seeds(arch)
+        if self.measured(arch):
+            return seeds, [M.correctness(self.eval_actions(arch, s), self.labels(s)) for s in seeds], EVAL
+        return seeds, [_chain_correct(self.units[arch][s]["tasks"]) for s in seeds], CHAIN
+
+    def paired(self, a: int, b: int, seeds: Sequence[int] | None = None
+               ) -> tuple[list[int], list[np.ndarray], list[np.ndarray], str] | None:
+        """Per-task correctness of a and of b on the same tasks, per common seed: the evaluation
+        set when both have it on every common seed, else the chain tasks both ran (joined by
+        evaluation index, or by stream index in older records)."""
+        common = sorted(set(self.units[a]) & set(self.units[b]) & set(self.seeds(a) if seeds is None else seeds))
+        if not common:
+            return None
+        if self.measured(a, common) and self.measured(b, common):
+            va = [M.correctness(self.eval_actions(a, s), self.labels(s)) for s in common]
+            vb = [M.correctness(self.eval_actions(b, s), self.labels(s)) for s in common]
+            return common, va, vb, EVAL
+        out_s, va, vb = [], [], []
+        for s in common:
+            ta = {_task_key(t): t for t in self.units[a][s]["tasks"]}
+            tb = {_task_key(t): t for t in self.units[b][s]["tasks"]}
+            keys = sorted(set(ta) & set(tb))
+            if keys:
+                out_s.append(s)
+                va.append(_chain_correct([ta[k] for k in keys]))
+                vb.append(_chain_correct([tb[k] for k in keys]))
+        return (out_s, va, vb, CHAIN) if out_s else None
+
+    def ceiling(self, name: str, seed: int) -> tuple[np.ndarray | None, bool]:
+        """A ceiling's per-task correctness on the seed's evaluation set and whether it is per task
+        (its decisions were recorded) or rebuilt from its rate (for the bootstrap of a rate)."""
+        ev = self.evals.get(seed) or {}
+        labels = self.labels(seed)
+        digits = (ev.get("ceiling_actions") or {}).get(name)
+        if digits is not None and labels is not None:
+            return M.correctness(digits, labels), True
+        rate = (ev.get("ceilings") or {}).get(name)
+        n = ev.get("n") or (len(labels) if labels is not None else None)
+        if rate is not None and n:
+            return M.rate_vector(float(rate), int(n)), False
+        return None, False
+
+    def chain_oracle(self, arch: int, seed: int) -> np.ndarray | None:
+        """The latent oracle's correctness on the architecture's chain tasks (the tasks carry it)."""
+        tasks = self.units[arch][seed]["tasks"]
+        if not tasks or any(t.get("oracle") is None for t in tasks):
+            return None
+        return (np.array([int(t["oracle"]) for t in tasks]) == M.labels_of(tasks)).astype(np.float64)
+
+
+def _chain_counts(units: Sequence[dict]) -> tuple[int | None, int | None]:
+    """Tasks compared with their off-chain action, and mismatches, over the units (None: no unit
+    was checked)."""
+    checks = [chain_check_of(u) for u in units]
+    checks = [c for c in checks if c is not None]
+    if not checks:
+        return None, None
+    return sum(c["sampled"] for c in checks), sum(len(c["mismatches"]) for c in checks)
+
+
+def chain_check_of(unit: dict) -> dict[str, Any] | None:
+    """The unit's chain check: every chain task's finalized action (never finalized: -1) against
+    the unit's off-chain action on the same evaluation task, recomputed here from the records, and
+    joined with what the runner recorded (`chain_check`), so a mismatch either side finds counts."""
+    reported = unit.get("chain_check")
+    actions = (unit.get("eval") or {}).get("actions")
+    tasks = unit.get("tasks") or []
+    found: dict[int, dict[str, int]] = {}
+    sampled = 0
+    if actions is not None and tasks and all(t.get("eval_i") is not None for t in tasks):
+        off = M.decode_actions(actions)
+        sampled = len(tasks)
+        for t in tasks:
+            i = int(t["eval_i"])
+            chain = -1 if t["action"] is None else int(t["action"])
+            offchain = int(off[i]) if 0 <= i < len(off) else -2  # -2: not a task of the evaluation set
+            if chain != offchain:
+                found[i] = {"i": i, "task_id": t["task_id"], "chain": chain, "offchain": offchain}
+    if reported is None and not sampled:
+        return None
+    for m in (reported or {}).get("mismatches", []):
+        found.setdefault(int(m["i"]), {k: m.get(k) for k in ("i", "task_id", "chain", "offchain")})
+    sampled = max(sampled, int((reported or {}).get("sampled", 0)))
+    return {"sampled": sampled, "mismatches": [found[i] for i in sorted(found)]}
+
+
+# -- figures of one table -----------------------------------------------------------------------------
+
+
+def accuracy_entry(table: Table, arch: int) -> dict[str, Any]:
+    """Accuracy (the evaluation set's when measured, else the chain sample's) with its bootstrap
+    interval, the evaluation set's size per seed, and the chain sample's own accuracy and check."""
+    seeds, vecs, source = table.correct(arch)
+    acc, ci = M.boot_mean(vecs)
+    units = [table.units[arch][s] for s in seeds]
+    chain_acc, chain_ci = M.boot_mean([_chain_correct(u["tasks"]) for u in units])
+    sampled, mismatches = _chain_counts(units)
+    return {"accuracy": acc, "accuracy_ci": ci, "accuracy_source": source,
+            "n_eval_tasks": _one_or_list([len(v) for v in vecs]) if source == EVAL else None,
+            "chain_sampled": sampled, "chain_mismatches": mismatches,
+            "chain_accuracy": chain_acc, "chain_accuracy_ci": chain_ci, "seeds": len(seeds)}
+
+
+def ceilings_of(table: Table) -> dict[str, Any]:
+    """The latent oracle, the observation ceiling and (alpha = 1) the late-fusion cap: mean over
+    the seeds' evaluation sets with the bootstrap interval; older records without an evaluation
+    set: the latent oracle on the chain tasks."""
+    out: dict[str, Any] = {"source": EVAL if table.evals else CHAIN, "seeds": len(table.evals)}
+    per_seed = []
+    for s, ev in sorted(table.evals.items()):
+        c = ev.get("ceilings") or {}
+        per_seed.append({"seed": s, "n": ev.get("n"), **{k: c.get(k) for k in (*CEILINGS, "observation_expected")}})
+    for name in CEILINGS:
+        vecs, per_task = [], True
+        for s in sorted(table.evals):
+            v, exact = table.ceiling(name, s)
+            if v is not None:
+                vecs.append(v)
+                per_task &= exact
+        if not table.evals and name == "latent":  # older records: the oracle the chain tasks carry
+            arch = Arch.M_FIXED if table.units[Arch.M_FIXED] else next((a for a in ARCH_NAMES if table.units[a]), None)
+            if arch is not None:
+                vecs = [v for s in table.seeds(arch) if (v := table.chain_oracle(arch, s)) is not None]
+        if vecs:
+            out[name], out[f"{name}_ci"] = M.boot_mean(vecs)
+            out[f"{name}_per_task"] = per_task
+        else:
+            out[name], out[f"{name}_ci"] = None, None
+    expected = [p["observation_expected"] for p in per_seed if p.get("observation_expected") is not None]
+    out["observation_expected"] = float(np.mean(expected)) if expected else None
+    out["n_eval_tasks"] = _one_or_list([p["n"] for p in per_seed if p.get("n")])
+    out["per_seed"] = per_seed
+    return out
+
+
+def versus_ceiling(table: Table, arch: int, name: str) -> dict[str, Any] | None:
+    """The architecture minus a ceiling, task by task on the same evaluation tasks, mean over
+    seeds with the bootstrap interval of the paired difference (unpaired when the ceiling is known
+    only as a rate). Without an evaluation set, the latent oracle on the chain tasks (paired)."""
+    seeds = table.seeds(arch)
+    if table.measured(arch):
+        arch_v, ceil_v, paired = [], [], True
+        for s in seeds:
+            v, exact = table.ceiling(name, s)
+            if v is None:
+                continue
+            arch_v.append(M.correctness(table.eval_actions(arch, s), table.labels(s)))
+            ceil_v.append(v)
+            paired &= exact
+        if not arch_v:
+            return None
+        diff, ci = (M.paired_difference if paired else M.unpaired_difference)(arch_v, ceil_v)
+        return {"diff": diff, "ci": ci, "paired": paired, "source": EVAL, "seeds": len(arch_v)}
+    if name != "latent" or table.evals:
+        return None
+    pairs = [(_chain_correct(table.units[arch][s]["tasks"]), o) for s in seeds
+             if (o := table.chain_oracle(arch, s)) is not None]
+    if not pairs:
+        return None
+    diff, ci = M.paired_difference([a for a, _ in pairs], [o for _, o in pairs])
+    return {"diff": diff, "ci": ci, "paired": True, "source": CHAIN, "seeds": len(pairs)}
+
+
+def comparison(table: Table, a: str, b: str, *, preregistered: bool = False) -> dict[str, Any] | None:
+    """{a, b, diff, ci}: correctness of a minus correctness of b on the same tasks, mean over
+    seeds, with the two-level bootstrap interval of the per-task differences."""
+    ids = {name: arch for arch, name in ARCH_NAMES.items()}
+    got = table.paired(ids[a], ids[b])
+    if got is None:
+        return None
+    seeds, va, vb, source = got
+    diff, ci = M.paired_difference(va, vb)
+    return {"a": a, "b": b, "diff": diff, "ci": ci, "excludes_zero": M.excludes_zero(ci), "source": source,
+            "seeds": len(seeds), "tasks_per_seed": _one_or_list([len(v) for v in va]),
+            "preregistered": preregistered}
+
+
+def comparisons_of(table: Table) -> list[dict[str, Any]]:
+    """The pre-registered comparison (U - M-learned) first, then U against every other architecture."""
+    out = []
+    first = comparison(table, *PREREGISTERED, preregistered=True)
+    if first:
+        out.append(first)
+    for name in ARCH_NAMES.values():
+        if name not in PREREGISTERED and (c := comparison(table, "U", name)) is not None:
+            out.append(c)
+    return out
+
+
+def gap_to_best_modular(table: Table) -> dict[str, Any]:
+    """U minus the best modular architecture of each seed (picked after the fact on that seed's
+    tasks, which favours the modular side), paired per task, mean over seeds, bootstrap interval."""
+    diffs_u, diffs_b, best_names = [], [], []
+    for s in table.seeds(Arch.U):
+        cands = [a for a in MODULAR if s in table.units[a]]
+        if not cands:
+            continue
+        accs = {}
+        for a in cands:
+            got = table.paired(Arch.U, a, [s])
+            if got is not None:
+                accs[a] = (float(np.mean(got[2][0])), got)
+        if not accs:
+            continue
+        best = max(accs, key=lambda a: accs[a][0])
+        _, va, vb, _ = accs[best][1]
+        diffs_u.append(va[0])
+        diffs_b.append(vb[0])
+        best_names.append(ARCH_NAMES[best])
+    if not diffs_u:
+        return {"gap_u_minus_best_modular": None, "gap_u_minus_best_modular_ci": None, "best_modular_per_seed": []}
+    gap, ci = M.paired_difference(diffs_u, diffs_b)
+    return {"gap_u_minus_best_modular": gap, "gap_u_minus_best_modular_ci": ci, "best_modular_per_seed": best_names}
+
+
 # -- the main table ----------------------------------------------------------------------------------
 
 
-def architectures(records: dict[str, dict], seeds: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per architecture name: quality over seeds with intervals, costs, model bytes; and the oracle."""
+QUALITY_KEYS = ("macro_f1", "pnl", "sharpe", "gap_to_oracle", "finalized_rate")
+
+
+def architectures(records: dict[str, dict], seeds: list[int], table: Table | None = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per architecture name: accuracy with its interval (the evaluation set's), the chain sample's
+    figures (accuracy, PnL, Sharpe, finality, costs), model bytes; and the latent oracle."""
+    table = table or Table(records, seeds)
     out: dict[str, Any] = {}
     oracle_rows = []
     for arch, name in ARCH_NAMES.items():
-        units = [(s, records.get(f"main/s{s}/a{arch}")) for s in seeds]
-        units = [(s, u) for s, u in units if u is not None]
+        units = [(s, table.units[arch][s]) for s in table.seeds(arch)]
+        entry: dict[str, Any] = {"arch_id": arch, "name": name}
+        entry.update(accuracy_entry(table, arch))
+        measured = entry["accuracy_source"] == EVAL
         per_seed = []
         tasks_all, tasks_alone = [], []
         for seed, u in units:
             alone = u.get("isolated", u.get("cpu_s") is not None)
             q = _seed_quality(u)
-            q["seed"] = seed
-            q["isolated"] = alone
+            q = {"seed": seed, "chain_accuracy": q.pop("accuracy"), **q, "isolated": alone}
+            q["accuracy"] = q["chain_accuracy"]
+            if measured:
+                actions, labels = table.eval_actions(arch, seed), table.labels(seed)
+                q["chain_macro_f1"], q["chain_gap_to_oracle"] = q.get("macro_f1"), q.pop("gap_to_oracle", None)
+                q["accuracy"] = M.accuracy(labels, actions)
+                q["macro_f1"] = M.macro_f1(labels, actions)
+                q["n_eval"] = len(labels)
+                latent = (table.evals[seed].get("ceilings") or {}).get("latent")
+                q["gap_to_oracle"] = None if latent is None else latent - q["accuracy"]
+            sampled, mismatches = _chain_counts([u])
+            q.update(chain_sampled=sampled, chain_mismatches=mismatches)
             q["cpu_s_per_task"] = (u["cpu_s"] / len(u["tasks"])) if alone and u.get("cpu_s") is not None else None
             q["throughput_tasks_per_s"] = u.get("throughput") if alone else None
-            q["offchain_accuracy"] = (u.get("offchain") or {}).get(OFFCHAIN_NAME[name], {}).get("accuracy")
+            q["train_reference_accuracy"] = (u.get("offchain") or {}).get(OFFCHAIN_NAME[name], {}).get("accuracy")
             per_seed.append(q)
             tasks_all += u["tasks"]
             tasks_alone += u["tasks"] if alone else []
-            if arch == Arch.M_FIXED and "oracle_accuracy" in q:  # the oracle once per seed
+            if arch == Arch.M_FIXED and "oracle_accuracy" in q:  # the oracle on the chain tasks, once per seed
                 oracle_rows.append({"accuracy": q["oracle_accuracy"], "macro_f1": q["oracle_macro_f1"],
                                     "pnl": q.get("oracle_pnl"), "sharpe": q.get("oracle_sharpe"), "seed": seed})
-        entry: dict[str, Any] = {"arch_id": arch, "name": name, "seeds": len(per_seed)}
         entry.update(M.summarize_seeds(per_seed, (*QUALITY_KEYS, "cpu_s_per_task", "throughput_tasks_per_s",
-                                                  "offchain_accuracy")))
+                                                  "train_reference_accuracy")))
         entry.update(M.costs(tasks_all))
         # Latency only where the architecture ran alone (see Profile.cost_seeds).
         timing = M.costs(tasks_alone or tasks_all)
@@ -92,57 +426,81 @@ def architectures(records: dict[str, dict], seeds: list[int]) -> tuple[dict[str,
         entry["per_seed"] = per_seed
         out[name] = entry
     oracle = {"seeds": len(oracle_rows), **M.summarize_seeds(oracle_rows, ("accuracy", "macro_f1", "pnl", "sharpe")),
-              "per_seed": oracle_rows,
-              "definition": "the generator's Bayes decision given the latent state (label rule applied to it)"}
+              "per_seed": oracle_rows, "source": CHAIN,
+              "definition": "the generator's Bayes decision given the latent state (label rule applied to it), "
+                            "on the chain tasks (PnL and Sharpe need their returns); on the evaluation set it is "
+                            "ceilings.latent"}
+    oracle.pop("accuracy_ci", None)
+    if oracle_rows:
+        m_fixed = [table.chain_oracle(Arch.M_FIXED, r["seed"]) for r in oracle_rows]
+        oracle["accuracy"], oracle["accuracy_ci"] = M.boot_mean([v for v in m_fixed if v is not None])
     return out, oracle
+
+
+def dataset_of(table: Table) -> dict[str, Any] | None:
+    """The generator's parameters of the evaluation sets (per seed where they differ beyond the seed)."""
+    sets = [(s, ev.get("dataset")) for s, ev in sorted(table.evals.items()) if ev.get("dataset")]
+    if not sets:
+        return None
+    first = {k: v for k, v in sets[0][1].items() if k != "seed"}
+    same = all({k: v for k, v in d.items() if k != "seed"} == first for _, d in sets)
+    out: dict[str, Any] = {**first, "seeds": [s for s, _ in sets]}
+    if not same:
+        out["per_seed"] = {str(s): d for s, d in sets}
+    return out
 
 
 # -- sweeps -------------------------------------------------------------------------------------------
 
 
-def _arch_accuracy(units: list[dict]) -> dict[str, float]:
-    qs = [_seed_quality(u) for u in units]
-    return M.summarize_seeds(qs, ("accuracy", "macro_f1", "gap_to_oracle", "oracle_accuracy"))
+SWEEP_KEYS = ("accuracy", "accuracy_ci", "accuracy_source", "n_eval_tasks", "chain_sampled", "chain_mismatches",
+              "chain_accuracy", "chain_accuracy_ci", "seeds")
 
 
-def alpha_sweep(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, Any]) -> dict[str, Any]:
+def table_point(table: Table) -> dict[str, Any]:
+    """One table's architectures (accuracy and the chain check), ceilings (with every architecture
+    against the observation ceiling), the pre-registered comparison and the gap to the best modular."""
+    per_arch = {name: accuracy_entry(table, arch) for arch, name in ARCH_NAMES.items() if table.units[arch]}
+    ceil = ceilings_of(table)
+    ceil["versus_observation"] = {name: v for arch, name in ARCH_NAMES.items() if table.units[arch]
+                                  and (v := versus_ceiling(table, arch, "observation")) is not None}
+    ceil["versus_latent"] = {name: v for arch, name in ARCH_NAMES.items() if table.units[arch]
+                             and (v := versus_ceiling(table, arch, "latent")) is not None}
+    return {"architectures": per_arch, "ceilings": ceil, "u_minus_m_learned": comparison(table, *PREREGISTERED),
+            **gap_to_best_modular(table),
+            "seeds": len({s for arch in ARCH_NAMES for s in table.units[arch]})}
+
+
+def alpha_point_key(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+def alpha_points(sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alpha sweep's points in alpha order (`sweeps.alpha.<alpha>`)."""
+    return [sweep[alpha_point_key(a)] for a in sweep.get("alphas", []) if alpha_point_key(a) in sweep]
+
+
+def alpha_sweep(records: dict[str, dict], opts: RunOptions, main_point: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """`sweeps.alpha.<alpha>`: each alpha's architectures and ceilings (the main table's alpha from
+    the main table's records); `alphas` lists the points in order."""
     p = opts.profile
     seeds = opts.seeds()
-    points = []
-    alphas = sorted({p.alpha, *p.alphas})
-    for alpha in alphas:
-        per_arch: dict[str, Any] = {}
-        per_seed_units: dict[int, dict[int, dict]] = defaultdict(dict)
-        for arch, name in ARCH_NAMES.items():
-            keys = ([f"main/s{s}/a{arch}" for s in seeds] if alpha == p.alpha else
-                    [f"alpha/{alpha:g}/s{s}/a{arch}" for s in seeds])
-            units = [(int(k.split("/s")[1].split("/")[0]), records[k]) for k in keys if k in records]
-            if not units:
-                continue
-            per_arch[name] = _arch_accuracy([u for _, u in units])
-            for s, u in units:
-                per_seed_units[s][arch] = u
-        if not per_arch:
+    out: dict[str, Any] = {"alphas": [], "reduced": p.reduced,
+                           "definition": "gap = U minus the best modular architecture of the same seed (M-rules, "
+                                         "M-fixed, M-learned, M-regret, E-d; the best picked after the fact on the "
+                                         "seed's tasks, which favours the modular side), paired per task, mean over "
+                                         "seeds with its two-level bootstrap interval"}
+    for alpha in sorted({p.alpha, *p.alphas}):
+        main = alpha == p.alpha
+        point = main_point if main and main_point is not None else table_point(Table(records, seeds,
+                                                                                     None if main else alpha))
+        if not point["architectures"]:
             continue
-        # Gap per seed: U minus the best modular architecture of that seed; then mean and interval.
-        gaps, best_names = [], []
-        for s, by_arch in per_seed_units.items():
-            if Arch.U not in by_arch or not any(a in by_arch for a in MODULAR):
-                continue
-            acc = {a: M.quality(u["tasks"])["accuracy"] for a, u in by_arch.items()}
-            best = max((a for a in MODULAR if a in acc), key=lambda a: acc[a])
-            gaps.append(acc[Arch.U] - acc[best])
-            best_names.append(ARCH_NAMES[best])
-        gap, gap_ci = M.interval(gaps)
-        oracle = next((v for v in per_arch.values() if "oracle_accuracy" in v), {})
-        points.append({"alpha": alpha, "seeds": len(per_seed_units), "architectures": per_arch,
-                       "oracle_accuracy": oracle.get("oracle_accuracy"), "gap_u_minus_best_modular": gap,
-                       "gap_u_minus_best_modular_ci": gap_ci, "best_modular_per_seed": best_names,
-                       "main_table": alpha == p.alpha})
-    return {"points": points, "reduced": p.reduced, "alphas": alphas,
-            "definition": "gap = accuracy(U) - accuracy(best modular architecture of the same seed), "
-                          "modular = M-rules, M-fixed, M-learned, M-regret, E-d; the best is picked after the fact "
-                          "on the seed's test tasks, which favours the modular side; mean and 95% interval over seeds"}
+        out[alpha_point_key(alpha)] = {"alpha": alpha, **point, "oracle_accuracy": point["ceilings"].get("latent"),
+                                       "main_table": main}
+        out["alphas"].append(alpha)
+    return out
 
 
 def agents_sweep(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
@@ -160,7 +518,8 @@ def agents_sweep(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
                        "throughput_tasks_per_s": units[0].get("throughput"),
                        "model_bytes": units[0].get("model_bytes"), "tasks": len(tasks)})
     return {"points": points, "reduced": p.reduced, "arch": "M-fixed fusion on chain (default per-role weights), "
-            "N agents in the role cycle market, sentiment, risk, fusion, then replicas; quorum N"}
+            "N agents in the role cycle market, sentiment, risk, fusion, then replicas; quorum N; accuracy on "
+            "the chain tasks"}
 
 
 def ed_sweep(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, Any]) -> dict[str, Any]:
@@ -180,16 +539,19 @@ def ed_sweep(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, A
             if not units:
                 continue
             tasks = [t for u in units for t in u["tasks"]]
-            qs = M.summarize_seeds([_seed_quality(u) for u in units], ("accuracy", "macro_f1"))
-            points.append({"d": d, "dtype": dtype, "seeds": len(units), **qs, **M.costs(tasks),
-                           "vector_bytes": vector_nbytes(d, dtype), "model_bytes": units[0].get("model_bytes"),
-                           "main_table": (d, dtype) == (16, "f32")})
-    arch_points = [{"name": name, "accuracy": a.get("accuracy"), "gas_per_task": a.get("gas_per_task")}
+            qs = M.summarize_seeds([_seed_quality(u) for u in units], ("macro_f1",))
+            acc, acc_ci = M.boot_mean([_chain_correct(u["tasks"]) for u in units])
+            points.append({"d": d, "dtype": dtype, "seeds": len(units), "accuracy": acc, "accuracy_ci": acc_ci,
+                           **qs, **M.costs(tasks), "vector_bytes": vector_nbytes(d, dtype),
+                           "model_bytes": units[0].get("model_bytes"), "main_table": (d, dtype) == (16, "f32")})
+    arch_points = [{"name": name, "accuracy": a.get("accuracy"), "accuracy_source": a.get("accuracy_source"),
+                    "gas_per_task": a.get("gas_per_task")}
                    for name, a in archs_main.items() if a.get("accuracy") is not None]
     frontier = pareto([(f"E-{x['d']}/{x['dtype']}", x["accuracy"], x["gas_per_task"]) for x in points] +
                       [(a["name"], a["accuracy"], a["gas_per_task"]) for a in arch_points if a["name"] != "E-d"])
     return {"points": points, "architectures": arch_points, "frontier": frontier, "reduced": p.reduced,
-            "definition": "E-d with agents publishing d-dim embeddings as dtype and a head trained on them; "
+            "definition": "E-d with agents publishing d-dim embeddings as dtype and a head trained on them, "
+                          "accuracy on its chain tasks; the other architectures at their main-table accuracy; "
                           "frontier = points no other point beats on both accuracy (higher) and gas (lower)"}
 
 
@@ -204,38 +566,66 @@ def pareto(points: list[tuple[str, float, float]]) -> list[str]:
     return sorted(out, key=lambda name: next(g for n, _, g in ok if n == name))
 
 
-def robustness(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
+def _clean_pairs(table: Table, arch: int, seed: int, perturbed: dict
+                 ) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
+    """The perturbed unit's per-task correctness and the clean correctness on the same tasks: the
+    off-chain clean action at each task's evaluation index when the main unit has an evaluation set
+    and the tasks' labels are its labels there, else the main unit's chain task of the same stream
+    index when the labels agree (older records); None for the clean side when neither holds, rather
+    than a comparison on other tasks."""
+    main = table.units[arch].get(seed)
+    tasks = perturbed["tasks"]
+    if main is None or not tasks:
+        return None
+    pert = _chain_correct(tasks)
+    y = M.labels_of(tasks)
+    actions, labels = table.eval_actions(arch, seed), table.labels(seed)
+    if actions is not None and all(t.get("eval_i") is not None for t in tasks):
+        idx = np.array([int(t["eval_i"]) for t in tasks])
+        if idx.min() >= 0 and idx.max() < len(labels) and np.array_equal(labels[idx], y):
+            return pert, (actions[idx] == labels[idx]).astype(np.float64), EVAL
+    clean = {int(t["i"]): t for t in main["tasks"]}
+    same = [clean.get(int(t["i"])) for t in tasks]
+    if all(c is not None and int(c["label"]) == int(t["label"]) for c, t in zip(same, tasks, strict=True)):
+        return pert, _chain_correct(same), CHAIN
+    return pert, None, None
+
+
+def robustness(records: dict[str, dict], opts: RunOptions, table: Table | None = None) -> dict[str, Any]:
     p = opts.profile
     seeds = opts.seeds()[:p.robust_seeds]
+    table = table or Table(records, opts.seeds())
     scenarios: dict[str, Any] = {}
     for scenario, title in SCENARIO_TITLES.items():
         per_arch: dict[str, Any] = {}
         points = {}
         for arch, name in ARCH_NAMES.items():
-            pert, clean, seed_acc, seed_change = [], [], [], []
+            pert, clean, sources, tasks = [], [], set(), []
             for s in seeds:
                 u = records.get(f"robust/{scenario}/s{s}/a{arch}")
-                m = records.get(f"main/s{s}/a{arch}")
-                if u is None or m is None:
+                got = None if u is None else _clean_pairs(table, arch, s, u)
+                if got is None:
                     continue
-                idx = {t["i"] for t in u["tasks"]}
-                same = [t for t in m["tasks"] if t["i"] in idx]
-                pert += u["tasks"]
-                clean += same
-                seed_acc.append(M.quality(u["tasks"])["accuracy"])
-                seed_change.append(seed_acc[-1] - M.quality(same)["accuracy"])
+                pert.append(got[0])
+                clean.append(got[1])
+                sources.add(got[2])
+                tasks += u["tasks"]
             if not pert:
                 continue
-            qp, qc = M.quality(pert), M.quality(clean)
-            _, acc_ci = M.interval(seed_acc)
-            change, change_ci = M.interval(seed_change)
-            lat = [t["latency_s"] for t in pert if t.get("latency_s") is not None]
-            per_arch[name] = {"accuracy": qp["accuracy"], "accuracy_ci": acc_ci, "clean_accuracy": qc["accuracy"],
-                              "change_vs_clean": change, "change_vs_clean_ci": change_ci,
-                              "relative": M.relative_robustness(qp["accuracy"], qc["accuracy"]),
-                              "finalized_rate": qp["finalized_rate"], "tasks": len(pert),
-                              "latency_p50_s": M.percentile(lat, 50)}
-            points[name] = (qc["accuracy"], qp["accuracy"])
+            acc, acc_ci = M.boot_mean(pert)
+            entry = {"accuracy": acc, "accuracy_ci": acc_ci, "clean_accuracy": None, "clean_source": None,
+                     "change_vs_clean": None, "change_vs_clean_ci": None, "relative": None,
+                     "finalized_rate": M.quality(tasks)["finalized_rate"], "tasks": len(tasks),
+                     "latency_p50_s": M.percentile([t["latency_s"] for t in tasks if t.get("latency_s") is not None],
+                                                   50)}
+            if all(c is not None for c in clean):  # the clean side on the very same tasks, every seed
+                clean_acc = M.seed_mean(clean)
+                change, change_ci = M.paired_difference(pert, clean)
+                entry.update(clean_accuracy=clean_acc, clean_source=sources.pop() if len(sources) == 1 else "mixed",
+                             change_vs_clean=change, change_vs_clean_ci=change_ci,
+                             relative=M.relative_robustness(acc, clean_acc))
+                points[name] = (clean_acc, acc)
+            per_arch[name] = entry
         for name, eff in M.effective_robustness(points).items():
             per_arch[name]["effective"] = eff
         if per_arch:
@@ -253,6 +643,10 @@ def robustness(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
     return {"scenarios": scenarios, "model_mismatch": mismatch, "seeds": len(seeds), "noise_level": p.noise,
             "reduced": p.reduced,
             "definitions": {
+                "clean": "the clean accuracy is on the same tasks: the architecture's off-chain action on the "
+                         "clean evaluation task (clean_source offchain-eval), or in older records its chain task "
+                         "of the same stream index (chain-sample); the labels must agree task by task, else no "
+                         "clean figure is given",
                 "relative": "accuracy under the perturbation / clean accuracy on the same tasks",
                 "effective": "accuracy under the perturbation minus the linear trend (least squares across "
                              "architectures) of perturbed on clean accuracy, evaluated at the clean accuracy",
@@ -265,57 +659,126 @@ def robustness(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
                             "chain rejects them (ModelMismatch), so for E-d it contributes nothing"}}
 
 
+# -- the chain check -------------------------------------------------------------------------------------
+
+
+def chain_check(records: dict[str, dict]) -> dict[str, Any]:
+    """Every unit of the run that has a chain sample of an evaluation set: tasks compared and each
+    task whose finalized action differs from the off-chain one (seed, architecture, evaluation
+    index, task id, both actions; -1 = no action). Also the block each sample was drawn from and the
+    units whose chain tasks are not the drawn sample (`off_sample`; M-regret, an online learner,
+    runs the set's first tasks by design and is not listed)."""
+    sampled, units, mismatches = 0, 0, []
+    for key, r in records.items():
+        cc = chain_check_of(r)
+        if cc is None:
+            continue
+        units += 1
+        sampled += cc["sampled"]
+        alpha = re.match(r"alpha/([^/]+)/", key)
+        for m in cc["mismatches"]:
+            mismatches.append({"key": key, "seed": _seed_of(key, r), "alpha": float(alpha.group(1)) if alpha else None,
+                               "arch": ARCH_NAMES.get(r.get("arch"), str(r.get("arch"))), "arch_id": r.get("arch"),
+                               "eval_i": m["i"], "task_id": m["task_id"], "chain": m["chain"],
+                               "offchain": m["offchain"]})
+    samples, off_sample = [], []
+    for key, ev in records.items():
+        m = re.fullmatch(r"eval/(?:alpha/([^/]+)/)?s(\d+)", key)
+        cs = ev.get("chain_sample") if m else None
+        if not cs:
+            continue
+        samples.append({"key": key, "seed": int(m.group(2)), "alpha": float(m.group(1)) if m.group(1) else None,
+                        "block": cs.get("block"), "block_hash": cs.get("block_hash"), "k": len(cs.get("indices", []))})
+        drawn = set(cs.get("indices", []))
+        prefix = f"alpha/{m.group(1)}/s{m.group(2)}/" if m.group(1) else f"main/s{m.group(2)}/"
+        for arch in ARCH_NAMES:
+            u = records.get(f"{prefix}a{arch}")
+            if u is None or arch == Arch.M_REGRET or not u.get("tasks"):  # M-regret runs the set's first tasks
+                continue
+            if any(t.get("eval_i") is None for t in u["tasks"]) or {int(t["eval_i"]) for t in u["tasks"]} != drawn:
+                off_sample.append(f"{prefix}a{arch}")
+    return {"units": units, "sampled": sampled, "mismatches": mismatches, "samples": samples,
+            "off_sample": off_sample,
+            "definition": "on every chain task the finalized action (-1: never finalized) must equal the action "
+                          "the same model files give off chain on that evaluation task (-1: no action); any "
+                          "difference fails the run"}
+
+
 # -- honesty ---------------------------------------------------------------------------------------------
 
 
-WEAK_CHECK_SLACK = 0.2
-"""Above this sum of half-widths (accuracy, 20 pts) the alpha=0 agreement check is reported as weak."""
+ALPHA0_CHECK = "alpha=0: U and M-learned equivalent within ±1.5 pts (paired 95% interval)"
+CEILING_CHECK = "no architecture above the observation ceiling (the Bayes oracle on what the agents observe)"
+LATENT_CHECK = "no architecture above the latent oracle (older records: chain tasks, no observation ceiling)"
+CHAIN_CHECK = "chain check: every sampled task finalized its off-chain action"
+VERDICT_PASSED = {"equivalent": True, "different": False, "inconclusive": None}
 
 
-def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, Any], oracle: dict[str, Any],
-            sweep_alpha: dict[str, Any]) -> dict[str, Any]:
-    checks = []
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _ci_pts(ci: Sequence[float] | None) -> str:
+    return "[–]" if not ci or ci[0] is None or math.isnan(ci[0]) else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def mismatch_text(m: dict[str, Any]) -> str:
+    where = f"seed {m['seed']}" + ("" if m.get("alpha") is None else f", alpha {m['alpha']:g}")
+    return (f"{m['arch']} {where}, eval task {m['eval_i']} (task {m['task_id']}): chain {m['chain']}, "
+            f"off chain {m['offchain']}")
+
+
+def alpha0_check(sweep_alpha: dict[str, Any]) -> dict[str, Any]:
+    point = sweep_alpha.get(alpha_point_key(0.0))
+    cmp = (point or {}).get("u_minus_m_learned")
+    if cmp is None:
+        return {"name": ALPHA0_CHECK, "passed": None, "verdict": None, "detail": "no alpha=0 point in this run"}
+    verdict = M.equivalence(cmp["ci"])
+    detail = (f"U − M-learned {_pts(cmp['diff'])} pts, 95% {_ci_pts(cmp['ci'])}, margin ±"
+              f"{100 * M.EQUIVALENCE_MARGIN:.1f}: {verdict} ({cmp['seeds']} seeds × {cmp['tasks_per_seed']} tasks, "
+              f"{cmp['source']})")
+    if verdict == "inconclusive":
+        detail += " — the interval is wider than the margin allows a verdict on; more tasks sharpen it"
+    return {"name": ALPHA0_CHECK, "passed": VERDICT_PASSED[verdict], "verdict": verdict, "detail": detail,
+            "diff": cmp["diff"], "ci": cmp["ci"], "margin": M.EQUIVALENCE_MARGIN}
+
+
+def ceiling_check(points: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """Over the main table and every alpha point: fails when an architecture's paired difference to
+    the observation ceiling has its whole interval above 0 (older records: the latent oracle)."""
+    which = "versus_observation" if any(pt["ceilings"].get("versus_observation") for _, pt in points) else "versus_latent"
+    rows = [(where, name, v) for where, pt in points for name, v in pt["ceilings"].get(which, {}).items()]
+    if not rows:
+        return None
+    above = [(w, n, v) for w, n, v in rows if v["ci"][0] is not None and v["ci"][0] > 0]
+    where, name, v = max(rows, key=lambda r: r[2]["diff"])
+    detail = (f"closest: {name} ({where}) {_pts(v['diff'])} pts vs the ceiling, 95% {_ci_pts(v['ci'])}"
+              f"{'' if v['paired'] else ' (unpaired: the ceiling known as a rate only)'}")
+    if above:
+        detail = "ABOVE: " + ", ".join(f"{n} ({w}) {_pts(x['diff'])} {_ci_pts(x['ci'])}" for w, n, x in above)
+    return {"name": CEILING_CHECK if which == "versus_observation" else LATENT_CHECK, "passed": not above,
+            "detail": detail, "above": [{"where": w, "arch": n, **x} for w, n, x in above]}
+
+
+def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, Any], main_point: dict[str, Any],
+            sweep_alpha: dict[str, Any], chain: dict[str, Any]) -> dict[str, Any]:
+    checks = [alpha0_check(sweep_alpha)]
     seeds = opts.seeds()
-    # 1. alpha = 0: M-learned and U within their intervals.
-    point = next((pt for pt in sweep_alpha.get("points", []) if pt["alpha"] == 0.0), None)
-    if point and "U" in point["architectures"] and "M-learned" in point["architectures"]:
-        u, ml = point["architectures"]["U"], point["architectures"]["M-learned"]
-        gap = u["accuracy"] - ml["accuracy"]
-        slack = u.get("accuracy_ci", 0) + ml.get("accuracy_ci", 0)
-        # The paired view: U minus M-learned per seed (same tasks), and how much the check can see.
-        prefix = "main" if opts.profile.alpha == 0.0 else "alpha/0"
-        pairs = [(f"{prefix}/s{s}/a{Arch.U}", f"{prefix}/s{s}/a{Arch.M_LEARNED}") for s in seeds]
-        diffs = [M.quality(records[a]["tasks"])["accuracy"] - M.quality(records[b]["tasks"])["accuracy"]
-                 for a, b in pairs if a in records and b in records]
-        paired, paired_ci = M.interval(diffs)
-        detail = (f"U {100 * u['accuracy']:.1f} ± {100 * u.get('accuracy_ci', 0):.1f}, M-learned "
-                  f"{100 * ml['accuracy']:.1f} ± {100 * ml.get('accuracy_ci', 0):.1f} ({point['seeds']} seeds); "
-                  f"paired U − M-learned {100 * paired:+.1f} ± {100 * paired_ci:.1f} pts")
-        if slack > WEAK_CHECK_SLACK:
-            detail += (f" — a weak check here: the intervals add up to ±{100 * slack:.0f} pts, so only a large "
-                       "disagreement could fail it (more seeds or tasks, e.g. --profile full, sharpen it)")
-        checks.append({"name": "alpha=0: M-learned and U agree within their 95% intervals",
-                       "passed": abs(gap) <= slack, "detail": detail,
-                       "paired_u_minus_m_learned": paired, "paired_u_minus_m_learned_ci": paired_ci})
-    else:
-        checks.append({"name": "alpha=0: M-learned and U agree within their 95% intervals", "passed": None,
-                       "detail": "no alpha=0 point in this run"})
-    # 2. No architecture above the oracle (beyond the paired interval).
-    worst = None
-    for name, a in archs_main.items():
-        diffs = [q["accuracy"] - q["oracle_accuracy"] for q in a.get("per_seed", []) if "oracle_accuracy" in q]
-        if not diffs:
-            continue
-        mean, ci = M.interval(diffs)
-        if worst is None or mean > worst[1]:
-            worst = (name, mean, ci, max(diffs))
-    if worst is not None:
-        name, mean, ci, top = worst
-        checks.append({"name": "no architecture above the oracle",
-                       "passed": mean - ci <= 0,
-                       "detail": f"closest: {name}, mean {100 * mean:+.1f} pts vs oracle (95% ± {100 * ci:.1f}); "
-                                 f"largest single seed {100 * top:+.1f} pts on {archs_main[name]['tasks_per_seed']} tasks"})
-    # 3. Same seed, same numbers: on-chain rerun and retraining.
+    # No architecture above the observation ceiling (beyond its paired interval), wherever measured.
+    points = [("main table", main_point)] + [(f"alpha {pt['alpha']:g}", pt) for pt in alpha_points(sweep_alpha)
+                                             if not pt["main_table"]]
+    if (c := ceiling_check(points)) is not None:
+        checks.append(c)
+    # The chain check: it fails the run, not only --strict.
+    if chain["units"]:
+        bad = chain["mismatches"]
+        detail = f"{chain['sampled']} tasks compared in {chain['units']} units, {len(bad)} mismatches"
+        if bad:
+            detail += ": " + "; ".join(mismatch_text(m) for m in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        checks.append({"name": CHAIN_CHECK, "passed": False if bad else (True if chain["sampled"] else None),
+                       "detail": detail,
+                       "fatal": True})
+    # Same seed, same numbers: on-chain rerun and retraining.
     rerun_units = _by_prefix(records, f"rerun/s{seeds[0]}/")
     same_decisions = []
     for key, u in rerun_units.items():
@@ -328,21 +791,23 @@ def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, An
     models = records.get("rerun/models")
     if same_decisions or models:
         ok = all(s for _, s, _, _ in same_decisions) and (models is None or models.get("all_equal"))
-        detail = "; ".join(f"{n}: decisions {'identical' if s else 'DIFFER'} (accuracy {100 * x:.1f} vs {100 * y:.1f})"
-                           for n, s, x, y in same_decisions)
+        detail = "; ".join(f"{n}: decisions {'identical' if s else 'DIFFER'} (chain accuracy {100 * x:.1f} vs "
+                           f"{100 * y:.1f})" for n, s, x, y in same_decisions)
         if models:
             detail += f"; retrained seed {models['seed']} models: " + (
                 "identical model ids" if models["all_equal"] else
                 "DIFFERENT model ids: " + ", ".join(k for k, v in models["model_ids_equal"].items() if not v))
         checks.append({"name": "same seed, same numbers (rerun on chain, retrain from scratch)", "passed": bool(ok),
                        "detail": detail})
-    # Info: on-chain figures against the off-chain scores of the same models on the same tasks.
+    # Info: the chain sample's accuracy against models.train's score of the same models.
     rows = []
     for name, a in archs_main.items():
-        if a.get("offchain_accuracy") is not None and a.get("accuracy") is not None:
-            rows.append(f"{name} {100 * (a['accuracy'] - a['offchain_accuracy']):+.1f}")
-    info = {"onchain_minus_offchain_accuracy_pts": ", ".join(rows)}
-    return {"checks": checks, "all_passed": all(c["passed"] is not False for c in checks), "info": info}
+        if a.get("train_reference_accuracy") is not None and a.get("chain_accuracy") is not None:
+            rows.append(f"{name} {100 * (a['chain_accuracy'] - a['train_reference_accuracy']):+.1f}")
+    info = {"chain_minus_train_reference_accuracy_pts": ", ".join(rows)}
+    fatal = [c["name"] for c in checks if c.get("fatal") and c["passed"] is False]
+    return {"checks": checks, "all_passed": all(c["passed"] is not False for c in checks),
+            "fatal_failures": fatal, "info": info}
 
 
 # -- assembly ----------------------------------------------------------------------------------------------
@@ -351,13 +816,24 @@ def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, An
 def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any],
                   env: dict[str, Any] | None = None) -> dict[str, Any]:
     seeds = opts.seeds()
-    archs, oracle = architectures(records, seeds)
-    sweeps = {"alpha": alpha_sweep(records, opts, archs) if opts.data is None else {"points": [], "skipped":
-                                                                                        "not synthetic data"},
-              "agents": agents_sweep(records, opts), "ed": ed_sweep(records, opts, archs),
-              "robustness": robustness(records, opts)}
-    return {"run": run, "architectures": archs, "oracle": oracle, "sweeps": sweeps,
-            "honesty": honesty(records, opts, archs, oracle, sweeps["alpha"]),
+    table = Table(records, seeds)
+    archs, oracle = architectures(records, seeds, table)
+    main_point = table_point(table)
+    sweep_alpha = (alpha_sweep(records, opts, main_point) if opts.data is None else
+                   {"alphas": [], "skipped": "not synthetic data"})
+    sweeps = {"alpha": sweep_alpha, "agents": agents_sweep(records, opts), "ed": ed_sweep(records, opts, archs),
+              "robustness": robustness(records, opts, table)}
+    chain = chain_check(records)
+    ceilings = {**main_point["ceilings"], "definitions": CEILING_DEFINITIONS}
+    return {"run": run, "architectures": archs, "ceilings": ceilings, "comparisons": comparisons_of(table),
+            "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
+            "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain),
+            "conventions": {"fractions": "every accuracy, ceiling and difference is a fraction in [0, 1] "
+                                         "(0.015 = 1.5 points)",
+                            "intervals": "a [lo, hi] list is a 95% two-level bootstrap interval "
+                                         f"({M.BOOTSTRAP_RESAMPLES} resamples of seeds, then of tasks within each "
+                                         "drawn seed); a number is the half-width of a 95% t-interval over seeds",
+                            "equivalence_margin": M.EQUIVALENCE_MARGIN},
             "environment": env if env is not None else environment(opts)}
 
 
@@ -373,10 +849,11 @@ def write_json(results: dict[str, Any], path: Path) -> None:
             return int(v)
         if isinstance(v, (np.floating,)):
             return clean(float(v))
+        if isinstance(v, np.bool_):
+            return bool(v)
         return v
 
     path.write_text(json.dumps(clean(results), indent=2) + "\n")
-
 
 
 def make_run_info(opts: RunOptions, run_id: str, started: float, finished: float, timings: dict[str, float],
