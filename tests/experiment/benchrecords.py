@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from node.experiment.config import Profile
-from node.experiment.plan import SCENARIOS
+from node.experiment.plan import ALPHA_ARCHS, SCENARIOS
 from node.protocol.enums import ARCH_NAMES, Arch
 
 SKILLS = {0: 0.45, 1: 0.5, 2: 0.55, 3: 0.6, 4: 0.55, 5: 0.6, 6: 0.7, 7: 0.7}
@@ -99,15 +99,15 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
         out[record["key"]] = record
 
     def table(prefix: str, eval_key: str, s: int, alpha: float, n_chain: int, skills: dict[int, float],
-              meta: dict[int, dict[str, Any]]) -> None:
+              meta: dict[int, dict[str, Any]], archs=tuple(ARCH_NAMES)) -> None:
         if not eval_set:
-            for a in ARCH_NAMES:
+            for a in archs:
                 add(unit(f"{prefix}/a{a}", a, n_chain, rng, skill=skills[a], **meta.get(a, {})))
             return
         ev = eval_record(eval_key, s, alpha, n_eval, n_chain, rng, late_fusion_cap=0.7 if alpha == 1 else None)
         add(ev)
         labels = np.frombuffer(ev["labels"].encode(), dtype=np.uint8).astype(np.int64) - ord("0")
-        for a in ARCH_NAMES:
+        for a in archs:
             add(eval_unit(f"{prefix}/a{a}", a, ev, decide(labels, skills[a], rng), rng, **meta.get(a, {})))
 
     for s in seeds:
@@ -124,7 +124,7 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
         skills = {a: SKILLS[a] - 0.1 * (a == Arch.U) * (1 - alpha) for a in ARCH_NAMES}
         for s in seeds[:profile.alpha_seeds]:
             table(f"alpha/{alpha:g}/s{s}", f"eval/alpha/{alpha:g}/s{s}", s, alpha, profile.alpha_tasks, skills,
-                  {a: {"seed": s, "alpha": alpha} for a in ARCH_NAMES})
+                  {a: {"seed": s, "alpha": alpha} for a in ARCH_NAMES}, ALPHA_ARCHS)
     for d in profile.dims:
         for dtype in profile.dtypes:
             if (d, dtype) != (16, "f32"):

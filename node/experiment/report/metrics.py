@@ -3,7 +3,13 @@
 Conventions (stated in the report):
 - A task that never finalized (no agent decided it before its deadline) counts as `hold`: the
   protocol took no position. Its share is reported as `finalized_rate`.
-- Intervals are 95% Student-t intervals of the mean over seeds (half-widths; 0 for one seed).
+- Fractions: every accuracy and difference is a fraction in [0, 1] (0.015 = 1.5 points).
+- Accuracy on the evaluation set: a task with no action (`-`, -1) is wrong; the mean over seeds
+  weighs every seed the same. Its interval is the 95% two-level bootstrap (`hierarchical_bootstrap`:
+  seeds resampled, then tasks within each drawn seed), given as [lo, hi]; differences of two
+  architectures on the same tasks are bootstrapped per task (`paired_difference`).
+- Other intervals (`interval`, `summarize_seeds`) are 95% Student-t intervals of the mean over
+  seeds (half-widths; 0 for one seed).
 - PnL: position +1 (buy), 0 (hold), -1 (sell) times the task's next-period return; Sharpe is the
   mean over the std of the per-task PnL of one seed (per task, not annualised).
 - Latency: wall clock from sending submitTask to seeing TaskFinalized; percentiles pool the tasks
