@@ -404,8 +404,8 @@ def symmetrise(loglik: np.ndarray) -> np.ndarray:
 
 def _diagonal(redundancy: float) -> bool:
     if 0.99 < redundancy < 1.0:
-        raise ValueError(f"redundancy {redundancy} in (0.9, 1): the 3-D grid cannot resolve the prior; "
-                         "use <= 0.9 or exactly 1")
+        raise ValueError(f"redundancy {redundancy} in (0.99, 1): the 3-D grid cannot resolve the prior; "
+                         "use <= 0.99 or exactly 1")
     return redundancy >= 1.0
 
 
