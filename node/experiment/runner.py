@@ -104,6 +104,7 @@ class Bench:
         self._lock = threading.Lock()
         self._evals: dict[tuple[int, float], Any] = {}
         self._pending: dict[str, Evaluation] = {}
+        self._samples: dict[int, list[int]] = {}
         self._scoring: ThreadPoolExecutor | None = None
         self._logliks: dict[tuple[int, int], Any] = {}
         self._cancel = threading.Event()
@@ -483,6 +484,14 @@ class Bench:
         if getattr(self, "_texts", None) is not None:
             self._texts.save(self._texts_path)
 
+    def _sample(self, seed: int) -> list[int]:
+        """The chain sample of the seed's main evaluation set (its record is written by then, or
+        being written by the scoring thread: the sample itself is known at once)."""
+        ev = self._samples.get(seed)
+        if ev is not None:
+            return ev
+        return self.checkpoint.get(f"eval/s{seed}")["chain_sample"]["indices"]
+
     def _checked(self, job: ArchJob, ev: Evaluation) -> ArchJob:
         """`job`, on a chain sample of `ev`'s evaluation set: when its record is written, it gets
         the off-chain actions its chain tasks must have finalized (`_attach`)."""
@@ -511,6 +520,7 @@ class Bench:
         isolated = seed in self.seeds[:p.cost_seeds]
         ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round, p.tasks,
                             background=not isolated)
+        self._samples[seed] = ev.indices
         evals = self.eval_stream(seed)
         stream = evals.subset(ev.indices)
         # M-regret learns online: its chain tasks are the evaluation set's first, in order, so the
@@ -594,7 +604,10 @@ class Bench:
         n = min(p.robust_tasks, p.tasks)
         jobs = []
         for m in AGENT_ROLES:
-            noisy = self.stream(seed, p.tasks, noise=task_streams.noise_on(m.label, p.noise)).head(n)
+            # The chain sample's first tasks with one modality noisier: the same tasks, labels and
+            # latent state as the clean evaluation set (noise changes observations only).
+            noisy = self.stream(seed, p.eval_tasks, noise=task_streams.noise_on(m.label, p.noise)).subset(
+                self._sample(seed)[:n])
             jobs += self._scenario_jobs(ready.models, seed, f"noise-{m.label}", noisy)
         self._run_together(ready, jobs)
 
@@ -602,7 +615,7 @@ class Bench:
         """Byzantine, or offline + model mismatch: the session's node processes were started in
         that mode (see `byzantine_specs`, `degraded_specs`), on the seed's main models."""
         p, ms = self.profile, ready.models
-        clean = self.stream(seed, p.tasks)
+        clean = self.eval_stream(seed).subset(self._sample(seed))
         n = min(p.robust_tasks, p.tasks)
         degraded = scenario == "offline"
         if not degraded:
