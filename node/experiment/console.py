@@ -54,8 +54,9 @@ def print_summary(results: dict, console: Any) -> None:
 
     run = results["run"]
     rows = summary_rows(results)
-    quality = Table(title=f"Chorus bench {run['id']}: decisions as finalized on chain, {len(run['seeds'])} seeds "
-                          "(mean ± 95% interval)", title_style="bold")
+    quality = Table(title=f"Chorus bench {run['id']}: accuracy on each seed's evaluation set (off chain, checked "
+                          f"task by task against the chain sample), {len(run['seeds'])} seeds (mean, 95% interval)",
+                    title_style="bold")
     for i, col in enumerate(SUMMARY_HEADER[:5]):
         quality.add_column(col, justify="left" if i == 0 else "right")
     costs = Table(title="What it cost (per task, from the receipts; latency submit -> TaskFinalized)",
@@ -68,9 +69,21 @@ def print_summary(results: dict, console: Any) -> None:
         if row[0] != "Oracle":
             costs.add_row(row[0], *row[5:], style=style)
     console.print(quality)
+    ceilings = results.get("ceilings") or {}
+    for name, what in (("observation", "observation ceiling (Bayes on what the agents see)"),
+                       ("late_fusion_cap", "late-fusion cap"), ("latent", "latent oracle")):
+        if ceilings.get(name) is not None:
+            ci = ceilings.get(f"{name}_ci") or [None, None]
+            span = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if None not in ci else ""
+            console.print(f"{what}: {100 * ceilings[name]:.1f}%{span}")
+    for c in (results.get("comparisons") or [])[:1]:  # the pre-registered one
+        lo, hi = c["ci"]
+        console.print(f"pre-registered: {c['a']} - {c['b']} = {100 * c['diff']:+.1f} points, paired 95% interval "
+                      f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" + ("" if c.get("excludes_zero") else " (includes 0)"))
     console.print(costs)
     for check in results["honesty"]["checks"]:
-        mark = {True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]n/a[/yellow]"}[check["passed"]]
+        mark = ({True: "[green]PASS[/green]", False: "[red]FAIL[/red]", None: "[yellow]n/a[/yellow]"}[check["passed"]]
+                if not check.get("verdict") else f"[cyan]{check['verdict'].upper()}[/cyan]")
         console.print(f"{mark} {check['name']}: {check['detail']}")
 
 

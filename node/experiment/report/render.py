@@ -405,7 +405,7 @@ def _honesty_section(results: dict[str, Any]) -> list[str]:
     h = results["honesty"]
     out = ["## Honesty checks", ""]
     for c in h["checks"]:
-        mark = {True: "PASS", False: "FAIL", None: "n/a"}[c["passed"]]
+        mark = c["verdict"].upper() if c.get("verdict") else {True: "PASS", False: "FAIL", None: "n/a"}[c["passed"]]
         out.append(f"- **{mark}** {c['name']}: {c['detail']}" + (" (a failure fails the run)" if c.get("fatal") else ""))
     info = h.get("info", {}).get("chain_minus_train_reference_accuracy_pts")
     if info:

@@ -707,11 +707,15 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
 # -- honesty ---------------------------------------------------------------------------------------------
 
 
-ALPHA0_CHECK = "alpha=0: U and M-learned equivalent within ±1.5 pts (paired 95% interval)"
+ALPHA0_CHECK = ("alpha=0 equivalence test, a result rather than a check of the instrument: U and M-learned "
+                "within ±1.5 pts (paired 95% interval)")
 CEILING_CHECK = "no architecture above the observation ceiling (the Bayes oracle on what the agents observe)"
 LATENT_CHECK = "no architecture above the latent oracle (older records: chain tasks, no observation ceiling)"
 CHAIN_CHECK = "chain check: every sampled task finalized its off-chain action"
-VERDICT_PASSED = {"equivalent": True, "different": False, "inconclusive": None}
+VERDICT_PASSED = {"equivalent": None, "different": None, "inconclusive": None}
+"""The alpha=0 test reports its verdict and fails nothing: the theory says calibrated late fusion of
+per-modality posteriors can match U there, but M-learned fuses the published decisions, so a
+difference measures the decision-only interface rather than a fault of the run."""
 
 
 def _pts(x: float) -> str:
