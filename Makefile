@@ -16,7 +16,7 @@ help:
 	@echo "make setup   create .venv, install Python + npm dependencies, build contracts, prepare models"
 	@echo "make demo    set-up, then run the devnet demo / quick experiment and print the summary"
 	@echo "make test    set-up, then the whole test suite (layer check, pytest, forge test and slither)"
-	@echo "make test-fast  set-up, then everything but the end-to-end tests, on 2 workers (under 2 minutes)"
+	@echo "make test-fast  set-up, then everything but the end-to-end and training (slow) tests, on 2 workers (under 2 minutes)"
 	@echo "make slither Slither on contracts/src, compiled by forge (offline); fails on any finding not triaged"
 	@echo "make clean   remove build outputs (contracts/out, model artifacts, reports, .chorus)"
 
@@ -46,9 +46,10 @@ demo: setup
 test: setup lint test-py test-sol slither
 
 # The fast loop: the layer check, forge test and pytest without the end-to-end tests (which start
-# real node processes against a real Anvil and take most of the suite's time), on two workers.
+# real node processes against a real Anvil and take most of the suite's time) and without the few
+# that train a model set first (`slow`), on two workers. `make test` runs them all.
 test-fast: setup lint test-sol
-	$(PY) -m pytest -q -m "not e2e" -n 2
+	$(PY) -m pytest -q -m "not e2e and not slow" -n 2
 
 test-py:
 	$(PY) -m pytest -q
