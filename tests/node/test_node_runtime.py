@@ -323,6 +323,7 @@ class TcpProxy:
         self.port = 0
         self._conns: list = []
         self._listener = None
+        self._lock = threading.Lock()
         self.stalled = False
         self.restore()
 
@@ -332,7 +333,8 @@ class TcpProxy:
         s.bind(("127.0.0.1", self.port))
         s.listen(16)
         self.port = s.getsockname()[1]
-        self._listener = s
+        with self._lock:
+            self._listener = s
         self._threading.Thread(target=self._accept, args=(s,), daemon=True).start()
 
     def _accept(self, listener) -> None:
@@ -341,8 +343,12 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            upstream = self._socket.create_connection(("127.0.0.1", self.target))
-            self._conns += [client, upstream]
+            with self._lock:
+                if listener is not self._listener:  # accepted while `cut` ran: the RPC is gone
+                    client.close()
+                    return
+                upstream = self._socket.create_connection(("127.0.0.1", self.target))
+                self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -367,18 +373,20 @@ class TcpProxy:
                     pass
 
     def cut(self) -> None:
-        try:
-            self._listener.shutdown(self._socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
-        self._listener.close()
-        for conn in self._conns:
+        with self._lock:
+            listener, self._listener = self._listener, None
             try:
-                conn.shutdown(self._socket.SHUT_RDWR)
-                conn.close()
+                listener.shutdown(self._socket.SHUT_RDWR)  # wakes the blocked accept()
             except OSError:
                 pass
-        self._conns.clear()
+            listener.close()
+            for conn in self._conns:
+                try:
+                    conn.shutdown(self._socket.SHUT_RDWR)
+                    conn.close()
+                except OSError:
+                    pass
+            self._conns.clear()
 
 
 def node_behind_proxy(chain, tmp_path: Path, port: int, *, retries: int, timeout: float,
@@ -409,15 +417,17 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
     with caplog.at_level(logging.INFO, logger="node.runtime.node"):
         loop.start()
-        proxy.cut()
-        task_id = submit(chain)  # submitted while the node cannot reach its RPC
-        wait_until(lambda: node.health()["status"] == "degraded", 10, "the node to report its RPC degraded")
-        assert node.health()["chain_reachable"] is False
-        proxy.restore()
-        wait_until(lambda: (task := node.store.get_task(task_id)) is not None
-                   and task.status == TaskState.PUBLISHED, 10, f"the node to resume and publish task {task_id}")
-        stop.set()
-        loop.join(timeout=5)
+        try:
+            proxy.cut()
+            task_id = submit(chain)  # submitted while the node cannot reach its RPC
+            wait_until(lambda: node.health()["status"] == "degraded", 10, "the node to report its RPC degraded")
+            assert node.health()["chain_reachable"] is False
+            proxy.restore()
+            wait_until(lambda: (task := node.store.get_task(task_id)) is not None
+                       and task.status == TaskState.PUBLISHED, 10, f"the node to resume and publish task {task_id}")
+        finally:
+            stop.set()  # also when the test fails: a loop left running shares the next test's key
+            loop.join(timeout=5)
     messages = [r.getMessage() for r in caplog.records]
     assert any("unreachable or failing" in m for m in messages)
     assert any("reachable again" in m for m in messages)
@@ -437,23 +447,25 @@ def test_a_hanging_rpc_turns_the_node_degraded_within_two_poll_intervals(chain, 
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
     with caplog.at_level(logging.INFO, logger="node"):
         loop.start()
-        wait_until(lambda: node.health()["status"] == "ok", 10, "the node to be healthy")
-        proxy.stall()
-        stalled_at = time.monotonic()
-        task_id = submit(chain)  # straight to Anvil: the chain goes on without the node
-        # A generous deadline, under the request's 1 s timeout x 2 tries it would otherwise take to notice;
-        # the figure itself is printed.
-        wait_until(lambda: node.health()["status"] == "degraded", 1.5, "the node to report its RPC silent")
-        to_degraded = time.monotonic() - stalled_at
-        assert node.health()["chain_reachable"] is False
-        time.sleep(3.0)  # both tries of the request time out meanwhile: the loop's rounds fail too
-        assert node.health()["status"] == "degraded"
-        proxy.resume()
-        outage = time.monotonic() - stalled_at
-        wait_until(lambda: (task := node.store.get_task(task_id)) is not None
-                   and task.status == TaskState.PUBLISHED, 15, f"the node to resume and publish task {task_id}")
-        stop.set()
-        loop.join(timeout=5)
+        try:
+            wait_until(lambda: node.health()["status"] == "ok", 10, "the node to be healthy")
+            proxy.stall()
+            stalled_at = time.monotonic()
+            task_id = submit(chain)  # straight to Anvil: the chain goes on without the node
+            # A generous deadline, under the request's 1 s timeout x 2 tries it would otherwise take to
+            # notice; the figure itself is printed.
+            wait_until(lambda: node.health()["status"] == "degraded", 1.5, "the node to report its RPC silent")
+            to_degraded = time.monotonic() - stalled_at
+            assert node.health()["chain_reachable"] is False
+            time.sleep(3.0)  # both tries of the request time out meanwhile: the loop's rounds fail too
+            assert node.health()["status"] == "degraded"
+            proxy.resume()
+            outage = time.monotonic() - stalled_at
+            wait_until(lambda: (task := node.store.get_task(task_id)) is not None
+                       and task.status == TaskState.PUBLISHED, 15, f"the node to resume and publish task {task_id}")
+        finally:
+            stop.set()  # also when the test fails: a loop left running shares the next test's key
+            loop.join(timeout=5)
     print(f"hanging RPC -> degraded in {to_degraded:.3f}s (poll interval {poll}s); outage {outage:.1f}s")
     messages = [r.getMessage() for r in caplog.records]
     timeouts = [r.getMessage() for r in caplog.records
