@@ -91,7 +91,7 @@ class Profile:
 
 
 QUICK = Profile(
-    name="quick", seeds=3, tasks=12, eval_tasks=2000, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
+    name="quick", seeds=3, tasks=12, eval_tasks=2500, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
     degraded_deadline_s=14, fusion_wait_s=5.0,
