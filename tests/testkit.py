@@ -1,10 +1,14 @@
 """Small helpers every test folder may import (`tests/` is on sys.path through its conftest):
-waiting on a condition with a deadline, and reading a Prometheus sample through its registry."""
+waiting on a condition with a deadline, reading a Prometheus sample through its registry, and a
+loopback server that misbehaves below HTTP."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -41,3 +45,32 @@ def sample(metrics: Any, name: str, **labels: str) -> float:
         known = sorted({s.name for family in registry.collect() for s in family.samples})
         raise AssertionError(f"no sample {name}{labels or ''} in the registry; it has {known}")
     return value
+
+
+@contextlib.contextmanager
+def loopback_server(on_connection: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that hands every accepted connection to `on_connection` (in the
+    accepting thread: start a thread there for a long conversation); yields its http:// base URL
+    and stops accepting on exit. For servers that misbehave below HTTP: hanging, trickling."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            on_connection(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        listener.close()

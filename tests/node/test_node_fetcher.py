@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testkit import wait_until
+from testkit import loopback_server, wait_until
 
 from node.protocol import payload as pl
 from node.protocol.errors import PayloadError
@@ -111,9 +111,6 @@ def test_origins_include_the_port_and_ignore_the_path() -> None:
 @pytest.fixture
 def trickle_server() -> Iterator[str]:
     """A loopback server that answers 200 and then sends one byte every 0.3 s, forever."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
     stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
@@ -126,19 +123,9 @@ def trickle_server() -> Iterator[str]:
                 except OSError:
                     return
 
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with loopback_server(lambda conn: threading.Thread(target=serve, args=(conn,), daemon=True).start()) as url:
+        yield url
     stop.set()
-    listener.close()
 
 
 def test_a_trickling_server_is_cut_off_at_the_deadline_not_the_read_timeout(trickle_server: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import sample, wait_until
+from testkit import loopback_server, sample, wait_until
 
 from agents.base import Encoding
 from agents.factory import build_agent
@@ -536,27 +536,11 @@ def test_a_deep_revert_over_finalized_and_open_tasks_loses_none_and_reused_ids_a
 @pytest.fixture
 def hanging_server():
     """A loopback HTTP server that accepts every connection, reads the request and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
     held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            held.append(conn)
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
+    with loopback_server(held.append) as url:
+        yield url
     for conn in held:
         conn.close()
-    listener.close()
 
 
 def published_after(node: NodeRuntime, task_id: int, timeout: float = 30) -> float:
