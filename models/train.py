@@ -151,6 +151,14 @@ def fit(model: nn.Module, train: Sequence[np.ndarray], y: np.ndarray, val: Seque
     return FitResult(model, best_loss, best_acc, epoch, hp)
 
 
+def tuning_of(result: FitResult, budget: Budget) -> dict:
+    """What the report lists for a trained model: the setting validation chose among the
+    `budget.trials` tried, the epochs it trained for before early stopping ended it (its weights are
+    those of its best validation loss), and its validation accuracy."""
+    return {"hp": dict(result.hp), "epochs": int(result.epochs), "val_acc": float(result.val_acc),
+            "settings_tried": int(budget.trials), "max_epochs": int(budget.epochs)}
+
+
 def _best_of(trials: list[FitResult]) -> FitResult:
     return max(trials, key=lambda r: (r.val_acc, -r.val_loss))
 
@@ -380,6 +388,7 @@ def _evaluate_split(splits: Splits, budget: Budget, seed: int, ed_variants: Sequ
         fits.append(train_agent(tr, va, k, budget, seed + 11 * k))
         step(f"agent {name}")
     agents = [f.model for f in fits]
+    detail["tuning"] = {name: tuning_of(f, budget) for name, f in zip(tr.names, fits)}
     out_tr, out_va, out_te = (agent_outputs(agents, fs) for fs in (tr, va, te))
     (act_va, conf_va), (act_te, conf_te) = out_va.decisions, out_te.decisions
 
@@ -412,6 +421,7 @@ def _evaluate_split(splits: Splits, budget: Budget, seed: int, ed_variants: Sequ
         pred = predict_logits(stacker.model, [stack_scores(out_te, kind), out_te.mask], _call_logits).argmax(1)
         scores[arch] = metrics(te.y, pred, c)
         models[name] = stacker.model
+        detail["tuning"][name] = tuning_of(stacker, budget)
     step("m-learned stackers")
 
     # M-regret: Hedge along the stream train (out-of-fold) -> val -> test; eta picked on the val part.
@@ -433,6 +443,7 @@ def _evaluate_split(splits: Splits, budget: Budget, seed: int, ed_variants: Sequ
             pred = predict_logits(head.model, ed_inputs(o_te, dtype), _call_logits).argmax(1)
             if d == AGENT_DIM and f"e-d{d}" not in models:
                 models[f"e-d{d}"] = head.model
+                detail["tuning"][f"e-d{d}"] = tuning_of(head, budget)
                 detail[f"e-d{d}"] = ed_name(d, dtype, mode)
         elif mode == "through":
             joint = train_ed_joint(tr, va, d, dtype, budget, seed + 23)
@@ -446,6 +457,7 @@ def _evaluate_split(splits: Splits, budget: Budget, seed: int, ed_variants: Sequ
     u = train_u(tr, va, budget, seed + 29)
     step("U")
     models["u"] = u.model
+    detail["tuning"]["u"] = tuning_of(u, budget)
     scores["U"] = metrics(te.y, predict_logits(u.model, _inputs(te), _call_logits).argmax(1), c)
 
     if te.oracle is not None:

@@ -97,7 +97,8 @@ QUICK = Profile(
     degraded_deadline_s=14, fusion_wait_s=5.0,
 )
 FULL = Profile(
-    name="full", seeds=5, tasks=48, eval_tasks=5000, train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6),
+    name="full", seeds=5, tasks=48, eval_tasks=5000,
+    train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6, trials=4),
     u_replicas=3, cost_seeds=2, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=24, agents=(2, 4, 8, 16),
     n_tasks=24, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=24, ed_seeds=5, robust_tasks=16,
     robust_seeds=5, reduced=False,

@@ -417,6 +417,7 @@ class Bench:
                 "actions": {str(a): _digits(result.actions(a)) for a in archs},
                 "model_ids": result.model_ids, "regret_round_size": result.regret_round_size,
                 "chain_sample": sampled, "stream": evals.description, "background": background,
+                "tuning": _tuning(ms.meta, p.train),
             }
             record.update(self._ceilings(seed, alpha, evals))
             record["offchain_s"] = time.perf_counter() - t0
@@ -711,6 +712,19 @@ def _done(value: Any) -> Future:
     future: Future = Future()
     future.set_result(value)
     return future
+
+
+def _tuning(meta: dict[str, Any], budget) -> dict[str, Any]:
+    """What validation chose for the model set: each trained model's setting and epochs, M-rules'
+    thresholds and M-regret's learning rate with how many were tried, and M-regret's start weights."""
+    from models import fusion
+
+    tried = max(1, int(budget.trials))
+    hedge = meta.get("hedge") or {}
+    return {"models": (meta.get("detail") or {}).get("tuning") or {},
+            "m-rules": {"chosen": meta.get("rules"), "settings_tried": min(tried, len(fusion.RULE_GRID))},
+            "m-regret": {"eta": hedge.get("eta"), "settings_tried": min(tried, len(fusion.HEDGE_ETAS)),
+                         "start_weights_bps": hedge.get("weights_bps")}}
 
 
 def _digits(actions) -> str:

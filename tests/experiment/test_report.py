@@ -381,3 +381,26 @@ def test_robustness_gives_no_clean_figure_on_other_tasks(run_setup) -> None:
     a = build_results(records, opts, run, ENV)["sweeps"]["robustness"]["scenarios"]["byzantine"]["architectures"]
     assert a["U"]["clean_accuracy"] is None and a["U"]["relative"] is None and "effective" not in a["U"]
     assert a["M-fixed"]["clean_source"] == "offchain-eval" and a["M-fixed"]["clean_accuracy"] is not None
+
+
+def test_the_report_lists_what_validation_chose_and_says_when_m_regret_collapses(tmp_path: Path) -> None:
+    profile = get_profile("quick", seeds=2)
+    opts = RunOptions(profile=profile, seed=0, out=tmp_path)
+    records = full_records(profile, opts.seeds())
+    chosen = {"hp": {"hidden": 96, "lr": 0.002, "weight_decay": 0.01, "dropout": 0.1}, "epochs": 7, "val_acc": 0.61,
+              "settings_tried": 4, "max_epochs": 15}
+    for seed, start in zip(opts.seeds(), ([9990, 5, 5], [4000, 3000, 3000])):
+        records[f"eval/s{seed}"]["tuning"] = {
+            "models": {"u": chosen, "market": {**chosen, "epochs": 3}},
+            "m-rules": {"chosen": {"risk_veto": 0.7, "lead": 0.55}, "settings_tried": 4},
+            "m-regret": {"eta": 0.2, "settings_tried": 4, "start_weights_bps": start}}
+    run = make_run_info(opts, "tuned", time.time() - 100, time.time(), {}, "anvil")
+    results = write_report(records, opts, tmp_path, run, ENV)
+    first, second = results["tuning"]["per_seed"]
+    assert first["m-regret"]["collapsed_onto"] == 0 and second["m-regret"]["collapsed_onto"] is None
+    text = (tmp_path / "report.md").read_text()
+    section = text.split("## Tuning", 1)[1].split("\n## ", 1)[0]
+    assert "| 0 | u | 4 | hidden 96, lr 0.002, weight_decay 0.01, dropout 0.1 | 7 (of 15) | 61.0 |" in section
+    assert "| 1 | M-rules thresholds | 4 | risk_veto 0.7, lead 0.55 | | |" in section
+    assert "Seed 0: M-regret starts with 99% or more of its weight on the market agent" in section
+    assert "Seed 1: M-regret starts" not in section

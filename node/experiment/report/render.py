@@ -167,7 +167,8 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
              "U), for reference."), ""]
     out += _comparison_section(results) + _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
-    out += _robust_section(results, plots) + _honesty_section(results) + _dataset_section(results)
+    out += _robust_section(results, plots) + _tuning_section(results) + _honesty_section(results)
+    out += _dataset_section(results)
     out += _env_section(results)
     return "\n".join(out) + "\n"
 
@@ -399,6 +400,48 @@ def _robust_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]
                 f"- E-d accuracy with that agent's embeddings refused: {_pct(mm.get('ed_accuracy_under_mismatch'))} %.",
                 f"- Refused as required: **{'yes' if mm['rejected'] else 'NO'}**.", ""]
     return out
+
+
+def _tuning_section(results: dict[str, Any]) -> list[str]:
+    """What validation chose for every seed's models (never the test or evaluation tasks)."""
+    per_seed = (results.get("tuning") or {}).get("per_seed") or []
+    if not per_seed:
+        return []
+    from node.protocol.enums import AGENT_ROLES
+
+    roles = [r.label for r in AGENT_ROLES]
+    out = ["## Tuning", "", "Chosen on each seed's validation split. Trained models: the setting kept among those tried "
+           "(hidden width, learning rate, weight decay, dropout) and the epochs it trained for before early "
+           "stopping (its weights are those of its best validation loss); "
+           "M-rules' thresholds and M-regret's learning rate from their grids.", "",
+           "| seed | model | settings tried | chosen | epochs trained (of max) | validation accuracy % |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for row in per_seed:
+        for name, t in sorted(row["models"].items()):
+            hp = t.get("hp") or {}
+            chosen = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in hp.items())
+            out.append(f"| {row['seed']} | {name} | {t.get('settings_tried')} | {chosen} | {t.get('epochs')} "
+                       f"(of {t.get('max_epochs')}) | {_pct(t.get('val_acc'))} |")
+        rules = row.get("m-rules") or {}
+        if rules.get("chosen"):
+            chosen = ", ".join(f"{k} {v:g}" for k, v in rules["chosen"].items())
+            out.append(f"| {row['seed']} | M-rules thresholds | {rules.get('settings_tried')} | {chosen} | | |")
+        regret = row.get("m-regret") or {}
+        if regret.get("eta") is not None:
+            out.append(f"| {row['seed']} | M-regret learning rate | {regret.get('settings_tried')} | "
+                       f"eta {regret['eta']:g} | | |")
+    for row in per_seed:
+        regret = row.get("m-regret") or {}
+        for what, key in (("starts", "collapsed_onto"), ("ends", "ended_on")):
+            if regret.get(key) is not None:
+                out.append("")
+                out.append(f"Seed {row['seed']}: M-regret {what} with {COLLAPSE_WORDS} on the {roles[regret[key]]} "
+                           "agent: it then decides as that agent alone (as Uni-best does), because Hedge's "
+                           "multiplicative update drives the weight of every agent that errs more often towards zero.")
+    return out + [""]
+
+
+COLLAPSE_WORDS = "99% or more of its weight"
 
 
 def _honesty_section(results: dict[str, Any]) -> list[str]:

@@ -817,6 +817,38 @@ def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, An
 # -- assembly ----------------------------------------------------------------------------------------------
 
 
+COLLAPSED_SHARE = 0.99
+"""M-regret 'collapses onto one agent' when that agent holds this share of its weight or more."""
+
+
+def tuning(records: dict[str, dict], seeds: list[int]) -> dict[str, Any]:
+    """What validation chose, per seed of the main table (from its evaluation record): each trained
+    model's setting and epochs, M-rules' thresholds, M-regret's rate, and whether M-regret's
+    weights collapse onto one agent (then it decides as that agent alone, i.e. as Uni-best)."""
+    per_seed = []
+    for seed in seeds:
+        t = (records.get(f"eval/s{seed}") or {}).get("tuning")
+        if not t:
+            continue
+        regret = dict(t.get("m-regret") or {})
+        weights = regret.get("start_weights_bps") or []
+        total = sum(weights)
+        if total:
+            top = max(range(len(weights)), key=lambda i: weights[i])
+            regret["collapsed_onto"] = top if weights[top] / total >= COLLAPSED_SHARE else None
+        main = records.get(f"main/s{seed}/a{int(Arch.M_REGRET)}") or {}
+        end = (main.get("hedge") or {}).get("log_w")
+        if end:
+            w = np.exp(np.asarray(end) - max(end))
+            w = w / w.sum()
+            regret["end_weights"] = [float(x) for x in w]
+            top = int(np.argmax(w))
+            regret["ended_on"] = top if w[top] >= COLLAPSED_SHARE else None
+        per_seed.append({"seed": seed, "models": t.get("models") or {}, "m-rules": t.get("m-rules"),
+                         "m-regret": regret})
+    return {"per_seed": per_seed, "collapsed_share": COLLAPSED_SHARE}
+
+
 def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any],
                   env: dict[str, Any] | None = None) -> dict[str, Any]:
     seeds = opts.seeds()
@@ -832,6 +864,7 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
     return {"run": run, "architectures": archs, "ceilings": ceilings, "comparisons": comparisons_of(table),
             "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
             "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain),
+            "tuning": tuning(records, seeds),
             "conventions": {"fractions": "every accuracy, ceiling and difference is a fraction in [0, 1] "
                                          "(0.015 = 1.5 points)",
                             "intervals": "a [lo, hi] list is a 95% two-level bootstrap interval "
