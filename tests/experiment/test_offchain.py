@@ -243,3 +243,15 @@ def test_a_trained_binary_ed_set_equals_the_node_pipeline(tmp_path):
                                       quorums={int(Arch.E_D): 4})
     assert _compare(result, reference) == {int(Arch.E_D): 0}
     assert len(set(result.actions(Arch.E_D).tolist())) >= 2
+
+
+def test_the_same_set_and_tasks_score_the_same_actions_twice(main_set):
+    """The measurement tier is a function of the model files and the tasks: two scorings with
+    caches built from nothing give the same actions for every architecture, byte for byte."""
+    stream = _stream(120)
+    first = score_offchain(main_set, stream, profile=PROFILE, text=TextCache(_fake_text()[0]), regret_round_size=16)
+    again = score_offchain(main_set, stream, profile=PROFILE, text=TextCache(_fake_text()[0]), regret_round_size=16)
+    assert sorted(first.scores) == sorted(again.scores)
+    for a in first.scores:
+        assert first.actions(a).tobytes() == again.actions(a).tobytes(), a
+    assert first.regret_weights.tobytes() == again.regret_weights.tobytes()

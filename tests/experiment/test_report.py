@@ -404,3 +404,13 @@ def test_the_report_lists_what_validation_chose_and_says_when_m_regret_collapses
     assert "| 1 | M-rules thresholds | 4 | risk_veto 0.7, lead 0.55 | | |" in section
     assert "Seed 0: M-regret starts with 99% or more of its weight on the market agent" in section
     assert "Seed 1: M-regret starts" not in section
+
+
+def test_the_same_records_give_byte_identical_quality_figures(run_setup) -> None:
+    """The report's figures are a function of the records: the bootstrap is seeded, so the same
+    records (the same seed's run) give the same accuracies, intervals and comparisons, byte for byte."""
+    opts, records, run = run_setup
+    a, b = build_results(records, opts, run, ENV), build_results(json.loads(json.dumps(records)), opts, run, ENV)
+    for key in ("architectures", "ceilings", "comparisons", "chain_check"):
+        assert json.dumps(a[key], sort_keys=True, default=str) == json.dumps(b[key], sort_keys=True, default=str), key
+    assert a["comparisons"] and a["architectures"]["U"]["accuracy_ci"][0] < a["architectures"]["U"]["accuracy_ci"][1]
