@@ -500,6 +500,62 @@ def evaluate_all(dataset_cfg: DatasetConfig, seeds: Sequence[int], budget: Budge
             "per_seed": per_seed, "summary": summary, "detail": details}
 
 
+TRAINING_STEPS = {"agents": ("agent ", "out-of-fold agent "), "stackers": ("m-learned",), "e-d": ("E-",), "u": ("U",)}
+"""What `learning_curves` times, by the prefix of `evaluate_split`'s progress steps: the agents
+(out-of-fold copies included), the M-learned stackers, the E-d heads, U."""
+
+
+def learning_curves(sizes: Sequence[int], alphas: Sequence[float], seeds: Sequence[int], budget: Budget = QUICK,
+                    n_test: int = 2000, ed_variants: Sequence[tuple[int, str, str]] = ((AGENT_DIM, "f32", "frozen"),),
+                    progress: Progress | None = None, **data_knobs) -> dict:
+    """Accuracy against training tasks for every architecture (off chain: the chain adds nothing
+    to a curve), with the CPU seconds training took, per (alpha, size) over `seeds`.
+
+    CPU seconds are the process's (`time.process_time`, one torch thread) between `evaluate_split`'s
+    progress steps, summed into TRAINING_STEPS groups: a modular architecture's training cost is
+    its agents' plus its head's, U's is U's alone. Returns {"points": [{alpha, n_train, summary:
+    {arch: {accuracy, accuracy_ci, macro_f1, macro_f1_ci}}, cpu_s: {group: mean over seeds}}], ...}.
+    """
+    import time
+
+    from models.data.splits import SyntheticConfig
+
+    points = []
+    for alpha in alphas:
+        for n in sizes:
+            cfg = SyntheticConfig(alpha=float(alpha), n_train=int(n), n_test=int(n_test), **data_knobs)
+            per_seed: dict[str, list[dict[str, float]]] = {}
+            cpu: dict[str, list[float]] = {g: [] for g in TRAINING_STEPS}
+            for seed in seeds:
+                splits = make_splits(cfg, seed)
+                spent = dict.fromkeys(TRAINING_STEPS, 0.0)
+                last = [time.process_time()]
+
+                def step(name: str) -> None:
+                    now = time.process_time()
+                    group = next((g for g, prefixes in TRAINING_STEPS.items() if name.startswith(prefixes)), None)
+                    if group is not None:
+                        spent[group] += now - last[0]
+                    last[0] = now
+                    if progress is not None:
+                        progress(f"alpha {alpha:g}, {n} tasks, seed {seed}: {name}")
+
+                res = evaluate_split(splits, budget, seed, ed_variants, step)
+                for arch, score in res.scores.items():
+                    per_seed.setdefault(arch, []).append(score)
+                for g in TRAINING_STEPS:
+                    cpu[g].append(spent[g])
+            summary = {}
+            for arch, rows in per_seed.items():
+                acc, acc_ci = _interval([r["accuracy"] for r in rows])
+                f1, f1_ci = _interval([r["macro_f1"] for r in rows])
+                summary[arch] = {"accuracy": acc, "accuracy_ci": acc_ci, "macro_f1": f1, "macro_f1_ci": f1_ci}
+            points.append({"alpha": float(alpha), "n_train": int(n), "summary": summary,
+                           "cpu_s": {g: float(np.mean(v)) for g, v in cpu.items()}})
+    return {"sizes": [int(n) for n in sizes], "alphas": [float(a) for a in alphas], "seeds": list(seeds),
+            "n_test": int(n_test), "budget": asdict(budget), "points": points}
+
+
 @dataclass
 class Check:
     name: str

@@ -362,3 +362,52 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("export")(export)
     app.add_typer(models_app, name="models")
+
+
+@models_app.command("curves")
+def curves_cmd(
+    sizes: str = typer.Option("1000,3000,10000,30000", help="Comma-separated training-set sizes (tasks)."),
+    alphas: str = typer.Option("0,0.5,1", help="Comma-separated synergy values."),
+    seeds: int = typer.Option(2, min=1, help="Seeds per point (each: its own data and models)."),
+    n_test: int = typer.Option(2000, min=100, help="Test tasks per seed."),
+    full: bool = typer.Option(False, "--full", help="The full tuning budget (4 settings, 80 epochs) instead of the quick one."),
+    json_out: Path = typer.Option(None, "--json", help="Write the curves here (JSON)."),
+) -> None:
+    """Learning curves, off chain: accuracy against training tasks for every architecture at each
+    synergy, with the CPU seconds training took (agents, stackers, E-d heads, U). The cost of
+    unification shows as U's accuracy and CPU against the modular architectures' at each size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.train import ARCH_ORDER, learning_curves
+
+    try:
+        size_list = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--sizes must be comma-separated integers, got {sizes!r}") from None
+    if not size_list or min(size_list) < 100:
+        raise typer.BadParameter("--sizes needs at least one size, each >= 100 tasks")
+    alpha_list = _parse_alphas(alphas)
+    budget = _budget(False, full)
+    start = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("curves", total=None)
+        result = learning_curves(size_list, alpha_list, list(range(seeds)), budget, n_test=n_test,
+                                 progress=lambda msg: progress.update(task, description=msg[:70]))
+    console = Console()
+    for alpha in alpha_list:
+        table = Table(title=f"accuracy % against training tasks, alpha {alpha:g} ({seeds} seeds x {n_test} test tasks; "
+                            "mean ± 95% t-interval over seeds)")
+        table.add_column("architecture")
+        points = [p for p in result["points"] if p["alpha"] == alpha]
+        for p in points:
+            table.add_column(f"{p['n_train']:,}", justify="right")
+        names = [n for n in ARCH_ORDER if n in points[0]["summary"]] + ["Oracle"] * ("Oracle" in points[0]["summary"])
+        for name in names:
+            table.add_row(name, *(f"{100 * p['summary'][name]['accuracy']:.1f} ± {100 * p['summary'][name]['accuracy_ci']:.1f}"
+                                  for p in points))
+        for group in ("agents", "stackers", "e-d", "u"):
+            table.add_row(f"CPU s: {group}", *(f"{p['cpu_s'][group]:.1f}" for p in points))
+        console.print(table)
+    _save_json(json_out, result)
+    typer.echo(f"finished in {time.perf_counter() - start:.0f} s")
