@@ -32,6 +32,7 @@ from node.experiment.checkpoint import CHECKPOINT, Checkpoint
 from node.experiment.config import RunOptions
 from node.experiment.jobs import WINDOW, ArchJob, RegretWeights, run_jobs
 from node.experiment.nodes import NodeSet, Zygote
+from node.experiment.report.metrics import correctness, decode_actions, encode_actions
 from node.experiment.plan import (
     ALPHA_ARCHS,
     NOISE_SCENARIOS,
@@ -107,6 +108,7 @@ class Bench:
         self._samples: dict[int, list[int]] = {}
         self._scoring: ThreadPoolExecutor | None = None
         self._logliks: dict[tuple[int, int], Any] = {}
+        self._texts: Any = None  # the run's MiniLM cache (`_text_cache`), loaded on first use
         self._cancel = threading.Event()
         """Set when the run stops early: a deferred session in its thread gives up at once."""
 
@@ -413,13 +415,13 @@ class Bench:
                                     regret_round_size=regret_round)
             record: dict[str, Any] = {
                 "key": key, "seed": seed, "alpha": p.alpha if alpha is None else alpha, "n": len(evals),
-                "labels": _digits(evals.labels),
-                "actions": {str(a): _digits(result.actions(a)) for a in archs},
+                "labels": encode_actions(evals.labels),
+                "actions": {str(a): encode_actions(result.actions(a)) for a in archs},
                 "model_ids": result.model_ids, "regret_round_size": result.regret_round_size,
                 "chain_sample": sampled, "stream": evals.description, "background": background,
                 "tuning": _tuning(ms.meta, p.train),
             }
-            record.update(self._ceilings(seed, alpha, evals))
+            record.update(self._ceilings(seed, evals))
             record["offchain_s"] = time.perf_counter() - t0
             self._add(record)
             self._save_text_cache()
@@ -433,21 +435,18 @@ class Bench:
             self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="offchain")
         return self._scoring
 
-    def _ceilings(self, seed: int, alpha: float | None, evals) -> dict[str, Any]:
+    def _ceilings(self, seed: int, evals) -> dict[str, Any]:
         """The latent oracle and, for the synthetic market, the observation-level Bayes ceiling
         (and at alpha = 1 the late-fusion cap) on the evaluation set."""
         out: dict[str, Any] = {"ceilings": {}, "ceiling_actions": {}}
         if evals.oracle is not None:
             out["ceilings"]["latent"] = float(np.mean(evals.oracle == evals.labels))
-            out["ceiling_actions"]["latent"] = _digits(evals.oracle)
-        if not self.synthetic:
+            out["ceiling_actions"]["latent"] = encode_actions(evals.oracle)
+        ds = evals.dataset  # the synthetic market's generated tasks (None for a file: no ceilings)
+        if ds is None:
             return out
         from models.data import ceiling
-        from models.data.synthetic import generate
 
-        ds = generate(len(evals), seed, alpha=self.profile.alpha if alpha is None else alpha, regime="test")
-        if not np.array_equal(ds.label, evals.labels):  # the stream is this dataset; never score another
-            raise RuntimeError("the evaluation stream and the generated dataset disagree on the labels")
         # The observations, hence their likelihoods, do not depend on alpha: once per seed.
         loglik = self._logliks.get((seed, len(ds)))
         if loglik is None:
@@ -455,7 +454,7 @@ class Bench:
         decisions, prob = ceiling.observation_ceiling(ds, loglik=loglik)
         hit, expected = ceiling.accuracy(ds, decisions, prob)
         out["ceilings"].update(observation=hit, observation_expected=expected, late_fusion_cap=None)
-        out["ceiling_actions"]["observation"] = _digits(decisions)
+        out["ceiling_actions"]["observation"] = encode_actions(decisions)
         if float(ds.params["alpha"]) == 1.0:
             cap, cap_prob = ceiling.late_fusion_cap(ds, loglik=loglik)
             out["ceilings"]["late_fusion_cap"] = ceiling.accuracy(ds, cap, cap_prob)[0]
@@ -472,7 +471,7 @@ class Bench:
 
     def _text_cache(self):
         """One MiniLM cache for every off-chain evaluation of the run, kept on disk between runs."""
-        if getattr(self, "_texts", None) is None:
+        if self._texts is None:
             from node.experiment.modelsets import bench_root
             from node.experiment.offchain import TextCache
 
@@ -482,7 +481,7 @@ class Bench:
         return self._texts
 
     def _save_text_cache(self) -> None:
-        if getattr(self, "_texts", None) is not None:
+        if self._texts is not None:
             self._texts.save(self._texts_path)
 
     def _sample(self, seed: int) -> list[int]:
@@ -506,10 +505,10 @@ class Bench:
         if ev is None:
             return
         record = ev.result()
-        actions = _undigits(record["actions"][str(int(job.arch))])
-        job.expected = actions[[job.stream.eval_index(i) for i in range(len(job.stream))]]
-        job.meta["eval"] = {"n": record["n"], "actions": record["actions"][str(int(job.arch))],
-                            "accuracy": float(np.mean(actions == _undigits(record["labels"])))}
+        digits = record["actions"][str(int(job.arch))]
+        job.expected = decode_actions(digits)[[job.stream.eval_index(i) for i in range(len(job.stream))]]
+        job.meta["eval"] = {"n": record["n"], "actions": digits,
+                            "accuracy": float(correctness(digits, record["labels"]).mean())}
 
     def _main_session(self, ready: Ready, seed: int, first: bool) -> None:
         p, ms = self.profile, ready.models
@@ -725,15 +724,6 @@ def _tuning(meta: dict[str, Any], budget) -> dict[str, Any]:
             "m-rules": {"chosen": meta.get("rules"), "settings_tried": min(tried, len(fusion.RULE_GRID))},
             "m-regret": {"eta": hedge.get("eta"), "settings_tried": min(tried, len(fusion.HEDGE_ETAS)),
                          "start_weights_bps": hedge.get("weights_bps")}}
-
-
-def _digits(actions) -> str:
-    """Actions (0 sell, 1 hold, 2 buy; -1 none) as one character each: what records store."""
-    return "".join("-" if int(a) < 0 else str(int(a)) for a in actions)
-
-
-def _undigits(text: str) -> np.ndarray:
-    return np.array([-1 if c == "-" else int(c) for c in text], dtype=np.int64)
 
 
 def _minilm() -> int:

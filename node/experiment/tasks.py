@@ -20,6 +20,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ class TaskStream:
     description: str = ""
     indices: np.ndarray | None = None
     """(n,) int: each task's position in the stream this one was drawn from (`subset`); None: its own."""
+    dataset: Any = None
+    """The generated `Dataset` a whole synthetic stream was encoded from (the ceilings read it);
+    None for files and for a stream's head or subset."""
 
     def __len__(self) -> int:
         return len(self.payloads)
@@ -111,7 +115,7 @@ def synthetic_stream(n: int, seed: int, alpha: float, noise: float | dict[str, f
                   shift=shift, regime="test", label_noise=label_noise)
     payloads = [encode_sample(ds[i]) for i in range(len(ds))]
     what = f"synthetic alpha={alpha:g} seed={seed} n={n}" + (f" noise={noise}" if noise != 1.0 else "")
-    return TaskStream(payloads, ds.label.copy(), ds.oracle.copy(), forward_returns(ds, seed), what)
+    return TaskStream(payloads, ds.label.copy(), ds.oracle.copy(), forward_returns(ds, seed), what, dataset=ds)
 
 
 def file_test_rows(n_rows: int, seed: int, val_frac: float, test_frac: float) -> np.ndarray:

@@ -16,16 +16,13 @@ import numpy as np
 
 from node.experiment.config import Profile
 from node.experiment.plan import ALPHA_ARCHS, SCENARIOS
+from node.experiment.report.metrics import encode_actions as digits  # the records' own format
 from node.protocol.enums import ARCH_NAMES, Arch
 
 SKILLS = {0: 0.45, 1: 0.5, 2: 0.55, 3: 0.6, 4: 0.55, 5: 0.6, 6: 0.7, 7: 0.7}
 """Each architecture's chance to decide a task right (wrong: the label + 2, mod 3)."""
 LATENT, OBSERVATION = 0.9, 0.8
 """The ceilings' chance to decide a task right."""
-
-
-def digits(actions: np.ndarray) -> str:
-    return "".join("-" if a < 0 else str(int(a)) for a in actions)
 
 
 def decide(labels: np.ndarray, skill: float, rng: np.random.Generator) -> np.ndarray:

@@ -166,6 +166,11 @@ BOOTSTRAP_SEED = 20240
 LEVEL = 0.95
 
 
+def encode_actions(actions: Iterable[int]) -> str:
+    """[0, 1, 2, -1] -> `"012-"`: how records store per-task actions (the inverse of `decode_actions`)."""
+    return "".join("-" if int(a) < 0 else str(int(a)) for a in actions)
+
+
 def decode_actions(digits: str) -> np.ndarray:
     """`"012-"` -> [0, 1, 2, -1]: one digit per task (0 sell, 1 hold, 2 buy), `-` where no action."""
     raw = np.frombuffer(digits.encode("ascii"), dtype=np.uint8).astype(np.int64) - ord("0")
