@@ -1,6 +1,6 @@
 """Small helpers every test folder may import (`tests/` is on sys.path through its conftest):
-waiting on a condition with a deadline, reading a Prometheus sample through its registry, and a
-loopback server that misbehaves below HTTP."""
+waiting on a condition with a deadline, reading a Prometheus sample through its registry, a
+loopback server that misbehaves below HTTP, and the two halves of an RPC proxy in front of Anvil."""
 
 from __future__ import annotations
 
@@ -74,3 +74,22 @@ def loopback_server(on_connection: Callable[[socket.socket], None]) -> Iterator[
         stop.set()
         thread.join(timeout=2)
         listener.close()
+
+
+def forward_rpc(url: str, body: bytes, timeout: float = 30.0) -> bytes:
+    """POST a JSON-RPC request body to `url` (a loopback RPC) and return the answer's bytes: what a
+    test's proxy in front of Anvil passes on."""
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as upstream:  # noqa: S310 (loopback only)
+        return upstream.read()
+
+
+def reply_json(handler: Any, body: bytes, status: int = 200) -> None:
+    """Answer an `http.server` request with a JSON body."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

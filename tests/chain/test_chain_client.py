@@ -162,7 +162,8 @@ def test_a_busy_http_front_is_retried_then_rpc_unavailable_never_a_raw_http_erro
     passes requests on: the client retries like a dropped connection; with fewer retries than
     refusals it gives up as RpcUnavailable, which the node waits out."""
     import http.server
-    import urllib.request
+
+    from testkit import forward_rpc, reply_json
 
     refusals = [2]
 
@@ -175,14 +176,7 @@ def test_a_busy_http_front_is_retried_then_rpc_unavailable_never_a_raw_http_erro
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            request = urllib.request.Request(chain.rpc_url, data=body, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=10) as upstream:  # noqa: S310 (loopback only)
-                answer = upstream.read()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            reply_json(self, forward_rpc(chain.rpc_url, body, timeout=10))
 
         def log_message(self, *args: object) -> None:
             pass

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit import reply_json
 
 from agents.base import (
     Agent,
@@ -119,12 +120,7 @@ def chain_id_only_rpc() -> Iterator[str]:
                 answer["result"] = hex(31337)
             else:
                 answer["error"] = {"code": -32601, "message": "not served by this test"}
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply_json(self, json.dumps(answer).encode())
 
         def log_message(self, *args: object) -> None:
             pass

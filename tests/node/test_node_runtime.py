@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import loopback_server, sample, wait_until
+from testkit import forward_rpc, loopback_server, reply_json, sample, wait_until
 
 from agents.base import Encoding
 from agents.factory import build_agent
@@ -658,7 +658,6 @@ class FaultyRpc:
                  max_stalls: int = 6) -> None:
         import http.server
         import random
-        import urllib.request
 
         self.faults = collections.Counter()
         rng = random.Random(seed)
@@ -688,15 +687,9 @@ class FaultyRpc:
                     return
                 if fault == "stall":
                     time.sleep(pause)
-                request = urllib.request.Request(target, data=body, headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=30) as upstream:  # noqa: S310 (loopback only)
-                    answer = upstream.read()
+                answer = forward_rpc(target, body)
                 try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(answer)))
-                    self.end_headers()
-                    self.wfile.write(answer)
+                    reply_json(self, answer)
                 except OSError:
                     pass  # the client gave up on a stalled request
 
