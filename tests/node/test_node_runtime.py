@@ -5,6 +5,7 @@ payloads; the finalize race; reward claims (once, across restarts)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -408,26 +409,33 @@ def node_behind_proxy(chain, tmp_path: Path, port: int, *, retries: int, timeout
     return proxy, node
 
 
-def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: Path, caplog) -> None:
-    import threading
+@contextlib.contextmanager
+def looping(*nodes: NodeRuntime):
+    """Each node's loop in a thread of its own for the block, stopped (and joined) when it ends,
+    also when the test fails: a loop left running would share the next test's key."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=node.run, args=(stop,), daemon=True) for node in nodes]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
 
+
+def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: Path, caplog) -> None:
     proxy, node = node_behind_proxy(chain, tmp_path, 9201, retries=0, timeout=2, poll_interval_s=0.05)
     node.bootstrap()
-    stop = threading.Event()
-    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
-    with caplog.at_level(logging.INFO, logger="node.runtime.node"):
-        loop.start()
-        try:
-            proxy.cut()
-            task_id = submit(chain)  # submitted while the node cannot reach its RPC
-            wait_until(lambda: node.health()["status"] == "degraded", 10, "the node to report its RPC degraded")
-            assert node.health()["chain_reachable"] is False
-            proxy.restore()
-            wait_until(lambda: (task := node.store.get_task(task_id)) is not None
-                       and task.status == TaskState.PUBLISHED, 10, f"the node to resume and publish task {task_id}")
-        finally:
-            stop.set()  # also when the test fails: a loop left running shares the next test's key
-            loop.join(timeout=5)
+    with caplog.at_level(logging.INFO, logger="node.runtime.node"), looping(node):
+        proxy.cut()
+        task_id = submit(chain)  # submitted while the node cannot reach its RPC
+        wait_until(lambda: node.health()["status"] == "degraded", 10, "the node to report its RPC degraded")
+        assert node.health()["chain_reachable"] is False
+        proxy.restore()
+        wait_until(lambda: (task := node.store.get_task(task_id)) is not None
+                   and task.status == TaskState.PUBLISHED, 10, f"the node to resume and publish task {task_id}")
     messages = [r.getMessage() for r in caplog.records]
     assert any("unreachable or failing" in m for m in messages)
     assert any("reachable again" in m for m in messages)
@@ -436,36 +444,26 @@ def test_the_node_rides_out_the_rpc_going_away_and_coming_back(chain, tmp_path: 
 
 
 def test_a_hanging_rpc_turns_the_node_degraded_within_two_poll_intervals(chain, tmp_path: Path, caplog) -> None:
-    import threading
-    import time
-
     poll = 0.2
     proxy, node = node_behind_proxy(chain, tmp_path, 9202, retries=1, timeout=1.0, poll_interval_s=poll,
                                     rpc_silent_after_s=poll)
     node.bootstrap()
-    stop = threading.Event()
-    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
-    with caplog.at_level(logging.INFO, logger="node"):
-        loop.start()
-        try:
-            wait_until(lambda: node.health()["status"] == "ok", 10, "the node to be healthy")
-            proxy.stall()
-            stalled_at = time.monotonic()
-            task_id = submit(chain)  # straight to Anvil: the chain goes on without the node
-            # A generous deadline, under the request's 1 s timeout x 2 tries it would otherwise take to
-            # notice; the figure itself is printed.
-            wait_until(lambda: node.health()["status"] == "degraded", 1.5, "the node to report its RPC silent")
-            to_degraded = time.monotonic() - stalled_at
-            assert node.health()["chain_reachable"] is False
-            time.sleep(3.0)  # both tries of the request time out meanwhile: the loop's rounds fail too
-            assert node.health()["status"] == "degraded"
-            proxy.resume()
-            outage = time.monotonic() - stalled_at
-            wait_until(lambda: (task := node.store.get_task(task_id)) is not None
-                       and task.status == TaskState.PUBLISHED, 15, f"the node to resume and publish task {task_id}")
-        finally:
-            stop.set()  # also when the test fails: a loop left running shares the next test's key
-            loop.join(timeout=5)
+    with caplog.at_level(logging.INFO, logger="node"), looping(node):
+        wait_until(lambda: node.health()["status"] == "ok", 10, "the node to be healthy")
+        proxy.stall()
+        stalled_at = time.monotonic()
+        task_id = submit(chain)  # straight to Anvil: the chain goes on without the node
+        # A generous deadline, under the request's 1 s timeout x 2 tries it would otherwise take to
+        # notice; the figure itself is printed.
+        wait_until(lambda: node.health()["status"] == "degraded", 1.5, "the node to report its RPC silent")
+        to_degraded = time.monotonic() - stalled_at
+        assert node.health()["chain_reachable"] is False
+        time.sleep(3.0)  # both tries of the request time out meanwhile: the loop's rounds fail too
+        assert node.health()["status"] == "degraded"
+        proxy.resume()
+        outage = time.monotonic() - stalled_at
+        wait_until(lambda: (task := node.store.get_task(task_id)) is not None
+                   and task.status == TaskState.PUBLISHED, 15, f"the node to resume and publish task {task_id}")
     print(f"hanging RPC -> degraded in {to_degraded:.3f}s (poll interval {poll}s); outage {outage:.1f}s")
     messages = [r.getMessage() for r in caplog.records]
     timeouts = [r.getMessage() for r in caplog.records
@@ -593,20 +591,12 @@ def test_a_burst_of_tasks_is_finalized_without_a_reverted_finalize(chain, tmp_pa
     nodes = [make_node(chain, role, tmp_path, finalize_grace_s=grace) for role in ("market", "sentiment", "risk", "fusion")]
     for node in nodes:
         node.step()
-    stop = threading.Event()
-    threads = [threading.Thread(target=node.run, args=(stop,), daemon=True) for node in nodes]
-    for thread in threads:
-        thread.start()
-    try:
+    with looping(*nodes):
         ids = [submit(chain, pl.encode(pl.example_payload(100 + i)), quorum=4) for i in range(60)]
         board = chain.contracts(0)
         wait_until(lambda: all(board.task_info(i).status == 2 for i in ids), 240, "all 60 tasks finalized",
                    interval=0.5)
         wait_until(lambda: all(not n.store.open_sends() for n in nodes), 30, "every send settled")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
     finalizes = [s for n in nodes for i in ids for s in n.store.sends(task_id=i, kind="finalize")]
     reverted = [s for s in finalizes if s.status == SendState.REVERTED]
     by_task = collections.Counter(s.task_id for s in finalizes if s.status == SendState.MINED)
