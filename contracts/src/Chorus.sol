@@ -33,7 +33,7 @@ library Chorus {
     /// @dev Confidence is in basis points.
     uint16 internal constant MAX_CONFIDENCE = 10_000;
 
-    /// @dev Architecture ids 0..7 are named, 8..15 are reserved for experiments.
+    /// @dev Architecture ids 0..8 are named, 9..15 are reserved for experiments.
     uint8 internal constant ARCH_UNI_BEST = 0;
     uint8 internal constant ARCH_M_RULES = 1;
     uint8 internal constant ARCH_M_FIXED = 2;
@@ -42,6 +42,7 @@ library Chorus {
     uint8 internal constant ARCH_E_D = 5;
     uint8 internal constant ARCH_U = 6;
     uint8 internal constant ARCH_U_REP = 7;
+    uint8 internal constant ARCH_M_LEARNED_P = 8;
     uint8 internal constant MAX_ARCH = 15;
 
     /*//////////////////////////////////////////////////////////////

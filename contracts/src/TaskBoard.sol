@@ -45,6 +45,9 @@ contract TaskBoard {
     /// @dev The owner would be the zero address (constructor, `transferOwnership`).
     error ZeroAddress();
 
+    /// @dev Class probabilities that sum to neither 10_000 nor 0 (basis points).
+    error InvalidProbabilities(uint256 sum);
+
     /// @dev The architecture id is above 15.
     error InvalidArchitecture();
 
@@ -156,6 +159,9 @@ contract TaskBoard {
         uint256 indexed taskId, address indexed agent, uint8 role, uint8 action, uint16 confidence
     );
 
+    /// @dev Emitted after the DecisionPublished of a `publishProbabilities` call.
+    event ProbabilitiesPublished(uint256 indexed taskId, address indexed agent, uint16 sell, uint16 hold, uint16 buy);
+
     /// @dev Emitted once per finalized task.
     event TaskFinalized(
         uint256 indexed taskId,
@@ -245,8 +251,8 @@ contract TaskBoard {
     //////////////////////////////////////////////////////////////*/
 
     /// @dev Sets the default weights: the modular baseline `0.5 market + 0.3 sentiment + 0.2 risk`
-    /// for architectures 0..2 and 8..15; the fusion agent alone for 3 (M-learned), 4 (M-regret)
-    /// and 5 (E-d); the coordinator alone for 6 (U) and 7 (U-rep).
+    /// for architectures 0..2 and 9..15; the fusion agent alone for 3 (M-learned), 4 (M-regret),
+    /// 5 (E-d) and 8 (M-learned-p); the coordinator alone for 6 (U) and 7 (U-rep).
     /// @param registry_ The AgentRegistry.
     /// @param owner_ The admin, non-zero (`ZeroAddress`).
     constructor(AgentRegistry registry_, address owner_) {
@@ -255,7 +261,10 @@ contract TaskBoard {
         owner = owner_;
         emit OwnershipTransferred(address(0), owner_);
         for (uint8 arch; arch <= Chorus.MAX_ARCH; ++arch) {
-            if (arch == Chorus.ARCH_M_LEARNED || arch == Chorus.ARCH_M_REGRET || arch == Chorus.ARCH_E_D) {
+            if (
+                arch == Chorus.ARCH_M_LEARNED || arch == Chorus.ARCH_M_REGRET || arch == Chorus.ARCH_E_D
+                    || arch == Chorus.ARCH_M_LEARNED_P
+            ) {
                 _setWeight(arch, Chorus.ROLE_FUSION, 10_000);
             } else if (arch == Chorus.ARCH_U || arch == Chorus.ARCH_U_REP) {
                 _setWeight(arch, Chorus.ROLE_COORDINATOR, 10_000);
@@ -368,27 +377,30 @@ contract TaskBoard {
     /// @param action 0 sell, 1 hold, 2 buy.
     /// @param confidence Basis points, 0..10_000.
     function publishDecision(uint256 taskId, uint8 action, uint16 confidence) external {
-        (bool active, uint256 role) = _agentRole(msg.sender);
-        if (!active) revert UnknownAgent(msg.sender);
-        Task storage t = _tasks[taskId];
-        uint256 s = t.state;
-        _requirePublishable(taskId, s);
         if (action > Chorus.MAX_ACTION) revert InvalidAction();
         if (confidence > Chorus.MAX_CONFIDENCE) revert InvalidConfidence();
-        uint256 slot = _flagSlot(taskId, msg.sender);
-        uint256 f = _load(slot);
-        if (f & _DECISION != 0) revert DuplicateDecision(taskId, msg.sender);
-        _store(slot, f | _DECISION);
-        if (f == 0) s = _addContributor(taskId, s);
-        uint256 weight = uint16(_weights[uint8(s >> _ARCH_SHIFT)] >> (uint256(role) << 4));
-        // No field overflows: the tally stays below 2**46 (see the contract notes), and
-        // decisions <= contributors <= 2**16 - 1 with this agent not yet counted in decisions.
-        unchecked {
-            s += (weight * confidence) << (_TALLY_SHIFT + _TALLY_BITS * action);
-            s += _ONE_DECISION;
+        _decide(taskId, action, confidence);
+    }
+
+    /// @notice Publishes the sender's class probabilities on task `taskId` (what a learned late
+    /// fusion reads): its decision is their argmax, the first of equal maxima, with that
+    /// probability as its confidence, tallied as `publishDecision` would; all zeros abstain
+    /// (hold, confidence 0).
+    /// @param taskId An open task whose deadline has not passed.
+    /// @param probs Sell, hold and buy probabilities in basis points, summing to 10_000 (or all 0).
+    function publishProbabilities(uint256 taskId, uint16[3] calldata probs) external {
+        (uint16 sell, uint16 hold, uint16 buy) = (probs[0], probs[1], probs[2]);
+        uint256 sum = uint256(sell) + hold + buy;
+        uint8 action = Chorus.HOLD;
+        uint16 confidence;
+        if (sum != 0) {
+            if (sum != Chorus.MAX_CONFIDENCE) revert InvalidProbabilities(sum);
+            (action, confidence) = (0, sell);
+            if (hold > confidence) (action, confidence) = (1, hold);
+            if (buy > confidence) (action, confidence) = (2, buy);
         }
-        t.state = s;
-        emit DecisionPublished(taskId, msg.sender, uint8(role), action, confidence);
+        _decide(taskId, action, confidence);
+        emit ProbabilitiesPublished(taskId, msg.sender, sell, hold, buy);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -585,6 +597,29 @@ contract TaskBoard {
         uint64 deadline = uint64(s);
         // slither-disable-next-line timestamp
         if (block.timestamp > deadline) revert PastDeadline(taskId, deadline);
+    }
+
+    /// @dev Records the sender's valid decision on task `taskId` and tallies it.
+    function _decide(uint256 taskId, uint8 action, uint16 confidence) internal {
+        (bool active, uint256 role) = _agentRole(msg.sender);
+        if (!active) revert UnknownAgent(msg.sender);
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requirePublishable(taskId, s);
+        uint256 slot = _flagSlot(taskId, msg.sender);
+        uint256 f = _load(slot);
+        if (f & _DECISION != 0) revert DuplicateDecision(taskId, msg.sender);
+        _store(slot, f | _DECISION);
+        if (f == 0) s = _addContributor(taskId, s);
+        uint256 weight = uint16(_weights[uint8(s >> _ARCH_SHIFT)] >> (uint256(role) << 4));
+        // No field overflows: the tally stays below 2**46 (see the contract notes), and
+        // decisions <= contributors <= 2**16 - 1 with this agent not yet counted in decisions.
+        unchecked {
+            s += (weight * confidence) << (_TALLY_SHIFT + _TALLY_BITS * action);
+            s += _ONE_DECISION;
+        }
+        t.state = s;
+        emit DecisionPublished(taskId, msg.sender, uint8(role), action, confidence);
     }
 
     /// @dev Returns the hot slot `s` with one more contributor.

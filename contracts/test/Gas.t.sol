@@ -42,6 +42,8 @@ contract GasTest is GasFixture {
     uint256 internal constant EMBEDDING_384_F32_MAX = 52_033;
     /// @dev Measured 38,133: a first publication, so the agent becomes a contributor.
     uint256 internal constant DECISION_FIRST_MAX = 38_515;
+    /// @dev Measured 41,235: the decision plus a second log with the three probabilities.
+    uint256 internal constant PROBABILITIES_FIRST_MAX = 41_647;
 
     function test_gas_publishEmbedding_384_f32() public {
         (uint256 id, bytes memory v) = (taskId, vector);
@@ -55,6 +57,13 @@ contract GasTest is GasFixture {
         vm.prank(decider);
         board.publishDecision(id, 2, 7500);
         _assertGasAtMost(DECISION_FIRST_MAX, "publishDecision (first on the task)");
+    }
+
+    function test_gas_publishProbabilities_first() public {
+        uint256 id = taskId;
+        vm.prank(decider);
+        board.publishProbabilities(id, [uint16(1000), 1500, 7500]);
+        _assertGasAtMost(PROBABILITIES_FIRST_MAX, "publishProbabilities (first on the task)");
     }
 }
 

@@ -44,7 +44,7 @@ contract TaskBoardAdminTest is ChorusFixture {
             ++weightEvents;
         }
         // Every non-zero default is logged: 11 baseline archs x 3 roles + 3 fusion + 2 coordinator.
-        assertEq(weightEvents, 38, "WeightSet events");
+        assertEq(weightEvents, 36, "WeightSet events");
     }
 
     function test_constructor_revert_ZeroAddress() public {

@@ -9,7 +9,7 @@ import {TaskBoard} from "../src/TaskBoard.sol";
 import {ChorusFixture} from "./utils/ChorusFixture.sol";
 import {vm} from "./utils/Vm.sol";
 
-/// @notice TaskBoard publications: publishEmbedding and publishDecision.
+/// @notice TaskBoard publications: publishEmbedding, publishDecision and publishProbabilities.
 contract TaskBoardPublishTest is ChorusFixture {
     uint256 internal taskId;
     uint64 internal deadline = uint64(START + 1 hours);
@@ -293,6 +293,88 @@ contract TaskBoardPublishTest is ChorusFixture {
     }
 
     /*//////////////////////////////////////////////////////////////
+                             PROBABILITIES
+    //////////////////////////////////////////////////////////////*/
+
+    function test_publishProbabilities() public {
+        vm.expectEmit(true, true, true, true, address(board));
+        emit TaskBoard.DecisionPublished(taskId, market, 0, 2, 6000);
+        vm.expectEmit(true, true, true, true, address(board));
+        emit TaskBoard.ProbabilitiesPublished(taskId, market, 1000, 3000, 6000);
+        _probs(market, taskId, [uint16(1000), 3000, 6000]);
+        (uint64 sell, uint64 hold, uint64 buy) = board.tallies(taskId);
+        assertEq(sell + hold, 0, "only the argmax is tallied");
+        assertEq(buy, 5000 * 6000, "buy = weight * its probability");
+        (, bool d,) = board.published(taskId, market);
+        assertTrue(d, "decision flag");
+        (uint16 decisions, uint16 contributors) = _counts(taskId);
+        assertEq(decisions, 1, "decisions");
+        assertEq(contributors, 1, "contributors");
+    }
+
+    function test_publishProbabilities_allZeroAbstains() public {
+        vm.expectEmit(true, true, true, true, address(board));
+        emit TaskBoard.DecisionPublished(taskId, market, 0, 1, 0);
+        _probs(market, taskId, [uint16(0), 0, 0]);
+        (uint64 sell, uint64 hold, uint64 buy) = board.tallies(taskId);
+        assertEq(sell + hold + buy, 0, "an abstention weighs nothing");
+        (uint16 decisions,) = _counts(taskId);
+        assertEq(decisions, 1, "it still counts towards the quorum");
+    }
+
+    /// @dev The decision is the first of the maxima (numpy's argmax), whatever the split.
+    function testFuzz_publishProbabilities(uint16 a, uint16 b) public {
+        a = uint16(bound(a, 0, 10_000));
+        b = uint16(bound(b, 0, 10_000 - a));
+        uint16[3] memory p = [a, b, uint16(10_000 - a - b)];
+        uint8 best;
+        for (uint8 k = 1; k < 3; ++k) {
+            if (p[k] > p[best]) best = k;
+        }
+        vm.expectEmit(true, true, true, true, address(board));
+        emit TaskBoard.DecisionPublished(taskId, market, 0, best, p[best]);
+        _probs(market, taskId, p);
+        (uint64 sell, uint64 hold, uint64 buy) = board.tallies(taskId);
+        uint256 expected = 5000 * uint256(p[best]);
+        assertEq(sell, best == 0 ? expected : 0, "sell");
+        assertEq(hold, best == 1 ? expected : 0, "hold");
+        assertEq(buy, best == 2 ? expected : 0, "buy");
+    }
+
+    function testFuzz_publishProbabilities_revert_InvalidProbabilities(uint16 a, uint16 b, uint16 c) public {
+        uint256 sum = uint256(a) + b + c;
+        vm.assume(sum != 0 && sum != 10_000);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.InvalidProbabilities.selector, sum));
+        _probs(market, taskId, [a, b, c]);
+    }
+
+    function test_publishProbabilities_revert_DuplicateDecision() public {
+        _decide(market, taskId, 2, 10);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.DuplicateDecision.selector, taskId, market));
+        _probs(market, taskId, [uint16(10_000), 0, 0]);
+    }
+
+    function test_publishProbabilities_revert_UnknownAgent() public {
+        address stranger = address(0x5757);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.UnknownAgent.selector, stranger));
+        _probs(stranger, taskId, [uint16(10_000), 0, 0]);
+    }
+
+    function testFuzz_publishProbabilities_revert_PastDeadline(uint256 late) public {
+        late = bound(late, 1, type(uint32).max);
+        vm.warp(uint256(deadline) + late);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.PastDeadline.selector, taskId, deadline));
+        _probs(market, taskId, [uint16(10_000), 0, 0]);
+    }
+
+    function test_constructor_mLearnedP_fusionAlone() public view {
+        for (uint8 role; role <= Chorus.MAX_ROLE; ++role) {
+            uint16 expected = role == Chorus.ROLE_FUSION ? 10_000 : 0;
+            assertEq(board.weights(Chorus.ARCH_M_LEARNED_P, role), expected, "M-learned-p weights");
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
                                 HELPERS
     //////////////////////////////////////////////////////////////*/
 
@@ -314,6 +396,11 @@ contract TaskBoardPublishTest is ChorusFixture {
         vm.store(address(board), slot, bytes32(state));
         (, uint16 contributors) = _counts(id);
         assertEq(contributors, n, "contributors set");
+    }
+
+    function _probs(address agent, uint256 id, uint16[3] memory p) internal {
+        vm.prank(agent);
+        board.publishProbabilities(id, p);
     }
 }
 // forge-lint: disable-end(unsafe-typecast)

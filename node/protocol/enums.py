@@ -80,7 +80,7 @@ class Action(Named):
 
 
 class Arch(Named):
-    """Architecture ids (TaskBoard's `arch`); 8..15 are reserved for experiments."""
+    """Architecture ids (TaskBoard's `arch`); 9..15 are reserved for experiments."""
 
     UNI_BEST = 0
     M_RULES = 1
@@ -90,6 +90,8 @@ class Arch(Named):
     E_D = 5
     U = 6
     U_REP = 7
+    M_LEARNED_P = 8
+    """M-learned on the agents' class probabilities (`publishProbabilities`) instead of their decisions."""
 
 
 class TaskStatus(Named):
@@ -104,12 +106,16 @@ AGENT_ROLES = (Role.MARKET, Role.SENTIMENT, Role.RISK)
 
 ARCH_NAMES = {Arch.UNI_BEST: "Uni-best", Arch.M_RULES: "M-rules", Arch.M_FIXED: "M-fixed",
               Arch.M_LEARNED: "M-learned", Arch.M_REGRET: "M-regret", Arch.E_D: "E-d", Arch.U: "U",
-              Arch.U_REP: "U-rep"}
+              Arch.U_REP: "U-rep", Arch.M_LEARNED_P: "M-learned-p"}
 """How the report names each architecture."""
 
 COORDINATOR_ARCHS = (Arch.U, Arch.U_REP)
 """Architectures the coordinator serves: TaskBoard weighs only role coordinator there, and the
 coordinator weighs 0 everywhere else."""
 
-EXPERIMENT_ARCHS = tuple(range(8, 16))
+PROBABILITY_ARCHS = (Arch.M_LEARNED_P,)
+"""Architectures whose modality agents publish their class probabilities (`publishProbabilities`,
+three numbers in basis points; TaskBoard tallies their argmax as a decision) instead of a decision."""
+
+EXPERIMENT_ARCHS = tuple(range(9, 16))
 """Architecture ids reserved for experiments (TaskBoard accepts them with the fixed weights)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from node.experiment.config import Profile
+from node.experiment.config import ARCH_N_SWEEP, Profile
 from node.experiment.plan import ALPHA_ARCHS, SCENARIOS
 from node.experiment.report.metrics import encode_actions as digits  # the records' own format
 from node.protocol.enums import ARCH_NAMES, Arch
@@ -115,7 +115,7 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
     for a in ARCH_NAMES:
         add(unit(f"paced/s{seeds[0]}/a{a}", a, 1, rng))
     for i, k in enumerate(profile.agents):
-        add(unit(f"n/{k}/s{seeds[0]}", 8 + i, n, rng, gas=100_000 * k, agents=k, roles=["market"] * k))
+        add(unit(f"n/{k}/s{seeds[0]}", ARCH_N_SWEEP + i, n, rng, gas=100_000 * k, agents=k, roles=["market"] * k))
     for alpha in profile.alphas:
         # at alpha 0, U is as good as M-learned; above it, better
         skills = {a: SKILLS[a] - 0.1 * (a == Arch.U) * (1 - alpha) for a in ARCH_NAMES}

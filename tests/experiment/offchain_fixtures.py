@@ -178,11 +178,11 @@ def handmade_set(root: Path, *, kind: str = "main", d: int = 16, dtype: str = "f
 
 def _board_weights(arch: int, uni_best: str | None) -> dict[int, int]:
     """What a bench session's board holds for `arch`: TaskBoard's constructor (0.5/0.3/0.2 for 0..2
-    and 8..15, fusion alone for 3..5, coordinator alone for 6, 7), then what the runner sets."""
+    and 9..15, fusion alone for 3..5 and 8, coordinator alone for 6, 7), then what the runner sets."""
     from node.experiment.runner import Bench
 
     w = dict.fromkeys((int(r) for r in Role), 0)
-    if arch in (3, 4, 5):
+    if arch in (3, 4, 5, 8):
         w[int(Role.FUSION)] = 10_000
     elif arch in (6, 7):
         w[int(Role.COORDINATOR)] = 10_000

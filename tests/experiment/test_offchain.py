@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from node.experiment import offchain
-from node.experiment.config import Profile
+from node.experiment.config import ARCH_N_SWEEP, Profile
 from node.experiment.jobs import RegretWeights
 from node.experiment.modelsets import ModelSet
 from node.experiment.offchain import NOT_FINALIZED, TextCache, finalized_actions, score_offchain
@@ -58,7 +58,7 @@ def _fake_text() -> tuple:
 
 def _quorums(profile: Profile) -> dict[int, int]:
     out = {int(a): quorum(a, profile.u_replicas) for a in Arch}
-    out |= {8 + i: k for i, k in enumerate(profile.agents)}
+    out |= {ARCH_N_SWEEP + i: k for i, k in enumerate(profile.agents)}
     return out
 
 

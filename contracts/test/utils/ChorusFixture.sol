@@ -53,7 +53,7 @@ abstract contract ChorusFixture is Test {
 
     /// @dev The constructor default weight of `role` under `arch` (docs/protocol.md).
     function _defaultWeight(uint8 arch, uint8 role) internal pure returns (uint16) {
-        if (arch == 3 || arch == 4 || arch == 5) return role == 3 ? 10_000 : 0;
+        if (arch == 3 || arch == 4 || arch == 5 || arch == 8) return role == 3 ? 10_000 : 0;
         if (arch == 6 || arch == 7) return role == 4 ? 10_000 : 0;
         if (role == 0) return 5000;
         if (role == 1) return 3000;
