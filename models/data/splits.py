@@ -29,6 +29,8 @@ class SyntheticConfig:
     redundancy: float = 0.0
     shift: float = 0.0
     label_noise: float = 0.25
+    latent_dim: int = 1
+    """Dimension m of each modality's latent (`models.data.synthetic`); 1 = the original generator."""
     kind: str = "synthetic"
 
 
@@ -92,6 +94,8 @@ def make_splits(cfg: DatasetConfig, seed: int, embedder: Embedder | None = None)
         noise = dict(zip(ROLES, cfg.noise)) if isinstance(cfg.noise, (tuple, list)) else cfg.noise
         kw = dict(alpha=cfg.alpha, noise=noise, missing_rate=cfg.missing_rate,
                   redundancy=cfg.redundancy, shift=cfg.shift, label_noise=cfg.label_noise)
+        if cfg.latent_dim != 1:  # latent_dim 1 calls the generator exactly as before
+            kw["latent_dim"] = cfg.latent_dim
         train_ds = generate(cfg.n_train + cfg.n_val, seed, regime="train", **kw)
         test_ds = generate(cfg.n_test, seed, regime="test", **kw)
         emb = embedder or _default_embedder()

@@ -70,9 +70,48 @@ and return noise x (1 + 0.5 shift); flow activity level +0.5 shift and flow nois
 distractor rate +0.1 shift and a share 0.5 shift (capped at 1) of headlines from the held-out
 phrasing family. The label rule and the oracle do not shift (covariate shift only).
 
+Latent dimension (`latent_dim` m; default 1, the model above, byte for byte). For 2 <= m <= 16
+each modality's latent is a vector, so what a modality tells another needs m numbers, not one:
+
+    z_k = sqrt(1 - rho) * u_k + sqrt(rho) * c,      c, u_k ~ N(0, I_m) independent
+
+(`Dataset.latent` is (N, 3, m)). A fixed structure per m (`latent_structure(m)`, each part from its
+own child of SeedSequence([STRUCTURE_SEED, m]), the same for every dataset): unit additive
+directions w_k, bilinear forms W_ms, W_mr, W_sr (Gaussian / sqrt(m); the two that read z_s read it
+only in the 3-dim span of its headline projections, below), and each modality's projections.
+
+    A = (1.0 w_m.z_m + 0.8 w_s.z_s + 0.6 w_r.z_r) / sd_A
+    I = (z_m' W_ms z_s + z_m' W_mr z_r + z_s' W_sr z_r - mean) / sd      (mean, sd in closed form:
+        a Gaussian quadratic form Z'QZ has mean tr(Q S) and variance 2 tr(Q S Q S))
+    s = (1 - alpha) * A + alpha * I,  label and thresholds as above (tertiles by a fixed-seed Monte
+        Carlo per (alpha, rho, label_noise, m): `label_thresholds_dims`)
+
+A is odd and I even in z, so they are uncorrelated and sd_s is as above. Flipping all of one
+modality's latent leaves the law of I given the others' symmetric, so at alpha = 1, rho = 0 a
+single modality still says nothing about buy vs sell; at alpha = 0 one direction per modality
+(w_k.z_k) decides. Risk flag and its oracle read w_r.z_r in place of z_r.
+
+Observations at m > 1 keep the payload formats (prices/volumes, 1-3 bank headlines, 8 flows), so
+the agents run unchanged. The market and the risk modality first take Gaussian measurements of
+their latent, then show them through the nonlinearity g(x) = 1.5 tanh(x / 1.5):
+- market: t_m = B_m z_m + 0.3 nu_m e (B_m a fixed orthonormal m x m matrix: every direction is
+  measured). Log returns r = sigma_i * (3.0 sum_j g(t_m,j) p_j + nu_m * e_t), with p_0 the constant
+  trend profile over all T - 1 steps and p_j (j >= 1) the cosine of frequency j over the last 16
+  steps (unit norm, mutually orthogonal; `time_profiles`); the volatility, AR(1) noise, jump and
+  rounding as above; the volume tilt is 0.15 g(t_m,0) sign(r_t).
+- sentiment: headline slot j (payload order) reads the projection b_s,j . z_s (b_s orthonormal,
+  b_s,0 = w_s): its polarity level is the bucket of b_s,j . z_s + 0.8 nu_s N(0, 1), the rest as
+  above. (A text model that averages its headlines' embeddings loses the slot order.)
+- risk: t_r = B_r z_r + 0.3 nu_r e with B_r eight fixed unit rows (one per flow, spanning R^m for
+  m <= 8); log flow j = b_j + l_j a + tau_j g(t_r,j) + 0.25 s e_j (tau_j = +-0.5, `RISK_TILT`;
+  intercepts b_j and activity loadings l_j as above, s the shifted risk noise), the whale count
+  Poisson with that mean (its log-rate noise 0.15 s).
+t_m and t_r are kept in `Dataset.signals` (for `models.data.ceiling`'s bound); the payload is a
+noisy function of them. `Dataset.params` carries latent_dim only when m > 1.
+
 Every component draws from its own child of the seed, so changing one knob changes only what it
 governs: alpha changes labels and oracle, never observations; noise changes observations, never
-labels.
+labels (at every latent_dim).
 """
 
 from __future__ import annotations
@@ -112,8 +151,9 @@ class Sample:
     flows: list[float]
     label: int
     risk_flag: int
-    latent: list[float] | None = None
-    """(z_market, z_sentiment, z_risk); None for data whose latent state is unknown."""
+    latent: list[float] | list[list[float]] | None = None
+    """(z_market, z_sentiment, z_risk), each a list of latent_dim values when latent_dim > 1; None
+    for data whose latent state is unknown."""
     oracle: int | None = None
     """The Bayes decision given the latent state; None when unknown."""
 
@@ -130,11 +170,14 @@ class Dataset:
     label: np.ndarray  # (N,) int64
     risk_flag: np.ndarray  # (N,) int64
     mask: np.ndarray  # (N, 3) bool, presence of market, sentiment, risk
-    latent: np.ndarray | None = None  # (N, 3)
+    latent: np.ndarray | None = None  # (N, 3), or (N, 3, latent_dim) when latent_dim > 1
     score: np.ndarray | None = None  # (N,) latent decision score
     oracle: np.ndarray | None = None  # (N,) int64
     oracle_risk: np.ndarray | None = None  # (N,) int64
     params: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, np.ndarray] | None = None
+    """latent_dim > 1 only: the market's and the risk modality's Gaussian measurements t_k (module
+    docstring), (N, J_k) each, kept for `models.data.ceiling`'s bound; None for latent_dim 1."""
 
     def __len__(self) -> int:
         return len(self.label)
@@ -163,6 +206,7 @@ class Dataset:
             label=self.label[idx], risk_flag=self.risk_flag[idx], mask=self.mask[idx],
             latent=opt(self.latent), score=opt(self.score), oracle=opt(self.oracle),
             oracle_risk=opt(self.oracle_risk), params=dict(self.params),
+            signals=None if self.signals is None else {k: v[idx] for k, v in self.signals.items()},
         )
 
     def oracle_accuracy(self) -> float | None:
@@ -251,7 +295,9 @@ def _round_sig(x: np.ndarray, sig: int) -> np.ndarray:
 
 
 def _market(rng: np.random.Generator, z_m: np.ndarray, assets: np.ndarray, nu: float, shift: float,
-            t: int) -> tuple[np.ndarray, np.ndarray]:
+            t: int, drift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """latent_dim 1: drift 1.6 z_m / sqrt(T - 1) per step, volume tilt z_m. latent_dim > 1: `drift`
+    (N, T - 1) in volatility units and the volume tilt `z_m` (N,) come from the caller."""
     n, steps = len(z_m), t - 1
     sigma = 0.02 * np.exp(0.3 * rng.standard_normal(n)) * (1 + 0.5 * shift)  # per-step volatility
     eta = rng.standard_normal((n, steps))
@@ -260,7 +306,9 @@ def _market(rng: np.random.Generator, z_m: np.ndarray, assets: np.ndarray, nu: f
     for k in range(1, steps):  # AR(1) noise, unit variance
         e[:, k] = 0.2 * e[:, k - 1] + math.sqrt(1 - 0.04) * eta[:, k]
     noise = nu * (1 + 0.5 * shift)
-    r = sigma[:, None] * (1.6 * z_m[:, None] / math.sqrt(steps) + noise * e)  # (N, T-1)
+    if drift is None:
+        drift = 1.6 * z_m[:, None] / math.sqrt(steps)
+    r = sigma[:, None] * (drift + noise * e)  # (N, T-1)
     jump = rng.random(n) < 0.2
     where = rng.integers(0, steps, n)
     sign = rng.choice([-1.0, 1.0], n)
@@ -301,11 +349,11 @@ def _headlines(rng: np.random.Generator, z_s: np.ndarray, assets: np.ndarray, nu
     out = []
     for i in range(n):
         texts = []
-        for _ in range(counts[i]):
+        for j in range(counts[i]):
             if rng.random() < p_distract:
                 group = bank.group(str(assets[i]), None, "d")
-            else:
-                u = 1.0 * z_s[i] + 0.8 * nu * rng.standard_normal()
+            else:  # latent_dim > 1: z_s is (N, 3), headline j reads the projection b_j . z_s
+                u = 1.0 * (z_s[i] if z_s.ndim == 1 else z_s[i, j]) + 0.8 * nu * rng.standard_normal()
                 level = int(np.digitize(u, [-1.5, -0.5, 0.5, 1.5])) - 2
                 family = "b" if rng.random() < p_held_out else "a"
                 group = bank.group(str(assets[i]), level, family)
@@ -314,9 +362,206 @@ def _headlines(rng: np.random.Generator, z_s: np.ndarray, assets: np.ndarray, nu
     return out
 
 
+
+# --- latent_dim > 1 (module docstring: "Latent dimension") --------------------------------------
+
+MAX_LATENT_DIM = 16
+"""The market series has 16 time profiles (a trend and 15 cosines over the last 16 steps)."""
+STRUCTURE_SEED = 20_251_111
+"""Entropy of the fixed structure (directions, bilinear forms, projections) for each latent_dim."""
+SIGNAL_NOISE = 0.3
+"""Noise sd (x the modality's noise level) of the market's and the risk modality's measurements t_k."""
+MARKET_GAIN = 3.0
+"""Return drift per unit of g(t_m,j) along time profile j (the profiles have unit norm)."""
+RISK_TILT = (-0.5, 0.5, -0.5, 0.5, 0.5, -0.5, 0.5, -0.5)
+"""Log-flow tilt per unit of g(t_r,j), FLOW_NAMES order (the whale count's is on its log-rate)."""
+RISK_NOISE = 0.25
+"""Noise sd (x the shifted risk noise level) of each log-normal flow (0.15 on the whale log-rate)."""
+SQUASH = 1.5
+"""The observation nonlinearity g(x) = SQUASH tanh(x / SQUASH): monotone, saturating beyond ~2."""
+PROFILE_STEPS = 16
+FORM_RANK = 2
+"""Rank of each bilinear form: a pair of modalities interacts through 2 directions of each."""
+
+
+def squash(x: np.ndarray) -> np.ndarray:
+    """g(x) = 1.5 tanh(x / 1.5), the nonlinearity each modality sees its measurements through."""
+    return SQUASH * np.tanh(np.asarray(x) / SQUASH)
+
+
+@dataclass(frozen=True)
+class LatentStructure:
+    """The fixed (seeded, same for every dataset) structure of the generator at one latent_dim m."""
+
+    m: int
+    w: np.ndarray  # (3, m) unit additive directions, one per modality
+    forms: np.ndarray  # (3, m, m) rank-2 bilinear forms W_ms, W_mr, W_sr (pairs (0, 1), (0, 2), (1, 2))
+    market: np.ndarray  # (m, m) orthonormal rows b_m,j (b_m,0 = w_m), one per time profile
+    sentiment: np.ndarray  # (3, m) orthonormal rows b_s,j, one per headline slot (b_s,0 = w_s)
+    risk: np.ndarray  # (8, m) unit rows b_r,j, one per flow (the first min(m, 8) orthonormal, b_r,0 = w_r)
+
+
+PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+def _unit_rows(rng: np.random.Generator, rows: int, m: int) -> np.ndarray:
+    x = rng.standard_normal((rows, m))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@lru_cache(maxsize=16)
+def latent_structure(m: int) -> LatentStructure:
+    """The directions, bilinear forms and observation projections at latent_dim `m` (2..16), each from
+    its own child of SeedSequence([STRUCTURE_SEED, m])."""
+    if not 2 <= m <= MAX_LATENT_DIM:
+        raise ValueError(f"latent_dim > 1 must be in [2, {MAX_LATENT_DIM}], got {m}")
+    r_w, r_f, r_m, r_s, r_r = (np.random.default_rng(c) for c in np.random.SeedSequence([STRUCTURE_SEED, m]).spawn(5))
+    w = _unit_rows(r_w, 3, m)
+    market = _orthonormal_rows(w[0], m, r_m)  # row 0: the additive direction (the trend reads it)
+    sentiment = _orthonormal_rows(w[1], min(3, m), r_s)  # the label reads z_s only in their span
+    if m == 2:  # two directions: the third headline slot repeats the first
+        sentiment = np.vstack([sentiment, sentiment[:1]])
+    risk = _orthonormal_rows(w[2], min(m, len(FLOW_NAMES)), r_r)
+    risk = np.vstack([risk, _unit_rows(r_r, len(FLOW_NAMES) - len(risk), m)])
+    r = min(FORM_RANK, m)
+    span_s = sentiment[:min(3, m)].T  # (m, 3): an orthonormal basis of what the headlines read
+    cols = lambda k: np.linalg.qr(r_f.standard_normal((m, r)))[0] if k != 1 else (  # noqa: E731
+        span_s @ np.linalg.qr(r_f.standard_normal((span_s.shape[1], min(r, span_s.shape[1]))))[0])
+    forms = np.stack([cols(k) @ cols(j).T for k, j in PAIRS])  # W = U V' of rank FORM_RANK
+    return LatentStructure(m=m, w=w, forms=forms, market=market, sentiment=sentiment, risk=risk)
+
+
+def _orthonormal_rows(first: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """`rows` orthonormal rows in R^m, the first equal to the unit vector `first`, the rest random."""
+    q, _ = np.linalg.qr(np.column_stack([first, rng.standard_normal((len(first), rows - 1))]))
+    q = q.T
+    q[0] *= np.sign(q[0] @ first)
+    return q
+
+
+def _corr(redundancy: float) -> np.ndarray:
+    return (1 - redundancy) * np.eye(3) + redundancy
+
+
+@lru_cache(maxsize=64)
+def _score_moments(m: int, redundancy: float) -> tuple[float, float, float]:
+    """(sd of the additive part, mean and sd of the bilinear part) under the prior, in closed form:
+    the bilinear part is Z' Q Z with Z ~ N(0, R (x) I_m), mean tr(Q S), variance 2 tr(Q S Q S)."""
+    st = latent_structure(m)
+    r = _corr(redundancy)
+    a = np.asarray(ADDITIVE_WEIGHTS)
+    var_a = float(sum(a[k] * a[j] * r[k, j] * (st.w[k] @ st.w[j]) for k in range(3) for j in range(3)))
+    q = np.zeros((3 * m, 3 * m))
+    for (k, j), f in zip(PAIRS, st.forms):
+        q[k * m:(k + 1) * m, j * m:(j + 1) * m] = f / 2
+        q[j * m:(j + 1) * m, k * m:(k + 1) * m] = f.T / 2
+    cov = np.kron(r, np.eye(m))
+    qs = q @ cov
+    return math.sqrt(var_a), float(np.trace(qs)), math.sqrt(2.0 * float(np.trace(qs @ qs)))
+
+
+def latent_score_dims(z: np.ndarray, alpha: float, redundancy: float) -> np.ndarray:
+    """The latent decision score for latents z of shape (..., 3, m), m >= 2 (module docstring)."""
+    m = z.shape[-1]
+    st = latent_structure(m)
+    sd_a, mean_i, sd_i = _score_moments(m, float(redundancy))
+    a = np.einsum("...km,km,k->...", z, st.w, np.asarray(ADDITIVE_WEIGHTS)) / sd_a
+    pair = sum(np.einsum("...i,ij,...j->...", z[..., k, :], f, z[..., j, :]) for (k, j), f in zip(PAIRS, st.forms))
+    return (1 - alpha) * a + alpha * (pair - mean_i) / sd_i
+
+
+def _draw_latent_dims(rng: np.random.Generator, n: int, redundancy: float, m: int) -> np.ndarray:
+    c = rng.standard_normal((n, 1, m))
+    u = rng.standard_normal((n, 3, m))
+    return math.sqrt(1 - redundancy) * u + math.sqrt(redundancy) * c
+
+
+@lru_cache(maxsize=64)
+def label_thresholds_dims(alpha: float, redundancy: float, label_noise: float, m: int) -> tuple[float, float]:
+    """`label_thresholds` for latent_dim m >= 2 (a fixed-seed Monte Carlo of 400,000 draws)."""
+    rng = np.random.default_rng([12345, m])
+    s = latent_score_dims(_draw_latent_dims(rng, 400_000, redundancy, m), alpha, redundancy)
+    s = s + rng.standard_normal(s.shape) * label_noise * _score_sd(alpha)
+    lo, hi = np.quantile(s, [1 / 3, 2 / 3])
+    return float(lo), float(hi)
+
+
+def thresholds(alpha: float, redundancy: float, label_noise: float, latent_dim: int = 1) -> tuple[float, float]:
+    """The label tertiles at any latent_dim."""
+    if latent_dim == 1:
+        return label_thresholds(alpha, redundancy, label_noise)
+    return label_thresholds_dims(float(alpha), float(redundancy), float(label_noise), int(latent_dim))
+
+
+def label_posterior_dims(score: np.ndarray, alpha: float, redundancy: float, label_noise: float,
+                         latent_dim: int) -> np.ndarray:
+    """`label_posterior` at any latent_dim: (..., 3) probabilities of sell, hold, buy given the score."""
+    lo, hi = thresholds(alpha, redundancy, label_noise, latent_dim)
+    sd = max(label_noise * _score_sd(alpha), 1e-9)
+    p_sell = _phi((lo - score) / sd)
+    p_buy = 1.0 - _phi((hi - score) / sd)
+    return np.stack([p_sell, 1.0 - p_sell - p_buy, p_buy], axis=-1)
+
+
+@lru_cache(maxsize=8)
+def time_profiles(m: int, steps: int) -> np.ndarray:
+    """(m, steps) unit-norm, mutually orthogonal return profiles: a constant trend over all steps and
+    cosines of frequency 1..m-1 over the last min(16, steps) steps (zero before)."""
+    width = min(PROFILE_STEPS, steps)
+    if m > width:
+        raise ValueError(f"latent_dim {m} needs series_len >= {m + 1}")
+    out = np.zeros((m, steps))
+    out[0] = 1.0 / math.sqrt(steps)
+    k = np.arange(width)
+    for j in range(1, m):
+        out[j, steps - width:] = math.sqrt(2.0 / width) * np.cos(math.pi * j * (k + 0.5) / width)
+    return out
+
+
+def _market_signal(rng: np.random.Generator, z_m: np.ndarray, st: LatentStructure, nu: float,
+                   steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t_m (N, m), drift (N, steps), volume tilt (N,)) for latent_dim > 1."""
+    t = z_m @ st.market.T + SIGNAL_NOISE * nu * rng.standard_normal((len(z_m), st.m))
+    h = squash(t)
+    return t, MARKET_GAIN * h @ time_profiles(st.m, steps), h[:, 0]
+
+
+def _flows_dims(rng: np.random.Generator, z_r: np.ndarray, st: LatentStructure, nu: float,
+                shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """(flows (N, 8), t_r (N, 8)) for latent_dim > 1: flow j is tilted by g(t_r,j)."""
+    n = len(z_r)
+    t = z_r @ st.risk.T + SIGNAL_NOISE * nu * rng.standard_normal((n, len(FLOW_NAMES)))
+    h = squash(t) * np.asarray(RISK_TILT)
+    a = rng.standard_normal(n) + 0.5 * shift
+    s = nu * (1 + 0.5 * shift)
+    g = rng.standard_normal((n, len(FLOW_NAMES)))
+    base = np.array([4.0, 4.0, 2.5, 3.0, 5.0, 2.0, 4.5, 1.5])
+    load = np.array([0.6, 0.6, 0.4, 0.5, 0.8, 0.5, 0.7, 0.3])
+    noise = np.full(len(FLOW_NAMES), RISK_NOISE)
+    noise[2] = 0.15
+    log_f = base + load * a[:, None] + h + noise * s * g
+    flows = np.exp(log_f)
+    flows[:, 2] = rng.poisson(flows[:, 2]).astype(np.float64)  # whale transfers: a Poisson count
+    return _round_sig(flows, 5), t
+
+
+def _apply_mask(r_msk: np.random.Generator, n: int, missing_rate: float, prices: np.ndarray, volumes: np.ndarray,
+                headlines: list[list[str]], flows: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """Draw the presence mask (at least one modality stays) and blank the absent modalities in place."""
+    mask = r_msk.random((n, 3)) >= missing_rate
+    empty = ~mask.any(axis=1)
+    mask[np.flatnonzero(empty), r_msk.integers(0, 3, int(empty.sum()))] = True
+    prices[~mask[:, 0]] = np.nan
+    volumes[~mask[:, 0]] = np.nan
+    headlines = [h if mask[i, 1] else [] for i, h in enumerate(headlines)]
+    flows[~mask[:, 2]] = np.nan
+    return mask, headlines
+
+
 def generate(n: int, seed: int, alpha: float = 0.0, noise: float | Mapping[str, float] = 1.0,
              missing_rate: float = 0.0, redundancy: float = 0.0, shift: float = 0.0,
-             regime: str = "train", label_noise: float = 0.25, series_len: int = SERIES_LEN) -> Dataset:
+             regime: str = "train", label_noise: float = 0.25, series_len: int = SERIES_LEN,
+             latent_dim: int = 1) -> Dataset:
     """Draw `n` tasks. See the module docstring for the generative model.
 
     `regime="test"` draws from the shifted test regime (and from a different seed stream than
@@ -332,11 +577,19 @@ def generate(n: int, seed: int, alpha: float = 0.0, noise: float | Mapping[str, 
         raise ValueError("need shift >= 0, label_noise > 0, n >= 1, series_len >= 8")
     if regime not in _REGIMES:
         raise ValueError(f"regime must be one of {_REGIMES}")
+    if int(latent_dim) != latent_dim or not 1 <= latent_dim <= MAX_LATENT_DIM:
+        raise ValueError(f"latent_dim must be an integer in [1, {MAX_LATENT_DIM}], got {latent_dim}")
+    latent_dim = int(latent_dim)
+    if latent_dim > 1 and series_len < latent_dim + 1:
+        raise ValueError(f"latent_dim {latent_dim} needs series_len >= {latent_dim + 1}")
     nu = _noise_levels(noise)
     test = regime == "test"
     eff_shift = shift if test else 0.0
     streams = np.random.SeedSequence([seed, _REGIMES.index(regime)]).spawn(7)
     r_lat, r_lab, r_mkt, r_txt, r_flw, r_msk, r_ast = (np.random.default_rng(s) for s in streams)
+    if latent_dim > 1:
+        return _generate_dims(n, seed, alpha, nu, missing_rate, redundancy, shift, regime, label_noise, series_len,
+                              latent_dim, (r_lat, r_lab, r_mkt, r_txt, r_flw, r_msk, r_ast))
 
     z = _draw_latent(r_lat, n, redundancy)  # (N, 3)
     score = latent_score(z, alpha, redundancy)
@@ -351,13 +604,7 @@ def generate(n: int, seed: int, alpha: float = 0.0, noise: float | Mapping[str, 
     headlines = _headlines(r_txt, z[:, 1], assets, nu["sentiment"], eff_shift, test)
     flows = _flows(r_flw, z[:, 2], nu["risk"], eff_shift)
 
-    mask = r_msk.random((n, 3)) >= missing_rate
-    empty = ~mask.any(axis=1)
-    mask[np.flatnonzero(empty), r_msk.integers(0, 3, int(empty.sum()))] = True
-    prices[~mask[:, 0]] = np.nan
-    volumes[~mask[:, 0]] = np.nan
-    headlines = [h if mask[i, 1] else [] for i, h in enumerate(headlines)]
-    flows[~mask[:, 2]] = np.nan
+    mask, headlines = _apply_mask(r_msk, n, missing_rate, prices, volumes, headlines, flows)
 
     params = dict(n=n, seed=seed, alpha=alpha, noise=nu, missing_rate=missing_rate,
                   redundancy=redundancy, shift=shift, regime=regime, label_noise=label_noise,
@@ -365,3 +612,35 @@ def generate(n: int, seed: int, alpha: float = 0.0, noise: float | Mapping[str, 
     return Dataset(asset=assets, prices=prices, volumes=volumes, headlines=headlines, flows=flows,
                    label=label, risk_flag=risk_flag, mask=mask, latent=z, score=score, oracle=oracle,
                    oracle_risk=(z[:, 2] < -1.0).astype(np.int64), params=params)
+
+
+def _generate_dims(n: int, seed: int, alpha: float, nu: dict[str, float], missing_rate: float, redundancy: float,
+                   shift: float, regime: str, label_noise: float, series_len: int, m: int,
+                   rngs: tuple[np.random.Generator, ...]) -> Dataset:
+    """`generate` at latent_dim m >= 2 (module docstring), from the same seven streams."""
+    r_lat, r_lab, r_mkt, r_txt, r_flw, r_msk, r_ast = rngs
+    test = regime == "test"
+    eff_shift = shift if test else 0.0
+    st = latent_structure(m)
+    z = _draw_latent_dims(r_lat, n, redundancy, m)  # (N, 3, m)
+    score = latent_score_dims(z, alpha, redundancy)
+    lo, hi = label_thresholds_dims(float(alpha), float(redundancy), float(label_noise), m)
+    noisy = score + r_lab.standard_normal(n) * label_noise * _score_sd(alpha)
+    label = np.where(noisy < lo, 0, np.where(noisy > hi, 2, 1)).astype(np.int64)
+    z_flag = z[:, 2] @ st.w[2]  # the risk flag reads the risk modality's additive direction
+    risk_flag = (z_flag + 0.3 * r_lab.standard_normal(n) < -1.0).astype(np.int64)
+    oracle = label_posterior_dims(score, alpha, redundancy, label_noise, m).argmax(axis=1).astype(np.int64)
+
+    assets = np.array(list(ASSETS))[r_ast.integers(0, len(ASSETS), n)]
+    t_m, drift, tilt = _market_signal(r_mkt, z[:, 0], st, nu["market"], series_len - 1)
+    prices, volumes = _market(r_mkt, tilt, assets, nu["market"], eff_shift, series_len, drift=drift)
+    headlines = _headlines(r_txt, z[:, 1] @ st.sentiment.T, assets, nu["sentiment"], eff_shift, test)
+    flows, t_r = _flows_dims(r_flw, z[:, 2], st, nu["risk"], eff_shift)
+    mask, headlines = _apply_mask(r_msk, n, missing_rate, prices, volumes, headlines, flows)
+
+    params = dict(n=n, seed=seed, alpha=alpha, noise=nu, missing_rate=missing_rate, redundancy=redundancy,
+                  shift=shift, regime=regime, label_noise=label_noise, series_len=series_len, latent_dim=m)
+    return Dataset(asset=assets, prices=prices, volumes=volumes, headlines=headlines, flows=flows, label=label,
+                   risk_flag=risk_flag, mask=mask, latent=z, score=score, oracle=oracle,
+                   oracle_risk=(z_flag < -1.0).astype(np.int64), params=params,
+                   signals={"market": t_m, "risk": t_r})

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from node.chain.fees import Prices
 from node.protocol.enums import EXPERIMENT_ARCHS, Arch
 
 MODULAR = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET, Arch.E_D)
@@ -138,6 +139,9 @@ class RunOptions:
     """Run the sweeps (alpha, N, d x dtype, robustness) after the main table."""
     rerun_check: bool = True
     """Re-run one unit at the end and compare its decisions (the determinism honesty check)."""
+    prices: Prices | None = None
+    """The fee model's prices (`node.chain.fees.Prices`, `chorus bench --prices FILE`); None: its
+    defaults. They price the report's costs only, so a run can be re-rendered with others."""
 
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.profile.seeds)]

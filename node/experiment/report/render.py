@@ -165,12 +165,46 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
              "tasks sent one at a time on the first seed. models.train accuracy: the trained models scored by "
              "`models.train` on its own test split in torch (M-learned: the stacker on published decisions; U-rep: "
              "U), for reference."), ""]
+    out += _task_costs_section(results, plots)
     out += _comparison_section(results) + _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
     out += _robust_section(results, plots) + _tuning_section(results) + _honesty_section(results)
     out += _dataset_section(results)
     out += _env_section(results)
     return "\n".join(out) + "\n"
+
+
+def _usd(x: Any) -> str:
+    if x is None or _nan(x):
+        return "–"
+    return f"${x:.3g}" if x < 1 else f"${x:,.2f}"
+
+
+def _task_costs_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    """What a task costs in money on Ethereum L1, an OP Stack chain and Arbitrum (`node.chain.fees`)."""
+    from node.chain.fees import CHAIN_TITLES, CHAINS
+
+    archs = results["architectures"]
+    prices = results.get("prices") or {}
+    out = ["## What a task costs", ""]
+    rows = [[name, *(_usd((a.get("cost_usd_per_task") or {}).get(c)) for c in CHAINS), _num(a.get("gas_per_task")),
+             _num(a.get("calldata_bytes_per_task")), _num(a.get("fastlz_bytes_per_task")),
+             _num(a.get("brotli_bytes_per_task"))] for name, a in archs.items()]
+    out += [_table(["architecture", *(f"{CHAIN_TITLES[c]} $/task" for c in CHAINS), "gas", "calldata B",
+                    "FastLZ B", "Brotli B"], rows), ""]
+    if plots.get("task_costs"):
+        out += [f"![US$ per task on each chain]({plots['task_costs']})", ""]
+    out += [("Every transaction that touched a task (the chain sample's, over all seeds; M-regret's weight updates "
+             "shared among its tasks) priced on three chains from its gas and its signed bytes: Ethereum L1 = gas × "
+             "gas price; OP Stack (Fjord) = the L1 data fee of Fjord's estimated size, max(100, −42.5856 + "
+             "0.8365 × FastLZ bytes), at (16 × baseFeeScalar × L1 base fee + blobBaseFeeScalar × blob base fee) / 1e6 "
+             "per byte, plus gas × L2 gas price; Arbitrum = 16 × Brotli bytes (level 1) × the L1 price of a "
+             "calldata unit, plus gas × L2 gas price. FastLZ and Brotli B: the compressed sizes of the task's "
+             "signed transactions, each compressed alone, summed. docs/experiment.md gives each formula's source. "
+             f"Prices: {prices.get('description', 'the defaults')}. They are stated assumptions, not live "
+             "readings; `chorus bench --prices FILE` (with --report-only to re-render) prices the same records "
+             "with others."), ""]
+    return out
 
 
 def _conclusion(c: dict[str, Any]) -> str | None:

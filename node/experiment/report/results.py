@@ -15,7 +15,8 @@ checkpoints) are scored on their chain tasks, and say so (`accuracy_source`).
 results.json layout: `architectures.<name>` for the eight architectures (`arch_id` is TaskBoard's
 id, `name` the report's, `node.protocol.enums.ARCH_NAMES`), `ceilings`, `comparisons`,
 `chain_check`, `dataset`, `oracle`, `sweeps.{alpha,agents,ed,robustness}`, `honesty`,
-`environment`, `run`. Every figure of quality is a fraction in [0, 1] (differences too: 0.015 is
+`environment`, `run`, `prices` (the fee model's, which give each architecture's
+`cost_usd_per_task.{l1,op,arbitrum}`). Every figure of quality is a fraction in [0, 1] (differences too: 0.015 is
 1.5 points). An interval given as a list, [lo, hi], is a 95% two-level bootstrap interval
 (`metrics.hierarchical_bootstrap`); one given as a number is the half-width of a 95% t-interval of
 the mean over seeds.
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from node.chain.fees import CHAINS, Prices, cost_usd
 from node.experiment.config import MODULAR, RunOptions
 from node.experiment.report import metrics as M
 from node.experiment.report.environment import environment
@@ -849,11 +851,31 @@ def tuning(records: dict[str, dict], seeds: list[int]) -> dict[str, Any]:
     return {"per_seed": per_seed, "collapsed_share": COLLAPSED_SHARE}
 
 
+def cost_usd_per_task(entry: dict[str, Any], prices: Prices) -> dict[str, float | None]:
+    """{l1, op, arbitrum}: US dollars per task from an architecture's mean gas and compressed sizes
+    (`node.chain.fees`; every formula is linear in its per-task sums, so the mean's cost is the mean
+    cost). The rollups' are None for records made before the sizes were measured."""
+    gas = entry.get("gas_per_task")
+    if gas is None:
+        return {chain: None for chain in CHAINS}
+    da, brotli = entry.get("op_da_bytes_per_task"), entry.get("brotli_bytes_per_task")
+    usd = cost_usd(gas, da or 0.0, brotli or 0.0, prices)
+    return {"l1": usd["l1"], "op": usd["op"] if da is not None else None,
+            "arbitrum": usd["arbitrum"] if brotli is not None else None}
+
+
+def prices_of(opts: RunOptions) -> Prices:
+    return getattr(opts, "prices", None) or Prices()
+
+
 def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any],
                   env: dict[str, Any] | None = None) -> dict[str, Any]:
     seeds = opts.seeds()
     table = Table(records, seeds)
     archs, oracle = architectures(records, seeds, table)
+    prices = prices_of(opts)
+    for entry in archs.values():
+        entry["cost_usd_per_task"] = cost_usd_per_task(entry, prices)
     main_point = table_point(table)
     sweep_alpha = (alpha_sweep(records, opts, main_point) if opts.data is None else
                    {"alphas": [], "skipped": "not synthetic data"})
@@ -865,6 +887,7 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
             "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
             "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain),
             "tuning": tuning(records, seeds),
+            "prices": {**prices.to_dict(), "description": prices.sentence()},
             "conventions": {"fractions": "every accuracy, ceiling and difference is a fraction in [0, 1] "
                                          "(0.015 = 1.5 points)",
                             "intervals": "a [lo, hi] list is a 95% two-level bootstrap interval "
