@@ -77,8 +77,10 @@ each modality's latent is a vector, so what a modality tells another needs m num
 
 (`Dataset.latent` is (N, 3, m)). A fixed structure per m (`latent_structure(m)`, each part from its
 own child of SeedSequence([STRUCTURE_SEED, m]), the same for every dataset): unit additive
-directions w_k, bilinear forms W_ms, W_mr, W_sr (Gaussian / sqrt(m); the two that read z_s read it
-only in the 3-dim span of its headline projections, below), and each modality's projections.
+directions w_k, bilinear forms W_ms, W_mr, W_sr of rank 2 (W = U V' with U, V random orthonormal
+m x 2: a pair of modalities interacts through two directions of each, so a modality's message to
+the others needs up to four numbers; the two forms that read z_s read it only in the 3-dim span of
+its headline projections, below), and each modality's projections.
 
     A = (1.0 w_m.z_m + 0.8 w_s.z_s + 0.6 w_r.z_r) / sd_A
     I = (z_m' W_ms z_s + z_m' W_mr z_r + z_s' W_sr z_r - mean) / sd      (mean, sd in closed form:
@@ -94,16 +96,16 @@ single modality still says nothing about buy vs sell; at alpha = 0 one direction
 Observations at m > 1 keep the payload formats (prices/volumes, 1-3 bank headlines, 8 flows), so
 the agents run unchanged. The market and the risk modality first take Gaussian measurements of
 their latent, then show them through the nonlinearity g(x) = 1.5 tanh(x / 1.5):
-- market: t_m = B_m z_m + 0.3 nu_m e (B_m a fixed orthonormal m x m matrix: every direction is
-  measured). Log returns r = sigma_i * (3.0 sum_j g(t_m,j) p_j + nu_m * e_t), with p_0 the constant
+- market: t_m = B_m z_m + 0.3 nu_m e (B_m a fixed orthonormal m x m matrix, its first row w_m:
+  every direction is measured). Log returns r = sigma_i * (3.0 sum_j g(t_m,j) p_j + nu_m * e_t), with p_0 the constant
   trend profile over all T - 1 steps and p_j (j >= 1) the cosine of frequency j over the last 16
   steps (unit norm, mutually orthogonal; `time_profiles`); the volatility, AR(1) noise, jump and
   rounding as above; the volume tilt is 0.15 g(t_m,0) sign(r_t).
 - sentiment: headline slot j (payload order) reads the projection b_s,j . z_s (b_s orthonormal,
   b_s,0 = w_s): its polarity level is the bucket of b_s,j . z_s + 0.8 nu_s N(0, 1), the rest as
   above. (A text model that averages its headlines' embeddings loses the slot order.)
-- risk: t_r = B_r z_r + 0.3 nu_r e with B_r eight fixed unit rows (one per flow, spanning R^m for
-  m <= 8); log flow j = b_j + l_j a + tau_j g(t_r,j) + 0.25 s e_j (tau_j = +-0.5, `RISK_TILT`;
+- risk: t_r = B_r z_r + 0.3 nu_r e with B_r eight fixed unit rows (one per flow; the first min(m, 8)
+  orthonormal, the first w_r, so they span R^m for m <= 8); log flow j = b_j + l_j a + tau_j g(t_r,j) + 0.25 s e_j (tau_j = +-0.5, `RISK_TILT`;
   intercepts b_j and activity loadings l_j as above, s the shifted risk noise), the whale count
   Poisson with that mean (its log-rate noise 0.15 s).
 t_m and t_r are kept in `Dataset.signals` (for `models.data.ceiling`'s bound); the payload is a
