@@ -21,7 +21,7 @@ from node.bench.gas import (
 from node.chain.api import Log
 from node.cli.main import app
 
-ROW_KEYS = {"op", "d", "encoding", "gas", "floor", "ratio"}
+ROW_KEYS = {"op", "d", "encoding", "gas", "floor", "ratio", "signed_bytes", "fastlz_bytes", "brotli_bytes", "cost_usd"}
 
 
 def _log(topics: int, data: int) -> Log:

@@ -22,6 +22,10 @@ The floor of one transaction, in gas (post-Prague rules, EIP-2028/2929/7623):
 
 Everything else a real transaction spends (opcodes, memory, the registry call, the cold SLOADs
 of checks) is overhead, so `ratio = gas / floor` >= 1 and close to 1 is good.
+
+What it costs in money. Each row also carries its signed transaction's compressed sizes (FastLZ,
+Brotli) and, at a `Prices` (`node.bench.fees`), its cost in US dollars on Ethereum L1, an OP Stack
+chain (Fjord) and Arbitrum.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from node.protocol.enums import Encoding
 
 if TYPE_CHECKING:
     from node.chain.api import Log
+    from node.chain.fees import Prices, TxSize
 
 TX_BASE = 21_000
 ZERO_BYTE, NONZERO_BYTE = 4, 16  # EIP-2028
@@ -101,17 +106,31 @@ class GasRow:
     floor: int
     ratio: float
     calldata_bytes: int
+    size: TxSize | None = None
+    """The signed transaction's sizes (`node.chain.fees.TxSize`); None where the RPC gave no bytes."""
 
-    def public(self) -> dict[str, Any]:
-        """The row as `--json` prints it."""
+    def public(self, prices: Prices | None = None) -> dict[str, Any]:
+        """The row as `--json` prints it; with `prices`, also its signed bytes' sizes and `cost_usd`
+        ({l1, op, arbitrum}, None without the bytes)."""
+        from node.bench.fees import row_cost_usd
+
         row = asdict(self)
         row.pop("calldata_bytes")
+        row.pop("size")
+        if prices is not None:
+            size = self.size
+            row.update(signed_bytes=size.raw_bytes if size else None, fastlz_bytes=size.fastlz_bytes if size else None,
+                       brotli_bytes=size.brotli_bytes if size else None, cost_usd=row_cost_usd(self, prices))
         return row
 
 
-def _row(op: str, d: int | None, encoding: str | None, data: bytes, receipt: Any) -> GasRow:
+def _row(op: str, d: int | None, encoding: str | None, data: bytes, receipt: Any, client: Any = None) -> GasRow:
+    from node.chain.fees import TxSize, raw_transaction
+
     floor = gas_floor(op, data, receipt.logs)
-    return GasRow(op, d, encoding, receipt.gas_used, floor, round(receipt.gas_used / floor, 4), len(data))
+    raw = raw_transaction(client, receipt.tx_hash) if client is not None else None
+    size = TxSize.of(receipt.gas_used, raw) if raw is not None else None
+    return GasRow(op, d, encoding, receipt.gas_used, floor, round(receipt.gas_used / floor, 4), len(data), size)
 
 
 def measure(rpc_url: str, *, seed: int = 0) -> list[GasRow]:
@@ -147,7 +166,7 @@ def measure(rpc_url: str, *, seed: int = 0) -> list[GasRow]:
     task = fresh_task()
     data = board.calldata("TaskBoard", "publishDecision", task, Action.BUY, 7_500)
     result = decider.result(decider.send("TaskBoard", "publishDecision", task, Action.BUY, 7_500))
-    rows.append(_row("publishDecision", None, None, data, result.receipt))
+    rows.append(_row("publishDecision", None, None, data, result.receipt, admin))
 
     for index, d in enumerate(DIMS, start=1):
         model_id = rng.randbytes(32)
@@ -160,7 +179,7 @@ def measure(rpc_url: str, *, seed: int = 0) -> list[GasRow]:
             task = fresh_task()
             data = board.calldata("TaskBoard", "publishEmbedding", task, model_id, encoding, vector)
             result = agent.result(agent.send("TaskBoard", "publishEmbedding", task, model_id, encoding, vector))
-            rows.append(_row("publishEmbedding", d, name, data, result.receipt))
+            rows.append(_row("publishEmbedding", d, name, data, result.receipt, admin))
     return rows
 
 

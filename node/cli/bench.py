@@ -49,6 +49,13 @@ def bench(
     fresh: bool = typer.Option(False, "--fresh", help="Discard the finished units of an earlier run in --out."),
     report_only: bool = typer.Option(False, "--report-only", help="Only render the report from --out's units."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when an honesty check fails."),
+    prices: Path | None = typer.Option(  # noqa: B008
+        None, "--prices", metavar="FILE",
+        help="JSON object of fee-model prices for the report's 'What a task costs' (US$ per task on Ethereum L1, "
+             "an OP Stack chain and Arbitrum), any subset of: eth_usd, l1_gas_price_gwei, op_l1_base_fee_gwei, "
+             "op_l1_blob_base_fee_gwei, op_base_fee_scalar, op_blob_base_fee_scalar (integers, scaled by 1e6), "
+             "op_l2_gas_price_gwei, arbitrum_l1_price_per_unit_gwei, arbitrum_l2_gas_price_gwei; the rest keep "
+             "their defaults (docs/experiment.md). Works with --report-only."),
     node_port: int | None = typer.Option(
         None, "--node-port", min=1, max=65535, metavar="PORT",
         help="First HTTP API port (127.0.0.1) of the node processes the bench starts (agents, fusion nodes, U "
@@ -61,6 +68,7 @@ def bench(
     write report.md, results.json and PNG plots; print the summary table."""
     import signal
 
+    from node.chain.fees import Prices
     from node.experiment.bench import BenchRequest, run_bench
     from node.protocol.errors import ChorusError
 
@@ -69,10 +77,11 @@ def bench(
         prof_check(profile)
         if data is not None and not data.is_file():
             raise typer.BadParameter(f"--data {data}: no such file")
+        fee_prices = Prices.load(prices) if prices is not None else None
         results = run_bench(BenchRequest(profile=profile, seed=seed, out=out, rpc_url=rpc_url, data=data, seeds=seeds,
                                          tasks=tasks, sweeps=sweeps, fresh=fresh, report_only=report_only,
                                          keystore=keystore, password_file=password_file, fund_per_key=fund_per_key,
-                                         node_port=node_port))
+                                         node_port=node_port, prices=fee_prices))
     except ChorusError as exc:
         typer.echo(f"bench failed: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -24,8 +24,11 @@ No other Anvil-only method is used.
 Costs. Every transaction touching a task is found from the task's own events (TaskSubmitted,
 EmbeddingPublished, DecisionPublished, TaskFinalized); receipts and inputs are fetched in JSON-RPC
 batches: gas per task is the sum of their `gasUsed`, calldata bytes the sum of their inputs'
-lengths, transactions per task their count. Owner transactions made for an architecture
-(M-regret's weight updates) are charged to its tasks by the caller.
+lengths, transactions per task their count. For the fee model (`node.chain.fees`) each
+transaction's signed, RLP-encoded bytes (`eth_getRawTransactionByHash`) are compressed with
+FastLZ and Brotli, and those sizes (and Fjord's estimated batch size) are summed per task the same
+way. Owner transactions made for an architecture (M-regret's weight updates) are charged to its
+tasks by the caller.
 """
 
 from __future__ import annotations
@@ -99,6 +102,23 @@ class TaskCosts:
     calldata_bytes: int = 0
     txs: int = 0
     publications: dict[str, int] = field(default_factory=dict)
+    fastlz_bytes: int = 0
+    """Sum of the FastLZ lengths of the task's signed transactions (`node.chain.fees`)."""
+    brotli_bytes: int = 0
+    """Sum of their Brotli lengths (Arbitrum's level)."""
+    op_da_bytes: float = 0.0
+    """Sum of their Fjord estimated batch sizes (each at least 100 bytes): what an OP Stack chain prices."""
+
+
+@dataclass(frozen=True)
+class TxCharge:
+    """One transaction as the chain charged it, with its signed bytes' compressed sizes."""
+
+    gas: int
+    calldata_bytes: int
+    fastlz_bytes: int = 0
+    brotli_bytes: int = 0
+    op_da_bytes: float = 0.0
 
 
 class BenchChain:
@@ -380,6 +400,27 @@ class BenchChain:
             out[h] = (int(receipt["gasUsed"], 16), (len(tx["input"]) - 2) // 2)
         return out
 
+    def tx_charges(self, tx_hashes: Iterable[str]) -> dict[str, TxCharge]:
+        """tx hash -> its gas, calldata bytes and the compressed sizes of its signed bytes."""
+        from node.chain.fees import TxSize, signed_bytes
+
+        hashes = sorted(set(tx_hashes))
+        receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        txs = self.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+        raws = self.batch([("eth_getRawTransactionByHash", [h]) for h in hashes])
+        out = {}
+        for h, receipt, tx, raw in zip(hashes, receipts, txs, raws, strict=True):
+            if receipt is None or tx is None:
+                continue
+            gas = int(receipt["gasUsed"], 16)
+            # the signed bytes as the node holds them; an RPC without eth_getRawTransactionByHash
+            # (Anvil and geth have it) gets them rebuilt from the transaction's fields
+            signed = bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw.startswith("0x") else signed_bytes(tx)
+            size = TxSize.of(gas, signed) if signed is not None else None
+            out[h] = TxCharge(gas, (len(tx["input"]) - 2) // 2,
+                              *((size.fastlz_bytes, size.brotli_bytes, size.op_da_bytes) if size else ()))
+        return out
+
 
 class Board:
     """One deployment of the protocol: the contracts of one session, driven by the owner key."""
@@ -491,6 +532,9 @@ class Board:
     def tx_costs(self, tx_hashes: Iterable[str]) -> dict[str, tuple[int, int]]:
         return self.chain.tx_costs(tx_hashes)
 
+    def tx_charges(self, tx_hashes: Iterable[str]) -> dict[str, TxCharge]:
+        return self.chain.tx_charges(tx_hashes)
+
     def costs(self, task_ids: Iterable[int], from_block: int, to_block: int | str = "latest") -> dict[int, TaskCosts]:
         """Per task: gas, calldata bytes and transactions of everything that touched it."""
         from node.chain.events import DecisionPublished, EmbeddingPublished
@@ -504,14 +548,18 @@ class Board:
             kind = ("decision" if isinstance(event, DecisionPublished) else
                     "embedding" if isinstance(event, EmbeddingPublished) else type(event).__name__)
             touching[task_id][event.tx_hash] = kind
-        prices = self.tx_costs(h for txs in touching.values() for h in txs)
+        charges = self.tx_charges(h for txs in touching.values() for h in txs)
+        none = TxCharge(0, 0)
         out = {}
         for task_id in wanted:
             c = TaskCosts()
             for h, kind in touching.get(task_id, {}).items():
-                gas, size = prices.get(h, (0, 0))
-                c.gas += gas
-                c.calldata_bytes += size
+                charge = charges.get(h, none)
+                c.gas += charge.gas
+                c.calldata_bytes += charge.calldata_bytes
+                c.fastlz_bytes += charge.fastlz_bytes
+                c.brotli_bytes += charge.brotli_bytes
+                c.op_da_bytes += charge.op_da_bytes
                 c.txs += 1
                 c.publications[kind] = c.publications.get(kind, 0) + 1
             out[task_id] = c

@@ -142,9 +142,11 @@ class ArchJob:
     def record(self, board: Board, cpu_s: float | None) -> dict[str, Any]:
         """The unit's record: everything the report needs, from the chain and the stream."""
         costs = board.costs([s.task_id for s in self.submitted], self.first_block)
-        owner = board.tx_costs(self.owner_txs) if self.owner_txs else {}
-        owner_gas = sum(g for g, _ in owner.values())
-        owner_bytes = sum(b for _, b in owner.values())
+        owner = board.tx_charges(self.owner_txs) if self.owner_txs else {}
+        owner_gas = sum(c.gas for c in owner.values())
+        owner_bytes = sum(c.calldata_bytes for c in owner.values())
+        owner_sizes = {k: sum(getattr(c, k) for c in owner.values()) for k in ("fastlz_bytes", "brotli_bytes",
+                                                                                "op_da_bytes")}
         n = max(1, len(self.submitted))
         tasks = []
         for s in sorted(self.submitted, key=lambda s: s.index):
@@ -160,6 +162,7 @@ class ArchJob:
                 "blocks": None if s.finalized_block is None else s.finalized_block - s.block,
                 "gas": c.gas + owner_gas / n, "calldata_bytes": c.calldata_bytes + owner_bytes / n,
                 "txs": c.txs + len(self.owner_txs) / n, "publications": c.publications,
+                **{k: getattr(c, k) + v / n for k, v in owner_sizes.items()},
             })
         finalized = [s for s in self.submitted if s.finalized_at is not None]
         check = None

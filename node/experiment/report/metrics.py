@@ -114,17 +114,27 @@ def quality(tasks: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+COMPRESSED_SIZES = ("fastlz_bytes", "brotli_bytes", "op_da_bytes")
+"""Per-task sums over the task's signed transactions (`node.chain.fees`): FastLZ and Brotli
+lengths, and Fjord's estimated batch size. Records made before they were measured lack them."""
+
+
 def costs(tasks: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Mean gas, calldata bytes and transactions per task; latency percentiles and blocks."""
+    """Mean gas, calldata bytes and transactions per task; latency percentiles and blocks; the mean
+    compressed sizes per task (`<size>_per_task`, None where a task's record lacks them)."""
     if not tasks:
         return {}
     lat = [t["latency_s"] for t in tasks if t.get("latency_s") is not None]
     blocks = [t["blocks"] for t in tasks if t.get("blocks") is not None]
-    return {"gas_per_task": float(np.mean([t["gas"] for t in tasks])),
-            "calldata_bytes_per_task": float(np.mean([t["calldata_bytes"] for t in tasks])),
-            "txs_per_task": float(np.mean([t["txs"] for t in tasks])),
-            "latency_p50_s": percentile(lat, 50), "latency_p95_s": percentile(lat, 95),
-            "blocks_p50": percentile(blocks, 50)}
+    out = {"gas_per_task": float(np.mean([t["gas"] for t in tasks])),
+           "calldata_bytes_per_task": float(np.mean([t["calldata_bytes"] for t in tasks])),
+           "txs_per_task": float(np.mean([t["txs"] for t in tasks])),
+           "latency_p50_s": percentile(lat, 50), "latency_p95_s": percentile(lat, 95),
+           "blocks_p50": percentile(blocks, 50)}
+    for key in COMPRESSED_SIZES:
+        sizes = [t.get(key) for t in tasks]
+        out[f"{key}_per_task"] = float(np.mean(sizes)) if all(v is not None for v in sizes) else None
+    return out
 
 
 def summarize_seeds(per_seed: Sequence[dict[str, float]], keys: Sequence[str]) -> dict[str, float]:

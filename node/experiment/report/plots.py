@@ -16,7 +16,7 @@ from node.protocol.enums import ARCH_NAMES
 log = logging.getLogger(__name__)
 
 COLORS = {"Uni-best": "#8c8c8c", "M-rules": "#c49c94", "M-fixed": "#ff7f0e", "M-learned": "#2ca02c",
-          "M-regret": "#bcbd22", "E-d": "#17becf", "U": "#1f77b4", "U-rep": "#9467bd"}
+          "M-regret": "#bcbd22", "E-d": "#17becf", "U": "#1f77b4", "U-rep": "#9467bd", "M-learned-p": "#98df8a"}
 
 
 def _plt():
@@ -215,9 +215,38 @@ def plot_robustness(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def plot_task_costs(results: dict[str, Any], path: Path) -> bool:
+    """US dollars per task on each chain (`cost_usd_per_task`), one group of bars per architecture, log scale."""
+    import numpy as np
+
+    from node.chain.fees import CHAIN_TITLES, CHAINS
+
+    archs = results["architectures"]
+    names = [n for n in ARCH_NAMES.values() if any(_ok(v) and v > 0 for v in
+                                                   (archs.get(n, {}).get("cost_usd_per_task") or {}).values())]
+    if not names:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(CHAINS)
+    x = np.arange(len(names))
+    for i, (chain, color) in enumerate(zip(CHAINS, ("#444444", "#e4572e", "#2d7dd2"), strict=True)):
+        ys = [archs[n]["cost_usd_per_task"].get(chain) for n in names]
+        ax.bar(x + i * width - 0.4 + width / 2, [y if _ok(y) and y > 0 else float("nan") for y in ys], width,
+               label=CHAIN_TITLES[chain], color=color)
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("US$ per task (log scale)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 PLOTS = {"main": ("accuracy.png", plot_main), "alpha": ("gap_vs_alpha.png", plot_alpha),
          "frontier": ("accuracy_vs_gas.png", plot_frontier), "agents": ("cost_vs_agents.png", plot_agents),
-         "robustness": ("robustness.png", plot_robustness)}
+         "robustness": ("robustness.png", plot_robustness), "task_costs": ("cost_per_task_usd.png", plot_task_costs)}
 
 
 def make_plots(results: dict[str, Any], out: Path) -> dict[str, str]:
