@@ -44,6 +44,22 @@ def test_every_architecture_comes_back_from_the_chain(tiny_run) -> None:
     assert (out / "report.md").read_text().startswith("# Chorus bench report")
 
 
+def test_every_architecture_is_priced_on_three_chains(tiny_run) -> None:
+    out, _ = tiny_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert {"eth_usd", "l1_gas_price_gwei", "op_base_fee_scalar", "arbitrum_l1_price_per_unit_gwei",
+            "description"} <= set(on_disk["prices"])
+    for name, a in on_disk["architectures"].items():
+        # every transaction's signed bytes were read and compressed: FastLZ, Brotli, Fjord's >= 100 B each
+        assert a["fastlz_bytes_per_task"] > 0 and a["brotli_bytes_per_task"] > 0, name
+        assert a["op_da_bytes_per_task"] >= 100 * a["txs_per_task"] - 1e-6, name
+        usd = a["cost_usd_per_task"]
+        assert set(usd) == {"l1", "op", "arbitrum"} and all(v > 0 for v in usd.values()), name
+        assert usd["op"] < usd["l1"] and usd["arbitrum"] < usd["l1"], name
+    assert "## What a task costs" in (out / "report.md").read_text()
+    assert (out / "cost_per_task_usd.png").stat().st_size > 0
+
+
 def test_units_are_checkpointed_and_match_the_chain(tiny_run) -> None:
     out, _ = tiny_run
     records = [json.loads(line) for line in (out / "units.jsonl").read_text().splitlines()]

@@ -237,7 +237,7 @@ def plot_task_costs(results: dict[str, Any], path: Path) -> bool:
     ax.set_yscale("log")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("US$ per task (log scale)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=len(CHAINS), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
