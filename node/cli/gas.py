@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _usd(x: float | None) -> str:
-    return "-" if x is None else f"${x:.3g}"
+    return "-" if x is None else f"${x:.2g}"
 
 
 def _print_table(rows: Sequence[GasRow], prices: Prices) -> None:
@@ -29,18 +29,24 @@ def _print_table(rows: Sequence[GasRow], prices: Prices) -> None:
 
     from node.bench.fees import CHAINS, row_cost_usd
 
-    table = Table(title="Publication gas vs protocol floor (21000 + max(calldata + logs + sstores, EIP-7623)) "
-                        "and its cost per chain", caption=f"Prices: {prices.sentence()}.")
-    for column in ("op", "d", "encoding", "calldata B", "gas", "floor", "ratio", "FastLZ B", "Brotli B",
-                   "L1 $", "OP $", "Arbitrum $"):
+    console = Console()
+    table = Table(title="Publication gas vs protocol floor (21000 + max(calldata + logs + sstores, EIP-7623))")
+    for column in ("op", "d", "encoding", "calldata B", "gas", "floor", "ratio"):
         table.add_column(column, justify="left" if column in ("op", "encoding") else "right")
     for r in rows:
-        usd = row_cost_usd(r, prices) or {}
         table.add_row(r.op, "-" if r.d is None else str(r.d), r.encoding or "-", str(r.calldata_bytes),
-                      f"{r.gas:,}", f"{r.floor:,}", f"{r.ratio:.3f}",
+                      f"{r.gas:,}", f"{r.floor:,}", f"{r.ratio:.3f}")
+    console.print(table)
+    costs = Table(title="What each publication costs in US$ on Ethereum L1, an OP Stack chain (Fjord) and Arbitrum",
+                  caption=f"Prices: {prices.sentence()}.")
+    for column in ("publish", "d", "enc", "FastLZ B", "Brotli B", "L1 $", "OP $", "Arb $"):
+        costs.add_column(column, justify="left" if column in ("publish", "enc") else "right")
+    for r in rows:
+        usd = row_cost_usd(r, prices) or {}
+        costs.add_row(r.op.removeprefix("publish"), "-" if r.d is None else str(r.d), r.encoding or "-",
                       "-" if r.size is None else str(r.size.fastlz_bytes),
                       "-" if r.size is None else str(r.size.brotli_bytes), *(_usd(usd.get(c)) for c in CHAINS))
-    Console().print(table)
+    console.print(costs)
 
 
 def register(app: typer.Typer) -> None:
