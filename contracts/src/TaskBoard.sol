@@ -126,6 +126,19 @@ contract TaskBoard {
     /// @dev An ETH transfer failed.
     error TransferFailed();
 
+    /// @dev A batch or a report with no item.
+    error EmptyBatch();
+
+    /// @dev Signature `index` of a report is malformed: `v` not 27 or 28, `s` in the upper half of
+    /// the curve order (the malleable twin of a valid signature), or no signer recovers from it.
+    error BadSignature(uint256 index);
+
+    /// @dev Signature `index` of a report recovers to `recovered`, not to the decision's `agent`.
+    error SignerMismatch(uint256 index, address agent, address recovered);
+
+    /// @dev The report carries two decisions signed by `agent`.
+    error DuplicateSigner(address agent);
+
     /*//////////////////////////////////////////////////////////////
                                  EVENTS
     //////////////////////////////////////////////////////////////*/
@@ -161,6 +174,9 @@ contract TaskBoard {
 
     /// @dev Emitted after the DecisionPublished of a `publishProbabilities` call.
     event ProbabilitiesPublished(uint256 indexed taskId, address indexed agent, uint16 sell, uint16 hold, uint16 buy);
+
+    /// @dev Emitted after the DecisionPublished of every decision of a `submitReport` call.
+    event ReportSubmitted(uint256 indexed taskId, address indexed aggregator, uint256 count);
 
     /// @dev Emitted once per finalized task.
     event TaskFinalized(
@@ -214,6 +230,23 @@ contract TaskBoard {
     uint256 internal constant _DECISION = 2;
     uint256 internal constant _CLAIMED = 4;
 
+    /// @dev `publishDecisions` item layout: `taskId << 24 | action << 16 | confidence`.
+    uint256 internal constant _ITEM_TASK_SHIFT = 24;
+    uint256 internal constant _ITEM_ACTION_SHIFT = 16;
+
+    /// @dev EIP-712: the domain (`name`, `version`, `chainId`, `verifyingContract`) and the
+    /// signed struct of `submitReport`.
+    bytes32 internal constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 internal constant _NAME_HASH = keccak256("Chorus TaskBoard");
+    bytes32 internal constant _VERSION_HASH = keccak256("1");
+    bytes32 internal constant _DECISION_TYPEHASH =
+        keccak256("Decision(uint256 taskId,uint8 action,uint16 confidence,bytes32 modelId,address agent)");
+
+    /// @dev Half the secp256k1 group order: a valid `s` is at most this (EIP-2), so each
+    /// signature has one accepted form.
+    uint256 internal constant _HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+
     /*//////////////////////////////////////////////////////////////
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
@@ -226,8 +259,26 @@ contract TaskBoard {
         bytes32 payloadHash;
     }
 
+    /// @dev A decision signed off chain as the EIP-712 struct
+    /// `Decision(uint256 taskId,uint8 action,uint16 confidence,bytes32 modelId,address agent)`
+    /// (the task id is the report's), with its signature `(v, r, s)`.
+    struct SignedDecision {
+        address agent;
+        uint8 action;
+        uint16 confidence;
+        bytes32 modelId;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
     /// @notice The registry that publications are checked against (one call per publication).
     AgentRegistry public immutable registry;
+
+    /// @dev The EIP-712 domain separator at deployment, and the chain it was computed for (a
+    /// fork's other chain id gets it recomputed).
+    bytes32 internal immutable _cachedDomainSeparator;
+    uint256 internal immutable _cachedChainId;
 
     /// @notice The admin that sets fusion weights.
     address public owner;
@@ -259,6 +310,8 @@ contract TaskBoard {
         if (owner_ == address(0)) revert ZeroAddress();
         registry = registry_;
         owner = owner_;
+        _cachedChainId = block.chainid;
+        _cachedDomainSeparator = _buildDomainSeparator();
         emit OwnershipTransferred(address(0), owner_);
         for (uint8 arch; arch <= Chorus.MAX_ARCH; ++arch) {
             if (
@@ -353,7 +406,7 @@ contract TaskBoard {
     /// @param encoding 0 f32, 1 f16, 2 i8, 3 binary.
     /// @param vector The encoded vector; its length follows from the sender's dim and `encoding`.
     function publishEmbedding(uint256 taskId, bytes32 modelId, uint8 encoding, bytes calldata vector) external {
-        (bool active, uint16 dim, bytes32 agentModel) = _agentInfo(msg.sender);
+        (bool active,, uint16 dim, bytes32 agentModel) = _agentInfo(msg.sender);
         if (!active) revert UnknownAgent(msg.sender);
         Task storage t = _tasks[taskId];
         uint256 s = t.state;
@@ -403,6 +456,84 @@ contract TaskBoard {
         emit ProbabilitiesPublished(taskId, msg.sender, sell, hold, buy);
     }
 
+    /// @notice Publishes the sender's decisions on several tasks in one transaction, each checked
+    /// and tallied exactly as `publishDecision` would (same errors); any bad item reverts the
+    /// whole batch. One registry call for the batch.
+    /// @param items One word per decision: `taskId << 24 | action << 16 | confidence`.
+    function publishDecisions(uint256[] calldata items) external {
+        uint256 n = items.length;
+        if (n == 0) revert EmptyBatch();
+        (bool active, uint256 role) = _agentRole(msg.sender);
+        if (!active) revert UnknownAgent(msg.sender);
+        // `cache`: the previous item's architecture + 1 above its weight for the sender's role
+        // (0 before the first item); a batch's tasks mostly share one architecture.
+        uint256 cache;
+        for (uint256 i; i < n;) {
+            cache = _tallyItem(items[i], role, cache);
+            // i < n.
+            unchecked {
+                ++i;
+            }
+        }
+    }
+
+    /// @notice Publishes the sender's embeddings of several tasks' payloads in one transaction,
+    /// each checked as `publishEmbedding` would (same errors); any bad item reverts the whole
+    /// batch. One registry call for the batch; model, encoding and length are checked once.
+    /// @param taskIds Open tasks whose deadlines have not passed, one per vector.
+    /// @param modelId The sender's registered model id.
+    /// @param encoding 0 f32, 1 f16, 2 i8, 3 binary, for every vector.
+    /// @param vectors The encoded vectors end to end, `taskIds.length` of the sender's length
+    /// under `encoding` (`WrongLength(taskIds.length * length, vectors.length)`).
+    function publishEmbeddings(uint256[] calldata taskIds, bytes32 modelId, uint8 encoding, bytes calldata vectors)
+        external
+    {
+        uint256 n = taskIds.length;
+        if (n == 0) revert EmptyBatch();
+        (bool active,, uint16 dim, bytes32 agentModel) = _agentInfo(msg.sender);
+        if (!active) revert UnknownAgent(msg.sender);
+        if (agentModel == bytes32(0) || agentModel != modelId) revert ModelMismatch(agentModel, modelId);
+        if (encoding > Chorus.MAX_ENCODING) revert InvalidEncoding();
+        uint256 len = Chorus.vectorBytes(dim, encoding);
+        if (vectors.length != len * n) revert WrongLength(len * n, vectors.length);
+        for (uint256 i; i < n; ++i) {
+            // i < n and len * n == vectors.length, so the slice bounds cannot overflow.
+            uint256 start;
+            unchecked {
+                start = i * len;
+            }
+            _embedOne(taskIds[i], modelId, encoding, vectors[start:start + len]);
+        }
+    }
+
+    /// @notice Publishes decisions that agents signed off chain (EIP-712, see `decisionDigest`)
+    /// on task `taskId`, in one transaction from an aggregator, itself a registered active agent
+    /// (`UnknownAgent`). Each decision is checked and tallied as its signer's `publishDecision`
+    /// would be (one decision per agent per task: `DuplicateDecision` if it already published,
+    /// `DuplicateSigner` if it signed two of the report), after its signature (`BadSignature`,
+    /// `SignerMismatch`) and its model id (the signer's registered one, `ModelMismatch`). If the
+    /// decisions reach the quorum, the task is finalized in the same transaction, as `finalize`
+    /// would (the division remainder goes to the aggregator).
+    /// @param taskId An open task whose deadline has not passed.
+    /// @param decisions The signed decisions, at least one.
+    function submitReport(uint256 taskId, SignedDecision[] calldata decisions) external {
+        uint256 n = decisions.length;
+        if (n == 0) revert EmptyBatch();
+        (bool aggregator,) = _agentRole(msg.sender);
+        if (!aggregator) revert UnknownAgent(msg.sender);
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requirePublishable(taskId, s);
+        uint256 archWeights = _weights[uint8(s >> _ARCH_SHIFT)];
+        bytes32 domain = _domainSeparator();
+        for (uint256 i; i < n; ++i) {
+            s = _tallySigned(taskId, s, archWeights, domain, decisions, i);
+        }
+        t.state = s;
+        emit ReportSubmitted(taskId, msg.sender, n);
+        if (uint16(s >> _DECISIONS_SHIFT) >= uint16(t.meta >> _QUORUM_SHIFT)) _finalize(taskId);
+    }
+
     /*//////////////////////////////////////////////////////////////
                                SETTLEMENT
     //////////////////////////////////////////////////////////////*/
@@ -414,39 +545,7 @@ contract TaskBoard {
     /// contributor) goes to the caller, not the submitter: no third party can block finalize by
     /// refusing ETH, since a caller that refuses it only reverts its own call (`TransferFailed`).
     function finalize(uint256 taskId) external {
-        Task storage t = _tasks[taskId];
-        uint256 s = t.state;
-        _requireOpen(taskId, s);
-        uint256 meta = t.meta;
-        uint16 decisions = uint16(s >> _DECISIONS_SHIFT);
-        uint16 quorum = uint16(meta >> _QUORUM_SHIFT);
-        if (decisions < quorum) {
-            // slither-disable-next-line timestamp
-            if (block.timestamp <= uint64(s)) revert QuorumNotReached(taskId, decisions, quorum);
-            if (decisions == 0) revert NothingToFinalize(taskId);
-        }
-        uint64 sell = uint64(uint48(s >> _TALLY_SHIFT));
-        uint64 hold = uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS)));
-        uint64 buy = uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS));
-        uint8 action = Chorus.HOLD;
-        if (sell > hold && sell > buy) action = 0;
-        else if (buy > hold && buy > sell) action = 2;
-        uint16 contributors = uint16(s >> _CONTRIBUTORS_SHIFT);
-
-        t.state = (s & ~_STATUS_MASK) | (_STATUS_FINALIZED << _STATUS_SHIFT);
-        t.meta = meta | (uint256(action) << _ACTION_SHIFT);
-        uint256 reward = uint128(t.funds);
-        uint256 share;
-        uint256 remainder;
-        // contributors >= decisions >= 1, and share * contributors + remainder == reward.
-        unchecked {
-            share = reward / contributors;
-            remainder = reward % contributors;
-            escrowed -= remainder;
-        }
-        t.funds = reward | (share << _SHARE_SHIFT);
-        emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
-        if (remainder != 0) _payCaller(remainder);
+        _finalize(taskId);
     }
 
     /// @notice Pays the sender its equal share of finalized task `taskId`'s reward.
@@ -549,6 +648,21 @@ contract TaskBoard {
         return (f & _EMBEDDING != 0, f & _DECISION != 0, f & _CLAIMED != 0);
     }
 
+    /// @notice The EIP-712 domain separator of `submitReport`'s signatures: name
+    /// "Chorus TaskBoard", version "1", this chain's id, this contract.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparator();
+    }
+
+    /// @notice The EIP-712 digest an agent signs for its decision on task `taskId` in a report.
+    function decisionDigest(uint256 taskId, uint8 action, uint16 confidence, bytes32 modelId, address agent)
+        external
+        view
+        returns (bytes32)
+    {
+        return _decisionDigest(_domainSeparator(), taskId, action, confidence, modelId, agent);
+    }
+
     /// @notice The weighted tallies of task `taskId` (sum of `weight * confidence` per action).
     function tallies(uint256 taskId) external view returns (uint64 sell, uint64 hold, uint64 buy) {
         uint256 s = _tasks[taskId].state;
@@ -599,10 +713,81 @@ contract TaskBoard {
         if (block.timestamp > deadline) revert PastDeadline(taskId, deadline);
     }
 
+    /// @dev `finalize`'s body, also run by a `submitReport` that reaches the quorum.
+    function _finalize(uint256 taskId) internal {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requireOpen(taskId, s);
+        uint256 meta = t.meta;
+        uint16 decisions = uint16(s >> _DECISIONS_SHIFT);
+        uint16 quorum = uint16(meta >> _QUORUM_SHIFT);
+        if (decisions < quorum) {
+            // slither-disable-next-line timestamp
+            if (block.timestamp <= uint64(s)) revert QuorumNotReached(taskId, decisions, quorum);
+            if (decisions == 0) revert NothingToFinalize(taskId);
+        }
+        uint64 sell = uint64(uint48(s >> _TALLY_SHIFT));
+        uint64 hold = uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS)));
+        uint64 buy = uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS));
+        uint8 action = Chorus.HOLD;
+        if (sell > hold && sell > buy) action = 0;
+        else if (buy > hold && buy > sell) action = 2;
+        uint16 contributors = uint16(s >> _CONTRIBUTORS_SHIFT);
+
+        t.state = (s & ~_STATUS_MASK) | (_STATUS_FINALIZED << _STATUS_SHIFT);
+        t.meta = meta | (uint256(action) << _ACTION_SHIFT);
+        uint256 reward = uint128(t.funds);
+        uint256 share;
+        uint256 remainder;
+        // contributors >= decisions >= 1, and share * contributors + remainder == reward.
+        unchecked {
+            share = reward / contributors;
+            remainder = reward % contributors;
+            escrowed -= remainder;
+        }
+        t.funds = reward | (share << _SHARE_SHIFT);
+        emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
+        if (remainder != 0) _payCaller(remainder);
+    }
+
     /// @dev Records the sender's valid decision on task `taskId` and tallies it.
     function _decide(uint256 taskId, uint8 action, uint16 confidence) internal {
         (bool active, uint256 role) = _agentRole(msg.sender);
         if (!active) revert UnknownAgent(msg.sender);
+        _tally(taskId, msg.sender, role, action, confidence);
+    }
+
+    /// @dev Records the valid decision of `agent` (active, of role `role`) on task `taskId` and
+    /// tallies it: the checks and the state change of a `publishDecision` after its registry call.
+    function _tally(uint256 taskId, address agent, uint256 role, uint8 action, uint16 confidence) internal {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requirePublishable(taskId, s);
+        uint256 slot = _flagSlot(taskId, agent);
+        uint256 f = _load(slot);
+        if (f & _DECISION != 0) revert DuplicateDecision(taskId, agent);
+        _store(slot, f | _DECISION);
+        if (f == 0) s = _addContributor(taskId, s);
+        uint256 weight = uint16(_weights[uint8(s >> _ARCH_SHIFT)] >> (role << 4));
+        // No field overflows: the tally stays below 2**46 (see the contract notes), and
+        // decisions <= contributors <= 2**16 - 1 with this agent not yet counted in decisions.
+        unchecked {
+            s += (weight * confidence) << (_TALLY_SHIFT + _TALLY_BITS * action);
+            s += _ONE_DECISION;
+        }
+        t.state = s;
+        emit DecisionPublished(taskId, agent, uint8(role), action, confidence);
+    }
+
+    /// @dev Records the sender's decision `item` (`taskId << 24 | action << 16 | confidence`) of
+    /// a `publishDecisions` batch, checked and tallied as `publishDecision` would, and returns the
+    /// weight cache (`(arch + 1) << 16 | weight`) for the next item.
+    function _tallyItem(uint256 item, uint256 role, uint256 cache) internal returns (uint256) {
+        uint8 action = uint8(item >> _ITEM_ACTION_SHIFT);
+        uint16 confidence = uint16(item);
+        if (action > Chorus.MAX_ACTION) revert InvalidAction();
+        if (confidence > Chorus.MAX_CONFIDENCE) revert InvalidConfidence();
+        uint256 taskId = item >> _ITEM_TASK_SHIFT;
         Task storage t = _tasks[taskId];
         uint256 s = t.state;
         _requirePublishable(taskId, s);
@@ -611,15 +796,110 @@ contract TaskBoard {
         if (f & _DECISION != 0) revert DuplicateDecision(taskId, msg.sender);
         _store(slot, f | _DECISION);
         if (f == 0) s = _addContributor(taskId, s);
-        uint256 weight = uint16(_weights[uint8(s >> _ARCH_SHIFT)] >> (uint256(role) << 4));
-        // No field overflows: the tally stays below 2**46 (see the contract notes), and
-        // decisions <= contributors <= 2**16 - 1 with this agent not yet counted in decisions.
+        uint256 arch = uint8(s >> _ARCH_SHIFT);
+        if (cache >> 16 != arch + 1) cache = ((arch + 1) << 16) | uint16(_weights[arch] >> (role << 4));
+        // As in `_tally`: no field overflows.
         unchecked {
-            s += (weight * confidence) << (_TALLY_SHIFT + _TALLY_BITS * action);
+            s += (uint16(cache) * uint256(confidence)) << (_TALLY_SHIFT + _TALLY_BITS * action);
             s += _ONE_DECISION;
         }
         t.state = s;
         emit DecisionPublished(taskId, msg.sender, uint8(role), action, confidence);
+        return cache;
+    }
+
+    /// @dev Records the sender's checked embedding (model, encoding and length) of task `taskId`:
+    /// the rest of `publishEmbedding`, for one item of `publishEmbeddings`.
+    function _embedOne(uint256 taskId, bytes32 modelId, uint8 encoding, bytes calldata vector) internal {
+        Task storage t = _tasks[taskId];
+        uint256 s = t.state;
+        _requirePublishable(taskId, s);
+        uint256 slot = _flagSlot(taskId, msg.sender);
+        uint256 f = _load(slot);
+        if (f & _EMBEDDING != 0) revert DuplicateEmbedding(taskId, msg.sender);
+        _store(slot, f | _EMBEDDING);
+        if (f == 0) t.state = _addContributor(taskId, s);
+        emit EmbeddingPublished(taskId, msg.sender, modelId, encoding, vector);
+    }
+
+    /// @dev Checks decision `i` of a report on task `taskId` (hot slot `s`, architecture weights
+    /// `archWeights`) and returns `s` with it tallied, as `_tally` would for its signer.
+    function _tallySigned(
+        uint256 taskId,
+        uint256 s,
+        uint256 archWeights,
+        bytes32 domain,
+        SignedDecision[] calldata decisions,
+        uint256 i
+    ) internal returns (uint256) {
+        SignedDecision calldata d = decisions[i];
+        (address agent, uint256 role) = _checkSigned(i, domain, taskId, d);
+        s = _flagSigned(taskId, s, agent, decisions, i);
+        return _addSigned(taskId, s, archWeights, agent, role, d.action, d.confidence);
+    }
+
+    /// @dev Sets the decision flag of `agent`, signer of decision `i` of `decisions` on task
+    /// `taskId`, and returns the hot slot `s` with it counted as a contributor if it is new.
+    function _flagSigned(uint256 taskId, uint256 s, address agent, SignedDecision[] calldata decisions, uint256 i)
+        internal
+        returns (uint256)
+    {
+        uint256 slot = _flagSlot(taskId, agent);
+        uint256 f = _load(slot);
+        if (f & _DECISION != 0) {
+            // The error path only: tell a signer twice in the report from one already on chain.
+            for (uint256 j; j < i; ++j) {
+                if (decisions[j].agent == agent) revert DuplicateSigner(agent);
+            }
+            revert DuplicateDecision(taskId, agent);
+        }
+        _store(slot, f | _DECISION);
+        return f == 0 ? _addContributor(taskId, s) : s;
+    }
+
+    /// @dev Returns the hot slot `s` of task `taskId` with the checked decision of `agent` (of
+    /// `role`) tallied under the architecture's weights `archWeights`, and logs it.
+    function _addSigned(
+        uint256 taskId,
+        uint256 s,
+        uint256 archWeights,
+        address agent,
+        uint256 role,
+        uint8 action,
+        uint16 confidence
+    ) internal returns (uint256) {
+        uint256 weight = uint16(archWeights >> (role << 4));
+        // As in `_tally`: no field overflows.
+        unchecked {
+            s += (weight * confidence) << (_TALLY_SHIFT + _TALLY_BITS * action);
+            s += _ONE_DECISION;
+        }
+        emit DecisionPublished(taskId, agent, uint8(role), action, confidence);
+        return s;
+    }
+
+    /// @dev Checks signed decision `d`, number `index` of a report on task `taskId`: action and
+    /// confidence, the signature under `domain`, and its signer (active, with that model id);
+    /// returns the signer and its role.
+    function _checkSigned(uint256 index, bytes32 domain, uint256 taskId, SignedDecision calldata d)
+        internal
+        view
+        returns (address agent, uint256 role)
+    {
+        agent = d.agent;
+        uint8 action = d.action;
+        uint16 confidence = d.confidence;
+        bytes32 modelId = d.modelId;
+        if (action > Chorus.MAX_ACTION) revert InvalidAction();
+        if (confidence > Chorus.MAX_CONFIDENCE) revert InvalidConfidence();
+        bytes32 digest = _decisionDigest(domain, taskId, action, confidence, modelId, agent);
+        address signer = _recover(index, digest, d.v, d.r, d.s);
+        if (signer != agent) revert SignerMismatch(index, agent, signer);
+        bool active;
+        bytes32 agentModel;
+        (active, role,, agentModel) = _agentInfo(agent);
+        if (!active) revert UnknownAgent(agent);
+        if (agentModel != modelId) revert ModelMismatch(agentModel, modelId);
     }
 
     /// @dev Returns the hot slot `s` with one more contributor.
@@ -660,9 +940,9 @@ contract TaskBoard {
         }
     }
 
-    /// @dev `registry.agentInfo(agent)` (role dropped) through the free memory area, for the
-    /// same reason; the four returned words are read before anything else uses that memory.
-    function _agentInfo(address agent) internal view returns (bool active, uint16 dim, bytes32 modelId) {
+    /// @dev `registry.agentInfo(agent)` through the free memory area, for the same reason; the
+    /// four returned words are read before anything else uses that memory.
+    function _agentInfo(address agent) internal view returns (bool active, uint256 role, uint16 dim, bytes32 modelId) {
         address target = address(registry);
         bytes4 selector = AgentRegistry.agentInfo.selector;
         // slither-disable-next-line assembly
@@ -676,9 +956,62 @@ contract TaskBoard {
                 revert(m, returndatasize())
             }
             active := mload(m)
+            role := mload(add(m, 0x20))
             dim := mload(add(m, 0x40))
             modelId := mload(add(m, 0x60))
         }
+    }
+
+    /// @dev The EIP-712 domain separator of this contract on the current chain.
+    function _domainSeparator() internal view returns (bytes32) {
+        if (block.chainid == _cachedChainId) return _cachedDomainSeparator;
+        return _buildDomainSeparator();
+    }
+
+    /// @dev `keccak256(abi.encode(_DOMAIN_TYPEHASH, name, version, chainid, this))`.
+    function _buildDomainSeparator() internal view returns (bytes32) {
+        return keccak256(abi.encode(_DOMAIN_TYPEHASH, _NAME_HASH, _VERSION_HASH, block.chainid, address(this)));
+    }
+
+    /// @dev The EIP-712 digest of a `Decision` under `domain`:
+    /// `keccak256("\x19\x01" . domain . keccak256(abi.encode(_DECISION_TYPEHASH, taskId, action, confidence, modelId, agent)))`,
+    /// hashed in the free memory area without allocating (a report hashes once per signer).
+    function _decisionDigest(
+        bytes32 domain,
+        uint256 taskId,
+        uint8 action,
+        uint16 confidence,
+        bytes32 modelId,
+        address agent
+    ) internal pure returns (bytes32 digest) {
+        bytes32 typehash = _DECISION_TYPEHASH;
+        // slither-disable-next-line assembly
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typehash)
+            mstore(add(m, 0x20), taskId)
+            mstore(add(m, 0x40), and(action, 0xff))
+            mstore(add(m, 0x60), and(confidence, 0xffff))
+            mstore(add(m, 0x80), modelId)
+            mstore(add(m, 0xa0), and(agent, 0xffffffffffffffffffffffffffffffffffffffff))
+            let structHash := keccak256(m, 0xc0)
+            mstore(m, 0x1901)
+            mstore(add(m, 0x20), domain)
+            mstore(add(m, 0x40), structHash)
+            digest := keccak256(add(m, 0x1e), 0x42)
+        }
+    }
+
+    /// @dev The signer of `digest` under signature `index` of a report: `v` must be 27 or 28 and
+    /// `s` in the lower half of the order, and the recovered address non-zero (`BadSignature`).
+    function _recover(uint256 index, bytes32 digest, uint8 v, bytes32 r, bytes32 s)
+        internal
+        pure
+        returns (address signer)
+    {
+        if ((v != 27 && v != 28) || uint256(s) > _HALF_ORDER) revert BadSignature(index);
+        signer = ecrecover(digest, v, r, s);
+        if (signer == address(0)) revert BadSignature(index);
     }
 
     /// @dev Storage slot of the (task, agent) flags, `keccak256(taskId . seed << 160 | agent)`:

@@ -4,6 +4,7 @@ pragma solidity 0.8.37;
 // Test inputs are bounded before they are narrowed.
 // forge-lint: disable-start(unsafe-typecast)
 
+import {TaskBoard} from "../src/TaskBoard.sol";
 import {ChorusFixture} from "./utils/ChorusFixture.sol";
 import {vm} from "./utils/Vm.sol";
 
@@ -84,6 +85,114 @@ contract GasTestAfterEmbedding is GasFixture {
         vm.prank(decider);
         board.publishDecision(id, 2, 7500);
         _assertGasAtMost(DECISION_AFTER_EMBEDDING_MAX, "publishDecision (after its embedding)");
+    }
+}
+
+/// @title GasTestBatch
+/// @notice Batched publications from one agent, one fresh task per item (every write a real first
+/// publication). Bounds: measured + 1%, as in `GasTest`.
+contract GasTestBatch is GasFixture {
+    /// @dev Measured 38,611: a one-item batch: `publishDecision` plus the array's decoding.
+    uint256 internal constant DECISIONS_1_MAX = 38_998;
+    /// @dev Measured 251,355: about 30,390 per further item on a fresh task.
+    uint256 internal constant DECISIONS_8_MAX = 253_869;
+    /// @dev Measured 980,763.
+    uint256 internal constant DECISIONS_32_MAX = 990_571;
+    /// @dev Measured 354,409.
+    uint256 internal constant EMBEDDINGS_8_384_F32_MAX = 357_954;
+
+    uint256[] internal batchTasks;
+
+    function setUp() public override {
+        super.setUp();
+        for (uint256 i; i < 32; ++i) {
+            batchTasks.push(_submit(1 ether, 2, uint64(START + 1 hours), 3));
+        }
+    }
+
+    function _decisions(uint256 n) internal view returns (uint256[] memory items) {
+        items = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            items[i] = (batchTasks[i] << 24) | (uint256(i % 3) << 16) | (7500 + i);
+        }
+    }
+
+    function test_gas_publishDecisions_1() public {
+        uint256[] memory items = _decisions(1);
+        vm.prank(decider);
+        board.publishDecisions(items);
+        _assertGasAtMost(DECISIONS_1_MAX, "publishDecisions (1)");
+    }
+
+    function test_gas_publishDecisions_8() public {
+        uint256[] memory items = _decisions(8);
+        vm.prank(decider);
+        board.publishDecisions(items);
+        _assertGasAtMost(DECISIONS_8_MAX, "publishDecisions (8)");
+    }
+
+    function test_gas_publishDecisions_32() public {
+        uint256[] memory items = _decisions(32);
+        vm.prank(decider);
+        board.publishDecisions(items);
+        _assertGasAtMost(DECISIONS_32_MAX, "publishDecisions (32)");
+    }
+
+    function test_gas_publishEmbeddings_8_384_f32() public {
+        uint256[] memory ids = new uint256[](8);
+        for (uint256 i; i < 8; ++i) ids[i] = batchTasks[i];
+        bytes memory vectors = _vector(8 * uint256(DIM) * 4, 43);
+        vm.prank(embedder);
+        board.publishEmbeddings(ids, MODEL, 0, vectors);
+        _assertGasAtMost(EMBEDDINGS_8_384_F32_MAX, "publishEmbeddings (8 x 384 f32)");
+    }
+}
+
+/// @title GasTestReport
+/// @notice `submitReport` with 3 and 16 signers on a task whose quorum the report reaches, so it
+/// finalizes in the same transaction. Bounds: measured + 1%, as in `GasTest`.
+contract GasTestReport is GasFixture {
+    /// @dev Measured 172,383: the aggregator's registry call, three signatures and the finalization.
+    uint256 internal constant REPORT_3_MAX = 174_107;
+    /// @dev Measured 597,086: about 32,670 per further signer (ecrecover 3,000, its record's two cold slots).
+    uint256 internal constant REPORT_16_MAX = 603_057;
+
+    uint256 internal task3;
+    uint256 internal task16;
+
+    function setUp() public override {
+        super.setUp();
+        for (uint256 i = 1; i <= 16; ++i) {
+            _registerAgent(vm.addr(i), uint8(i % 3), true);
+        }
+        task3 = _submit(1 ether, 2, uint64(START + 1 hours), 3);
+        task16 = _submit(1 ether, 2, uint64(START + 1 hours), 16);
+    }
+
+    function _report(uint256 id, uint256 n) internal view returns (TaskBoard.SignedDecision[] memory ds) {
+        ds = new TaskBoard.SignedDecision[](n);
+        for (uint256 i; i < n; ++i) {
+            uint256 key = i + 1;
+            address agent = vm.addr(key);
+            uint8 action = uint8(i % 3);
+            uint16 confidence = uint16(6000 + i);
+            (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, board.decisionDigest(id, action, confidence, MODEL, agent));
+            ds[i] = TaskBoard.SignedDecision(agent, action, confidence, MODEL, v, r, s);
+        }
+    }
+
+    function test_gas_submitReport_3() public {
+        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (task3, _report(task3, 3));
+        vm.prank(decider);
+        board.submitReport(id, ds);
+        _assertGasAtMost(REPORT_3_MAX, "submitReport (3 signers, finalizes)");
+    }
+
+    function test_gas_submitReport_16() public {
+        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (task16, _report(task16, 16));
+        vm.prank(decider);
+        board.submitReport(id, ds);
+        _assertGasAtMost(REPORT_16_MAX, "submitReport (16 signers, finalizes)");
     }
 }
 // forge-lint: disable-end(unsafe-typecast)
