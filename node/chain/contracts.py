@@ -27,6 +27,7 @@ from node.chain.events import (
     to_event,
 )
 from node.protocol.enums import ZERO_MODEL_ID
+from node.protocol.reports import SignedDecision, pack_decision, report_args
 
 E = TypeVar("E", bound=ChainEvent)
 
@@ -204,6 +205,30 @@ class ChorusContracts:
 
     def publish_decision(self, task_id: int, action: int, confidence: int) -> TxResult:
         return self._transact("TaskBoard", "publishDecision", task_id, int(action), confidence)
+
+    def publish_decisions(self, decisions: Iterable[tuple[int, int, int]]) -> TxResult:
+        """Several of this agent's decisions, `(task_id, action, confidence)` each, in one transaction
+        (`publishDecisions`, one packed word per item); any bad item reverts them all."""
+        return self._transact("TaskBoard", "publishDecisions", [pack_decision(*d) for d in decisions])
+
+    def publish_embeddings(self, task_ids: Sequence[int], model_id: bytes, encoding: int,
+                           vectors: Sequence[bytes]) -> TxResult:
+        """This agent's vectors for several tasks, one per task id, in one transaction (`publishEmbeddings`)."""
+        return self._transact("TaskBoard", "publishEmbeddings", list(task_ids), model_id, int(encoding),
+                              b"".join(vectors))
+
+    def submit_report(self, task_id: int, decisions: Iterable[SignedDecision]) -> TxResult:
+        """Publish decisions that agents signed off chain (`node.protocol.reports.sign_decision`) in one
+        transaction from this client's agent, the aggregator; finalizes the task if they reach its quorum."""
+        return self._transact("TaskBoard", "submitReport", task_id, report_args(decisions))
+
+    def domain_separator(self) -> bytes:
+        """The EIP-712 domain separator that signed decisions are checked under."""
+        return bytes(self._one("TaskBoard", "domainSeparator"))
+
+    def decision_digest(self, task_id: int, action: int, confidence: int, model_id: bytes, agent: str) -> bytes:
+        """The digest the contract expects `agent` to have signed for this decision."""
+        return bytes(self._one("TaskBoard", "decisionDigest", task_id, int(action), confidence, model_id, agent))
 
     def finalize(self, task_id: int) -> TxResult:
         """Fuse the decisions on chain and close the task; emits TaskFinalized."""
