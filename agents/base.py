@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,9 +54,37 @@ class Decision:
         return cls(Action(best), int(round(float(np.clip(p[best], 0.0, 1.0)) * MAX_CONFIDENCE)))
 
     @classmethod
+    def from_bps(cls, bps: Sequence[int]) -> Decision:
+        """The decision TaskBoard reads from published probabilities (`publishProbabilities`): the
+        first of the largest, with its basis points as confidence; all zeros abstain."""
+        b = [int(x) for x in bps]
+        if not any(b):
+            return cls.abstain()
+        best = max(range(len(b)), key=lambda k: (b[k], -k))
+        return cls(Action(best), b[best])
+
+    @classmethod
     def abstain(cls) -> Decision:
         """hold with confidence 0: what an agent says when its modality is missing."""
         return cls(Action.HOLD, 0)
+
+
+def probs_bps(probs: np.ndarray) -> tuple[int, int, int]:
+    """(sell, hold, buy) probabilities as `publishProbabilities` takes them: integer basis points
+    summing to exactly 10,000, by the largest remainder (ties to the lower class)."""
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if p.shape != (3,) or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+        raise ValueError(f"expected 3 finite non-negative probabilities, got {p}")
+    scaled = p / p.sum() * MAX_CONFIDENCE
+    base = np.floor(scaled).astype(np.int64)
+    order = sorted(range(3), key=lambda k: (-(scaled[k] - base[k]), k))
+    for k in order[:MAX_CONFIDENCE - int(base.sum())]:
+        base[k] += 1
+    return int(base[0]), int(base[1]), int(base[2])
+
+
+NO_PROBS = (0, 0, 0)
+"""What an agent that abstains publishes as probabilities (TaskBoard reads hold, confidence 0)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,21 @@ class AgentOutput:
     commitment: bytes | None = None
     """sha256 of the encoded embedding, when the agent commits to its embedding instead of
     publishing it (the coordinator); kept in the node's task record, shown in GET /tasks/{id}."""
+    probs: tuple[int, int, int] | None = None
+    """A modality agent's class probabilities in basis points (`probs_bps`; `NO_PROBS` when it
+    abstains): what it publishes, instead of `decision`, for the architectures in
+    `PROBABILITY_ARCHS`. None for agents that have none (fusion, U)."""
+
+
+def decided(probs: np.ndarray, embedding: Embedding | None = None, note: str = "") -> AgentOutput:
+    """A modality agent's output from its class probabilities: the decision (`Decision.from_probs`)
+    and the probabilities as published (`probs_bps`)."""
+    return AgentOutput(Decision.from_probs(probs), embedding, note=note, probs=probs_bps(probs))
+
+
+def abstained(note: str) -> AgentOutput:
+    """A modality agent's output when its modality is missing: hold, confidence 0, no probabilities."""
+    return AgentOutput(Decision.abstain(), note=note, probs=NO_PROBS)
 
 
 @dataclass(frozen=True)
@@ -92,6 +136,8 @@ class PeerOutput:
     model_id: bytes | None = None
     encoding: int | None = None
     vector: bytes | None = field(default=None, repr=False)
+    probs: tuple[int, int, int] | None = None
+    """From its ProbabilitiesPublished event, when it published probabilities (basis points)."""
 
 
 @dataclass(frozen=True)

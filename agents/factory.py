@@ -13,7 +13,7 @@ from typing import Any
 
 from agents import faults  # RulesFusion; importing it registers the agent modes
 from agents.base import Agent, Encoding, Role
-from agents.fusion import FusionAgent, TrainedHead
+from agents.fusion import FusionAgent, FusionHeads, TrainedHead
 from agents.market import MarketAgent
 from agents.onnx import AgentModel, encoding_of, find_agent_model
 from agents.registry import AGENT_MODES, ROLE_AGENTS, AgentConfig, role_agent
@@ -65,17 +65,20 @@ def encoder_identity(encoder: Any) -> tuple[bytes, str, Encoding]:
     return bytes(model_id), str(getattr(encoder, "name", "minilm")), Encoding.F32
 
 
-def load_fusion_heads(manifest_path: Path | None = None) -> tuple[TrainedHead | None, TrainedHead | None]:
-    """The trained M-learned (decisions) and E-d (embeddings) heads from the manifest, if exported."""
+def load_fusion_heads(manifest_path: Path | None = None) -> FusionHeads:
+    """The trained M-learned (decisions), M-learned-p (probabilities) and E-d (embeddings) heads
+    from the manifest, where exported."""
     from models.manifest import MANIFEST_PATH, load_manifest
     from models.runtime import OnnxModel
 
     path = Path(manifest_path or MANIFEST_PATH)
     entries = load_manifest(path)
-    decisions = embeddings = None
-    dec = entries.get("m-learned-dec")
-    if dec is not None and set(dec.inputs) == {"scores", "mask"} and dec.file(path.parent).is_file():
-        decisions = TrainedHead(dec.name, OnnxModel(dec.name, path, threads=1))
+    embeddings = None
+    stackers: dict[str, TrainedHead | None] = {}
+    for name in ("m-learned-dec", "m-learned"):
+        entry = entries.get(name)
+        ok = entry is not None and set(entry.inputs) == {"scores", "mask"} and entry.file(path.parent).is_file()
+        stackers[name] = TrainedHead(name, OnnxModel(name, path, threads=1)) if ok else None
     for entry in sorted(entries.values(), key=lambda e: e.name):
         if not entry.name.startswith("e-d") or set(entry.inputs) != {"embeddings", "mask"}:
             continue
@@ -91,7 +94,7 @@ def load_fusion_heads(manifest_path: Path | None = None) -> tuple[TrainedHead | 
         if len(spaces) == 3 and len(agents) == 3:
             embeddings = TrainedHead(entry.name, OnnxModel(entry.name, path, threads=1), tuple(spaces))
             break
-    return decisions, embeddings
+    return FusionHeads(stackers["m-learned-dec"], stackers["m-learned"], embeddings)
 
 
 def build_agent(role: str, **options: Any) -> Agent:
@@ -129,10 +132,10 @@ def _fusion(config: AgentConfig) -> Agent:
     if not config.use_trained:
         agent = FusionAgent()
     else:
-        decisions, embeddings = load_fusion_heads(config.manifest_path)
-        log.info("fusion heads: M-learned %s, E-d %s (else the weighted vote decides)",
-                 decisions.name if decisions else "none", embeddings.name if embeddings else "none")
-        agent = FusionAgent(decisions, embeddings)
+        heads = load_fusion_heads(config.manifest_path)
+        log.info("fusion heads: M-learned %s, M-learned-p %s, E-d %s (else the weighted vote decides)",
+                 *(h.name if h else "none" for h in (heads.decisions, heads.probabilities, heads.embeddings)))
+        agent = FusionAgent(heads.decisions, heads.embeddings, heads.probabilities)
     if config.fusion_rules is not None:
         agent = faults.RulesFusion(agent, *config.fusion_rules)
     return agent

@@ -3,7 +3,8 @@
 Each mode wraps the role's agent (`agents.registry.AGENT_MODES`):
 - `honest`: the agent itself.
 - `byzantine` (`ByzantineAgent`): runs the honest agent, then publishes the opposite action
-  (sell <-> buy, hold -> sell) with full confidence: the worst single liar a weighted vote can meet.
+  (sell <-> buy, hold -> sell) with full confidence (as probabilities: all of it on that action):
+  the worst single liar a weighted vote can meet.
 - `wrong-model` (`WrongModelAgent`): publishes its embeddings under a model id that was never
   registered (as an agent that upgraded its model without re-registering would); the chain must
   refuse them.
@@ -87,7 +88,10 @@ class ByzantineAgent(WrappedAgent):
     def run(self, task: TaskInput) -> AgentOutput:
         honest = self.inner.run(task)
         lie = Decision(_OPPOSITE[Action(honest.decision.action)], MAX_CONFIDENCE)
-        return replace(honest, decision=lie, note="byzantine")
+        probs = None
+        if honest.probs is not None:
+            probs = tuple(MAX_CONFIDENCE if a == lie.action else 0 for a in Action)
+        return replace(honest, decision=lie, probs=probs, note="byzantine")
 
 
 def wrong_model_id(model_id: bytes) -> bytes:

@@ -13,7 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Embedding, Modality, Role, TaskInput, softmax
+from agents.base import (Agent, AgentIdentity, AgentOutput, Embedding, Modality, Role, TaskInput, abstained, decided,
+                         softmax)
 from agents.onnx import AgentModel
 from node.protocol.payload import TaskPayload
 
@@ -64,10 +65,9 @@ class FeatureAgent(Agent):
     def run(self, task: TaskInput) -> AgentOutput:
         p = task.payload
         if not self.present(p):
-            return AgentOutput(Decision.abstain(), note=f"{self.role.label} modality missing")
+            return abstained(f"{self.role.label} modality missing")
         if self.model is not None and self.model_reads(p):
             out = self.model(self.features(p))
             emb = Embedding(out["embedding"][0].astype(np.float32), self.model.model_id, self.model.encoding)
-            return AgentOutput(Decision.from_probs(out["probs"][0]), emb)
-        return AgentOutput(Decision.from_probs(self.rule_probs(p)),
-                           note="" if self.model is None else self.fallback_note)
+            return decided(out["probs"][0], emb)
+        return decided(self.rule_probs(p), note="" if self.model is None else self.fallback_note)

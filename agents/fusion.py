@@ -4,6 +4,9 @@ It reads the DecisionPublished and EmbeddingPublished events the node's watcher 
 publishes one decision:
 - arch 3 (M-learned), with the trained `m-learned-dec` head in the manifest: the learned late
   fusion over the peers' decisions (`models.fusion.decision_scores`, exactly what the chain shows);
+- arch 8 (M-learned-p), with the trained `m-learned` head: the learned late fusion over the peers'
+  published class probabilities (ProbabilitiesPublished, basis points; `models.fusion.stack_probs`);
+  a peer that abstained (all zeros) or published none is absent, as a missing modality is in training;
 - arch 5 (E-d), with a trained `e-d<d>` head: the head on the concatenated peer embeddings, each
   used only if it is in the embedding space the head was trained on (same model id, dim, dtype) —
   vectors from other spaces are treated as absent, never fused;
@@ -16,6 +19,7 @@ weight 0; in M-learned, M-regret and E-d it is the decision.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,13 +46,27 @@ class TrainedHead:
         return np.asarray(self.model.run(**inputs)["probs"])[0]  # (3,)
 
 
+@dataclass(frozen=True)
+class FusionHeads:
+    """The trained heads a manifest holds (`agents.factory.load_fusion_heads`); None where absent."""
+
+    decisions: TrainedHead | None = None
+    """`m-learned-dec`: M-learned over the peers' decisions."""
+    probabilities: TrainedHead | None = None
+    """`m-learned`: M-learned-p over the peers' class probabilities."""
+    embeddings: TrainedHead | None = None
+    """`e-d<d>`: E-d over the peers' embeddings."""
+
+
 class FusionAgent(Agent):
     waits_for_peers = True
 
-    def __init__(self, decisions_head: TrainedHead | None = None, embeddings_head: TrainedHead | None = None) -> None:
+    def __init__(self, decisions_head: TrainedHead | None = None, embeddings_head: TrainedHead | None = None,
+                 probabilities_head: TrainedHead | None = None) -> None:
         self.decisions_head = decisions_head
         self.embeddings_head = embeddings_head
-        heads = [h.name for h in (decisions_head, embeddings_head) if h is not None]
+        self.probabilities_head = probabilities_head
+        heads = [h.name for h in (decisions_head, probabilities_head, embeddings_head) if h is not None]
         decider = "weighted-vote" + (f" + trained heads {', '.join(heads)}" if heads else "")
         self.identity = AgentIdentity(Role.FUSION, Modality.MULTIMODAL, decider=decider,
                                       backend="onnx" if heads else "numpy")
@@ -57,6 +75,8 @@ class FusionAgent(Agent):
         peers = {p.role: p for p in task.peers if p.role in ROLE_WEIGHTS}
         if task.arch == Arch.M_LEARNED and self.decisions_head is not None and peers:
             return self._learned(peers)
+        if task.arch == Arch.M_LEARNED_P and self.probabilities_head is not None and peers:
+            return self._learned_probs(peers)
         if task.arch == Arch.E_D and self.embeddings_head is not None:
             out = self._embeddings(peers)
             if out is not None:
@@ -87,11 +107,20 @@ class FusionAgent(Agent):
                              for r in AGENT_ROLES]])  # (1, A)
         confs = np.array([[peers[r].confidence if r in peers and peers[r].confidence is not None else 0
                            for r in AGENT_ROLES]])
-        present = np.array([[1.0 if r in peers and peers[r].action is not None else 0.0 for r in AGENT_ROLES]],
-                           np.float32)
+        # A peer that abstained (hold at confidence 0: its modality is missing) is absent, as in training.
+        present = np.array([[1.0 if r in peers and peers[r].action is not None and peers[r].confidence else 0.0
+                             for r in AGENT_ROLES]], np.float32)
         scores = decision_scores(actions, confs, present)  # (1, A*3)
         probs = self.decisions_head.probs(scores=scores, mask=present)  # type: ignore[union-attr]
         return AgentOutput(Decision.from_probs(probs), note=f"{self.decisions_head.name} head")  # type: ignore[union-attr]
+
+    def _learned_probs(self, peers: dict[int, Any]) -> AgentOutput:
+        head = self.probabilities_head
+        assert head is not None
+        scores, present = probability_scores([peers[r].probs if r in peers else None for r in AGENT_ROLES])
+        probs = head.probs(scores=scores, mask=present)
+        used = int(present.sum())
+        return AgentOutput(Decision.from_probs(probs), note=f"{head.name} head over {used} peers' probabilities")
 
     def _embeddings(self, peers: dict[int, Any]) -> AgentOutput | None:
         from models.fusion import concat_embeddings
@@ -111,3 +140,18 @@ class FusionAgent(Agent):
         probs = head.probs(embeddings=x, mask=mask)
         used = sum(v is not None for v in vectors)
         return AgentOutput(Decision.from_probs(probs), note=f"{head.name} head over {used} embeddings")
+
+
+def probability_scores(probs: Sequence[Sequence[int] | None]) -> tuple[np.ndarray, np.ndarray]:
+    """The M-learned-p head's inputs from the peers' published probabilities in AGENT_ROLES order
+    (basis points; None or all zeros: absent): ((1, A*3) float32, (1, A) mask), as
+    `models.fusion.stack_probs` builds them in training."""
+    from models.fusion import stack_probs
+
+    rows = np.zeros((1, len(probs), len(Action)), np.float32)
+    present = np.zeros((1, len(probs)), np.float32)
+    for k, bps in enumerate(probs):
+        if bps is not None and any(bps):
+            rows[0, k] = np.asarray(bps, np.float32) / np.float32(MAX_CONFIDENCE)
+            present[0, k] = 1.0
+    return stack_probs(rows, present), present

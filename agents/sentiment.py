@@ -18,13 +18,14 @@ from agents.base import (
     Agent,
     AgentIdentity,
     AgentOutput,
-    Decision,
     Embedding,
     Encoding,
     Modality,
     Role,
     TaskInput,
     TextEncoder,
+    abstained,
+    decided,
     softmax,
 )
 from agents.onnx import AgentModel
@@ -71,13 +72,13 @@ class SentimentAgent(Agent):
     def run(self, task: TaskInput) -> AgentOutput:
         p = task.payload
         if not p.headlines:
-            return AgentOutput(Decision.abstain(), note="sentiment modality missing")
+            return abstained("sentiment modality missing")
         mean = self.text_embedding(p.headlines)  # (d,)
         if self.model is not None:
             out = self.model(mean)
             emb = Embedding(out["embedding"][0].astype(np.float32), self.model.model_id, self.model.encoding)
-            return AgentOutput(Decision.from_probs(out["probs"][0]), emb)
+            return decided(out["probs"][0], emb)
         unit = mean / (np.linalg.norm(mean) + 1e-12)
         probs = softmax(TEMPERATURE * (self._prototypes @ unit))  # (3,)
         emb = Embedding(unit, self.identity.model_id, self.identity.encoding)
-        return AgentOutput(Decision.from_probs(probs), emb)
+        return decided(probs, emb)

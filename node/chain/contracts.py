@@ -206,6 +206,10 @@ class ChorusContracts:
     def publish_decision(self, task_id: int, action: int, confidence: int) -> TxResult:
         return self._transact("TaskBoard", "publishDecision", task_id, int(action), confidence)
 
+    def publish_probabilities(self, task_id: int, probs: Sequence[int]) -> TxResult:
+        """Sell, hold and buy probabilities in basis points (summing to 10,000, or all 0)."""
+        return self._transact("TaskBoard", "publishProbabilities", task_id, [int(p) for p in probs])
+
     def publish_decisions(self, decisions: Iterable[tuple[int, int, int]]) -> TxResult:
         """Several of this agent's decisions, `(task_id, action, confidence)` each, in one transaction
         (`publishDecisions`, one packed word per item); any bad item reverts them all."""

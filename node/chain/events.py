@@ -120,6 +120,17 @@ class DecisionPublished(ChainEvent):
 
 
 @dataclass(frozen=True)
+class ProbabilitiesPublished(ChainEvent):
+    """Follows the DecisionPublished of a `publishProbabilities` call: the three numbers behind it."""
+
+    task_id: int
+    agent: str
+    sell: int
+    hold: int
+    buy: int
+
+
+@dataclass(frozen=True)
 class TaskFinalized(ChainEvent):
     task_id: int
     action: int
@@ -147,7 +158,7 @@ EVENT_TYPES: dict[str, type[ChainEvent]] = {
     cls.__name__: cls
     for cls in (ModelRegistered, AgentRegistered, EndpointUpdated, AgentDeregistered, StakeWithdrawn,
                 OwnershipTransferred, WeightSet, TaskSubmitted, EmbeddingPublished, DecisionPublished,
-                TaskFinalized, RewardClaimed, TaskReclaimed)
+                ProbabilitiesPublished, TaskFinalized, RewardClaimed, TaskReclaimed)
 }
 
 

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WATCHED_EVENTS = ("TaskSubmitted", "EmbeddingPublished", "DecisionPublished", "TaskFinalized", "TaskReclaimed")
+WATCHED_EVENTS = ("TaskSubmitted", "EmbeddingPublished", "DecisionPublished", "ProbabilitiesPublished", "TaskFinalized",
+                  "TaskReclaimed")
 """TaskBoard events the node follows."""
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from node.chain.fees import Prices
 from node.protocol.enums import EXPERIMENT_ARCHS, Arch
 
-MODULAR = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET, Arch.E_D)
+MODULAR = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_LEARNED_P, Arch.M_REGRET, Arch.E_D)
 """The modular architectures (the three agents publish for each of them): the 'best modular' of
 the gap curve is the best of these."""
 ARCH_N_SWEEP = EXPERIMENT_ARCHS[0]
-"""First experiment architecture id (8..15 are reserved for experiments): the N sweep uses
-8 + i for its i-th point, fused on chain with the default per-role weights (the modular baseline)."""
+"""First experiment architecture id (9..15 are reserved for experiments): the N sweep uses
+9 + i for its i-th point, fused on chain with the default per-role weights (the modular baseline)."""
 
 
 @dataclass(frozen=True)

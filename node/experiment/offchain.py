@@ -44,7 +44,7 @@ embedding. Each step between a model's output and the finalized action is reprod
   top; M-regret's are its Hedge weights (`jobs.RegretWeights`), set before each round of
   `round_size` tasks and updated from the round's published decisions and labels afterwards, as
   `ArchJob` does (the per-task weights are returned: a chain sample must run under them). The N
-  sweep's architectures (8 + i) tally their agents with the default weights, replicas included.
+  sweep's architectures (9 + i) tally their agents with the default weights, replicas included.
 
 Batched, and where it is not. The expensive part is MiniLM. Its output for a headline is not a
 function of the text alone: measured with this project's onnxruntime on this machine, a row's
@@ -123,6 +123,9 @@ class Published:
     action: np.ndarray  # (N,) int64
     confidence: np.ndarray  # (N,) int64
     vectors: list[np.ndarray | None] | None = field(default=None, repr=False)
+    probs: np.ndarray | None = field(default=None, repr=False)
+    """(N, 3) int64: the class probabilities in basis points it would publish for M-learned-p
+    (`agents.base.probs_bps`; zeros where it abstains or cannot read the payload)."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ def finalized_actions(tallies: np.ndarray) -> np.ndarray:
 
 def _constructor_weights(arch: int) -> dict[int, int]:
     """TaskBoard's constructor defaults for `arch` (contracts/src/TaskBoard.sol)."""
-    if arch in (Arch.M_LEARNED, Arch.M_REGRET, Arch.E_D):
+    if arch in (Arch.M_LEARNED, Arch.M_REGRET, Arch.E_D, Arch.M_LEARNED_P):
         return {Role.FUSION: 10_000}
     if arch in (Arch.U, Arch.U_REP):
         return {Role.COORDINATOR: 10_000}
@@ -526,30 +529,34 @@ def _decisions(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _feature_agent(agent: Any, payloads: list[Any]) -> Published:
     """A market or risk agent (`agents.feature.FeatureAgent.run`, step by step)."""
-    from agents.base import Decision
+    from agents.base import Decision, probs_bps
 
     act, conf = _decisions(len(payloads))
+    bps = np.zeros((len(payloads), len(Action)), np.int64)
     vectors: list[np.ndarray | None] = [None] * len(payloads)
     for i, p in enumerate(payloads):
         if p is None:
             continue
         if not agent.present(p):
             d = Decision.abstain()
-        elif agent.model is not None and agent.model_reads(p):
-            out = agent.model(agent.features(p))  # one row, as the node runs it
-            vectors[i] = out["embedding"][0].astype(np.float32)
-            d = Decision.from_probs(out["probs"][0])
         else:
-            d = Decision.from_probs(agent.rule_probs(p))
+            if agent.model is not None and agent.model_reads(p):
+                out = agent.model(agent.features(p))  # one row, as the node runs it
+                vectors[i] = out["embedding"][0].astype(np.float32)
+                probs = out["probs"][0]
+            else:
+                probs = agent.rule_probs(p)
+            d, bps[i] = Decision.from_probs(probs), probs_bps(probs)
         act[i], conf[i] = int(d.action), d.confidence
-    return Published(act, conf, vectors)
+    return Published(act, conf, vectors, bps)
 
 
 def _sentiment_agent(agent: Any, payloads: list[Any]) -> Published:
     """The sentiment agent (`SentimentAgent.run`): its text embedding, then its model."""
-    from agents.base import Decision, TaskInput
+    from agents.base import NO_PROBS, Decision, TaskInput, probs_bps
 
     act, conf = _decisions(len(payloads))
+    bps = np.zeros((len(payloads), len(Action)), np.int64)
     vectors: list[np.ndarray | None] = [None] * len(payloads)
     for i, p in enumerate(payloads):
         if p is None:
@@ -558,14 +565,15 @@ def _sentiment_agent(agent: Any, payloads: list[Any]) -> Published:
             out = agent.run(TaskInput(i, int(Arch.E_D), p))
             d = out.decision
             vectors[i] = None if out.embedding is None else out.embedding.vector
+            bps[i] = out.probs or NO_PROBS
         elif not p.headlines:
             d = Decision.abstain()
         else:
             res = agent.model(agent.text_embedding(p.headlines))
             vectors[i] = res["embedding"][0].astype(np.float32)
-            d = Decision.from_probs(res["probs"][0])
+            d, bps[i] = Decision.from_probs(res["probs"][0]), probs_bps(res["probs"][0])
         act[i], conf[i] = int(d.action), d.confidence
-    return Published(act, conf, vectors)
+    return Published(act, conf, vectors, bps)
 
 
 def _u_agent(agent: Any, payloads: list[Any]) -> Published:
@@ -758,7 +766,7 @@ def score_offchain(models: Any, stream: Any, archs: Iterable[int] | None = None,
         if not fusion:
             continue
         weights = chain_weights(a, uni_best)
-        if weights[int(Role.FUSION)] == 0 and a not in (Arch.M_RULES, Arch.M_LEARNED, Arch.E_D):
+        if weights[int(Role.FUSION)] == 0 and a not in (Arch.M_RULES, Arch.M_LEARNED, Arch.M_LEARNED_P, Arch.E_D):
             continue  # it publishes, but its decision weighs nothing (the N sweep)
         if len(fusion) > 1:
             raise ValueError(f"architecture {a}: {len(fusion)} fusion nodes; off-chain scoring reproduces one")
@@ -873,6 +881,8 @@ def _fusion(agent: Any, arch: int, peers: list[_Publisher], embedders: list[Any]
         return _m_rules(agent, peers, decisions, payloads)
     if arch == Arch.M_LEARNED and getattr(agent, "decisions_head", None) is not None and one_per_role and peers:
         return _m_learned(agent, peers, decisions, payloads)
+    if arch == Arch.M_LEARNED_P and getattr(agent, "probabilities_head", None) is not None and one_per_role and peers:
+        return _m_learned_p(agent, peers, decisions, payloads)
     if arch == Arch.E_D and getattr(agent, "embeddings_head", None) is not None and one_per_role:
         return _e_d(agent, peers, embedders, decisions, scorer, payloads)
     act, conf = _decisions(n)
@@ -916,7 +926,7 @@ def _m_learned(agent: Any, peers: list[_Publisher], decisions: dict[str, Publish
 
     n = len(payloads)
     actions, confs, present = _peer_arrays(peers, decisions, n, hold_absent=False)
-    mask = present.astype(np.float32)
+    mask = (present & (confs > 0)).astype(np.float32)  # an abstention (confidence 0) is absent
     scores = decision_scores(actions, confs, mask)  # (N, 9), elementwise: the same rows as one at a time
     head = agent.decisions_head
     act, conf = _decisions(n)
@@ -924,6 +934,27 @@ def _m_learned(agent: Any, peers: list[_Publisher], decisions: dict[str, Publish
         if p is None:
             continue
         d = Decision.from_probs(head.probs(scores=scores[i:i + 1], mask=mask[i:i + 1]))
+        act[i], conf[i] = int(d.action), d.confidence
+    return Published(act, conf)
+
+
+def _m_learned_p(agent: Any, peers: list[_Publisher], decisions: dict[str, Published], payloads: list[Any]
+                 ) -> Published:
+    """`FusionAgent._learned_probs`: the peers' published probabilities (basis points), then the
+    M-learned-p head one task at a time."""
+    from agents.base import Decision
+    from agents.fusion import probability_scores
+
+    n = len(payloads)
+    by_role = {p.role: decisions[p.spec.role] for p in peers}
+    head = agent.probabilities_head
+    act, conf = _decisions(n)
+    for i, p in enumerate(payloads):
+        if p is None:
+            continue
+        probs = [None if r not in by_role or by_role[r].probs is None else by_role[r].probs[i] for r in AGENT_ROLES]
+        scores, mask = probability_scores(probs)
+        d = Decision.from_probs(head.probs(scores=scores, mask=mask))
         act[i], conf[i] = int(d.action), d.confidence
     return Published(act, conf)
 
@@ -980,15 +1011,21 @@ def _e_d(agent: Any, peers: list[_Publisher], embedders: list[Any], decisions: d
 def _task_input(i: int, arch: int, payload: Any, peers: list[_Publisher], embedders: list[Any],
                 decisions: dict[str, Published], scorer: _Scorer) -> Any:
     """The TaskInput the fusion node builds for task i: one PeerOutput per peer node, its
-    decision and (where published) its embedding as the events carry them."""
-    from agents.base import PeerOutput, TaskInput
+    decision (for M-learned-p: the one TaskBoard reads from its probabilities, which it carries
+    too) and (where published) its embedding as the events carry them."""
+    from agents.base import Decision, PeerOutput, TaskInput
+    from node.protocol.enums import PROBABILITY_ARCHS
 
     embedding_specs = {s.name for s in embedders}
     out = []
     for k, peer in enumerate(peers):
         pub = decisions[peer.spec.role]
         wire = _wire_vector(peer.spec, scorer, pub, i) if peer.spec.name in embedding_specs else None
-        extra = {} if wire is None else {"model_id": wire[0], "encoding": wire[1], "vector": wire[2]}
-        out.append(PeerOutput(agent=f"0x{k:040x}", role=int(peer.role), action=int(pub.action[i]),
-                              confidence=int(pub.confidence[i]), **extra))
+        extra: dict[str, Any] = {} if wire is None else {"model_id": wire[0], "encoding": wire[1], "vector": wire[2]}
+        decision = Decision(Action(int(pub.action[i])), int(pub.confidence[i]))
+        if arch in PROBABILITY_ARCHS and pub.probs is not None:
+            extra["probs"] = tuple(int(x) for x in pub.probs[i])
+            decision = Decision.from_bps(extra["probs"])
+        out.append(PeerOutput(agent=f"0x{k:040x}", role=int(peer.role), action=int(decision.action),
+                              confidence=decision.confidence, **extra))
     return TaskInput(i, arch, payload, tuple(out))

@@ -31,7 +31,7 @@ RERUN_ARCHS = (Arch.M_LEARNED, Arch.U)
 def quorum(arch: int, k: int) -> int:
     """Decisions a task of `arch` waits for: who publishes for it (see `main_specs`)."""
     return {Arch.UNI_BEST: 1, Arch.M_RULES: 4, Arch.M_FIXED: 3, Arch.M_LEARNED: 4, Arch.M_REGRET: 3, Arch.E_D: 4,
-            Arch.U: 1, Arch.U_REP: k}[arch]
+            Arch.U: 1, Arch.U_REP: k, Arch.M_LEARNED_P: 4}[arch]
 
 
 def n_sweep_arch(i: int) -> int:
@@ -44,13 +44,13 @@ def n_sweep_archs_of(node_index: int, agents: tuple[int, ...]) -> tuple[int, ...
     return tuple(n_sweep_arch(i) for i, n in enumerate(agents) if node_index < n)
 
 
-FUSION_ARCHS = (Arch.M_RULES, Arch.M_LEARNED, Arch.E_D)
+FUSION_ARCHS = (Arch.M_RULES, Arch.M_LEARNED, Arch.M_LEARNED_P, Arch.E_D)
 """What the fusion node publishes for: the architectures whose decision is a fusion agent's."""
 
 
 def main_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec]:
     """Market, sentiment, risk (all modular architectures, the Uni-best agent also arch 0), the
-    fusion node (M-rules, M-learned, E-d) and k U coordinators (`chorus coordinator run`; the first
+    fusion node (M-rules, M-learned, M-learned-p, E-d) and k U coordinators (`chorus coordinator run`; the first
     also serves U)."""
     specs = []
     for j, role in enumerate(r.label for r in AGENT_ROLES):
@@ -110,6 +110,8 @@ def model_names(arch: int, uni_best: str, k: int) -> tuple[list[str], int]:
         return [uni_best], 1
     if arch == Arch.M_LEARNED:
         return [*agents, "m-learned-dec"], 1
+    if arch == Arch.M_LEARNED_P:
+        return [*agents, "m-learned"], 1
     if arch == Arch.E_D:
         return [*agents, "e-d16"], 1
     if arch in (Arch.U, Arch.U_REP):

@@ -148,7 +148,7 @@ class Info(BaseModel):
 
 
 class Publication(BaseModel):
-    kind: Literal["decision", "embedding"]
+    kind: Literal["decision", "embedding", "probabilities"]
     agent: str
     role: str | None = None
     action: str | None = None
@@ -156,6 +156,9 @@ class Publication(BaseModel):
     model_id: str | None = None
     encoding: int | None = None
     vector_bytes: int | None = None
+    probabilities: dict[str, int] | None = Field(
+        default=None, description="kind probabilities: the agent's class probabilities in basis points, by action "
+                                  "label (its decision, published with them, is their argmax).")
     block_number: int
     tx_hash: str | None
 
@@ -282,6 +285,9 @@ def _publication(ev: StoredEvent) -> Publication | None:
     if ev.name == "EmbeddingPublished":
         return Publication(kind="embedding", agent=ev.agent or "", model_id=ev.model_id, encoding=ev.encoding,
                            vector_bytes=len(ev.vector or b""), block_number=ev.block_number, tx_hash=ev.tx_hash)
+    if ev.name == "ProbabilitiesPublished" and ev.probs is not None:
+        return Publication(kind="probabilities", agent=ev.agent or "", probabilities=dict(zip(Action.labels(), ev.probs)),
+                           block_number=ev.block_number, tx_hash=ev.tx_hash)
     return None
 
 

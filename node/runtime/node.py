@@ -30,13 +30,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agents.base import Agent, PeerOutput, TaskInput
+from agents.base import Agent, Decision, PeerOutput, TaskInput
 from node.chain.deploy import Deployment
 from node.chain.nodechain import BlockHeader
-from node.protocol.enums import AGENT_ROLES, ZERO_MODEL_ID, Role
+from node.protocol.enums import AGENT_ROLES, PROBABILITY_ARCHS, ZERO_MODEL_ID, Role
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
 from node.protocol.payload import TaskPayload, fetch, verify
 from node.runtime.closing import Closer, explain_revert
@@ -320,6 +320,11 @@ class NodeRuntime:
                 self._set(task.id, TaskState.WAITING, started_at=self.clock())
             return False
         output = self.agent.run(TaskInput(task.id, task.arch, payload, tuple(peers)))
+        if output.probs is not None and task.arch in PROBABILITY_ARCHS:
+            # It publishes its probabilities: its decision is the one TaskBoard reads from them.
+            output = replace(output, decision=Decision.from_bps(output.probs))
+        else:
+            output = replace(output, probs=None)
         wanted = [SendKind.DECISION]
         if output.embedding is not None and task.arch in s.embedding_archs and self.agent.identity.publishes_embeddings:
             wanted.insert(0, SendKind.EMBEDDING)
@@ -341,6 +346,8 @@ class NodeRuntime:
                 emb = output.embedding
                 data = self.chain.calldata("TaskBoard", "publishEmbedding", task.id, emb.model_id,
                                            int(emb.encoding), emb.to_bytes())
+            elif output.probs is not None:
+                data = self.chain.calldata("TaskBoard", "publishProbabilities", task.id, list(output.probs))
             else:
                 data = self.chain.calldata("TaskBoard", "publishDecision", task.id, int(output.decision.action),
                                            output.decision.confidence)
@@ -405,6 +412,8 @@ class NodeRuntime:
             slot = by_agent.setdefault(ev.agent, {"agent": ev.agent})
             if ev.name == "DecisionPublished":
                 slot.update(role=ev.role, action=ev.action, confidence=ev.confidence)
+            elif ev.name == "ProbabilitiesPublished":
+                slot.update(probs=ev.probs)
             elif ev.name == "EmbeddingPublished":
                 slot.update(model_id=bytes.fromhex((ev.model_id or "").removeprefix("0x")), encoding=ev.encoding,
                             vector=ev.vector)

@@ -117,6 +117,7 @@ CREATE TABLE IF NOT EXISTS events (
     model_id TEXT,
     encoding INTEGER,
     vector BLOB,
+    probs TEXT,
     PRIMARY KEY (block_number, log_index)
 );
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
@@ -188,6 +189,8 @@ class StoredEvent:
     model_id: str | None = None
     encoding: int | None = None
     vector: bytes | None = field(default=None, repr=False)
+    probs: tuple[int, int, int] | None = None
+    """ProbabilitiesPublished only: sell, hold, buy in basis points (JSON `[s, h, b]` in the table)."""
     # TaskSubmitted only (not stored in `events`, folded into `tasks`):
     submitter: str | None = None
     arch: int | None = None
@@ -252,6 +255,8 @@ class Store(SendLog):
         for column in ("claim_status", "claimed_wei", "final_tallies"):
             if column not in have:
                 self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT")  # noqa: S608 - fixed names
+        if "probs" not in {row["name"] for row in self._db.execute("PRAGMA table_info(events)")}:
+            self._db.execute("ALTER TABLE events ADD COLUMN probs TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -330,9 +335,10 @@ class Store(SendLog):
                     continue
                 db.execute(
                     "INSERT OR REPLACE INTO events(block_number, log_index, block_hash, tx_hash, name, task_id, agent, "
-                    "role, action, confidence, model_id, encoding, vector) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "role, action, confidence, model_id, encoding, vector, probs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (ev.block_number, ev.log_index, ev.block_hash, ev.tx_hash, ev.name, ev.task_id, ev.agent, ev.role,
-                     ev.action, ev.confidence, ev.model_id, ev.encoding, ev.vector))
+                     ev.action, ev.confidence, ev.model_id, ev.encoding, ev.vector,
+                     None if ev.probs is None else json.dumps(list(ev.probs))))
                 if ev.name == "TaskFinalized":
                     db.execute(
                         "UPDATE tasks SET chain_status = ?, final_action = ?, final_block = ?, final_tx = ?, final_tallies = ?, "
@@ -511,7 +517,13 @@ class Store(SendLog):
         with self._lock:
             rows = self._db.execute("SELECT * FROM events WHERE task_id = ? ORDER BY block_number, log_index",
                                     (task_id,)).fetchall()
-        return [StoredEvent(**dict(r)) for r in rows]
+        return [_event(r) for r in rows]
+
+
+def _event(row: sqlite3.Row) -> StoredEvent:
+    values = dict(row)
+    probs = values.pop("probs", None)
+    return StoredEvent(**values, probs=None if probs is None else tuple(json.loads(probs)))
 
 
 def _task(row: sqlite3.Row) -> TaskRecord:

@@ -25,6 +25,7 @@ from node.chain.events import (
     ChainEvent,
     DecisionPublished,
     EmbeddingPublished,
+    ProbabilitiesPublished,
     TaskFinalized,
     TaskReclaimed,
     TaskSubmitted,
@@ -69,6 +70,9 @@ def to_stored(event: ChainEvent) -> StoredEvent | None:
     if isinstance(event, DecisionPublished):
         return StoredEvent("DecisionPublished", task_id=event.task_id, agent=event.agent, role=event.role,
                            action=event.action, confidence=event.confidence, **where)
+    if isinstance(event, ProbabilitiesPublished):
+        return StoredEvent("ProbabilitiesPublished", task_id=event.task_id, agent=event.agent,
+                           probs=(event.sell, event.hold, event.buy), **where)
     if isinstance(event, EmbeddingPublished):
         return StoredEvent("EmbeddingPublished", task_id=event.task_id, agent=event.agent,
                            model_id="0x" + bytes(event.model_id).hex(), encoding=event.encoding,

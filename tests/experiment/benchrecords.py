@@ -19,7 +19,7 @@ from node.experiment.plan import ALPHA_ARCHS, SCENARIOS
 from node.experiment.report.metrics import encode_actions as digits  # the records' own format
 from node.protocol.enums import ARCH_NAMES, Arch
 
-SKILLS = {0: 0.45, 1: 0.5, 2: 0.55, 3: 0.6, 4: 0.55, 5: 0.6, 6: 0.7, 7: 0.7}
+SKILLS = {0: 0.45, 1: 0.5, 2: 0.55, 3: 0.6, 4: 0.55, 5: 0.6, 6: 0.7, 7: 0.7, 8: 0.62}
 """Each architecture's chance to decide a task right (wrong: the label + 2, mod 3)."""
 LATENT, OBSERVATION = 0.9, 0.8
 """The ceilings' chance to decide a task right."""
@@ -104,8 +104,11 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
         ev = eval_record(eval_key, s, alpha, n_eval, n_chain, rng, late_fusion_cap=0.7 if alpha == 1 else None)
         add(ev)
         labels = np.frombuffer(ev["labels"].encode(), dtype=np.uint8).astype(np.int64) - ord("0")
+        decided: dict[int, np.ndarray] = {}
         for a in archs:
-            add(eval_unit(f"{prefix}/a{a}", a, ev, decide(labels, skills[a], rng), rng, **meta.get(a, {})))
+            # U-rep's coordinators run U's model: the same decisions, as in a real run
+            decided[a] = decided[Arch.U] if a == Arch.U_REP and Arch.U in decided else decide(labels, skills[a], rng)
+            add(eval_unit(f"{prefix}/a{a}", a, ev, decided[a], rng, **meta.get(a, {})))
 
     for s in seeds:
         table(f"main/s{s}", f"eval/s{s}", s, profile.alpha, n, SKILLS,

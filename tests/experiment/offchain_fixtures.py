@@ -154,6 +154,8 @@ def handmade_set(root: Path, *, kind: str = "main", d: int = 16, dtype: str = "f
             w[3 * j:3 * j + 3] += np.eye(3) * pull
         _head_graph(onnx_dir / "m-learned-dec.onnx", {"scores": 9, "mask": 3}, rng, w=w)
         add("m-learned-dec", 3, "f32", ["scores", "mask"], ["probs"])
+        _head_graph(onnx_dir / "m-learned.onnx", {"scores": 9, "mask": 3}, rng, w=w)
+        add("m-learned", 3, "f32", ["scores", "mask"], ["probs"])
         _u_graph(onnx_dir / "u.onnx", stats, 16, rng)
         add("u", 16, "f32", [*FEATURES, "mask"], ["probs", "embedding"])
     manifest = root / "manifest.json"
@@ -230,7 +232,8 @@ def node_pipeline_actions(manifest: Path, specs: list, stream: Any, archs: list[
                           quorums: dict[int, int] | None = None, agents: dict[str, Any] | None = None
                           ) -> dict[int, list[int]]:
     """arch -> the finalized action of every task of `stream` (module docstring)."""
-    from agents.base import PeerOutput, TaskInput
+    from agents.base import Decision, PeerOutput, TaskInput
+    from node.protocol.enums import PROBABILITY_ARCHS
     from node.protocol.errors import PayloadError
     from node.protocol.payload import payload_hash, verify
 
@@ -274,6 +277,8 @@ def node_pipeline_actions(manifest: Path, specs: list, stream: Any, archs: list[
                         slot = slots.setdefault(e["agent"], {"agent": e["agent"]})
                         if e["name"] == "DecisionPublished":
                             slot.update(role=e["role"], action=e["action"], confidence=e["confidence"])
+                        elif e["name"] == "ProbabilitiesPublished":
+                            slot.update(probs=e["probs"])
                         else:
                             slot.update(model_id=bytes.fromhex(e["model_id"].removeprefix("0x")),
                                         encoding=e["encoding"], vector=e["vector"])
@@ -289,8 +294,14 @@ def node_pipeline_actions(manifest: Path, specs: list, stream: Any, archs: list[
                     events.append({"name": "EmbeddingPublished", "agent": address[spec.name],
                                    "model_id": "0x" + bytes(emb.model_id).hex(), "encoding": int(emb.encoding),
                                    "vector": emb.to_bytes()})
+                decision = result.decision
+                if result.probs is not None and arch in PROBABILITY_ARCHS:  # publishProbabilities
+                    decision = Decision.from_bps(result.probs)
                 events.append({"name": "DecisionPublished", "agent": address[spec.name], "role": int(ident.role),
-                               "action": int(result.decision.action), "confidence": int(result.decision.confidence)})
+                               "action": int(decision.action), "confidence": int(decision.confidence)})
+                if result.probs is not None and arch in PROBABILITY_ARCHS:
+                    events.append({"name": "ProbabilitiesPublished", "agent": address[spec.name],
+                                   "probs": tuple(result.probs)})
             tally = [0, 0, 0]
             decisions = [e for e in events if e["name"] == "DecisionPublished"]
             if quorums is not None and arch in quorums and payload is not None:

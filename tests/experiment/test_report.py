@@ -90,8 +90,8 @@ def test_results_json_layout_ceilings_comparisons_chain_check_dataset(run_setup)
     assert c["late_fusion_cap"] is None  # alpha 0.5
     assert set(c["versus_observation"]) == set(ARCH_NAMES.values())
     comps = r["comparisons"]
-    assert (comps[0]["a"], comps[0]["b"], comps[0]["preregistered"]) == ("U", "M-learned", True)
-    assert {x["b"] for x in comps[1:]} == set(ARCH_NAMES.values()) - {"U", "M-learned"}
+    assert (comps[0]["a"], comps[0]["b"], comps[0]["preregistered"]) == ("U", "M-learned-p", True)
+    assert {x["b"] for x in comps[1:]} == set(ARCH_NAMES.values()) - {"U", "M-learned-p"}
     assert all(x["a"] == "U" and not x["preregistered"] for x in comps[1:])
     for x in comps:  # paired: the mean of per-task differences is the difference of accuracies
         a, b = r["architectures"][x["a"]], r["architectures"][x["b"]]
@@ -226,13 +226,13 @@ def test_an_architecture_above_the_observation_ceiling_fails_the_check(run_setup
 
 
 def _alpha0(tmp_path: Path, make_u) -> dict:
-    """The alpha=0 check on records where U's off-chain actions are make_u(M-learned's, labels, rng)."""
+    """The alpha=0 check on records where U's off-chain actions are make_u(M-learned-p's, labels, rng)."""
     opts = RunOptions(profile=get_profile("quick", seeds=5, alpha_seeds=5), seed=0, out=tmp_path)
     records = full_records(opts.profile, opts.seeds())
     rng = np.random.default_rng(0)
     for s in opts.seeds():
         y = labels(records[f"eval/alpha/0/s{s}"])
-        ml = M.decode_actions(records[f"alpha/0/s{s}/a{Arch.M_LEARNED}"]["eval"]["actions"])
+        ml = M.decode_actions(records[f"alpha/0/s{s}/a{Arch.M_LEARNED_P}"]["eval"]["actions"])
         u = records[f"alpha/0/s{s}/a{Arch.U}"]
         actions = make_u(ml, y, rng)
         u["eval"]["actions"] = digits(actions)
@@ -265,7 +265,7 @@ def test_alpha0_equivalence_verdicts_for_three_constructed_cases(tmp_path: Path)
     assert inc["verdict"] == "inconclusive" and inc["passed"] is None
     assert inc["ci"][0] < -M.EQUIVALENCE_MARGIN or inc["ci"][1] > M.EQUIVALENCE_MARGIN
     assert inc["ci"][0] < 0 < inc["ci"][1]
-    # U right wherever M-learned is wrong: different
+    # U right wherever M-learned-p is wrong: different
     diff = _alpha0(tmp_path, lambda ml, y, rng: y.copy())
     assert diff["verdict"] == "different" and diff["passed"] is None and diff["ci"][0] > M.EQUIVALENCE_MARGIN
     assert "different" in diff["detail"]
@@ -325,7 +325,7 @@ def test_report_files_markdown_and_summary(run_setup, tmp_path: Path) -> None:
                 "Reduced sweep"]
     positions = [text.index(s) for s in sections]
     assert positions[0] < positions[1]  # the pre-registered comparison is named before any result
-    assert "published class probabilities is a row still to come" in text
+    assert "the price of the decision-only interface" in text
     for png in ("accuracy.png", "gap_vs_alpha.png", "accuracy_vs_gas.png", "cost_vs_agents.png", "robustness.png"):
         assert (tmp_path / png).stat().st_size > 1000, png
         assert f"]({png})" in text

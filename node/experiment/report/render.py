@@ -98,10 +98,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _preregistered_statement() -> str:
     return ("**Pre-registered comparison** (named before any result): U against calibrated late fusion, "
-            "M-learned, as the difference in accuracy U − M-learned, paired task by task on the same evaluation "
-            "tasks, mean over seeds, with its 95% two-level bootstrap interval. M-learned here fuses the agents' "
-            "published *decisions* (action and confidence); late fusion of the agents' published class "
-            "probabilities is a row still to come. Every other architecture is compared with U the same way; at "
+            "M-learned-p, as the difference in accuracy U − M-learned-p, paired task by task on the same evaluation "
+            "tasks, mean over seeds, with its 95% two-level bootstrap interval. M-learned-p fuses the agents' "
+            "published class probabilities (three numbers per agent, `publishProbabilities`); M-learned fuses "
+            "their published *decisions* only (action and confidence), so M-learned-p − M-learned is the price "
+            "of the decision-only interface. Every other architecture is compared with U the same way; at "
             f"alpha = 0 the question is equivalence within ±{100 * EQUIVALENCE_MARGIN:.1f} points.")
 
 
@@ -231,7 +232,7 @@ def _comparison_section(results: dict[str, Any]) -> list[str]:
     out += [_table(["a − b", "difference, pts [95% CI]", "interval excludes 0", "seeds", "tasks/seed", "tasks"],
                    rows), ""]
     if not pre:
-        out += ["The pre-registered comparison (U − M-learned) could not be computed: one of the two did not run.", ""]
+        out += ["The pre-registered comparison (U − M-learned-p) could not be computed: one of the two did not run.", ""]
     sentences = [s for c in comps if (s := _conclusion(c))]
     out += [" ".join(sentences) if sentences else
             "No interval excludes zero: no difference between these architectures is claimed.", ""]
@@ -338,11 +339,11 @@ def _alpha_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
                      *[_accuracy_cell(a[n]) if n in a else "–" for n in names],
                      _pct(c.get("latent")), _pct(c.get("observation")), _pct(c.get("late_fusion_cap")),
                      _pts(pt["gap_u_minus_best_modular"], pt["gap_u_minus_best_modular_ci"]),
-                     _pts((pt.get("u_minus_m_learned") or {}).get("diff"), (pt.get("u_minus_m_learned") or {}).get("ci"))])
+                     _pts((pt.get("u_minus_late_fusion") or {}).get("diff"), (pt.get("u_minus_late_fusion") or {}).get("ci"))])
     out += [_table(["alpha", "seeds × tasks", *names, "latent oracle", "observation ceiling", "late-fusion cap",
-                    "U − best modular (pts)", "U − M-learned (pts)"], rows), "",
+                    "U − best modular (pts)", "U − M-learned-p (pts)"], rows), "",
             ("Accuracy % with its 95% two-level bootstrap interval; ceilings on the same evaluation tasks "
-             "(the late-fusion cap at alpha = 1 only). " + sw["definition"] + "; U − M-learned paired the same way."),
+             "(the late-fusion cap at alpha = 1 only). " + sw["definition"] + "; U − M-learned-p paired the same way."),
             ""]
     sentences = []
     for pt in points:

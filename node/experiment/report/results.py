@@ -41,15 +41,16 @@ from node.experiment.report.environment import environment
 from node.protocol.enums import ARCH_NAMES, Arch
 
 OFFCHAIN_NAME = {"Uni-best": "Uni-best", "M-rules": "M-rules", "M-fixed": "M-fixed", "M-learned": "M-learned/dec",
-                 "M-regret": "M-regret", "E-d": "E-16/f32/frozen", "U": "U", "U-rep": "U"}
+                 "M-regret": "M-regret", "E-d": "E-16/f32/frozen", "U": "U", "U-rep": "U", "M-learned-p": "M-learned"}
 """The models.train score (the trained models on their own test split, in torch) each architecture
 is compared with, for reference."""
 SCENARIO_TITLES = {"noise-market": "noise on prices/volumes", "noise-sentiment": "noise on headlines",
                    "noise-risk": "noise on flows", "byzantine": "one byzantine agent", "offline": "one agent offline"}
 EVAL = "offchain-eval"
 CHAIN = "chain-sample"
-PREREGISTERED = ("U", "M-learned")
-"""The comparison named before any result: U against calibrated late fusion (M-learned)."""
+PREREGISTERED = ("U", "M-learned-p")
+"""The comparison named before any result: U against calibrated late fusion, M-learned-p (the learned
+late fusion of the agents' published class probabilities)."""
 CEILINGS = ("latent", "observation", "late_fusion_cap")
 CEILING_DEFINITIONS = {
     "latent": "the label rule applied to the generator's latent state (no model sees it): the latent oracle",
@@ -328,7 +329,7 @@ def comparison(table: Table, a: str, b: str, *, preregistered: bool = False) -> 
 
 
 def comparisons_of(table: Table) -> list[dict[str, Any]]:
-    """The pre-registered comparison (U - M-learned) first, then U against every other architecture."""
+    """The pre-registered comparison (U - M-learned-p) first, then U against every other architecture."""
     out = []
     first = comparison(table, *PREREGISTERED, preregistered=True)
     if first:
@@ -468,7 +469,7 @@ def table_point(table: Table) -> dict[str, Any]:
                                   and (v := versus_ceiling(table, arch, "observation")) is not None}
     ceil["versus_latent"] = {name: v for arch, name in ARCH_NAMES.items() if table.units[arch]
                              and (v := versus_ceiling(table, arch, "latent")) is not None}
-    return {"architectures": per_arch, "ceilings": ceil, "u_minus_m_learned": comparison(table, *PREREGISTERED),
+    return {"architectures": per_arch, "ceilings": ceil, "u_minus_late_fusion": comparison(table, *PREREGISTERED),
             **gap_to_best_modular(table),
             "seeds": len({s for arch in ARCH_NAMES for s in table.units[arch]})}
 
@@ -709,7 +710,7 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
 # -- honesty ---------------------------------------------------------------------------------------------
 
 
-ALPHA0_CHECK = ("alpha=0 equivalence test, a result rather than a check of the instrument: U and M-learned "
+ALPHA0_CHECK = ("alpha=0 equivalence test, a result rather than a check of the instrument: U and M-learned-p "
                 "within ±1.5 pts (paired 95% interval)")
 CEILING_CHECK = "no architecture above the observation ceiling (the Bayes oracle on what the agents observe)"
 LATENT_CHECK = "no architecture above the latent oracle (older records: chain tasks, no observation ceiling)"
@@ -736,11 +737,11 @@ def mismatch_text(m: dict[str, Any]) -> str:
 
 def alpha0_check(sweep_alpha: dict[str, Any]) -> dict[str, Any]:
     point = sweep_alpha.get(alpha_point_key(0.0))
-    cmp = (point or {}).get("u_minus_m_learned")
+    cmp = (point or {}).get("u_minus_late_fusion")
     if cmp is None:
         return {"name": ALPHA0_CHECK, "passed": None, "verdict": None, "detail": "no alpha=0 point in this run"}
     verdict = M.equivalence(cmp["ci"])
-    detail = (f"U − M-learned {_pts(cmp['diff'])} pts, 95% {_ci_pts(cmp['ci'])}, margin ±"
+    detail = (f"U − M-learned-p {_pts(cmp['diff'])} pts, 95% {_ci_pts(cmp['ci'])}, margin ±"
               f"{100 * M.EQUIVALENCE_MARGIN:.1f}: {verdict} ({cmp['seeds']} seeds × {cmp['tasks_per_seed']} tasks, "
               f"{cmp['source']})")
     if verdict == "inconclusive":
