@@ -41,6 +41,10 @@ def test_every_architecture_comes_back_from_the_chain(tiny_run) -> None:
     archs = on_disk["architectures"]
     assert archs["E-d"]["txs_per_task"] == pytest.approx(archs["M-learned"]["txs_per_task"] + 3)
     assert archs["U"]["txs_per_task"] == 3  # submit, one decision, finalize
+    # M-learned-p: the same transactions as M-learned, each agent's also carrying its three probabilities
+    assert archs["M-learned-p"]["txs_per_task"] == pytest.approx(archs["M-learned"]["txs_per_task"])
+    assert archs["M-learned-p"]["gas_per_task"] > archs["M-learned"]["gas_per_task"] + 3 * 1_000
+    assert archs["M-learned-p"]["chain_sampled"] > 0 and archs["M-learned-p"]["chain_mismatches"] == 0
     assert (out / "report.md").read_text().startswith("# Chorus bench report")
 
 
