@@ -131,6 +131,15 @@ class ProbabilitiesPublished(ChainEvent):
 
 
 @dataclass(frozen=True)
+class ReportSubmitted(ChainEvent):
+    """Follows the DecisionPublished events of a `submitReport` call (its signed decisions)."""
+
+    task_id: int
+    aggregator: str
+    count: int
+
+
+@dataclass(frozen=True)
 class TaskFinalized(ChainEvent):
     task_id: int
     action: int
@@ -158,7 +167,7 @@ EVENT_TYPES: dict[str, type[ChainEvent]] = {
     cls.__name__: cls
     for cls in (ModelRegistered, AgentRegistered, EndpointUpdated, AgentDeregistered, StakeWithdrawn,
                 OwnershipTransferred, WeightSet, TaskSubmitted, EmbeddingPublished, DecisionPublished,
-                ProbabilitiesPublished, TaskFinalized, RewardClaimed, TaskReclaimed)
+                ProbabilitiesPublished, ReportSubmitted, TaskFinalized, RewardClaimed, TaskReclaimed)
 }
 
 

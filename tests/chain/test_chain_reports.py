@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.chain.events import DecisionPublished, TaskFinalized
+from node.chain.events import DecisionPublished, ReportSubmitted, TaskFinalized
 from node.chain.settings import dev_account
 from node.protocol.enums import Action, Encoding, Modality, Role
 from node.protocol.errors import ContractRevert
@@ -84,8 +84,8 @@ def test_report_tallies_and_finalizes(chain) -> None:
         (dev_account(22).address, Role.SENTIMENT, Action.BUY, 6000),
         (dev_account(23).address, Role.RISK, Action.SELL, 9000),
     ]
-    names = [getattr(e, "name", type(e).__name__) for e in result.events]
-    assert "ReportSubmitted" in names
+    report = result.event(ReportSubmitted)
+    assert (report.task_id, report.aggregator, report.count) == (task, aggregator.client.address, 3)
     finalized = result.event(TaskFinalized)
     assert (finalized.action, finalized.decisions, finalized.contributors) == (Action.BUY, 3, 3)
     tallies = owner.tallies(task)
