@@ -180,6 +180,8 @@ def measure(rpc_url: str, *, seed: int = 0) -> list[GasRow]:
             data = board.calldata("TaskBoard", "publishEmbedding", task, model_id, encoding, vector)
             result = agent.result(agent.send("TaskBoard", "publishEmbedding", task, model_id, encoding, vector))
             rows.append(_row("publishEmbedding", d, name, data, result.receipt, admin))
+    from node.bench.gasbatch import measure_batches  # batched publications and signed reports
+    rows.extend(row.gas_row() for row in measure_batches(rpc_url, seed=seed))
     return rows
 
 

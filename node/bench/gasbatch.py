@@ -81,24 +81,31 @@ class BatchRow:
     individual_gas: int | None = None
     """Reports: the same decisions as `items` publishDecision transactions plus a finalize."""
     individual_floor: int | None = None
+    size: Any = None
+    """The signed transaction's sizes (`node.chain.fees.TxSize`), as `GasRow.size`."""
 
     def gas_row(self) -> GasRow:
         """The row in `chorus gas`'s shape, the item count in the op name (`publishDecisions x8`)."""
         return GasRow(f"{self.op} x{self.items}", self.d, self.encoding, self.gas, self.floor, self.ratio,
-                      self.calldata_bytes)
+                      self.calldata_bytes, self.size)
 
     def public(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("calldata_bytes")
+        row.pop("size")
         return row
 
 
 def _batch_row(op: str, items: int, d: int | None, encoding: str | None, data: bytes, receipt: Any,
-               sstores: int, individual: tuple[int, int] | None = None) -> BatchRow:
+               sstores: int, client: Any, individual: tuple[int, int] | None = None) -> BatchRow:
+    from node.chain.fees import TxSize, raw_transaction
+
     floor = batch_floor(sstores, data, receipt.logs)
     gas = receipt.gas_used
+    raw = raw_transaction(client, receipt.tx_hash)
     return BatchRow(op, items, d, encoding, gas, floor, round(gas / floor, 4), round(gas / items, 1),
-                    round(floor / items, 1), len(data), *(individual or (None, None)))
+                    round(floor / items, 1), len(data), *(individual or (None, None)),
+                    TxSize.of(gas, raw) if raw is not None else None)
 
 
 def measure_batches(rpc_url: str, *, seed: int = 0) -> list[BatchRow]:
@@ -144,14 +151,14 @@ def measure_batches(rpc_url: str, *, seed: int = 0) -> list[BatchRow]:
         items = [pack_decision(fresh_task(), i % 3, 7_500 + i) for i in range(n)]
         data = board.calldata("TaskBoard", "publishDecisions", items)
         receipt = decider.result(decider.send("TaskBoard", "publishDecisions", items)).receipt
-        rows.append(_batch_row("publishDecisions", n, None, None, data, receipt, n * ITEM_SSTORES))
+        rows.append(_batch_row("publishDecisions", n, None, None, data, receipt, n * ITEM_SSTORES, admin))
     for n in BATCH_SIZES:
         tasks = [fresh_task() for _ in range(n)]
         vectors = rng.randbytes(n * Encoding.F32.byte_length(EMBED_DIM))
         args = (tasks, model_id, Encoding.F32, vectors)
         data = board.calldata("TaskBoard", "publishEmbeddings", *args)
         receipt = embedder.result(embedder.send("TaskBoard", "publishEmbeddings", *args)).receipt
-        rows.append(_batch_row("publishEmbeddings", n, EMBED_DIM, "f32", data, receipt, n * ITEM_SSTORES))
+        rows.append(_batch_row("publishEmbeddings", n, EMBED_DIM, "f32", data, receipt, n * ITEM_SSTORES, admin))
     for n in REPORT_SIGNERS:
         decisions = [(i % 3, 6_000 + i) for i in range(n)]
         # The same decisions one transaction each, then finalize.
@@ -173,7 +180,7 @@ def measure_batches(rpc_url: str, *, seed: int = 0) -> list[BatchRow]:
                   for signer, (action, confidence) in zip(signers, decisions)]
         data = board.calldata("TaskBoard", "submitReport", task, report_args(signed))
         receipt = board.result(board.send("TaskBoard", "submitReport", task, report_args(signed))).receipt
-        rows.append(_batch_row("report", n, None, None, data, receipt, report_sstores(n),
+        rows.append(_batch_row("report", n, None, None, data, receipt, report_sstores(n), admin,
                                (individual_gas, individual_floor)))
     return rows
 
