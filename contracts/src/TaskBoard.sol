@@ -445,7 +445,7 @@ contract TaskBoard {
         (uint16 sell, uint16 hold, uint16 buy) = (probs[0], probs[1], probs[2]);
         uint256 sum = uint256(sell) + hold + buy;
         uint8 action = Chorus.HOLD;
-        uint16 confidence;
+        uint16 confidence = 0;
         if (sum != 0) {
             if (sum != Chorus.MAX_CONFIDENCE) revert InvalidProbabilities(sum);
             (action, confidence) = (0, sell);
