@@ -225,7 +225,8 @@ def _comparison_section(results: dict[str, Any]) -> list[str]:
     pre = [c for c in comps if c.get("preregistered")]
     out += [("Accuracy of a minus accuracy of b, task by task on the same tasks, mean over seeds, in points, "
              "with the 95% two-level bootstrap interval of the paired differences. The pre-registered comparison "
-             "comes first."), ""]
+             "comes first; the last row, M-learned-p − M-learned, is the price of publishing decisions instead of "
+             "class probabilities."), ""]
     rows = [[("**" if c.get("preregistered") else "") + f"{c['a']} − {c['b']}" + ("** (pre-registered)" if c.get("preregistered") else ""),
              _pts(c["diff"], c["ci"]), "yes" if excludes_zero(c["ci"]) else "no", str(c["seeds"]),
              _num(c.get("tasks_per_seed"), "{}"), c["source"]] for c in comps]

@@ -328,8 +328,14 @@ def comparison(table: Table, a: str, b: str, *, preregistered: bool = False) -> 
             "preregistered": preregistered}
 
 
+INTERFACE = ("M-learned-p", "M-learned")
+"""The price of the decision-only interface: the same learned late fusion on the agents' class
+probabilities minus on their decisions."""
+
+
 def comparisons_of(table: Table) -> list[dict[str, Any]]:
-    """The pre-registered comparison (U - M-learned-p) first, then U against every other architecture."""
+    """The pre-registered comparison (U - M-learned-p) first, then U against every other
+    architecture, then M-learned-p - M-learned (the decision-only interface's price)."""
     out = []
     first = comparison(table, *PREREGISTERED, preregistered=True)
     if first:
@@ -337,6 +343,8 @@ def comparisons_of(table: Table) -> list[dict[str, Any]]:
     for name in ARCH_NAMES.values():
         if name not in PREREGISTERED and (c := comparison(table, "U", name)) is not None:
             out.append(c)
+    if (c := comparison(table, *INTERFACE)) is not None:
+        out.append(c)
     return out
 
 
