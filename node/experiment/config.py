@@ -98,12 +98,16 @@ QUICK = Profile(
     degraded_deadline_s=14, fusion_wait_s=5.0,
 )
 FULL = Profile(
-    name="full", seeds=5, tasks=48, eval_tasks=5000,
+    name="full", seeds=5, tasks=100, eval_tasks=5000,
     train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6, trials=4),
-    u_replicas=3, cost_seeds=2, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=24, agents=(2, 4, 8, 16),
-    n_tasks=24, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=24, ed_seeds=5, robust_tasks=16,
-    robust_seeds=5, reduced=False,
+    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
+    agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
+    robust_tasks=12, robust_seeds=2, reduced=False,
 )
+"""Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
+every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
+architecture and point), the E-d and robustness grids run on 2 seeds. Sized to finish in under an
+hour on 2 cores."""
 TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),
