@@ -20,6 +20,7 @@ from node.chain.client import Web3Client
 from node.chain.contracts import ChorusContracts
 from node.chain.events import AgentInfo, ChainEvent, Published, TaskInfo
 from node.protocol.errors import ChainError, ContractRevert
+from node.protocol.reports import SignedDecision, sign_decision
 
 if TYPE_CHECKING:
     from node.chain.deploy import Deployment
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 WATCHED_EVENTS = ("TaskSubmitted", "EmbeddingPublished", "DecisionPublished", "ProbabilitiesPublished", "TaskFinalized",
                   "TaskReclaimed")
 """TaskBoard events the node follows."""
+
+REGISTRY_EVENTS = ("AgentRegistered", "EndpointUpdated", "AgentDeregistered", "StakeWithdrawn")
+"""AgentRegistry events that say who is registered, active, and at which endpoint (signed reports)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,17 @@ class NodeChain:
 
     def agent_info(self, agent: str | None = None) -> AgentInfo:
         return self.contracts.agent_info(agent or self.address)
+
+    def registry_events(self, from_block: int, to_block: int) -> list[ChainEvent]:
+        """AgentRegistry's registrations, endpoint updates, deregistrations and withdrawals, in chain order."""
+        found = self.contracts.events(from_block, to_block, names=REGISTRY_EVENTS)
+        events = [e for e in found if isinstance(e, ChainEvent)]
+        return sorted(events, key=lambda e: (e.block_number, e.log_index))
+
+    def sign_decision(self, task_id: int, action: int, confidence: int, model_id: bytes) -> SignedDecision:
+        """This node's decision on a task, signed as EIP-712 typed data for `TaskBoard.submitReport`."""
+        return sign_decision(self.client.account.key, chain_id=self.chain_id(), board=self.address_of("TaskBoard"),
+                             task_id=task_id, action=action, confidence=confidence, model_id=model_id)
 
     # -- the split send path --------------------------------------------------------------------
 

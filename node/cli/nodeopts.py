@@ -42,6 +42,11 @@ _SHARED: tuple[tuple[str, str | None, Any, Any], ...] = (
      typer.Option(None, "--agent-mode", help="honest (default), byzantine, wrong-model or slow.")),
     ("agent_delay", "agent_delay_s", Optional[float],
      typer.Option(None, "--agent-delay", help="Seconds a slow agent waits before answering (--agent-mode slow).")),
+    ("transport", "transport", Optional[str],
+     typer.Option(None, "--transport", help="tx (default: publishDecision) or report (signed, via the task's aggregator).")),
+    ("report_fallback", "report_fallback_s", Optional[float],
+     typer.Option(None, "--report-fallback",
+                  help="Chain seconds after a task's submission before a reported decision is published individually.")),
 )
 
 

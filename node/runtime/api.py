@@ -1,4 +1,5 @@
-"""The node's HTTP API (FastAPI): health, identity, tasks, metrics. Read-only; bound to 127.0.0.1
+"""The node's HTTP API (FastAPI): health, identity, tasks, metrics, and one write: a signed decision
+posted to a task's aggregator (`POST /tasks/{id}/reports`, transport "report"). Bound to 127.0.0.1
 unless the operator says otherwise.
 
 The app reads a `NodeView` (the running node, or a fake with a filled store in tests) through a
@@ -15,20 +16,22 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, ModelError, PayloadError, RpcUnavailable
 from node.runtime.metrics import CONTENT_TYPE, NodeMetrics
+from node.protocol.reports import SignedDecision
 from node.protocol.payload import MAX_DEPTH, nesting_depth, redact_uri
 from node.protocol.enums import Action, Role
 from node.runtime.sendlog import SendRecord
+from node.runtime.reports import ReportRefused
 from node.runtime.store import ChainState, StoredEvent, Store, TaskRecord, TaskState
 
 log = logging.getLogger(__name__)
@@ -244,6 +247,46 @@ class TaskDetail(TaskSummary):
     transactions: list[Transaction]
     gas_used: int = Field(description="Gas of this node's mined transactions for the task.")
     timings: Timings
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (2 or 2.0, as JSON Schema has it), never a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be an integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+HEX_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+HEX_WORD = r"^0x[0-9a-fA-F]{64}$"
+
+
+class SignedDecisionIn(BaseModel):
+    """One agent's decision on the task, signed as EIP-712 typed data (docs/protocol.md, submitReport)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(pattern=HEX_ADDRESS, description="The signer: a registered, active agent.")
+    action: JsonInt = Field(ge=0, le=2, description="0 sell, 1 hold, 2 buy.")
+    confidence: JsonInt = Field(ge=0, le=10_000, description="Basis points.")
+    model_id: str = Field(pattern=HEX_WORD, description="The agent's registered model id (zero: decisions only).")
+    v: JsonInt = Field(ge=0, le=255, description="27 or 28.")
+    r: str = Field(pattern=HEX_WORD)
+    s: str = Field(pattern=HEX_WORD, description="At most half the secp256k1 order.")
+
+    def signed(self) -> SignedDecision:
+        from eth_utils import to_checksum_address
+
+        return SignedDecision(to_checksum_address(self.agent), self.action, self.confidence,
+                              bytes.fromhex(self.model_id[2:]), self.v, bytes.fromhex(self.r[2:]),
+                              bytes.fromhex(self.s[2:]))
+
+
+class ReportReceipt(BaseModel):
+    task_id: int
+    agent: str
+    held: int = Field(description="Signed decisions this node now holds for the task, its own included.")
+    quorum: int | None
 
 
 class TaskPage(BaseModel):
@@ -486,6 +529,24 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
         if record is None:
             raise HTTPException(status_code=404, detail=f"task {task_id} is unknown to this node")
         return task_detail(view.store, record)
+
+    @app.post("/tasks/{task_id}/reports", status_code=202, response_model=ReportReceipt,
+              responses={400: {"model": ErrorBody, "description": "Not this task's aggregator, or a signature or "
+                                                                  "signer the chain would refuse (error names it)"},
+                         404: {"model": ErrorBody, "description": "Unknown task, or a node that takes no reports"},
+                         409: {"model": ErrorBody, "description": "A decision of that agent is held or on chain "
+                                                                  "already, or the task is closed"},
+                         503: {"model": ErrorBody, "description": "The node has not read the registry that far yet"}},
+              summary="Hand a signed decision to the task's aggregator (transport report)")
+    def post_report(body: SignedDecisionIn, task_id: int = Path(ge=1, le=MAX_ID, description="On-chain task id."),
+                    view: NodeView = Depends(get_view)) -> Any:
+        accept = getattr(view, "accept_report", None)
+        if accept is None:
+            return _error(404, "reports_disabled", "this node takes no signed reports")
+        try:
+            return JSONResponse(status_code=202, content=ReportReceipt(**accept(task_id, body.signed())).model_dump())
+        except ReportRefused as exc:
+            return _error(exc.status, exc.kind, exc.message)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics(view: NodeView = Depends(get_view)) -> Response:

@@ -41,6 +41,7 @@ class SendKind(StrEnum):
     DECISION = "decision"
     FINALIZE = "finalize"
     CLAIM = "claim"
+    REPORT = "report"  # submitReport: other agents' signed decisions (and its own), as the task's aggregator
 
 
 PUBLICATION_KINDS = (SendKind.EMBEDDING, SendKind.DECISION)

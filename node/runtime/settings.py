@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -162,6 +162,17 @@ class NodeSettings(ChainSettings):
     payload_per_origin: int = Field(default=2, ge=1, le=64)
     """At most this many of those fetches go to one server (scheme, host, port) at once, so a slow
     server leaves the other workers to the others."""
+
+    transport: Literal["tx", "report"] = "tx"
+    """How a modality agent's decision reaches the chain: "tx", its own publishDecision (the default);
+    "report", signed (EIP-712) and posted to the task's aggregator, which publishes the decisions it
+    holds in one submitReport (docs/node.md, "Signed reports"). Embeddings, probabilities and the fusion
+    agent's decisions always go by their own transactions."""
+
+    report_fallback_s: float = Field(default=20.0, ge=0, le=86_400)
+    """transport "report": seconds of chain time (block timestamps) after the task's submission block
+    after which an agent whose signed decision is not on chain yet publishes it itself; the aggregator
+    sends what it holds below quorum after half of it."""
 
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long to wait for the receipts of transactions already sent."""

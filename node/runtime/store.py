@@ -8,6 +8,9 @@ Why each part exists:
   there *before* it is broadcast, so a restarted node looks for that exact transaction.
 - `events`: the publications of every agent, so the fusion agent and `GET /tasks/{id}` need no
   extra RPC round trips.
+- `reports` (transport "report"): the EIP-712-signed decisions this node holds, its own and, as a
+  task's aggregator, those other agents sent it (`POST /tasks/{id}/reports`), so a restarted
+  aggregator still has them and a restarted agent knows it signed and where it sent its decision.
 
 All methods are thread-safe (one connection behind a lock; the API thread reads while the runner
 writes). Every multi-row change is one transaction.
@@ -26,6 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from node.protocol.reports import SignedDecision
 from node.runtime.sendlog import OPEN_SEND_STATES, SEND_SCHEMA, SendLog, SendState
 
 SCHEMA_VERSION = 1
@@ -122,6 +126,21 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
 CREATE TABLE IF NOT EXISTS payloads (task_id INTEGER PRIMARY KEY, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+    task_id INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    action INTEGER NOT NULL,
+    confidence INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    v INTEGER NOT NULL,
+    r TEXT NOT NULL,
+    s TEXT NOT NULL,
+    own INTEGER NOT NULL,
+    sent_to TEXT,
+    post_status TEXT,
+    received_at REAL,
+    PRIMARY KEY (task_id, agent)
+);
 """
 """The tables of events, blocks and tasks (the send log adds its own: `SEND_SCHEMA`)."""
 
@@ -216,6 +235,22 @@ class Rollback:
     sends_reopened: tuple[int, ...]
 
 
+@dataclass
+class HeldReport:
+    """One signed decision this node holds for a task (the `reports` table)."""
+
+    task_id: int
+    decision: SignedDecision
+    own: bool
+    """This node's own decision (else one an agent sent it, as the task's aggregator)."""
+    sent_to: str | None = None
+    """Own only: the aggregator endpoint it was posted to; None when this node aggregates the task."""
+    post_status: str | None = None
+    """Own only: `held` (this node aggregates), `queued` (to be posted), `accepted`, `unreachable`,
+    `refused: <error kind>`, or `no_aggregator`."""
+    received_at: float | None = None
+
+
 _TASK_COLUMNS = tuple(f.name for f in fields(TaskRecord))
 
 _NO_OUTPUT: dict[str, None] = dict.fromkeys((
@@ -296,7 +331,7 @@ class Store(SendLog):
             return False
         wiped = stored is not None
         with self._tx() as db:
-            for table in ("blocks", "tasks", "events", "payloads", "send_attempts", "sends"):
+            for table in ("blocks", "tasks", "events", "payloads", "reports", "send_attempts", "sends"):
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             db.execute("DELETE FROM meta WHERE key IN ('cursor', 'namespace')")
             db.execute("INSERT INTO meta(key, value) VALUES ('namespace', ?)", (json.dumps(namespace),))
@@ -398,6 +433,7 @@ class Store(SendLog):
             db.execute("UPDATE sends SET status = ?, error = ? WHERE task_id = ? AND status IN (?, ?, ?)",
                        (SendState.DROPPED, "made for an earlier task under this id (reorg)", row["id"],
                         *OPEN_SEND_STATES, SendState.MINED))
+            db.execute("DELETE FROM reports WHERE task_id = ?", (row["id"],))  # signed for other content
 
     def inline_payload(self, task_id: int) -> bytes | None:
         """The inline payload bytes of a task, as its TaskSubmitted event carried them."""
@@ -426,6 +462,7 @@ class Store(SendLog):
                        (TaskState.RECHECK, ChainState.GONE, now, f"block reorganised away (rolled back to {to_block})",
                         to_block))
             db.execute("DELETE FROM payloads WHERE task_id IN (SELECT id FROM tasks WHERE submitted_block > ?)", (to_block,))
+            db.execute("DELETE FROM reports WHERE task_id IN (SELECT id FROM tasks WHERE submitted_block > ?)", (to_block,))
             db.execute("UPDATE tasks SET chain_status = ?, final_action = NULL, final_block = NULL, final_tx = NULL, "
                        "final_tallies = NULL, decisions = NULL, contributors = NULL, finalized_at = NULL, claim_status = NULL, "
                        "claimed_wei = NULL, updated_at = ? WHERE final_block > ? "
@@ -518,6 +555,56 @@ class Store(SendLog):
             rows = self._db.execute("SELECT * FROM events WHERE task_id = ? ORDER BY block_number, log_index",
                                     (task_id,)).fetchall()
         return [_event(r) for r in rows]
+
+
+    # ---- signed reports -----------------------------------------------------------------------
+
+    def put_report(self, task_id: int, decision: SignedDecision, *, own: bool, sent_to: str | None = None,
+                   post_status: str | None = None) -> bool:
+        """Hold `decision` for task `task_id`; False (nothing written) when one of its agent is held already."""
+        d = decision
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO reports(task_id, agent, action, confidence, model_id, v, r, s, own, sent_to, "
+                "post_status, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (task_id, d.agent, d.action, d.confidence, "0x" + d.model_id.hex(), d.v, "0x" + d.r.hex(),
+                 "0x" + d.s.hex(), int(own), sent_to, post_status, self._clock()))
+            return cur.rowcount == 1
+
+    def set_report_post(self, task_id: int, agent: str, post_status: str) -> None:
+        """What became of posting this node's own signed decision to the aggregator."""
+        with self._lock:
+            self._db.execute("UPDATE reports SET post_status = ? WHERE task_id = ? AND agent = ?",
+                             (post_status, task_id, agent))
+
+    def held_reports(self, task_id: int) -> list[HeldReport]:
+        """The signed decisions held for a task, in the order they arrived."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM reports WHERE task_id = ? ORDER BY received_at, rowid",
+                                    (task_id,)).fetchall()
+        return [_report(r) for r in rows]
+
+    def own_report(self, task_id: int) -> HeldReport | None:
+        """This node's own signed decision for the task, if it signed one."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM reports WHERE task_id = ? AND own = 1", (task_id,)).fetchone()
+        return None if row is None else _report(row)
+
+    def report_tasks(self, limit: int = 500) -> list[int]:
+        """Open tasks for which this node holds signed decisions (aggregation candidates), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT r.task_id FROM reports r JOIN tasks t ON t.id = r.task_id "
+                                    "WHERE t.chain_status = ? ORDER BY r.task_id LIMIT ?",
+                                    (ChainState.OPEN, limit)).fetchall()
+        return [int(r["task_id"]) for r in rows]
+
+
+def _report(row: sqlite3.Row) -> HeldReport:
+    decision = SignedDecision(row["agent"], int(row["action"]), int(row["confidence"]),
+                              bytes.fromhex(row["model_id"][2:]), int(row["v"]), bytes.fromhex(row["r"][2:]),
+                              bytes.fromhex(row["s"][2:]))
+    return HeldReport(int(row["task_id"]), decision, bool(row["own"]), row["sent_to"], row["post_status"],
+                      row["received_at"])
 
 
 def _event(row: sqlite3.Row) -> StoredEvent:
