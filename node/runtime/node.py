@@ -15,6 +15,10 @@ order; the API thread only reads the store. Per iteration:
    worker thread, or fusion without its peers), or run the agent and publish;
 5. the reward share of each finalized task the node contributed to is claimed, once (claimReward
    through the outbox; what settles a share for good is written to the store).
+With `transport = "report"` (`node.runtime.reports`), a modality agent's decision-only publication
+is signed and posted to the task's aggregator instead (step 4 then waits for it on chain, and
+publishes it itself after `report_fallback_s` of chain time), and between steps 2 and 3 the node,
+as the aggregator of some tasks, submits the signed decisions it holds in one submitReport each.
 On SIGTERM the loop finishes the task in hand, waits a bounded time for its receipts, and exits.
 
 Health is honest while the loop is blocked: `/health` reads how long the RPC has left a request
@@ -44,9 +48,10 @@ from node.runtime.fetcher import PayloadFetcher
 from node.runtime.metrics import NodeMetrics
 from node.runtime.outbox import Outbox, Settled
 from node.runtime.ports import ChainPort
+from node.runtime.reports import ReportDesk
 from node.runtime.sendlog import OPEN_SEND_STATES, PUBLICATION_KINDS, SendKind, SendRecord, SendState
 from node.runtime.settings import NodeSettings
-from node.runtime.store import TODO_STATES, ChainState, Store, TaskRecord, TaskState
+from node.runtime.store import TODO_STATES, ChainState, HeldReport, Store, TaskRecord, TaskState
 from node.runtime.watcher import ReorgRace, Watcher
 
 log = logging.getLogger(__name__)
@@ -99,6 +104,12 @@ class NodeRuntime:
         self.outbox = Outbox(chain, store, self.metrics, bump_after_s=settings.bump_after_s,
                              may_resend=self._may_resend, clock=clock)
         self.closer = Closer(chain, store, self.outbox, self.metrics, settings, clock)
+        self.reports = ReportDesk(enabled=settings.transport == "report", chain=chain, store=store,  # type: ignore[arg-type]
+                                  outbox=self.outbox, address=chain.address, chain_id=deployment.chain_id,
+                                  board=self.board, model_id=agent.identity.model_id,
+                                  start_block=deployment.deploy_block, fallback_s=settings.report_fallback_s,
+                                  deadline_margin_s=settings.deadline_margin_s, max_range=settings.max_block_range,
+                                  clock=clock)
         self._payloads: dict[int, TaskPayload] = {}
         self.fetcher = PayloadFetcher(self._fetch_uri, workers=settings.payload_workers,
                                       per_origin=settings.payload_per_origin, deadline_s=settings.payload_deadline_s)
@@ -133,6 +144,11 @@ class NodeRuntime:
         return dict(status=status, chain_reachable=reachable, registered=h.registered, head_block=h.head,
                     last_processed_block=self.store.cursor(), rpc_down_since=down_since,
                     last_error=last_error, uptime_s=round(self.clock() - h.started_at, 3))
+
+    def accept_report(self, task_id: int, decision: Any) -> dict[str, Any]:
+        """`POST /tasks/{id}/reports` (the API thread): hold another agent's signed decision for a task
+        this node aggregates; `node.runtime.reports.ReportRefused` says why not."""
+        return self.reports.accept(task_id, decision)
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -254,15 +270,24 @@ class NodeRuntime:
         if result.rollback is not None:
             for task_id in result.rollback.tasks_rechecked:
                 self._forget_payload(task_id)
+                self.reports.forget(task_id)
+            if self.reports.enabled:
+                self.reports.directory.rollback(result.rollback.to_block)
             self.chain.resync_nonce()
         if result.new_tasks:
             self.metrics.tasks_seen.inc(len(result.new_tasks))
             for task_id in result.new_tasks:
                 self._forget_payload(task_id)
+                self.reports.forget(task_id)
         finalized = [e for e in result.events if e.name == "TaskFinalized"]
         if finalized:
             self.metrics.tasks_finalized.inc(len(finalized))
         self._on_settled(self.outbox.poll())
+        reported = False
+        if self.reports.enabled:
+            self.reports.directory.catch_up(self.store.cursor())
+            if not self.stopping.is_set():
+                reported = self.reports.aggregate(result.head)
         if self.settings.finalize and not self.stopping.is_set():
             self.closer.finalize_ready(result.head)
         worked, more = False, False
@@ -278,7 +303,7 @@ class NodeRuntime:
             worked |= self._handle_safely(task, result.head)
         if self.settings.claim_rewards and not self.stopping.is_set():
             self.closer.claim_ready()
-        return worked or more or bool(result.events) or not result.caught_up
+        return worked or more or reported or bool(result.events) or not result.caught_up
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -300,6 +325,11 @@ class NodeRuntime:
 
     def _handle(self, task: TaskRecord, head: BlockHeader) -> bool:
         s = self.settings
+        own = self.store.own_report(task.id) if self.reports.enabled else None
+        if own is not None and (self.address.lower() in self.reports.decided_on_chain(task.id)):
+            # Its signed decision is on chain (a report, or its own fallback publication).
+            self._update_publication_status(task.id, decision_on_chain=True)
+            return True
         if task.chain_status != ChainState.OPEN:
             self._set(task.id, TaskState.SKIPPED, error=f"task is {task.chain_status} on chain")
             return False
@@ -309,6 +339,8 @@ class NodeRuntime:
         if task.deadline is not None and head.timestamp > task.deadline - s.deadline_margin_s:
             self._set(task.id, TaskState.SKIPPED, error=f"too close to or past its deadline ({task.deadline})")
             return False
+        if own is not None:
+            return self._await_report(task, own, head)
         payload = self._payload(task)
         if payload is _FETCHING:
             return False  # on a worker; the loop goes on with the other tasks
@@ -332,6 +364,16 @@ class NodeRuntime:
                                embedding_bytes=len(output.embedding.to_bytes()) if SendKind.EMBEDDING in wanted else None,
                                started_at=task.started_at or self.clock(), note=output.note or None,
                                commitment="0x" + output.commitment.hex() if output.commitment else None)
+        if (self.reports.enabled and wanted == [SendKind.DECISION] and output.probs is None
+                and not self.agent.waits_for_peers and self.store.live_send(task.id, SendKind.DECISION) is None
+                and not self.store.sends(task_id=task.id)):
+            # Transport report: signed and handed to the aggregator; published here only on fallback.
+            own = self.reports.hand_in(task, int(output.decision.action), output.decision.confidence)
+            self._set(task.id, TaskState.WAITING)
+            log.info("task %d: %s %s (confidence %d) signed for the aggregator (%s)", task.id,
+                     "holding" if own.post_status == "held" else "posting", output.decision.action.label,
+                     output.decision.confidence, own.post_status)
+            return True
         todo = [k for k in wanted if self.store.live_send(task.id, k) is None]
         on_chain: set[str] = set()
         if todo and (task.status == TaskState.RECHECK or self.store.sends(task_id=task.id)):
@@ -363,6 +405,29 @@ class NodeRuntime:
         log.info("task %d: %s %s (confidence %d)%s", task.id, "published" if todo else "already published",
                  output.decision.action.label, output.decision.confidence,
                  f" + embedding ({len(output.embedding.to_bytes())} bytes)" if SendKind.EMBEDDING in todo else "")
+        return True
+
+    def _await_report(self, task: TaskRecord, own: HeldReport, head: BlockHeader) -> bool:
+        """A decision signed for the aggregator and not on chain yet: wait for the report, or publish it
+        with publishDecision once `report_fallback_s` of chain time has passed (or at once when the
+        aggregator refused it)."""
+        if self.store.live_send(task.id, SendKind.DECISION) is not None:
+            return False  # the fallback is sent; its receipt settles the task
+        reason = self.reports.fallback_due(task, own, head)
+        if reason is None:
+            self.reports.repost(own)  # after a restart, a decision never posted
+            if task.status != TaskState.WAITING:
+                self._set(task.id, TaskState.WAITING)
+            return False
+        log.info("task %d: publishing the decision itself: %s", task.id, reason)
+        data = self.chain.calldata("TaskBoard", "publishDecision", task.id, own.decision.action,
+                                   own.decision.confidence)
+        try:
+            self.outbox.send(kind=SendKind.DECISION, to=self.board, data=data, task_id=task.id)
+        except ContractRevert as exc:
+            self._on_revert(task.id, SendKind.DECISION, exc)
+            return True
+        self._update_publication_status(task.id)
         return True
 
     def _payload(self, task: TaskRecord) -> TaskPayload | None | _Fetching:
@@ -490,6 +555,8 @@ class NodeRuntime:
                 continue
             if send.kind in (SendKind.CLAIM, SendKind.FINALIZE):
                 self.closer.on_settled(item)
+            elif send.kind == SendKind.REPORT:
+                self.reports.on_settled(item, lambda it: explain_revert(self.chain, it))
             elif send.status == SendState.MINED:
                 self._update_publication_status(send.task_id)
             elif send.status == SendState.REVERTED:
@@ -608,6 +675,7 @@ def run_node(settings: NodeSettings, *, runtime: NodeRuntime | None = None, rout
     finally:
         api.stop()
         runtime.fetcher.close()
+        runtime.reports.close()
         runtime.store.close()
     log.info("node stopped")
     return 0
