@@ -52,7 +52,8 @@ ChainStatus = Literal[CHAIN_STATES]  # type: ignore[valid-type]
 
 NODE_STATUS_MEANING: dict[TaskState, str] = {
     TaskState.NEW: "seen on chain, not handled yet",
-    TaskState.WAITING: "handled as far as it can be, waiting for the peers' decisions (fusion)",
+    TaskState.WAITING: "handled as far as it can be, waiting for the peers' decisions (fusion) or for the report "
+                       "carrying its signed decision (transport report)",
     TaskState.PUBLISHING: "its transactions are sent, not all mined yet",
     TaskState.PUBLISHED: "its publications are mined",
     TaskState.REJECTED: "the payload is malformed, mismatches its hash or cannot be fetched, so it publishes nothing (see error)",

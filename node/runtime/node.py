@@ -4,7 +4,8 @@
 chain); `run_node` adds them: the HTTP API in a thread, SIGTERM/SIGINT handling, exit status.
 
 One loop, one thread, on purpose: every transaction of the node's key goes out from here in nonce
-order; the API thread only reads the store. Per iteration:
+order; the API thread only reads the store (and, as a task's aggregator, writes the signed decisions it
+is sent: `POST /tasks/{id}/reports`). Per iteration:
 1. the watcher stores new events (or rolls back after a reorg);
 2. the outbox settles sent transactions (receipts, rebroadcasts, fee bumps);
 3. tasks at quorum are finalized (the node whose decision reached quorum at once, the others

@@ -38,7 +38,7 @@ class TaskState(StrEnum):
     """The node's own view of a task (`tasks.status`); the chain's view is `ChainState`."""
 
     NEW = "new"                # seen on chain, not handled yet
-    WAITING = "waiting"        # handled as far as possible; waiting for peers' outputs (fusion)
+    WAITING = "waiting"        # handled as far as possible; waiting for peers' outputs (fusion) or its report
     PUBLISHING = "publishing"  # our transactions are sent, not all mined
     PUBLISHED = "published"    # our publications are mined
     REJECTED = "rejected"      # the payload is malformed / mismatching: nothing will be published
