@@ -84,6 +84,10 @@ class Profile:
     """Offline scenario only: how long a fusion node waits for missing peers before fusing what is
     there. Everywhere else fusion waits for its quorum of peer decisions, so no decision depends on
     timing."""
+    transport_tasks: int = 0
+    """Transport sweep (0 = off): the first seed's first chain-sample tasks run again by the
+    decision-only modular architectures on node processes with `transport = "report"` (signed
+    reports, one `submitReport` per task), to compare their costs with per-agent transactions."""
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
@@ -95,14 +99,14 @@ QUICK = Profile(
     name="quick", seeds=3, tasks=12, eval_tasks=2500, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
-    degraded_deadline_s=14, fusion_wait_s=5.0,
+    degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=8,
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
     train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6, trials=4),
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
-    robust_tasks=12, robust_seeds=2, reduced=False,
+    robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
 every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
@@ -112,6 +116,7 @@ TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),
     ed_tasks=0, ed_seeds=0, robust_tasks=4, robust_seeds=1, degraded_deadline_s=20, fusion_wait_s=6.0,
+    transport_tasks=3,
 )
 PROFILES = {p.name: p for p in (TINY, QUICK, FULL)}
 

@@ -111,6 +111,10 @@ class NodeSpec:
     """M-rules thresholds "risk_veto,lead" (fusion nodes: the `fusion_rules` setting)."""
     delay_s: float = 0.0
     """Mode slow: the node's `agent_delay_s`."""
+    transport: str = "tx"
+    """The node's `transport`: tx (its own publishDecision) or report (signed, via the task's aggregator)."""
+    report_fallback_s: float | None = None
+    """Transport report: the node's `report_fallback_s` (None: the node's default)."""
 
     def with_mode(self, mode: str, archs: tuple[int, ...] | None = None, *, delay_s: float = 0.0) -> NodeSpec:
         from dataclasses import replace
@@ -124,6 +128,10 @@ class NodeSpec:
             args += ["--agent-delay", str(self.delay_s)]
         if self.rules:
             args += ["--fusion-rules", self.rules]
+        if self.transport != "tx":
+            args += ["--transport", self.transport]
+        if self.report_fallback_s is not None:
+            args += ["--report-fallback", f"{self.report_fallback_s:g}"]
         return args
 
 

@@ -3,7 +3,7 @@ waits for and runs, and the sessions' shape; the runner (`node.experiment.runner
 
 A unit is one measurement, keyed `main/s<seed>/a<arch>` (the main table), `paced/...` (latency
 without queueing), `n/<N>/...`, `ed/<d>-<dtype>/...`, `alpha/<alpha>/...`,
-`robust/<scenario>/...`, `rerun/...` or `probe/...`. Units are grouped in sessions that share a
+`robust/<scenario>/...`, `transport/<transport>/...`, `rerun/...` or `probe/...`. Units are grouped in sessions that share a
 model set and its node processes.
 """
 
@@ -26,6 +26,16 @@ ALPHA_ARCHS = tuple(a for a in Arch if a is not Arch.U_REP)
 """The synergy sweep compares U with the modular architectures; U-rep adds nothing to it."""
 RERUN_ARCHS = (Arch.M_LEARNED, Arch.U)
 """Architectures whose first-seed unit runs twice (the 'same seed, same decisions' check)."""
+TRANSPORTS = ("report",)
+"""The transport sweep's transports besides per-agent transactions (the main table's `tx`)."""
+TRANSPORT_ARCHS = (Arch.UNI_BEST, Arch.M_FIXED, Arch.M_REGRET)
+"""What the transport sweep runs: the architectures whose every publication is a modality agent's
+decision, so that a report reaches their quorum. E-d and M-learned-p publish embeddings and
+probabilities, which go by per-agent transactions under every transport; M-rules and M-learned wait
+for the fusion agent's own transaction, so their report can only go at half the fallback."""
+REPORT_FALLBACK_S = 60.0
+"""The transport sweep's `report_fallback_s`: chain seconds a healthy report never needs, well
+below the task deadline (so the fallback never decides a sweep task)."""
 
 
 def quorum(arch: int, k: int) -> int:
@@ -95,6 +105,13 @@ def degraded_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec
     return out
 
 
+def transport_specs(uni_best: str, transport: str) -> list[NodeSpec]:
+    """The transport sweep's nodes: the three modality agents alone (the Uni-best one also arch 0),
+    publishing for `TRANSPORT_ARCHS` under `transport`; one of them aggregates each task."""
+    return [NodeSpec(r.label, r.label, (Arch.UNI_BEST,) * (r.label == uni_best) + (Arch.M_FIXED, Arch.M_REGRET),
+                     transport=transport, report_fallback_s=REPORT_FALLBACK_S) for r in AGENT_ROLES]
+
+
 def ed_specs() -> list[NodeSpec]:
     """The E-d sweep's nodes: the three agents publishing embeddings, and the fusion node."""
     fusion = Role.FUSION.label
@@ -153,7 +170,8 @@ def unit_tasks(key: str, profile: Profile) -> int:
     """On-chain tasks the unit `key` submits."""
     p = profile
     return {"main": p.tasks, "rerun": p.tasks, "paced": p.paced, "n": p.n_tasks, "alpha": p.alpha_tasks,
-            "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1}.get(key.split("/", 1)[0], 0)
+            "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1,
+            "transport": min(p.transport_tasks, p.tasks)}.get(key.split("/", 1)[0], 0)
 
 
 def chain_plan(sessions: list[Session], profile: Profile) -> ChainPlan:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from node.experiment.config import ARCH_N_SWEEP, Profile
-from node.experiment.plan import ALPHA_ARCHS, SCENARIOS
+from node.experiment.plan import ALPHA_ARCHS, SCENARIOS, TRANSPORT_ARCHS
 from node.experiment.report.metrics import encode_actions as digits  # the records' own format
 from node.protocol.enums import ARCH_NAMES, Arch
 
@@ -145,5 +145,16 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
              "probe": {"tx_hash": "0x" + "ab" * 32, "mined": True, "status": 0, "gas_used": 33_000,
                        "error": "ModelMismatch", "args": {"expected": "0x01", "got": "0x02"},
                        "registered_model_id": "0x" + "01" * 32, "sent_model_id": "0x" + "02" * 32}})
+    if profile.transport_tasks and eval_set:  # shared tasks are matched by their evaluation index
+        for a in TRANSPORT_ARCHS:
+            # the main unit's first tasks again under signed reports: the same decisions, one
+            # submitReport instead of the agents' publications and finalize (2 transactions)
+            main = out[f"main/s{seeds[0]}/a{a}"]
+            tasks = [{**t, "task_id": 5000 + t["i"], "gas": t["gas"] * 0.6, "calldata_bytes": t["calldata_bytes"] * 0.8,
+                      "txs": 2.0, "latency_s": t["latency_s"] + 0.5, "publications": {"decision": 3}}
+                     for t in main["tasks"][:min(profile.transport_tasks, n)]]
+            add({**main, "key": f"transport/report/s{seeds[0]}/a{a}", "tasks": tasks, "transport": "report",
+                 "report_fallback_s": 60.0, "isolated": True,
+                 "chain_check": {"sampled": len(tasks), "mismatches": []}})
     add({"key": "rerun/models", "seed": seeds[0], "model_ids_equal": {"u": True}, "all_equal": True})
     return out

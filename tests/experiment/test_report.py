@@ -23,6 +23,7 @@ from node.experiment.report.results import (
     CEILING_CHECK,
     CHAIN_CHECK,
     LATENT_CHECK,
+    TRANSPORT_CHECK,
     alpha_points,
     build_results,
     make_run_info,
@@ -415,3 +416,46 @@ def test_the_same_records_give_byte_identical_quality_figures(run_setup) -> None
     for key in ("architectures", "ceilings", "comparisons", "chain_check"):
         assert json.dumps(a[key], sort_keys=True, default=str) == json.dumps(b[key], sort_keys=True, default=str), key
     assert a["comparisons"] and a["architectures"]["U"]["accuracy_ci"][0] < a["architectures"]["U"]["accuracy_ci"][1]
+
+
+def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path: Path) -> None:
+    opts, records, run = run_setup
+    results = write_report(records, opts, tmp_path, run, ENV)
+    tr = results["transports"]
+    assert tr["transports"] == ["tx", "report"] and tr["seed"] == opts.seed
+    rows = {(r["arch"], r["transport"]): r for r in tr["rows"]}
+    assert set(rows) == {(ARCH_NAMES[a], t) for a in (Arch.UNI_BEST, Arch.M_FIXED, Arch.M_REGRET)
+                         for t in ("tx", "report")}
+    n = opts.profile.transport_tasks
+    for a in (Arch.UNI_BEST, Arch.M_FIXED, Arch.M_REGRET):
+        tx, rep = rows[(ARCH_NAMES[a], "tx")], rows[(ARCH_NAMES[a], "report")]
+        assert tx["tasks"] == rep["tasks"] == n
+        assert tx["txs_per_task"] == 5.0 and rep["txs_per_task"] == 2.0
+        assert rep["gas_ratio"] == pytest.approx(0.6) and tx["gas_ratio"] == 1.0
+        assert rep["accuracy"] == tx["accuracy"]  # the same decisions on the same tasks
+        assert rep["latency_p50_s"] > tx["latency_p50_s"]
+        # the per-agent row is the main unit on the shared tasks only
+        main = records[f"main/s{opts.seed}/a{a}"]["tasks"][:n]
+        assert tx["gas_per_task"] == pytest.approx(np.mean([t["gas"] for t in main]))
+    c = check(results, TRANSPORT_CHECK)
+    assert c["passed"] is True and c["fatal"] is True and tr["check"]["compared"] == 3 * n
+    text = (tmp_path / "report.md").read_text()
+    assert "## Transports" in text and "| M-fixed | signed report | 8 |" in text and "0.60" in text
+    assert "**PASS** " + TRANSPORT_CHECK in text and "E-d (" in text and "M-learned-p (" in text
+    # a transport that changed one decision fails the run
+    t = records[f"transport/report/s{opts.seed}/a{Arch.M_FIXED}"]["tasks"][2]
+    t["action"] = (t["action"] + 1) % 3
+    bad = build_results(records, opts, run, ENV)
+    c = check(bad, TRANSPORT_CHECK)
+    assert c["passed"] is False and "M-fixed" in c["detail"] and str(t["eval_i"]) in c["detail"]
+    assert bad["transports"]["check"]["mismatches"][0]["eval_i"] == t["eval_i"]
+    assert TRANSPORT_CHECK in bad["honesty"]["fatal_failures"] and bad["honesty"]["all_passed"] is False
+
+
+def test_no_transport_sweep_renders_not_run(run_setup) -> None:
+    opts, records, run = run_setup
+    records = {k: r for k, r in records.items() if not k.startswith("transport/")}
+    results = build_results(records, opts, run, ENV)
+    assert results["transports"]["rows"] == [] and results["transports"]["check"]["passed"] is None
+    assert all(c["name"] != TRANSPORT_CHECK for c in results["honesty"]["checks"])
+    assert "## Transports\n\nNot run." in render_markdown(results, {})

@@ -166,7 +166,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
              "tasks sent one at a time on the first seed. models.train accuracy: the trained models scored by "
              "`models.train` on its own test split in torch (M-learned: the stacker on published decisions; U-rep: "
              "U), for reference."), ""]
-    out += _task_costs_section(results, plots)
+    out += _task_costs_section(results, plots) + _transports_section(results)
     out += _comparison_section(results) + _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
     out += _robust_section(results, plots) + _tuning_section(results) + _honesty_section(results)
@@ -355,6 +355,34 @@ def _alpha_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
                                  f"({_interval(pt[f'{key}_ci'])}).")
     if sentences:
         out += [" ".join(sentences), ""]
+    return out
+
+
+def _transports_section(results: dict[str, Any]) -> list[str]:
+    """Per (architecture, transport) on the first seed's shared chain tasks: costs, latency, accuracy."""
+    tr = results.get("transports") or {}
+    out = ["## Transports", ""]
+    if not tr.get("rows"):
+        return out + ["Not run.", ""]
+    titles = tr.get("titles") or {}
+    rows = [[r["arch"], titles.get(r["transport"], r["transport"]), str(r["tasks"]), _num(r.get("gas_per_task")),
+             _num(r.get("calldata_bytes_per_task")), _num(r.get("txs_per_task"), "{:.1f}"),
+             _num(r.get("latency_p50_s"), "{:.2f}"), _pct(r.get("accuracy")),
+             _num(r.get("gas_ratio"), "{:.2f}")] for r in tr["rows"]]
+    c = tr["check"]
+    mark = {True: "PASS", False: "FAIL", None: "n/a"}[c["passed"]]
+    fallback = next((r.get("report_fallback_s") for r in tr["rows"] if r.get("report_fallback_s")), None)
+    out += [_table(["architecture", "transport", "tasks", "gas/task", "calldata B/task", "txs/task", "latency p50 s",
+                    "accuracy %", "gas / per-agent gas"], rows), "",
+            (f"Seed {tr['seed']}: the main table's first chain tasks (M-regret: the evaluation set's first, in its "
+             "main rounds) sent again to node processes running each transport, on a deployment of their own, one "
+             "architecture at a time; the per-agent rows are the main table's units on those same tasks. Signed "
+             "report: each modality agent signs its decision (EIP-712) and posts it to the task's aggregator, which "
+             "submits one `submitReport` that finalizes at the quorum"
+             + (f" (fallback to the agents' own transactions after {fallback:g} s of chain time)" if fallback else "")
+             + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. Not run under signed reports: "
+             + "; ".join(f"{k} ({v})" for k, v in (tr.get("not_run") or {}).items()) + "."), "",
+            f"**{mark}** {c['name']}: {c['detail']}.", ""]
     return out
 
 

@@ -14,7 +14,7 @@ checkpoints) are scored on their chain tasks, and say so (`accuracy_source`).
 
 results.json layout: `architectures.<name>` for the eight architectures (`arch_id` is TaskBoard's
 id, `name` the report's, `node.protocol.enums.ARCH_NAMES`), `ceilings`, `comparisons`,
-`chain_check`, `dataset`, `oracle`, `sweeps.{alpha,agents,ed,robustness}`, `honesty`,
+`chain_check`, `dataset`, `oracle`, `sweeps.{alpha,agents,ed,robustness}`, `transports`, `honesty`,
 `environment`, `run`, `prices` (the fee model's, which give each architecture's
 `cost_usd_per_task.{l1,op,arbitrum}`). Every figure of quality is a fraction in [0, 1] (differences too: 0.015 is
 1.5 points). An interval given as a list, [lo, hi], is a 95% two-level bootstrap interval
@@ -715,6 +715,84 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
                           "difference fails the run"}
 
 
+# -- transports ------------------------------------------------------------------------------------------
+
+
+TRANSPORT_CHECK = "same decisions under every transport"
+TRANSPORT_TITLES = {"tx": "per-agent transactions", "report": "signed report"}
+
+
+def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
+    """The transport sweep: per (architecture, transport) on the first seed's shared chain tasks
+    (those its `transport/<t>/s<seed>/a<arch>` unit ran, which the main unit ran too, same payloads):
+    gas, calldata bytes and transactions per task, latency p50 and accuracy; for each transport but
+    `tx` (the main table's per-agent transactions) the ratio of its gas to theirs on the same tasks.
+    The check: every shared task finalized the same action under every transport."""
+    seed = opts.seeds()[0]
+    rows: list[dict[str, Any]] = []
+    compared, mismatches, names = 0, [], []
+    found = [(k, r) for k, r in records.items() if re.fullmatch(rf"transport/[^/]+/s{seed}/a\d+", k)]
+    for arch in ARCH_NAMES:  # those the sweep ran (`plan.TRANSPORT_ARCHS`)
+        main = records.get(f"main/s{seed}/a{arch}")
+        units = [(k.split("/")[1], r) for k, r in found if int(r.get("arch", -1)) == arch]
+        if main is None or not units:
+            continue
+        by_eval = {int(t["eval_i"]): t for t in main["tasks"] if t.get("eval_i") is not None}
+        shared = sorted({int(t["eval_i"]) for _, u in units for t in u["tasks"] if t.get("eval_i") is not None}
+                        & set(by_eval))
+        if not shared:
+            continue
+
+        def row(transport: str, tasks: list[dict]) -> dict[str, Any]:
+            c = M.costs(tasks)
+            right = [t.get("action") is not None and int(t["action"]) == int(t["label"]) for t in tasks]
+            return {"arch": ARCH_NAMES[arch], "arch_id": arch, "transport": transport, "seed": seed,
+                    "tasks": len(tasks), "gas_per_task": c.get("gas_per_task"),
+                    "calldata_bytes_per_task": c.get("calldata_bytes_per_task"), "txs_per_task": c.get("txs_per_task"),
+                    "latency_p50_s": c.get("latency_p50_s"), "accuracy": float(np.mean(right)) if right else None}
+
+        base = row("tx", [by_eval[e] for e in shared])
+        base["gas_ratio"] = 1.0
+        rows.append(base)
+        for transport, u in sorted(units, key=lambda x: x[0]):
+            mine = {int(t["eval_i"]): t for t in u["tasks"] if t.get("eval_i") is not None}
+            r = row(transport, [mine[e] for e in shared if e in mine])
+            r["gas_ratio"] = (r["gas_per_task"] / base["gas_per_task"]) if base["gas_per_task"] else None
+            r["report_fallback_s"] = u.get("report_fallback_s")
+            rows.append(r)
+            names.append(transport)
+            for e in shared:
+                if e not in mine:
+                    continue
+                compared += 1
+                a, b = by_eval[e].get("action"), mine[e].get("action")
+                a, b = -1 if a is None else int(a), -1 if b is None else int(b)
+                if a != b:
+                    mismatches.append({"arch": ARCH_NAMES[arch], "arch_id": arch, "transport": transport, "seed": seed,
+                                       "eval_i": e, "tx": a, "action": b,
+                                       "task_id": mine[e].get("task_id")})
+    ran = bool(rows)
+    detail = (f"{compared} shared tasks compared over {len(rows) - len(names)} architectures, {len(mismatches)} differ"
+              if ran else "no transport sweep in this run")
+    if mismatches:
+        detail += ": " + "; ".join(f"{m['arch']} seed {m['seed']}, eval task {m['eval_i']}: per-agent "
+                                   f"{m['tx']}, {m['transport']} {m['action']}" for m in mismatches[:10])
+    check = {"name": TRANSPORT_CHECK, "passed": (False if mismatches else True) if compared else None,
+             "detail": detail, "fatal": True, "compared": compared, "mismatches": mismatches}
+    return {"seed": seed, "transports": ["tx", *sorted(set(names))], "rows": rows, "check": check,
+            "titles": TRANSPORT_TITLES,
+            "not_run": {"E-d": "its embeddings go by per-agent transactions under every transport",
+                        "M-learned-p": "its probabilities go by per-agent transactions under every transport",
+                        "M-rules, M-learned": "the fusion agent publishes by its own transaction once the peers' "
+                                              "decisions are on chain, so their report waits for half the fallback",
+                        "U, U-rep": "a coordinator's decision is one transaction already"},
+            "definition": "the first seed's shared chain tasks (the same payloads and evaluation tasks under every "
+                          "transport); gas, calldata bytes and transactions per task from the receipts of every "
+                          "transaction that touched a task; latency submitTask sent -> TaskFinalized seen, one "
+                          "architecture at a time; gas_ratio = gas per task / the same tasks' gas under per-agent "
+                          "transactions"}
+
+
 # -- honesty ---------------------------------------------------------------------------------------------
 
 
@@ -776,7 +854,8 @@ def ceiling_check(points: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | 
 
 
 def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, Any], main_point: dict[str, Any],
-            sweep_alpha: dict[str, Any], chain: dict[str, Any]) -> dict[str, Any]:
+            sweep_alpha: dict[str, Any], chain: dict[str, Any], transport: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
     checks = [alpha0_check(sweep_alpha)]
     seeds = opts.seeds()
     # No architecture above the observation ceiling (beyond its paired interval), wherever measured.
@@ -793,6 +872,10 @@ def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, An
         checks.append({"name": CHAIN_CHECK, "passed": False if bad else (True if chain["sampled"] else None),
                        "detail": detail,
                        "fatal": True})
+    # A transport carries decisions, never changes one: fatal like the chain check.
+    if transport is not None and transport["check"]["passed"] is not None:
+        c = transport["check"]
+        checks.append({k: c[k] for k in ("name", "passed", "detail", "fatal")})
     # Same seed, same numbers: on-chain rerun and retraining.
     rerun_units = _by_prefix(records, f"rerun/s{seeds[0]}/")
     same_decisions = []
@@ -891,10 +974,12 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
     sweeps = {"alpha": sweep_alpha, "agents": agents_sweep(records, opts), "ed": ed_sweep(records, opts, archs),
               "robustness": robustness(records, opts, table)}
     chain = chain_check(records)
+    transport = transports(records, opts)
     ceilings = {**main_point["ceilings"], "definitions": CEILING_DEFINITIONS}
     return {"run": run, "architectures": archs, "ceilings": ceilings, "comparisons": comparisons_of(table),
             "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
-            "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain),
+            "transports": transport,
+            "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain, transport),
             "tuning": tuning(records, seeds),
             "prices": {**prices.to_dict(), "description": prices.sentence()},
             "conventions": {"fractions": "every accuracy, ceiling and difference is a fraction in [0, 1] "
