@@ -36,8 +36,11 @@ from node.experiment.report.metrics import correctness, decode_actions, encode_a
 from node.experiment.plan import (
     ALPHA_ARCHS,
     NOISE_SCENARIOS,
+    REPORT_FALLBACK_S,
     RERUN_ARCHS,
     ROLE_CYCLE,
+    TRANSPORT_ARCHS,
+    TRANSPORTS,
     Ready,
     Session,
     byzantine_specs,
@@ -49,6 +52,7 @@ from node.experiment.plan import (
     n_sweep_arch,
     quorum,
     replica_specs,
+    transport_specs,
 )
 from node.protocol.enums import AGENT_ROLES, Arch, Role
 
@@ -106,6 +110,7 @@ class Bench:
         self._evals: dict[tuple[int, float], Any] = {}
         self._pending: dict[str, Evaluation] = {}
         self._samples: dict[int, list[int]] = {}
+        self._evaluations: dict[int, Evaluation] = {}
         self._scoring: ThreadPoolExecutor | None = None
         self._logliks: dict[tuple[int, int], Any] = {}
         self._texts: Any = None  # the run's MiniLM cache (`_text_cache`), loaded on first use
@@ -140,6 +145,12 @@ class Bench:
                 units += [f"robust/{s}/s{seed}/a{a}" for s in NOISE_SCENARIOS for a in Arch]
             out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
                                lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
+            if n == 0 and p.transport_tasks:
+                for transport in TRANSPORTS:
+                    out.append(Session(f"transport-{transport}-s{seed}",
+                                       [f"transport/{transport}/s{seed}/a{a}" for a in TRANSPORT_ARCHS],
+                                       self.spec(seed), lambda ms, t=transport: transport_specs(ms.uni_best, t),
+                                       lambda ready, seed=seed, t=transport: self._transport_session(ready, seed, t)))
             if robust:
                 out.append(Session(f"byzantine-s{seed}", [f"robust/byzantine/s{seed}/a{a}" for a in Arch],
                                    self.spec(seed), lambda ms: byzantine_specs(ms.uni_best, ms.rules, p),
@@ -521,6 +532,7 @@ class Bench:
         ev = self._evaluate(ready, seed, None, f"eval/s{seed}", list(Arch), regret_round, p.tasks,
                             background=not isolated)
         self._samples[seed] = ev.indices
+        self._evaluations[seed] = ev
         evals = self.eval_stream(seed)
         stream = evals.subset(ev.indices)
         # M-regret learns online: its chain tasks are the evaluation set's first, in order, so the
@@ -554,6 +566,30 @@ class Bench:
             self._n_sweep(ready, seed, stream)
         if self.opts.sweeps and seed in self.seeds[:p.robust_seeds]:
             self._robustness(ready, seed)
+
+    def _transport_session(self, ready: Ready, seed: int, transport: str) -> None:
+        """The first `transport_tasks` of the main table's chain tasks again, one architecture at a
+        time as on the cost seed, on node processes running `transport`: the same payloads, hence
+        the same decisions, at the transport's own gas, bytes, transactions and latency. M-regret
+        starts from the validation weights and learns in the main unit's rounds, as it did there."""
+        p, ms = self.profile, ready.models
+        n = min(p.transport_tasks, p.tasks)
+        ev = self._evaluations.get(seed) or Evaluation(self._sample(seed), _done(self.checkpoint.get(f"eval/s{seed}")))
+        evals = self.eval_stream(seed)
+        self._weights(ready.board, ms.uni_best)
+        for arch in TRANSPORT_ARCHS:
+            key = f"transport/{transport}/s{seed}/a{arch}"
+            if self.checkpoint.done(key):
+                continue
+            regret = arch == Arch.M_REGRET
+            stream = (evals.head(p.tasks) if regret else evals.subset(ev.indices)).head(n)
+            hedge = RegretWeights(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if regret else None
+            job = self._job(key, arch, stream, hedge=hedge,
+                            meta={"seed": seed, "transport": transport, "isolated": True,
+                                  "report_fallback_s": REPORT_FALLBACK_S})
+            if regret:
+                job.round_size = max(4, -(-p.tasks // 3))  # the main unit's rounds (`_main_session`)
+            self._run_one(ready, self._checked(job, ev))
 
     def _n_sweep(self, ready: Ready, seed: int, stream) -> None:
         p, ms, nodes = self.profile, ready.models, ready.nodes

@@ -115,3 +115,22 @@ def test_two_tiers_the_chain_sample_finalizes_the_off_chain_actions(tiny_run) ->
         assert a["n_eval_tasks"] == profile.eval_tasks and a["chain_mismatches"] == 0, name
         lo, hi = a["accuracy_ci"]
         assert lo <= a["accuracy"] <= hi, name
+
+
+def test_signed_reports_cost_fewer_transactions_and_change_no_decision(tiny_run) -> None:
+    """The transport sweep: M-fixed on the main table's first chain tasks again, under signed
+    reports: one submitReport instead of three publications and finalize, the same decisions."""
+    from node.experiment.config import get_profile
+
+    _, results = tiny_run
+    tr = results["transports"]
+    rows = {(r["arch"], r["transport"]): r for r in tr["rows"]}
+    tx, report = rows[("M-fixed", "tx")], rows[("M-fixed", "report")]
+    assert tx["tasks"] == report["tasks"] == get_profile("tiny").transport_tasks
+    assert report["txs_per_task"] == 2 and tx["txs_per_task"] == 5  # submit + report; submit, 3 decisions, finalize
+    assert report["txs_per_task"] < tx["txs_per_task"] and 0 < report["gas_ratio"] < 1
+    assert report["accuracy"] == tx["accuracy"] and report["latency_p50_s"] > 0
+    assert {a for a, t in rows if t == "report"} == {"Uni-best", "M-fixed", "M-regret"}
+    assert tr["check"]["passed"] is True and tr["check"]["compared"] >= 3 * report["tasks"]
+    check = next(c for c in results["honesty"]["checks"] if c["name"] == tr["check"]["name"])
+    assert check["passed"] is True and check["fatal"] is True

@@ -380,7 +380,9 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
              "report: each modality agent signs its decision (EIP-712) and posts it to the task's aggregator, which "
              "submits one `submitReport` that finalizes at the quorum"
              + (f" (fallback to the agents' own transactions after {fallback:g} s of chain time)" if fallback else "")
-             + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. Not run under signed reports: "
+             + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. M-regret's weight updates are "
+             "shared among each unit's tasks, and its main unit has more of them, so its ratio flatters per-agent "
+             "transactions a little. Not run under signed reports: "
              + "; ".join(f"{k} ({v})" for k, v in (tr.get("not_run") or {}).items()) + "."), "",
             f"**{mark}** {c['name']}: {c['detail']}.", ""]
     return out
