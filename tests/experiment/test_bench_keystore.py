@@ -281,8 +281,9 @@ def test_the_plan_counts_keys_and_tasks(tmp_path: Path) -> None:
     opts = RunOptions(profile=get_profile("tiny"), out=tmp_path)
     bench = Bench(opts, tmp_path, background=False)
     plan = chain_plan(bench.sessions(), opts.profile)
-    # main-s0, byzantine-s0, degraded-s0 (+ its submitting key and the probe agent), main-s1: 6 processes each
-    assert (plan.boards, plan.keys) == (4, 4 * 6 + 2)
+    # main-s0, byzantine-s0, degraded-s0 (+ its submitting key and the probe agent), main-s1: 6 processes each;
+    # transport-report-s0: the three modality agents
+    assert (plan.boards, plan.keys) == (5, 4 * 6 + 2 + 3)
     p, archs = opts.profile, len(ARCH_NAMES)
     main0 = archs * p.tasks + 2 * p.tasks + archs * p.paced + p.n_tasks + 3 * archs * p.robust_tasks
     assert plan.tasks_per_key == main0
