@@ -147,10 +147,10 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
     took = "" if r.report_only else f"  ({time.time() - started:.0f} s)"
     console.print(f"report: {folder / 'report.md'}  results: {folder / 'results.json'}{took}")
     failed = results["honesty"].get("fatal_failures") or []
-    if failed:  # a chain check mismatch fails the run, --strict or not; the report is written first
+    if failed:  # a chain or transport check mismatch fails the run, --strict or not; the report is written first
         from node.protocol.errors import ChorusError
 
-        raise ChorusError(f"{'; '.join(failed)}: FAILED (see the chain check in {folder / 'report.md'})")
+        raise ChorusError(f"{'; '.join(failed)}: FAILED (see the honesty checks in {folder / 'report.md'})")
     return results
 
 
