@@ -31,15 +31,17 @@ chain (Fjord) and Arbitrum.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from node.protocol.enums import Encoding
 
 if TYPE_CHECKING:
     from node.chain.api import Log
     from node.chain.fees import Prices, TxSize
+
+R = TypeVar("R")
 
 TX_BASE = 21_000
 ZERO_BYTE, NONZERO_BYTE = 4, 16  # EIP-2028
@@ -187,12 +189,18 @@ def measure(rpc_url: str, *, seed: int = 0) -> list[GasRow]:
 
 def run(rpc_url: str | None, seed: int = 0) -> list[GasRow]:
     """Measure on `rpc_url`, or on a throwaway Anvil started (and always stopped) here."""
+    return on_chain(measure, rpc_url, seed)
+
+
+def on_chain(measure_on: Callable[..., list[R]], rpc_url: str | None, seed: int = 0) -> list[R]:
+    """`measure_on(rpc_url, seed=seed)` on `rpc_url`, or on a throwaway Anvil started (and always
+    stopped) here."""
     if rpc_url is not None:
-        return measure(rpc_url, seed=seed)
+        return measure_on(rpc_url, seed=seed)
     from node.devnet.anvil import Anvil
 
     anvil = Anvil.start(die_with_parent=True)
     try:
-        return measure(anvil.rpc_url, seed=seed)
+        return measure_on(anvil.rpc_url, seed=seed)
     finally:
         anvil.stop()

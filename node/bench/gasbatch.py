@@ -35,6 +35,7 @@ from node.bench.gas import (
     calldata_floor,
     gas_floor,
     log_cost,
+    on_chain,
 )
 
 BATCH_SIZES = (1, 8, 32)
@@ -187,15 +188,7 @@ def measure_batches(rpc_url: str, *, seed: int = 0) -> list[BatchRow]:
 
 def run(rpc_url: str | None, seed: int = 0) -> list[BatchRow]:
     """Measure on `rpc_url`, or on a throwaway Anvil started (and always stopped) here."""
-    if rpc_url is not None:
-        return measure_batches(rpc_url, seed=seed)
-    from node.devnet.anvil import Anvil
-
-    anvil = Anvil.start(die_with_parent=True)
-    try:
-        return measure_batches(anvil.rpc_url, seed=seed)
-    finally:
-        anvil.stop()
+    return on_chain(measure_batches, rpc_url, seed)
 
 
 def main() -> None:
