@@ -5,6 +5,7 @@
     chorus bench --rpc-url http://127.0.0.1:8545 --out reports/mine      # a dev chain (31337): dev keys
     chorus bench --rpc-url https://rpc.example --keystore funder.json --password-file pw.txt  # any chain
     chorus bench --data tasks.parquet     # your own tasks (CSV/Parquet, models.data.loader format)
+    chorus bench --latent-dim 8           # the synthetic market with 8-dim latents per modality
     chorus bench --report-only --out reports/quick-seed0
     chorus bench --node-port 30000        # node APIs on 30000, 30001, ... (checked free first)
 
@@ -43,6 +44,12 @@ def bench(
     data: Path | None = typer.Option(  # noqa: B008
         None, "--data", help="Your own tasks (CSV/Parquet in the models.data.loader format) instead of the synthetic "
                              "market."),
+    latent_dim: int = typer.Option(
+        1, "--latent-dim", min=1, max=16, metavar="M",
+        help="Dimension of each modality's latent in the synthetic market (models.data.synthetic, 'Latent "
+             "dimension'): 1 (default) is the original generator; 2..16 give m-dim latents with bilinear "
+             "cross-modal terms, the same payloads, and an upper bound (measurement_bound) as the observation "
+             "ceiling. Not with --data."),
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="Override the profile's number of seeds."),
     tasks: int | None = typer.Option(None, "--tasks", min=1, help="Override the on-chain tasks per (seed, arch)."),
     sweeps: bool = typer.Option(True, "--sweeps/--no-sweeps", help="Run the sweeps after the main table."),
@@ -77,11 +84,13 @@ def bench(
         prof_check(profile)
         if data is not None and not data.is_file():
             raise typer.BadParameter(f"--data {data}: no such file")
+        if data is not None and latent_dim != 1:
+            raise typer.BadParameter("--latent-dim is for the synthetic market, not --data")
         fee_prices = Prices.load(prices) if prices is not None else None
         results = run_bench(BenchRequest(profile=profile, seed=seed, out=out, rpc_url=rpc_url, data=data, seeds=seeds,
                                          tasks=tasks, sweeps=sweeps, fresh=fresh, report_only=report_only,
                                          keystore=keystore, password_file=password_file, fund_per_key=fund_per_key,
-                                         node_port=node_port, prices=fee_prices))
+                                         node_port=node_port, prices=fee_prices, latent_dim=latent_dim))
     except ChorusError as exc:
         typer.echo(f"bench failed: {exc}", err=True)
         raise typer.Exit(1) from None

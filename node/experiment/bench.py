@@ -62,10 +62,14 @@ class BenchRequest:
     before anything starts (`node_ports`); None: free ports found as the run goes (from 21700)."""
     prices: Any = None
     """The fee model's prices (`node.chain.fees.Prices`) the report's costs are priced at; None: its defaults."""
+    latent_dim: int = 1
+    """Dimension m of each modality's latent in the synthetic market; 1: the original generator."""
 
     def run_id(self) -> str:
         """The run folder's default name: profile, seed, data file and overrides."""
         overrides = {"seeds": self.seeds, "tasks": self.tasks} | ({"nosweeps": ""} if not self.sweeps else {})
+        if self.latent_dim != 1:
+            overrides["latentdim"] = self.latent_dim
         return run_id(self.profile, self.seed, self.data, overrides)
 
 
@@ -95,7 +99,7 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
     prof = get_profile(r.profile, seeds=r.seeds, tasks=r.tasks)
     folder = Path(r.out) if r.out is not None else Path("reports") / r.run_id()
     opts = RunOptions(profile=prof, seed=r.seed, out=folder, rpc_url=r.rpc_url, data=r.data, sweeps=r.sweeps,
-                      rerun_check=r.rerun_check, prices=r.prices)
+                      rerun_check=r.rerun_check, prices=r.prices, latent_dim=r.latent_dim)
     keys = None if r.report_only else bench_keys(r.keystore, r.password_file, r.fund_per_key)
     n_ports = 0 if r.report_only or r.node_port is None else check_node_ports(opts, folder, r.node_port)
     if r.fresh and not r.report_only:
@@ -126,7 +130,7 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
         saved = json.loads((folder / RUN_FILE).read_text())
         opts = RunOptions(profile=get_profile(saved["profile"]["name"], **_overrides(saved["profile"])),
                           seed=saved["seed"], out=folder, data=Path(saved["data"]) if saved.get("data") else None,
-                          sweeps=saved.get("sweeps", True), prices=r.prices)
+                          sweeps=saved.get("sweeps", True), prices=r.prices, latent_dim=r.latent_dim)
     records = Checkpoint(folder / CHECKPOINT).records
     if not records:
         console.print(f"[red]no finished units in {folder}[/red]")

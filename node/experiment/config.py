@@ -148,6 +148,9 @@ class RunOptions:
     """Run the sweeps (alpha, N, d x dtype, robustness) after the main table."""
     rerun_check: bool = True
     """Re-run one unit at the end and compare its decisions (the determinism honesty check)."""
+    latent_dim: int = 1
+    """Dimension m of each modality's latent in the synthetic market (`models.data.synthetic`,
+    "Latent dimension"); 1: the original generator, byte for byte."""
     prices: Prices | None = None
     """The fee model's prices (`node.chain.fees.Prices`, `chorus bench --prices FILE`); None: its
     defaults. They price the report's costs only, so a run can be re-rendered with others."""

@@ -74,12 +74,18 @@ class ModelSet:
         return self.files()[name]["model_id"]
 
 
-def dataset_config(alpha: float, n_test: int, budget: TrainBudget, data: Path | None = None):
+def dataset_config(alpha: float, n_test: int, budget: TrainBudget, data: Path | None = None, latent_dim: int = 1):
     from models.data.splits import FileConfig, SyntheticConfig
 
     if data is not None:
         return FileConfig(path=str(data))
-    return SyntheticConfig(n_train=budget.n_train, n_val=budget.n_val, n_test=n_test, alpha=alpha)
+    return SyntheticConfig(n_train=budget.n_train, n_val=budget.n_val, n_test=n_test, alpha=alpha,
+                           latent_dim=latent_dim)
+
+
+def _latent_part(latent_dim: int) -> dict[str, int]:
+    """The cache key's latent_dim: only when it is not 1, so the sets cached before it stay valid."""
+    return {} if latent_dim == 1 else {"latent_dim": int(latent_dim)}
 
 
 def _train_budget(budget: TrainBudget):
@@ -154,15 +160,22 @@ def _cached_or_trained(directory: Path, train: Callable[[], dict[str, Any]], **m
 
 
 def ensure_main_set(profile_name: str, seed: int, alpha: float, n_test: int, budget: TrainBudget,
-                    data: Path | None = None, progress: Progress | None = None, root: Path | None = None) -> ModelSet:
+                    data: Path | None = None, progress: Progress | None = None, root: Path | None = None,
+                    latent_dim: int = 1) -> ModelSet:
     """The seed's deployed models at synergy `alpha` (trained and exported unless cached)."""
-    key = _key(kind="main", seed=seed, alpha=alpha, n_test=n_test, budget=asdict(budget),
-               data=_data_fingerprint(data))
+    key = main_key(seed, alpha, n_test, budget, data, latent_dim)
     directory = (root or bench_root()) / profile_name / f"main-a{alpha:g}-s{seed}-{key}"
     return _cached_or_trained(
-        directory, lambda: _train_main(dataset_config(alpha, n_test, budget, data), seed, _train_budget(budget),
-                                       directory, progress),
-        kind="main", seed=seed, alpha=alpha, budget=asdict(budget))
+        directory, lambda: _train_main(dataset_config(alpha, n_test, budget, data, latent_dim), seed,
+                                       _train_budget(budget), directory, progress),
+        kind="main", seed=seed, alpha=alpha, budget=asdict(budget), **_latent_part(latent_dim))
+
+
+def main_key(seed: int, alpha: float, n_test: int, budget: TrainBudget, data: Path | None = None,
+             latent_dim: int = 1) -> str:
+    """The cache key of a main set (latent_dim in it only when it is not 1)."""
+    return _key(kind="main", seed=seed, alpha=alpha, n_test=n_test, budget=asdict(budget),
+                data=_data_fingerprint(data), **_latent_part(latent_dim))
 
 
 def _train_main(cfg, seed: int, budget, directory: Path, progress: Progress | None) -> dict[str, Any]:
@@ -217,15 +230,16 @@ def _train_main(cfg, seed: int, budget, directory: Path, progress: Progress | No
 
 
 def ensure_ed_set(profile_name: str, seed: int, alpha: float, n_test: int, budget: TrainBudget, d: int, dtype: str,
-                  data: Path | None = None, progress: Progress | None = None, root: Path | None = None) -> ModelSet:
+                  data: Path | None = None, progress: Progress | None = None, root: Path | None = None,
+                  latent_dim: int = 1) -> ModelSet:
     """Agents with d-dim embeddings published as `dtype`, and the E-d head trained on them."""
     key = _key(kind="ed", seed=seed, alpha=alpha, n_test=n_test, budget=asdict(budget), d=d, dtype=dtype,
-               data=_data_fingerprint(data))
+               data=_data_fingerprint(data), **_latent_part(latent_dim))
     directory = (root or bench_root()) / profile_name / f"ed{d}-{dtype}-a{alpha:g}-s{seed}-{key}"
     return _cached_or_trained(
-        directory, lambda: _train_ed(dataset_config(alpha, n_test, budget, data), seed, _train_budget(budget), d,
-                                     dtype, directory, progress),
-        kind="ed", seed=seed, alpha=alpha, d=d, dtype=dtype, budget=asdict(budget))
+        directory, lambda: _train_ed(dataset_config(alpha, n_test, budget, data, latent_dim), seed,
+                                     _train_budget(budget), d, dtype, directory, progress),
+        kind="ed", seed=seed, alpha=alpha, d=d, dtype=dtype, budget=asdict(budget), **_latent_part(latent_dim))
 
 
 def _logits(model, *xs):
@@ -289,6 +303,8 @@ class SetSpec:
     data: str | None = None
     d: int = 16
     dtype: str = "f32"
+    latent_dim: int = 1
+    """The synthetic market's latent dimension (`models.data.synthetic`); 1: the original generator."""
 
     @property
     def label(self) -> str:
@@ -301,10 +317,11 @@ def build(spec: SetSpec, root: str | None = None) -> tuple[str, dict[str, Any]]:
     data = Path(spec.data) if spec.data else None
     where = Path(root) if root else None
     if spec.kind == "main":
-        ms = ensure_main_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, data, root=where)
+        ms = ensure_main_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, data, root=where,
+                             latent_dim=spec.latent_dim)
     else:
         ms = ensure_ed_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, spec.d, spec.dtype, data,
-                           root=where)
+                           root=where, latent_dim=spec.latent_dim)
     return str(ms.directory), ms.meta
 
 

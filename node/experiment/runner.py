@@ -123,7 +123,7 @@ class Bench:
 
         p = self.profile
         return SetSpec(kind, p.name, seed, p.alpha if alpha is None else alpha, p.tasks if n_test is None else n_test,
-                       p.train, str(self.opts.data) if self.opts.data else None, d, dtype)
+                       p.train, str(self.opts.data) if self.opts.data else None, d, dtype, self.opts.latent_dim)
 
     # -- plan ------------------------------------------------------------------------------------
 
@@ -330,7 +330,7 @@ class Bench:
     def stream(self, seed: int, n: int, alpha: float | None = None, noise: Any = 1.0):
         alpha = self.profile.alpha if alpha is None else alpha
         if self.synthetic:
-            return task_streams.synthetic_stream(n, seed, alpha, noise=noise)
+            return task_streams.synthetic_stream(n, seed, alpha, noise=noise, latent_dim=self.opts.latent_dim)
         return task_streams.file_stream(self.opts.data, seed, n)  # type: ignore[arg-type]
 
     @staticmethod
@@ -458,6 +458,8 @@ class Bench:
             return out
         from models.data import ceiling
 
+        if ceiling.latent_dim(ds) > 1:  # no exact grid: `ceilings_for`, each ceiling with its method
+            return self._ceilings_dims(ds, out)
         # The observations, hence their likelihoods, do not depend on alpha: once per seed.
         loglik = self._logliks.get((seed, len(ds)))
         if loglik is None:
@@ -469,6 +471,24 @@ class Bench:
         if float(ds.params["alpha"]) == 1.0:
             cap, cap_prob = ceiling.late_fusion_cap(ds, loglik=loglik)
             out["ceilings"]["late_fusion_cap"] = ceiling.accuracy(ds, cap, cap_prob)[0]
+        out["dataset"] = {k: v for k, v in ds.params.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        return out
+
+    @staticmethod
+    def _ceilings_dims(ds, out: dict[str, Any]) -> dict[str, Any]:
+        """`_ceilings` at latent_dim > 1: `models.data.ceiling.ceilings_for` (the observation ceiling an
+        upper bound, `measurement_bound`), each ceiling's method in `ceiling_methods`."""
+        from models.data import ceiling
+
+        found = ceiling.ceilings_for(ds)
+        obs, cap = found.get("observation"), found.get("late_fusion_cap")
+        out["ceilings"].update(observation=None if obs is None else obs["accuracy"],
+                               observation_expected=None if obs is None else obs["expected"],
+                               late_fusion_cap=None if cap is None else cap["accuracy"])
+        for name in ("observation", "late_fusion_cap"):
+            if found.get(name) is not None:
+                out["ceiling_actions"][name] = encode_actions(found[name]["decisions"])
+        out["ceiling_methods"] = {name: c["method"] for name, c in found.items() if c is not None}
         out["dataset"] = {k: v for k, v in ds.params.items() if isinstance(v, (int, float, str, bool)) or v is None}
         return out
 

@@ -96,7 +96,9 @@ def forward_returns(ds, seed: int) -> np.ndarray | None:
     r_lab = np.random.default_rng(streams[1])
     sd = label_noise * syn._score_sd(alpha)
     noisy = ds.score + r_lab.standard_normal(n) * sd
-    lo, hi = syn.label_thresholds(alpha, float(p["redundancy"]), label_noise)
+    m = int(p.get("latent_dim", 1))  # latent_dim > 1: the generator's Monte Carlo tertiles
+    lo, hi = (syn.label_thresholds(alpha, float(p["redundancy"]), label_noise) if m == 1 else
+              syn.label_thresholds_dims(alpha, float(p["redundancy"]), label_noise, m))
     rebuilt = np.where(noisy < lo, 0, np.where(noisy > hi, 2, 1))
     if not np.array_equal(rebuilt, ds.label):
         log.warning("forward returns: the generator's labels could not be rebuilt; PnL is unavailable")
@@ -107,14 +109,17 @@ def forward_returns(ds, seed: int) -> np.ndarray | None:
 
 def synthetic_stream(n: int, seed: int, alpha: float, noise: float | dict[str, float] = 1.0,
                      missing_rate: float = 0.0, redundancy: float = 0.0, shift: float = 0.0,
-                     label_noise: float = 0.25) -> TaskStream:
-    """The seed's test tasks of the synthetic market (the off-chain test split of its models)."""
+                     label_noise: float = 0.25, latent_dim: int = 1) -> TaskStream:
+    """The seed's test tasks of the synthetic market (the off-chain test split of its models) at
+    `latent_dim` (1: the original generator, called exactly as before)."""
     from models.data.synthetic import generate
 
+    kw: dict[str, Any] = {} if latent_dim == 1 else {"latent_dim": int(latent_dim)}
     ds = generate(n, seed, alpha=alpha, noise=noise, missing_rate=missing_rate, redundancy=redundancy,
-                  shift=shift, regime="test", label_noise=label_noise)
+                  shift=shift, regime="test", label_noise=label_noise, **kw)
     payloads = [encode_sample(ds[i]) for i in range(len(ds))]
-    what = f"synthetic alpha={alpha:g} seed={seed} n={n}" + (f" noise={noise}" if noise != 1.0 else "")
+    what = (f"synthetic alpha={alpha:g} seed={seed} n={n}" + (f" noise={noise}" if noise != 1.0 else "")
+            + (f" latent_dim={latent_dim}" if latent_dim != 1 else ""))
     return TaskStream(payloads, ds.label.copy(), ds.oracle.copy(), forward_returns(ds, seed), what, dataset=ds)
 
 
