@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -243,13 +244,22 @@ def _comparison_section(results: dict[str, Any]) -> list[str]:
 CEILING_TITLES = {"latent": "latent oracle", "observation": "observation ceiling", "late_fusion_cap": "late-fusion cap"}
 
 
+def _ceiling_title(key: str, title: str, method: str | None) -> str:
+    """The ceiling's name, with how it was computed where that is not the exact method (latent_dim > 1)."""
+    if not method or method.startswith(("exact", "latent oracle")):
+        return title
+    how = re.sub(r"^upper bound \(([^)]*)\):\s*", r"\1, ", method)
+    return f"{title} (upper bound: {how})"
+
+
 def _ceilings_section(results: dict[str, Any]) -> list[str]:
     c = results.get("ceilings") or {}
     out = ["## Ceilings", ""]
     rows = []
+    methods = c.get("methods") or {}
     for key, title in CEILING_TITLES.items():
         if c.get(key) is not None:
-            rows.append([title, _pct(c[key], c.get(f"{key}_ci")),
+            rows.append([_ceiling_title(key, title, methods.get(key)), _pct(c[key], c.get(f"{key}_ci")),
                          "its decisions" if c.get(f"{key}_per_task") else "its rate", c["definitions"][key]])
     if c.get("observation_expected") is not None:
         rows.append(["observation ceiling, expected", _pct(c["observation_expected"]), "–",

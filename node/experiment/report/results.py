@@ -283,6 +283,12 @@ def ceilings_of(table: Table) -> dict[str, Any]:
     out["observation_expected"] = float(np.mean(expected)) if expected else None
     out["n_eval_tasks"] = _one_or_list([p["n"] for p in per_seed if p.get("n")])
     out["per_seed"] = per_seed
+    methods: dict[str, str] = {}  # latent_dim > 1 only: how each ceiling was computed (`ceilings_for`)
+    for _, ev in sorted(table.evals.items()):
+        for name, method in (ev.get("ceiling_methods") or {}).items():
+            methods.setdefault(name, method)
+    if methods:
+        out["methods"] = methods
     return out
 
 
