@@ -87,6 +87,10 @@ def check_run_file(out: Path, opts: RunOptions) -> None:
 
 
 def run_identity(opts: RunOptions) -> dict[str, Any]:
-    """What a run folder's options must match to resume it."""
-    return {"profile": opts.profile.to_dict(), "seed": opts.seed, "data": str(opts.data) if opts.data else None,
-            "sweeps": opts.sweeps}
+    """What a run folder's options must match to resume it (`latent_dim` only where it is not 1, so
+    the folders of earlier runs still resume)."""
+    identity = {"profile": opts.profile.to_dict(), "seed": opts.seed, "data": str(opts.data) if opts.data else None,
+                "sweeps": opts.sweeps}
+    if opts.latent_dim != 1:
+        identity["latent_dim"] = opts.latent_dim
+    return identity

@@ -64,3 +64,13 @@ def test_ceilings_at_latent_dim_1_have_no_methods():
     out = Bench._ceilings(runner, 0, stream)
     assert "ceiling_methods" not in out and "latent_dim" not in out["dataset"]
     assert out["ceilings"]["observation"] is not None
+
+
+def test_a_run_folder_resumes_only_with_the_same_latent_dim(tmp_path) -> None:
+    from node.experiment.checkpoint import run_identity
+    from node.experiment.config import RunOptions, get_profile
+
+    base = RunOptions(profile=get_profile("tiny"), out=tmp_path)
+    assert "latent_dim" not in run_identity(base)  # earlier runs' run.json still match
+    eight = RunOptions(profile=get_profile("tiny"), out=tmp_path, latent_dim=8)
+    assert run_identity(eight)["latent_dim"] == 8 and run_identity(eight) != run_identity(base)
