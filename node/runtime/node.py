@@ -107,7 +107,7 @@ class NodeRuntime:
         self.closer = Closer(chain, store, self.outbox, self.metrics, settings, clock)
         self.reports = ReportDesk(enabled=settings.transport == "report", chain=chain, store=store,  # type: ignore[arg-type]
                                   outbox=self.outbox, address=chain.address, chain_id=deployment.chain_id,
-                                  board=self.board, model_id=agent.identity.model_id,
+                                  board=self.board, model_id=agent.identity.model_id if agent is not None else ZERO_MODEL_ID,
                                   start_block=deployment.deploy_block, fallback_s=settings.report_fallback_s,
                                   deadline_margin_s=settings.deadline_margin_s, max_range=settings.max_block_range,
                                   clock=clock)

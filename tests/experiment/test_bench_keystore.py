@@ -106,7 +106,8 @@ def test_node_keys_were_generated_and_are_the_registered_agents(keystore_run) ->
     out = keystore_run["out"]
     entries = _generated(out)
     addresses = {e["address"] for e in entries}
-    assert len(addresses) == len(entries) == 6  # market, sentiment, risk, fusion, 2 coordinators
+    # market, sentiment, risk, fusion, 2 coordinators; the transport session's market, sentiment and risk
+    assert len(addresses) == len(entries) == 9
     dev = {dev_account(i).address for i in range(20)}
     assert not addresses & dev and keystore_run["funder"] not in addresses
     keys = out / "keys"
