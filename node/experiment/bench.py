@@ -130,7 +130,8 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
         saved = json.loads((folder / RUN_FILE).read_text())
         opts = RunOptions(profile=get_profile(saved["profile"]["name"], **_overrides(saved["profile"])),
                           seed=saved["seed"], out=folder, data=Path(saved["data"]) if saved.get("data") else None,
-                          sweeps=saved.get("sweeps", True), prices=r.prices, latent_dim=r.latent_dim)
+                          sweeps=saved.get("sweeps", True), prices=r.prices,
+                          latent_dim=int(saved.get("latent_dim", 1)))  # the run's own, as `check_run_file` records it
     records = Checkpoint(folder / CHECKPOINT).records
     if not records:
         console.print(f"[red]no finished units in {folder}[/red]")

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from node.experiment import tasks
 from node.experiment.config import PROFILES, RunOptions
@@ -74,3 +75,33 @@ def test_a_run_folder_resumes_only_with_the_same_latent_dim(tmp_path) -> None:
     assert "latent_dim" not in run_identity(base)  # earlier runs' run.json still match
     eight = RunOptions(profile=get_profile("tiny"), out=tmp_path, latent_dim=8)
     assert run_identity(eight)["latent_dim"] == 8 and run_identity(eight) != run_identity(base)
+
+
+def test_report_only_renders_with_the_latent_dim_the_run_was_made_with(tmp_path, monkeypatch) -> None:
+    import io
+    import json
+
+    from rich.console import Console
+
+    from node.experiment import bench
+    from node.experiment.checkpoint import CHECKPOINT, RUN_FILE, run_identity
+    from node.experiment.config import RunOptions, get_profile
+    from node.experiment.report import render
+
+    run = RunOptions(profile=get_profile("tiny"), out=tmp_path, latent_dim=8)
+    (tmp_path / RUN_FILE).write_text(json.dumps(run_identity(run), default=str))
+    (tmp_path / CHECKPOINT).write_text(json.dumps({"key": "eval/s0"}) + "\n")
+    seen = []
+
+    class Rendered(Exception):
+        pass
+
+    def capture(records, opts, *_args):
+        seen.append(opts.latent_dim)
+        raise Rendered
+
+    monkeypatch.setattr(render, "write_report", capture)
+    request = bench.BenchRequest(profile="tiny", out=tmp_path, report_only=True)  # no --latent-dim given
+    with pytest.raises(Rendered):
+        bench.run_bench(request, console=Console(file=io.StringIO()))
+    assert seen == [8]
