@@ -105,3 +105,17 @@ def test_report_only_renders_with_the_latent_dim_the_run_was_made_with(tmp_path,
     with pytest.raises(Rendered):
         bench.run_bench(request, console=Console(file=io.StringIO()))
     assert seen == [8]
+
+
+def test_the_ceilings_table_defines_an_upper_bound_by_its_method() -> None:
+    from node.experiment.report.render import _ceilings_section
+    from node.experiment.report.results import CEILING_DEFINITIONS
+
+    bound = "upper bound (latent_dim 8): the Bayes decision given the market's and the risk's latents"
+    c = {"latent": 0.85, "observation": 0.68, "definitions": CEILING_DEFINITIONS,
+         "methods": {"latent": "latent oracle: the Bayes decision given the true latent", "observation": bound}}
+    lines = "\n".join(_ceilings_section({"ceilings": c})).splitlines()
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ")}
+    obs = next(v for k, v in rows.items() if k.startswith("observation ceiling (upper bound"))
+    assert bound in obs and CEILING_DEFINITIONS["observation"] not in obs
+    assert CEILING_DEFINITIONS["latent"] in rows["latent oracle"]  # an exact ceiling keeps its definition

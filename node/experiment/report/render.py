@@ -259,8 +259,11 @@ def _ceilings_section(results: dict[str, Any]) -> list[str]:
     methods = c.get("methods") or {}
     for key, title in CEILING_TITLES.items():
         if c.get(key) is not None:
-            rows.append([_ceiling_title(key, title, methods.get(key)), _pct(c[key], c.get(f"{key}_ci")),
-                         "its decisions" if c.get(f"{key}_per_task") else "its rate", c["definitions"][key]])
+            method = methods.get(key)
+            exact = not method or method.startswith(("exact", "latent oracle"))
+            rows.append([_ceiling_title(key, title, method), _pct(c[key], c.get(f"{key}_ci")),
+                         "its decisions" if c.get(f"{key}_per_task") else "its rate",
+                         c["definitions"][key] if exact else method])  # at latent_dim > 1: what was computed
     if c.get("observation_expected") is not None:
         rows.append(["observation ceiling, expected", _pct(c["observation_expected"]), "–",
                      c["definitions"]["observation_expected"]])
