@@ -92,12 +92,14 @@ contract GasTestAfterEmbedding is GasFixture {
 /// @notice Batched publications from one agent, one fresh task per item (every write a real first
 /// publication). Bounds: measured + 1%, as in `GasTest`.
 contract GasTestBatch is GasFixture {
-    /// @dev Measured 38,611: a one-item batch: `publishDecision` plus the array's decoding.
-    uint256 internal constant DECISIONS_1_MAX = 38_998;
-    /// @dev Measured 251,355: about 30,390 per further item on a fresh task.
-    uint256 internal constant DECISIONS_8_MAX = 253_869;
-    /// @dev Measured 980,763.
-    uint256 internal constant DECISIONS_32_MAX = 990_571;
+    /// @dev Measured 38,156: a one-item batch: `publishDecision` plus the array's decoding.
+    uint256 internal constant DECISIONS_1_MAX = 38_538;
+    /// @dev Measured 247,218: about 29,870 per further item on a fresh task, of which 29,368 are
+    /// the item's SSTOREs (27,100) and log (2,268); `python -m node.bench.gasbatch` puts the
+    /// transaction at 1.048x its floor (the bound allows 1.057x; the goal is at most 1.05x).
+    uint256 internal constant DECISIONS_8_MAX = 249_691;
+    /// @dev Measured 964,002.
+    uint256 internal constant DECISIONS_32_MAX = 973_643;
     /// @dev Measured 354,409.
     uint256 internal constant EMBEDDINGS_8_384_F32_MAX = 357_954;
 
@@ -129,6 +131,28 @@ contract GasTestBatch is GasFixture {
         vm.prank(decider);
         board.publishDecisions(items);
         _assertGasAtMost(DECISIONS_8_MAX, "publishDecisions (8)");
+    }
+
+    /// @dev The goal behind `DECISIONS_8_MAX`: the batch of 8 as a transaction (21,000, its
+    /// calldata and the execution measured here) costs at most 1.05x the floor of
+    /// `node.bench.gasbatch`: `21000 + max(calldata + logs + sstores, 10 * tokens)`, with per item
+    /// a flags slot set (22,100), the task's hot slot rewritten (5,000) and a three-topic log of
+    /// three words (375 + 3 * 375 + 8 * 96).
+    function test_gas_publishDecisions_8_floorRatio() public {
+        uint256[] memory items = _decisions(8);
+        bytes memory data = abi.encodeCall(TaskBoard.publishDecisions, (items));
+        vm.prank(decider);
+        board.publishDecisions(items);
+        uint256 used = vm.lastCallGas().gasTotalUsed;
+        uint256 zeros;
+        for (uint256 i; i < data.length; ++i) {
+            if (data[i] == 0) ++zeros;
+        }
+        uint256 calldataGas = 4 * zeros + 16 * (data.length - zeros);
+        uint256 tokenFloor = 10 * (zeros + 4 * (data.length - zeros));
+        uint256 standard = calldataGas + 8 * (22_100 + 5_000 + 375 + 3 * 375 + 8 * 96);
+        uint256 floor = 21_000 + (standard > tokenFloor ? standard : tokenFloor);
+        vm.assertLe((21_000 + calldataGas + used) * 100, floor * 105, "publishDecisions (8) within 1.05x of its floor");
     }
 
     function test_gas_publishDecisions_32() public {

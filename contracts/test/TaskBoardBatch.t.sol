@@ -4,6 +4,8 @@ pragma solidity 0.8.37;
 // Test inputs are bounded before they are narrowed.
 // forge-lint: disable-start(unsafe-typecast)
 
+import {AgentRegistry} from "../src/AgentRegistry.sol";
+import {Chorus} from "../src/Chorus.sol";
 import {TaskBoard} from "../src/TaskBoard.sol";
 import {ChorusFixture} from "./utils/ChorusFixture.sol";
 import {vm} from "./utils/Vm.sol";
@@ -165,6 +167,67 @@ contract TaskBoardBatchTest is ChorusFixture {
         _decideBatch(market, _items2(_item(ids[0], 2, 1), _item(id, 2, 1)));
     }
 
+    function test_publishDecisions_revert_TooManyContributors() public {
+        _embed(market, ids[2]);
+        _setContributors(ids[1], type(uint16).max);
+        _setContributors(ids[2], type(uint16).max);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.TooManyContributors.selector, ids[1]));
+        _decideBatch(market, _items2(_item(ids[0], 2, 1), _item(ids[1], 2, 1)));
+        // An existing contributor may still decide.
+        _decideBatch(market, _items2(_item(ids[0], 2, 1), _item(ids[2], 2, 1)));
+        (uint16 decisions, uint16 contributors) = _counts(ids[2]);
+        assertEq(decisions, 1, "decided");
+        assertEq(contributors, type(uint16).max, "contributors unchanged");
+    }
+
+    /// @dev Tasks of several architectures in one batch, in any order (the weight is cached from
+    /// one item to the next while the architecture stays the same), after an optional weight
+    /// change: each tally is the weight `weights(arch, role)` at publication times the confidence.
+    function testFuzz_publishDecisions_weightPerArchitecture(
+        uint8[6] memory archs,
+        uint8 role,
+        uint16 confidence,
+        uint16 newWeight,
+        bool changeWeight
+    ) public {
+        role = uint8(bound(role, 0, Chorus.MAX_ROLE));
+        confidence = uint16(bound(confidence, 0, 10_000));
+        uint256[] memory items = new uint256[](6);
+        uint256[6] memory tasks;
+        for (uint256 i; i < 6; ++i) {
+            archs[i] = uint8(bound(archs[i], 0, Chorus.MAX_ARCH));
+            tasks[i] = _submit(0, archs[i], deadline, 3);
+            items[i] = _item(tasks[i], 0, confidence);
+        }
+        if (changeWeight) {
+            vm.prank(owner);
+            board.setWeight(archs[5], role, newWeight);
+        }
+        _decideBatch(roleAgents[role], items);
+        for (uint256 i; i < 6; ++i) {
+            (uint64 sell,,) = board.tallies(tasks[i]);
+            assertEq(sell, uint256(board.weights(archs[i], role)) * confidence, "sell tally");
+        }
+    }
+
+    /// @dev The number literals and the event topic that `publishDecisions`' assembly uses equal
+    /// the layout expressions and the event they stand for.
+    function test_publishDecisions_assemblyConstants() public {
+        (uint256[7] memory got, uint256[7] memory want) = new TaskBoardFieldsHarness(registry).fields();
+        for (uint256 i; i < 7; ++i) {
+            assertEq(got[i], want[i], "literal");
+        }
+    }
+
+    /// @dev Overwrites the contributor count of `id` (reaching 2**16 - 1 honestly takes 65535 agents).
+    function _setContributors(uint256 id, uint16 n) internal {
+        bytes32 slot = _stateSlot(id);
+        uint256 state = uint256(vm.load(address(board), slot));
+        assertEq(uint64(state), deadline, "state slot");
+        state = (state & ~(uint256(0xffff) << 96)) | (uint256(n) << 96);
+        vm.store(address(board), slot, bytes32(state));
+    }
+
     /*//////////////////////////////////////////////////////////////
                                EMBEDDINGS
     //////////////////////////////////////////////////////////////*/
@@ -260,6 +323,32 @@ contract TaskBoardBatchTest is ChorusFixture {
         vm.warp(deadline + 1);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.PastDeadline.selector, ids[0], deadline));
         _embedBatch(market, _items2(ids[0], ids[1]), MODEL, 2, _vector(2 * uint256(DIM), 1));
+    }
+}
+/// @notice Exposes the number literals of `TaskBoard._publishItems`' assembly beside the
+/// expressions they stand for.
+contract TaskBoardFieldsHarness is TaskBoard {
+    constructor(AgentRegistry registry_) TaskBoard(registry_, address(1)) {}
+
+    function fields() external pure returns (uint256[7] memory got, uint256[7] memory want) {
+        got = [
+            _ARCH_FIELD,
+            _MAX_ARCH_FIELD,
+            _STATUS_FIELD,
+            _OPEN_FIELD,
+            _ONE_DECISION_FIELD,
+            _CONTRIBUTORS_FIELD,
+            uint256(_DECISION_PUBLISHED_TOPIC)
+        ];
+        want = [
+            uint256(0xff) << _ARCH_SHIFT,
+            uint256(Chorus.MAX_ARCH) << _ARCH_SHIFT,
+            _STATUS_MASK,
+            _STATUS_OPEN << _STATUS_SHIFT,
+            _ONE_DECISION,
+            _MAX_COUNT << _CONTRIBUTORS_SHIFT,
+            uint256(DecisionPublished.selector)
+        ];
     }
 }
 // forge-lint: disable-end(unsafe-typecast)
