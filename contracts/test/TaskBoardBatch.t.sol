@@ -219,15 +219,6 @@ contract TaskBoardBatchTest is ChorusFixture {
         }
     }
 
-    /// @dev Overwrites the contributor count of `id` (reaching 2**16 - 1 honestly takes 65535 agents).
-    function _setContributors(uint256 id, uint16 n) internal {
-        bytes32 slot = _stateSlot(id);
-        uint256 state = uint256(vm.load(address(board), slot));
-        assertEq(uint64(state), deadline, "state slot");
-        state = (state & ~(uint256(0xffff) << 96)) | (uint256(n) << 96);
-        vm.store(address(board), slot, bytes32(state));
-    }
-
     /*//////////////////////////////////////////////////////////////
                                EMBEDDINGS
     //////////////////////////////////////////////////////////////*/

@@ -386,18 +386,6 @@ contract TaskBoardPublishTest is ChorusFixture {
         _finalize(taskId);
     }
 
-    /// @dev Overwrites the contributor count of `id` (reaching 2**16 - 1 honestly takes 65535 agents).
-    function _setContributors(uint256 id, uint16 n) internal {
-        bytes32 slot = _stateSlot(id);
-        uint256 state = uint256(vm.load(address(board), slot));
-        // Sanity: the slot really is the task's hot word (deadline in the low 64 bits).
-        assertEq(uint64(state), deadline, "state slot");
-        state = (state & ~(uint256(0xffff) << 96)) | (uint256(n) << 96);
-        vm.store(address(board), slot, bytes32(state));
-        (, uint16 contributors) = _counts(id);
-        assertEq(contributors, n, "contributors set");
-    }
-
     function _probs(address agent, uint256 id, uint16[3] memory p) internal {
         vm.prank(agent);
         board.publishProbabilities(id, p);

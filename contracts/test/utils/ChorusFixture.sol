@@ -83,6 +83,19 @@ abstract contract ChorusFixture is Test {
         (,,,,, decisions, contributors,,,) = board.taskInfo(taskId);
     }
 
+    /// @dev Overwrites the contributor count of `taskId` (reaching 2**16 - 1 honestly takes 65535 agents).
+    function _setContributors(uint256 taskId, uint16 n) internal {
+        bytes32 slot = _stateSlot(taskId);
+        uint256 state = uint256(vm.load(address(board), slot));
+        // Sanity: the slot really is the task's hot word (its deadline in the low 64 bits).
+        (, uint64 deadline,,,,,,,,) = board.taskInfo(taskId);
+        assertEq(uint64(state), deadline, "state slot");
+        state = (state & ~(uint256(0xffff) << 96)) | (uint256(n) << 96);
+        vm.store(address(board), slot, bytes32(state));
+        (, uint16 contributors) = _counts(taskId);
+        assertEq(contributors, n, "contributors set");
+    }
+
     /// @dev A deterministic address for `name`.
     function _addr(string memory name) internal pure returns (address) {
         return address(uint160(uint256(keccak256(bytes(name)))));
