@@ -244,9 +244,14 @@ def _comparison_section(results: dict[str, Any]) -> list[str]:
 CEILING_TITLES = {"latent": "latent oracle", "observation": "observation ceiling", "late_fusion_cap": "late-fusion cap"}
 
 
+def _is_exact(method: str | None) -> bool:
+    """Whether a ceiling was computed exactly (every ceiling at latent_dim 1; only bounds above it)."""
+    return not method or method.startswith(("exact", "latent oracle"))
+
+
 def _ceiling_title(key: str, title: str, method: str | None) -> str:
     """The ceiling's name, with how it was computed where that is not the exact method (latent_dim > 1)."""
-    if not method or method.startswith(("exact", "latent oracle")):
+    if _is_exact(method):
         return title
     how = re.sub(r"^upper bound \(([^)]*)\):\s*", r"\1, ", method)
     return f"{title} (upper bound: {how})"
@@ -260,10 +265,9 @@ def _ceilings_section(results: dict[str, Any]) -> list[str]:
     for key, title in CEILING_TITLES.items():
         if c.get(key) is not None:
             method = methods.get(key)
-            exact = not method or method.startswith(("exact", "latent oracle"))
             rows.append([_ceiling_title(key, title, method), _pct(c[key], c.get(f"{key}_ci")),
                          "its decisions" if c.get(f"{key}_per_task") else "its rate",
-                         c["definitions"][key] if exact else method])  # at latent_dim > 1: what was computed
+                         c["definitions"][key] if _is_exact(method) else method])  # a bound: what was computed
     if c.get("observation_expected") is not None:
         rows.append(["observation ceiling, expected", _pct(c["observation_expected"]), "–",
                      c["definitions"]["observation_expected"]])
