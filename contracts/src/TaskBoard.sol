@@ -139,6 +139,9 @@ contract TaskBoard {
     /// @dev The report carries two decisions signed by `agent`.
     error DuplicateSigner(address agent);
 
+    /// @dev Signer `index` of a report is below the one before it (signers go in ascending order).
+    error UnsortedSigners(uint256 index);
+
     /*//////////////////////////////////////////////////////////////
                                  EVENTS
     //////////////////////////////////////////////////////////////*/
@@ -231,6 +234,9 @@ contract TaskBoard {
     /// @dev `Task.meta` layout.
     uint256 internal constant _QUORUM_SHIFT = 160;
     uint256 internal constant _ACTION_SHIFT = 176;
+    /// @dev Set in `Task.meta` when the task escrows a reward: an unfunded task's finalization
+    /// leaves its `funds` slot and `escrowed` alone, and a report that closes it writes no flags.
+    uint256 internal constant _FUNDED = uint256(1) << 184;
 
     /// @dev `Task.funds` layout: reward in the low half, per-contributor share in the high half.
     uint256 internal constant _SHARE_SHIFT = 128;
@@ -524,13 +530,19 @@ contract TaskBoard {
     /// @notice Publishes decisions that agents signed off chain (EIP-712, see `decisionDigest`)
     /// on task `taskId`, in one transaction from an aggregator, itself a registered active agent
     /// (`UnknownAgent`). Each decision is checked and tallied as its signer's `publishDecision`
-    /// would be (one decision per agent per task: `DuplicateDecision` if it already published,
-    /// `DuplicateSigner` if it signed two of the report), after its signature (`BadSignature`,
-    /// `SignerMismatch`) and its model id (the signer's registered one, `ModelMismatch`). If the
-    /// decisions reach the quorum, the task is finalized in the same transaction, as `finalize`
-    /// would (the division remainder goes to the aggregator).
+    /// would be (one decision per agent per task: `DuplicateDecision` if it already published),
+    /// after its signature (`BadSignature`, `SignerMismatch`) and its model id (the signer's
+    /// registered one, `ModelMismatch`). Signers come in strictly ascending address order
+    /// (`DuplicateSigner` for a repeated one, `UnsortedSigners` otherwise). If the decisions reach
+    /// the quorum, the task is finalized in the same transaction, as `finalize` would (the
+    /// division remainder goes to the aggregator).
+    ///
+    /// A report that closes a task nothing was published on yet and that escrows no reward
+    /// writes no per-agent flags: the flags exist to refuse a second publication of an open task
+    /// and to pay shares, and the task is closed in this transaction with no share to pay. Its
+    /// decisions are in its `DecisionPublished` logs; `published` shows no decision flag for them.
     /// @param taskId An open task whose deadline has not passed.
-    /// @param decisions The signed decisions, at least one.
+    /// @param decisions The signed decisions, at least one, signers in ascending order.
     function submitReport(uint256 taskId, SignedDecision[] calldata decisions) external {
         uint256 n = decisions.length;
         if (n == 0) revert EmptyBatch();
@@ -539,10 +551,19 @@ contract TaskBoard {
         Task storage t = _tasks[taskId];
         uint256 s = t.state;
         _requirePublishable(taskId, s);
+        bool bare = _bareReport(t, s, n);
         uint256 archWeights = _weights[uint8(s >> _ARCH_SHIFT)];
         bytes32 domain = _domainSeparator();
+        address previous;
         for (uint256 i; i < n; ++i) {
-            s = _tallySigned(taskId, s, archWeights, domain, decisions, i);
+            (s, previous) = _tallySigned(taskId, s, archWeights, domain, decisions[i], i, previous, bare);
+        }
+        if (bare) {
+            if (n > _MAX_COUNT) revert TooManyContributors(taskId);
+            // contributors was 0 and n fits its field.
+            unchecked {
+                s += n * _ONE_CONTRIBUTOR;
+            }
         }
         t.state = s;
         emit ReportSubmitted(taskId, msg.sender, n);
@@ -705,7 +726,7 @@ contract TaskBoard {
         }
         Task storage t = _tasks[taskId];
         t.state = uint256(deadline) | (uint256(arch) << _ARCH_SHIFT) | (_STATUS_OPEN << _STATUS_SHIFT);
-        t.meta = uint256(uint160(msg.sender)) | (uint256(quorum) << _QUORUM_SHIFT);
+        t.meta = uint256(uint160(msg.sender)) | (uint256(quorum) << _QUORUM_SHIFT) | (msg.value != 0 ? _FUNDED : 0);
         if (msg.value != 0) t.funds = msg.value;
         t.payloadHash = payloadHash;
         escrowed += msg.value;
@@ -751,6 +772,8 @@ contract TaskBoard {
 
         t.state = (s & ~_STATUS_MASK) | (_STATUS_FINALIZED << _STATUS_SHIFT);
         t.meta = meta | (uint256(action) << _ACTION_SHIFT);
+        emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
+        if (meta & _FUNDED == 0) return;
         uint256 reward = uint128(t.funds);
         uint256 share;
         uint256 remainder;
@@ -758,11 +781,14 @@ contract TaskBoard {
         unchecked {
             share = reward / contributors;
             remainder = reward % contributors;
-            escrowed -= remainder;
         }
         t.funds = reward | (share << _SHARE_SHIFT);
-        emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
-        if (remainder != 0) _payCaller(remainder);
+        if (remainder != 0) {
+            unchecked {
+                escrowed -= remainder;
+            }
+            _payCaller(remainder);
+        }
     }
 
     /// @dev Records the sender's valid decision on task `taskId` and tallies it.
@@ -907,37 +933,44 @@ contract TaskBoard {
         emit EmbeddingPublished(taskId, msg.sender, modelId, encoding, vector);
     }
 
-    /// @dev Checks decision `i` of a report on task `taskId` (hot slot `s`, architecture weights
-    /// `archWeights`) and returns `s` with it tallied, as `_tally` would for its signer.
+    /// @dev Whether a report of `n` decisions on task `t` (hot slot `s`) is bare: it reaches the
+    /// quorum of a task that escrows no reward and has no contributor yet, hence no flag set
+    /// (every flag counts one contributor).
+    function _bareReport(Task storage t, uint256 s, uint256 n) internal view returns (bool) {
+        uint256 meta = t.meta;
+        return s & _CONTRIBUTORS_FIELD == 0 && meta & _FUNDED == 0 && n >= uint16(meta >> _QUORUM_SHIFT);
+    }
+
+    /// @dev Checks decision `d`, number `i` of a report on task `taskId` (hot slot `s`, architecture
+    /// weights `archWeights`), whose signer must be above `previous`, the signer before it; sets
+    /// its flag unless the report is `bare`; returns `s` with it tallied, as `_tally` would for
+    /// its signer, and the signer.
     function _tallySigned(
         uint256 taskId,
         uint256 s,
         uint256 archWeights,
         bytes32 domain,
-        SignedDecision[] calldata decisions,
-        uint256 i
-    ) internal returns (uint256) {
-        SignedDecision calldata d = decisions[i];
-        (address agent, uint256 role) = _checkSigned(i, domain, taskId, d);
-        s = _flagSigned(taskId, s, agent, decisions, i);
-        return _addSigned(taskId, s, archWeights, agent, role, d.action, d.confidence);
+        SignedDecision calldata d,
+        uint256 i,
+        address previous,
+        bool bare
+    ) internal returns (uint256, address agent) {
+        uint256 role;
+        (agent, role) = _checkSigned(i, domain, taskId, d);
+        if (agent <= previous) {
+            if (agent == previous) revert DuplicateSigner(agent);
+            revert UnsortedSigners(i);
+        }
+        if (!bare) s = _flagSigned(taskId, s, agent);
+        return (_addSigned(taskId, s, archWeights, agent, role, d.action, d.confidence), agent);
     }
 
-    /// @dev Sets the decision flag of `agent`, signer of decision `i` of `decisions` on task
-    /// `taskId`, and returns the hot slot `s` with it counted as a contributor if it is new.
-    function _flagSigned(uint256 taskId, uint256 s, address agent, SignedDecision[] calldata decisions, uint256 i)
-        internal
-        returns (uint256)
-    {
+    /// @dev Sets the decision flag of `agent`, a report's signer on task `taskId`, and returns the
+    /// hot slot `s` with it counted as a contributor if it is new.
+    function _flagSigned(uint256 taskId, uint256 s, address agent) internal returns (uint256) {
         uint256 slot = _flagSlot(taskId, agent);
         uint256 f = _load(slot);
-        if (f & _DECISION != 0) {
-            // The error path only: tell a signer twice in the report from one already on chain.
-            for (uint256 j; j < i; ++j) {
-                if (decisions[j].agent == agent) revert DuplicateSigner(agent);
-            }
-            revert DuplicateDecision(taskId, agent);
-        }
+        if (f & _DECISION != 0) revert DuplicateDecision(taskId, agent);
         _store(slot, f | _DECISION);
         return f == 0 ? _addContributor(taskId, s) : s;
     }

@@ -176,13 +176,20 @@ contract GasTestBatch is GasFixture {
 /// @notice `submitReport` with 3 and 16 signers on a task whose quorum the report reaches, so it
 /// finalizes in the same transaction. Bounds: measured + 1%, as in `GasTest`.
 contract GasTestReport is GasFixture {
-    /// @dev Measured 172,383: the aggregator's registry call, three signatures and the finalization.
+    /// @dev Measured 172,799: the aggregator's registry call, three signatures and the finalization.
     uint256 internal constant REPORT_3_MAX = 174_107;
-    /// @dev Measured 597,086: about 32,670 per further signer (ecrecover 3,000, its record's two cold slots).
+    /// @dev Measured 596,025: about 32,600 per further signer (ecrecover 3,000, its record's two cold slots).
     uint256 internal constant REPORT_16_MAX = 603_057;
+    /// @dev Measured 63,559 on a task with no reward and nothing published yet: no flags written,
+    /// no funds slot or `escrowed` touched.
+    uint256 internal constant REPORT_3_BARE_MAX = 64_195;
+    /// @dev Measured 232,499: about 13,000 per further signer.
+    uint256 internal constant REPORT_16_BARE_MAX = 234_824;
 
     uint256 internal task3;
     uint256 internal task16;
+    uint256 internal bare3;
+    uint256 internal bare16;
 
     function setUp() public override {
         super.setUp();
@@ -191,8 +198,11 @@ contract GasTestReport is GasFixture {
         }
         task3 = _submit(1 ether, 2, uint64(START + 1 hours), 3);
         task16 = _submit(1 ether, 2, uint64(START + 1 hours), 16);
+        bare3 = _submit(0, 2, uint64(START + 1 hours), 3);
+        bare16 = _submit(0, 2, uint64(START + 1 hours), 16);
     }
 
+    /// @dev The decisions of keys 1..n on task `id`, signers in ascending address order.
     function _report(uint256 id, uint256 n) internal view returns (TaskBoard.SignedDecision[] memory ds) {
         ds = new TaskBoard.SignedDecision[](n);
         for (uint256 i; i < n; ++i) {
@@ -201,7 +211,12 @@ contract GasTestReport is GasFixture {
             uint8 action = uint8(i % 3);
             uint16 confidence = uint16(6000 + i);
             (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, board.decisionDigest(id, action, confidence, MODEL, agent));
-            ds[i] = TaskBoard.SignedDecision(agent, action, confidence, MODEL, v, r, s);
+            TaskBoard.SignedDecision memory d = TaskBoard.SignedDecision(agent, action, confidence, MODEL, v, r, s);
+            uint256 j = i;
+            for (; j > 0 && ds[j - 1].agent > agent; --j) {
+                ds[j] = ds[j - 1];
+            }
+            ds[j] = d;
         }
     }
 
@@ -217,6 +232,20 @@ contract GasTestReport is GasFixture {
         vm.prank(decider);
         board.submitReport(id, ds);
         _assertGasAtMost(REPORT_16_MAX, "submitReport (16 signers, finalizes)");
+    }
+
+    function test_gas_submitReport_3_bare() public {
+        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (bare3, _report(bare3, 3));
+        vm.prank(decider);
+        board.submitReport(id, ds);
+        _assertGasAtMost(REPORT_3_BARE_MAX, "submitReport (3 signers, no reward, closes bare)");
+    }
+
+    function test_gas_submitReport_16_bare() public {
+        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (bare16, _report(bare16, 16));
+        vm.prank(decider);
+        board.submitReport(id, ds);
+        _assertGasAtMost(REPORT_16_BARE_MAX, "submitReport (16 signers, no reward, closes bare)");
     }
 }
 // forge-lint: disable-end(unsafe-typecast)

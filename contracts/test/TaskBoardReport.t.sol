@@ -15,8 +15,9 @@ abstract contract ReportFixture is ChorusFixture {
     /// @dev secp256k1 group order.
     uint256 internal constant ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
-    /// @dev Keys of the market, sentiment and risk agents, and of the aggregator (a fusion agent).
-    uint256[3] internal keys = [uint256(0xA11), 0xB22, 0xC33];
+    /// @dev Keys of the market, sentiment and risk agents (their addresses ascending, as a report
+    /// takes its signers), and of the aggregator (a fusion agent).
+    uint256[3] internal keys = [uint256(0xA11), 0xB22, 0xC34];
     uint256 internal constant AGGREGATOR_KEY = 0xA66;
     address internal aggregator;
 
@@ -200,6 +201,65 @@ contract TaskBoardReportTest is ReportFixture {
         assertEq(agents[0].balance, uint256(1 ether + 1) / 3, "a signer claims its share");
     }
 
+    /*//////////////////////////////////////////////////////////////
+                      BARE REPORTS (NO REWARD, NOTHING ON CHAIN)
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev A report that closes an unfunded task nobody published on writes no flags, and
+    /// leaves the task exactly as the same decisions published one by one and finalized.
+    function testFuzz_submitReport_bare_equalsIndividualPublications(uint8[3] memory actions, uint16[3] memory confs)
+        public
+    {
+        for (uint256 i; i < 3; ++i) {
+            actions[i] = uint8(bound(actions[i], 0, 2));
+            confs[i] = uint16(bound(confs[i], 0, 10_000));
+        }
+        uint256 id = _submit(0, 2, deadline, 3);
+        uint256 other = _submit(0, 2, deadline, 3);
+        _report(id, _three(id, actions, confs));
+        for (uint256 i; i < 3; ++i) {
+            _decide(agents[i], other, actions[i], confs[i]);
+        }
+        _finalize(other);
+        assertEq(_status(id), 2, "finalized by the report");
+        assertEq(vm.load(address(board), _stateSlot(id)), vm.load(address(board), _stateSlot(other)), "hot slot");
+        (,,,,, uint16 decisions, uint16 contributors, uint8 action,,) = board.taskInfo(id);
+        (,,,,, uint16 decisions2, uint16 contributors2, uint8 action2,,) = board.taskInfo(other);
+        assertEq(keccak256(abi.encode(decisions, contributors, action)), keccak256(abi.encode(decisions2, contributors2, action2)), "info");
+        for (uint256 i; i < 3; ++i) {
+            (bool e, bool d, bool c) = board.published(id, agents[i]);
+            assertFalse(e || d || c, "no flag written");
+        }
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.AlreadyFinalized.selector, id));
+        _decide(agents[0], id, 1, 1);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.NotContributor.selector, id, agents[0]));
+        vm.prank(agents[0]);
+        board.claimReward(id);
+    }
+
+    /// @dev Each condition of a bare report, taken away alone, brings the flags back.
+    function test_submitReport_flagsUnlessBare() public {
+        uint256 funded = _submit(3, 2, deadline, 3); // a reward to claim
+        uint256 below = _submit(0, 2, deadline, 4); // the report does not close it
+        uint256 embedded = _submit(0, 2, deadline, 3); // a contributor before the report
+        _embed(agents[0], embedded);
+        uint256[3] memory ids = [funded, below, embedded];
+        for (uint256 k; k < 3; ++k) {
+            _report(ids[k], _three(ids[k], [uint8(1), 1, 1], [uint16(5), 5, 5]));
+            for (uint256 i; i < 3; ++i) {
+                (, bool d,) = board.published(ids[k], agents[i]);
+                assertTrue(d, "decision flag written");
+            }
+        }
+        (uint16 decisions, uint16 contributors) = _counts(embedded);
+        assertEq(uint256(decisions) << 16 | contributors, uint256(3) << 16 | 3, "the embedder counted once");
+        vm.prank(agents[2]);
+        board.claimReward(funded);
+        assertEq(agents[2].balance, 1, "a signer of a funded report claims its share");
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.DuplicateDecision.selector, below, agents[1]));
+        _decide(agents[1], below, 0, 1);
+    }
+
     function test_submitReport_belowQuorum_thenFinalize() public {
         _report(taskId, _three(taskId, [uint8(1), 1, 1], [uint16(1), 1, 1]));
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.QuorumNotReached.selector, taskId, 3, 5));
@@ -297,8 +357,26 @@ contract TaskBoardReportTest is ReportFixture {
         TaskBoard.SignedDecision[] memory ds = new TaskBoard.SignedDecision[](3);
         ds[0] = _signed(keys[0], taskId, 2, 1, MODEL);
         ds[1] = _signed(keys[1], taskId, 2, 1, MODEL);
-        ds[2] = _signed(keys[0], taskId, 0, 9, MODEL);
+        ds[2] = _signed(keys[1], taskId, 0, 9, MODEL);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.DuplicateSigner.selector, agents[1]));
+        _report(taskId, ds);
+    }
+
+    /// @dev On a task that a report would close bare (no reward, no contributor), a repeated
+    /// signer is refused all the same: the order check, not a flag, catches it.
+    function test_submitReport_bare_revert_DuplicateSigner() public {
+        uint256 id = _submit(0, 2, deadline, 2);
+        TaskBoard.SignedDecision[] memory ds = new TaskBoard.SignedDecision[](2);
+        ds[0] = _signed(keys[0], id, 2, 1, MODEL);
+        ds[1] = _signed(keys[0], id, 0, 9, MODEL);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.DuplicateSigner.selector, agents[0]));
+        _report(id, ds);
+    }
+
+    function test_submitReport_revert_UnsortedSigners() public {
+        TaskBoard.SignedDecision[] memory ds = _three(taskId, [uint8(2), 2, 2], [uint16(1), 1, 1]);
+        (ds[1], ds[2]) = (ds[2], ds[1]);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.UnsortedSigners.selector, 2));
         _report(taskId, ds);
     }
 

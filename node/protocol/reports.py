@@ -123,8 +123,9 @@ def recover_signer(decision: SignedDecision, *, chain_id: int, board: str, task_
 
 
 def report_args(decisions: Iterable[SignedDecision]) -> list[tuple[str, int, int, bytes, int, bytes, bytes]]:
-    """`submitReport`'s second argument."""
-    return [d.as_tuple() for d in decisions]
+    """`submitReport`'s second argument: the decisions with their signers in ascending address
+    order, as the contract takes them (`UnsortedSigners` otherwise)."""
+    return [d.as_tuple() for d in sorted(decisions, key=lambda d: int(d.agent, 16))]
 
 
 def pack_decision(task_id: int, action: int, confidence: int) -> int:

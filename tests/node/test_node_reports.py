@@ -323,3 +323,15 @@ def test_an_agent_posts_to_the_aggregator_and_falls_back_by_chain_time(tmp_path:
     assert "chain time" in d.desk.fallback_due(record, own, head(20))
     d.store.set_report_post(task, MARKET.address, "refused: NotAggregator")  # a refusal: at once
     assert "NotAggregator" in d.desk.fallback_due(record, d.store.own_report(task), head(0))
+
+
+def test_report_args_put_the_signers_in_ascending_address_order() -> None:
+    """submitReport takes its signers in ascending address order (UnsortedSigners otherwise), whatever
+    order the aggregator received the decisions in."""
+    from node.protocol.reports import report_args
+
+    signed = [sign_decision(a.key, chain_id=CHAIN_ID, board=BOARD, task_id=7, action=i % 3, confidence=100 + i,
+                            model_id=bytes(32)) for i, a in enumerate((RISK, MARKET, SENTIMENT, STRANGER))]
+    agents = [int(row[0], 16) for row in report_args(signed)]
+    assert agents == sorted(agents) and len(set(agents)) == 4
+    assert {row[2] for row in report_args(reversed(signed))} == {100, 101, 102, 103}
