@@ -220,32 +220,28 @@ contract GasTestReport is GasFixture {
         }
     }
 
-    function test_gas_submitReport_3() public {
-        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (task3, _report(task3, 3));
+    /// @dev Sends the report of keys 1..n on task `id` from `decider` and holds it to `max`.
+    function _measureReport(uint256 id, uint256 n, uint256 max, string memory what) internal {
+        TaskBoard.SignedDecision[] memory ds = _report(id, n);
         vm.prank(decider);
         board.submitReport(id, ds);
-        _assertGasAtMost(REPORT_3_MAX, "submitReport (3 signers, finalizes)");
+        _assertGasAtMost(max, what);
+    }
+
+    function test_gas_submitReport_3() public {
+        _measureReport(task3, 3, REPORT_3_MAX, "submitReport (3 signers, finalizes)");
     }
 
     function test_gas_submitReport_16() public {
-        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (task16, _report(task16, 16));
-        vm.prank(decider);
-        board.submitReport(id, ds);
-        _assertGasAtMost(REPORT_16_MAX, "submitReport (16 signers, finalizes)");
+        _measureReport(task16, 16, REPORT_16_MAX, "submitReport (16 signers, finalizes)");
     }
 
     function test_gas_submitReport_3_bare() public {
-        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (bare3, _report(bare3, 3));
-        vm.prank(decider);
-        board.submitReport(id, ds);
-        _assertGasAtMost(REPORT_3_BARE_MAX, "submitReport (3 signers, no reward, closes bare)");
+        _measureReport(bare3, 3, REPORT_3_BARE_MAX, "submitReport (3 signers, no reward, closes bare)");
     }
 
     function test_gas_submitReport_16_bare() public {
-        (uint256 id, TaskBoard.SignedDecision[] memory ds) = (bare16, _report(bare16, 16));
-        vm.prank(decider);
-        board.submitReport(id, ds);
-        _assertGasAtMost(REPORT_16_BARE_MAX, "submitReport (16 signers, no reward, closes bare)");
+        _measureReport(bare16, 16, REPORT_16_BARE_MAX, "submitReport (16 signers, no reward, closes bare)");
     }
 }
 // forge-lint: disable-end(unsafe-typecast)
