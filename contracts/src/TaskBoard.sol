@@ -27,8 +27,9 @@ import {Chorus} from "./Chorus.sol";
 /// non-zero-to-non-zero price. Tallies fit 48 bits: each decision adds at most
 /// `(2**16 - 1) * 10_000 < 2**30`, and a task takes at most `2**16 - 1` decisions (the
 /// contributor count is capped there), so a tally stays below `2**46`. The cold fields sit in
-/// `Task.meta` (`submitter 160 | quorum 16 | action 8`), `Task.funds` (`reward 128 | share 128`)
-/// and `Task.payloadHash`. Per (task, agent) flags (embedding, decision, claimed) take one slot
+/// `Task.meta` (`submitter 160 | quorum 16 | funded 1`, bit 184), `Task.funds` (`reward 128 |
+/// share 128`) and `Task.payloadHash`. The fused action is not stored: it is a function of the
+/// tallies (`_fusedAction`), which finalization freezes. Per (task, agent) flags (embedding, decision, claimed) take one slot
 /// (`_flagSlot`); the weights of one architecture (five roles x 16 bits) take one slot. A
 /// publication makes one call to the AgentRegistry and touches three cold slots of this
 /// contract: the task's hot slot, its own flags and, for a decision, the weights of the
@@ -233,7 +234,6 @@ contract TaskBoard {
 
     /// @dev `Task.meta` layout.
     uint256 internal constant _QUORUM_SHIFT = 160;
-    uint256 internal constant _ACTION_SHIFT = 176;
     /// @dev Set in `Task.meta` when the task escrows a reward: an unfunded task's finalization
     /// leaves its `funds` slot and `escrowed` alone, and a report that closes it writes no flags.
     uint256 internal constant _FUNDED = uint256(1) << 184;
@@ -673,7 +673,7 @@ contract TaskBoard {
         quorum = uint16(meta >> _QUORUM_SHIFT);
         decisions = uint16(s >> _DECISIONS_SHIFT);
         contributors = uint16(s >> _CONTRIBUTORS_SHIFT);
-        action = uint8(meta >> _ACTION_SHIFT);
+        if (status == _STATUS_FINALIZED) action = _fusedAction(s);
         reward = uint128(t.funds);
         payloadHash = t.payloadHash;
     }
@@ -762,17 +762,18 @@ contract TaskBoard {
             if (block.timestamp <= uint64(s)) revert QuorumNotReached(taskId, decisions, quorum);
             if (decisions == 0) revert NothingToFinalize(taskId);
         }
-        uint64 sell = uint64(uint48(s >> _TALLY_SHIFT));
-        uint64 hold = uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS)));
-        uint64 buy = uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS));
-        uint8 action = Chorus.HOLD;
-        if (sell > hold && sell > buy) action = 0;
-        else if (buy > hold && buy > sell) action = 2;
         uint16 contributors = uint16(s >> _CONTRIBUTORS_SHIFT);
-
+        // The tallies stay as they are from here on, and with them the fused action.
         t.state = (s & ~_STATUS_MASK) | (_STATUS_FINALIZED << _STATUS_SHIFT);
-        t.meta = meta | (uint256(action) << _ACTION_SHIFT);
-        emit TaskFinalized(taskId, action, sell, hold, buy, decisions, contributors);
+        emit TaskFinalized(
+            taskId,
+            _fusedAction(s),
+            uint64(uint48(s >> _TALLY_SHIFT)),
+            uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS))),
+            uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS)),
+            decisions,
+            contributors
+        );
         if (meta & _FUNDED == 0) return;
         uint256 reward = uint128(t.funds);
         uint256 share;
@@ -789,6 +790,16 @@ contract TaskBoard {
             }
             _payCaller(remainder);
         }
+    }
+
+    /// @dev The fused action of the tallies in hot slot `s`: their strict argmax, hold (1) on a tie.
+    function _fusedAction(uint256 s) internal pure returns (uint8) {
+        uint64 sell = uint64(uint48(s >> _TALLY_SHIFT));
+        uint64 hold = uint64(uint48(s >> (_TALLY_SHIFT + _TALLY_BITS)));
+        uint64 buy = uint64(s >> (_TALLY_SHIFT + 2 * _TALLY_BITS));
+        if (sell > hold && sell > buy) return 0;
+        if (buy > hold && buy > sell) return 2;
+        return Chorus.HOLD;
     }
 
     /// @dev Records the sender's valid decision on task `taskId` and tallies it.

@@ -15,9 +15,10 @@ write is a real first publication):
 The floor is `node.bench.gas`'s, `21000 + max(calldata + logs + sstores, 10 * tokens)`, with the
 SSTOREs the state change needs (cold): per batched item a flags slot set from zero (22,100) and the
 task's hot slot rewritten (5,000); per report signer a flags slot set (22,100), plus once the hot
-slot, and for the finalization the task's meta and funds slots (5,000 each; the reward divides
-evenly, so no remainder moves `escrowed` or ETH). `gas_per_item` and `floor_per_item` divide the
-transaction's figures by N (the 21,000 base shared), so their ratio is the row's ratio.
+slot, and for the finalization the task's funds slot (5,000: the share; the fused action is not
+stored, and the reward divides evenly, so no remainder moves `escrowed` or ETH). `gas_per_item`
+and `floor_per_item` divide the transaction's figures by N (the 21,000 base shared), so their
+ratio is the row's ratio.
 """
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ AGGREGATOR_KEY, DECIDER_KEY, EMBEDDER_KEY, FIRST_SIGNER_KEY = 0, 1, 2, 3
 ITEM_SSTORES = SSTORE_SET_COLD + SSTORE_RESET_COLD
 """A batched item on a fresh task: its flags slot set from zero, the task's hot slot rewritten."""
 
-FINALIZE_SSTORES = 3 * SSTORE_RESET_COLD
-"""`finalize`: the task's hot slot (status), meta (fused action) and funds (share) rewritten."""
+FINALIZE_SSTORES = 2 * SSTORE_RESET_COLD
+"""`finalize`: the task's hot slot (status) and funds (share) rewritten."""
 
 
 def report_sstores(signers: int, finalizes: bool = True) -> int:
-    """A report: one flags slot per signer, the hot slot once, and meta and funds if it finalizes."""
-    return signers * SSTORE_SET_COLD + SSTORE_RESET_COLD + (2 * SSTORE_RESET_COLD if finalizes else 0)
+    """A report: one flags slot per signer, the hot slot once, and funds if it finalizes."""
+    return signers * SSTORE_SET_COLD + SSTORE_RESET_COLD + (SSTORE_RESET_COLD if finalizes else 0)
 
 
 def batch_floor(sstores: int, data: bytes, logs: Any) -> int:
