@@ -6,7 +6,7 @@ pragma solidity 0.8.37;
 
 import {TaskBoard} from "../src/TaskBoard.sol";
 import {ChorusFixture} from "./utils/ChorusFixture.sol";
-import {vm} from "./utils/Vm.sol";
+import {vm, Vm} from "./utils/Vm.sol";
 
 /// @title ReportFixture
 /// @notice Agents with private keys (so they can sign), and a reference EIP-712 encoder written
@@ -53,7 +53,8 @@ abstract contract ReportFixture is ChorusFixture {
         return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
     }
 
-    /// @dev A decision signed by `key` for this board on this chain.
+    /// @dev A decision signed by `key` for this board on this chain, over `modelId` (the
+    /// contract checks it against the signer's registered model id, which does not travel).
     function _signed(uint256 key, uint256 taskId, uint8 action, uint16 confidence, bytes32 modelId)
         internal
         view
@@ -62,7 +63,60 @@ abstract contract ReportFixture is ChorusFixture {
         address agent = vm.addr(key);
         bytes32 digest = _digestFor(block.chainid, address(board), taskId, action, confidence, modelId, agent);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
-        d = TaskBoard.SignedDecision(agent, action, confidence, modelId, v, r, s);
+        d = _pack(agent, v, action, confidence, r, s);
+    }
+
+    /// @dev A signed decision as calldata packs it: `head = agent << 96 | v << 24 | action << 16 |
+    /// confidence`, bits 32..95 zero.
+    function _pack(address agent, uint8 v, uint8 action, uint16 confidence, bytes32 r, bytes32 s)
+        internal
+        pure
+        returns (TaskBoard.SignedDecision memory)
+    {
+        uint256 head =
+            (uint256(uint160(agent)) << 96) | (uint256(v) << 24) | (uint256(action) << 16) | uint256(confidence);
+        return TaskBoard.SignedDecision(head, r, s);
+    }
+
+    function _agent(TaskBoard.SignedDecision memory d) internal pure returns (address) {
+        return address(uint160(d.head >> 96));
+    }
+
+    function _v(TaskBoard.SignedDecision memory d) internal pure returns (uint8) {
+        return uint8(d.head >> 24);
+    }
+
+    function _action(TaskBoard.SignedDecision memory d) internal pure returns (uint8) {
+        return uint8(d.head >> 16);
+    }
+
+    function _confidence(TaskBoard.SignedDecision memory d) internal pure returns (uint16) {
+        return uint16(d.head);
+    }
+
+    /// @dev Sets the `width`-bit field at `shift` of `d`'s head to `value`.
+    function _setField(TaskBoard.SignedDecision memory d, uint256 shift, uint256 width, uint256 value) internal pure {
+        uint256 mask = ((uint256(1) << width) - 1) << shift;
+        d.head = (d.head & ~mask) | ((value << shift) & mask);
+    }
+
+    /// @dev What ecrecover finds for `d` on task `id`, signed over `modelId` (0 if nothing).
+    function _recovered(uint256 id, TaskBoard.SignedDecision memory d, bytes32 modelId)
+        internal
+        view
+        returns (address)
+    {
+        bytes32 digest = _digestFor(block.chainid, address(board), id, _action(d), _confidence(d), modelId, _agent(d));
+        return ecrecover(digest, _v(d), d.r, d.s);
+    }
+
+    /// @dev The data word of the DecisionReported log of a decision.
+    function _reported(uint256 id, address agent, uint256 role, uint256 action, uint256 confidence)
+        internal
+        pure
+        returns (uint256)
+    {
+        return (id << 192) | (uint256(uint160(agent)) << 32) | (role << 24) | (action << 16) | confidence;
     }
 
     /// @dev Registers the agent of `key` with `role` and the fixture model.
@@ -146,7 +200,7 @@ contract TaskBoardReportTest is ReportFixture {
         TaskBoard.SignedDecision[] memory ds = _three(taskId, [uint8(2), 2, 0], [uint16(8000), 6000, 9000]);
         for (uint256 i; i < 3; ++i) {
             vm.expectEmit(true, true, true, true, address(board));
-            emit TaskBoard.DecisionPublished(taskId, agents[i], uint8(i), ds[i].action, ds[i].confidence);
+            emit TaskBoard.DecisionReported(_reported(taskId, agents[i], i, _action(ds[i]), _confidence(ds[i])));
         }
         vm.expectEmit(true, true, true, true, address(board));
         emit TaskBoard.ReportSubmitted(taskId, aggregator, 3);
@@ -184,6 +238,56 @@ contract TaskBoardReportTest is ReportFixture {
         assertEq(
             vm.load(address(board), _stateSlot(taskId)), vm.load(address(board), _stateSlot(other)), "hot slot"
         );
+    }
+
+    /// @dev Each decision of a report logs one DecisionReported word, with no topic but its
+    /// selector, holding exactly the fields (task, agent, role, action, confidence) of the
+    /// DecisionPublished its signer's own `publishDecision` would log; then ReportSubmitted, then
+    /// TaskFinalized when the report closes the task (here: when `closing`, a bare report).
+    function testFuzz_submitReport_DecisionReported_equalsIndividualPublications(
+        uint8[3] memory actions,
+        uint16[3] memory confs,
+        bool closing
+    ) public {
+        for (uint256 i; i < 3; ++i) {
+            actions[i] = uint8(bound(actions[i], 0, 2));
+            confs[i] = uint16(bound(confs[i], 0, 10_000));
+        }
+        uint256 id = closing ? _submit(0, 2, deadline, 3) : taskId;
+        uint256 other = _submit(1 ether, 2, deadline, 5);
+        TaskBoard.SignedDecision[] memory ds = _three(id, actions, confs);
+        vm.recordLogs();
+        _report(id, ds);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, closing ? 5 : 4, "three DecisionReported, ReportSubmitted, TaskFinalized if closed");
+        for (uint256 i; i < logs.length; ++i) {
+            assertEq(logs[i].emitter, address(board), "emitter");
+        }
+        assertEq(logs[3].topics[0], TaskBoard.ReportSubmitted.selector, "then ReportSubmitted");
+        if (closing) assertEq(logs[4].topics[0], TaskBoard.TaskFinalized.selector, "then TaskFinalized");
+
+        for (uint256 i; i < 3; ++i) {
+            assertEq(logs[i].topics.length, 1, "no indexed topic");
+            assertEq(logs[i].topics[0], TaskBoard.DecisionReported.selector, "DecisionReported");
+            assertEq(logs[i].data.length, 32, "one word");
+            uint256 word = abi.decode(logs[i].data, (uint256));
+
+            vm.recordLogs();
+            _decide(agents[i], other, actions[i], confs[i]);
+            Vm.Log[] memory one = vm.getRecordedLogs();
+            assertEq(one.length, 1, "publishDecision logs once");
+            assertEq(one[0].topics[0], TaskBoard.DecisionPublished.selector, "DecisionPublished");
+            assertEq(uint256(one[0].topics[1]), other, "published task");
+            address agent = address(uint160(uint256(one[0].topics[2])));
+            (uint8 role, uint8 action, uint16 confidence) = abi.decode(one[0].data, (uint8, uint8, uint16));
+
+            assertEq(word >> 192, id, "task id");
+            assertEq(address(uint160(word >> 32)), agent, "agent");
+            assertEq((word >> 24) & 0xff, role, "role");
+            assertEq((word >> 16) & 0xff, action, "action");
+            assertEq(word & 0xffff, confidence, "confidence");
+            assertEq(word, _reported(id, agent, role, action, confidence), "nothing else in the word");
+        }
     }
 
     function test_submitReport_finalizesAtQuorum() public {
@@ -347,10 +451,53 @@ contract TaskBoardReportTest is ReportFixture {
         _report(taskId, ds);
     }
 
-    function testFuzz_submitReport_revert_ModelMismatch(bytes32 other) public {
+    /// @dev The model id does not travel: the contract verifies the signature over the signer's
+    /// registered one, so a decision signed over any other model id recovers to someone else.
+    function testFuzz_submitReport_revert_SignerMismatch_otherModel(bytes32 other, uint8 index) public {
         vm.assume(other != MODEL);
-        vm.expectRevert(abi.encodeWithSelector(TaskBoard.ModelMismatch.selector, MODEL, other));
-        _report(taskId, _one(_signed(keys[0], taskId, 2, 1, other)));
+        uint256 i = bound(index, 0, 2);
+        TaskBoard.SignedDecision[] memory ds = _three(taskId, [uint8(2), 1, 0], [uint16(10_000), 0, 4321]);
+        ds[i] = _signed(keys[i], taskId, _action(ds[i]), _confidence(ds[i]), other);
+        address recovered = _recovered(taskId, ds[i], MODEL);
+        assertTrue(recovered != address(0) && recovered != agents[i], "recovers to someone else");
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.SignerMismatch.selector, i, agents[i], recovered));
+        _report(taskId, ds);
+    }
+
+    /// @dev A model-less agent signs model id 0, and an agent with a model signs that model: the
+    /// other way round, each recovers to someone else.
+    function test_submitReport_revert_SignerMismatch_modelOrNone() public {
+        uint256 key = 0xD0;
+        address agent = vm.addr(key);
+        _registerAgent(agent, 1, false);
+        TaskBoard.SignedDecision memory d = _signed(key, taskId, 0, 500, MODEL);
+        vm.expectRevert(
+            abi.encodeWithSelector(TaskBoard.SignerMismatch.selector, 0, agent, _recovered(taskId, d, bytes32(0)))
+        );
+        _report(taskId, _one(d));
+        d = _signed(keys[0], taskId, 0, 500, bytes32(0));
+        vm.expectRevert(
+            abi.encodeWithSelector(TaskBoard.SignerMismatch.selector, 0, agents[0], _recovered(taskId, d, MODEL))
+        );
+        _report(taskId, _one(d));
+    }
+
+    /// @dev Any bit set in 32..95 of a head, at any place in a report, refuses the report at it,
+    /// before anything else about that decision is looked at (here, with `worse`, an invalid
+    /// action and an unregistered, unsorted signer too).
+    function testFuzz_submitReport_revert_MalformedDecision(uint64 bits, uint8 index, bool worse) public {
+        vm.assume(bits != 0);
+        uint256 i = bound(index, 0, 2);
+        TaskBoard.SignedDecision[] memory ds = _three(taskId, [uint8(2), 1, 0], [uint16(10_000), 0, 4321]);
+        ds[i].head |= uint256(bits) << 32;
+        if (worse) {
+            _setField(ds[i], 16, 8, 7);
+            _setField(ds[i], 96, 160, 1);
+        }
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.MalformedDecision.selector, i));
+        _report(taskId, ds);
+        (uint16 decisions,) = _counts(taskId);
+        assertEq(decisions, 0, "nothing tallied");
     }
 
     function test_submitReport_revert_DuplicateSigner() public {
@@ -449,7 +596,7 @@ contract TaskBoardReportTest is ReportFixture {
         vm.assume(key != keys[0]);
         bytes32 digest = _digestFor(block.chainid, address(board), taskId, 2, 1, MODEL, agents[0]);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
-        TaskBoard.SignedDecision memory d = TaskBoard.SignedDecision(agents[0], 2, 1, MODEL, v, r, s);
+        TaskBoard.SignedDecision memory d = _pack(agents[0], v, 2, 1, r, s);
         address forger = vm.addr(key);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.SignerMismatch.selector, 0, agents[0], forger));
         _report(taskId, _one(d));
@@ -461,11 +608,11 @@ contract TaskBoardReportTest is ReportFixture {
         confidence = uint16(bound(confidence, 0, 10_000));
         TaskBoard.SignedDecision memory d = _signed(key, taskId, 1, confidence, MODEL);
         d.s = bytes32(ORDER - uint256(d.s));
-        d.v = d.v == 27 ? 28 : 27;
+        _setField(d, 24, 8, _v(d) == 27 ? 28 : 27);
         // ecrecover itself would accept the twin (same signer): only the s check stops it.
         assertEq(
-            ecrecover(board.decisionDigest(taskId, 1, confidence, MODEL, d.agent), d.v, d.r, d.s),
-            d.agent,
+            ecrecover(board.decisionDigest(taskId, 1, confidence, MODEL, _agent(d)), _v(d), d.r, d.s),
+            _agent(d),
             "the twin recovers"
         );
         TaskBoard.SignedDecision[] memory ds = new TaskBoard.SignedDecision[](2);
@@ -478,42 +625,82 @@ contract TaskBoardReportTest is ReportFixture {
     function testFuzz_submitReport_revert_BadSignature_v(uint8 v) public {
         vm.assume(v != 27 && v != 28);
         TaskBoard.SignedDecision memory d = _signed(keys[0], taskId, 1, 1, MODEL);
-        d.v = v;
+        _setField(d, 24, 8, v);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.BadSignature.selector, 0));
         _report(taskId, _one(d));
     }
 
+    /// @dev ecrecover's 0 for an unrecoverable signature never passes for the signer, not even
+    /// for a decision that names address 0 (unregistered, so refused before its signature; and
+    /// were it registered, the signature is refused all the same).
     function test_submitReport_revert_BadSignature_unrecoverable() public {
         TaskBoard.SignedDecision memory d = _signed(keys[0], taskId, 1, 1, MODEL);
         d.r = bytes32(0);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.BadSignature.selector, 0));
         _report(taskId, _one(d));
-        d.agent = address(0);
+        _setField(d, 96, 160, 0);
+        vm.expectRevert(abi.encodeWithSelector(TaskBoard.UnknownAgent.selector, address(0)));
+        _report(taskId, _one(d));
+        _registerAgent(address(0), 0, true);
         vm.expectRevert(abi.encodeWithSelector(TaskBoard.BadSignature.selector, 0));
         _report(taskId, _one(d));
     }
 
-    /// @dev Flipping any bit of r or s, or changing a signed field after signing, makes the
-    /// signature bad or recover to someone else.
-    function testFuzz_submitReport_revert_mutated(uint8 which, uint8 bit, uint16 delta) public {
+    /// @dev Flipping any bit of r or s, or changing any field of the head after signing, refuses
+    /// the decision with the one error its checks determine: MalformedDecision for a reserved bit,
+    /// InvalidAction or InvalidConfidence out of range, UnknownAgent for an unregistered agent,
+    /// BadSignature for a v other than 27/28, a high s or nothing recovered, and otherwise
+    /// SignerMismatch with whom it recovers to (always so for an in-range action, confidence or
+    /// a registered agent: the signature itself is untouched, it just signs something else).
+    function testFuzz_submitReport_revert_mutated(uint8 which, uint8 bit, uint256 value) public {
         TaskBoard.SignedDecision memory d = _signed(keys[0], taskId, 1, 5000, MODEL);
-        which = uint8(bound(which, 0, 4));
-        delta = uint16(bound(delta, 1, 5000));
-        if (which == 0) d.r ^= bytes32(uint256(1) << bit);
-        else if (which == 1) d.s ^= bytes32(uint256(1) << bit);
-        else if (which == 2) d.action = (d.action + uint8(bound(delta, 1, 2))) % 3;
-        else if (which == 3) d.confidence -= delta;
-        else d.modelId ^= bytes32(uint256(delta));
-        vm.prank(aggregator);
-        try board.submitReport(taskId, _one(d)) {
-            assertTrue(false, "a mutated signature was accepted");
-        } catch (bytes memory err) {
-            bytes4 selector = bytes4(err);
-            assertTrue(
-                selector == TaskBoard.BadSignature.selector || selector == TaskBoard.SignerMismatch.selector,
-                "BadSignature or SignerMismatch"
-            );
+        which = uint8(bound(which, 0, 6));
+        bytes memory expected;
+        bool signsOther; // a valid signature over another decision
+        if (which == 0) {
+            d.r ^= bytes32(uint256(1) << bit);
+        } else if (which == 1) {
+            d.s ^= bytes32(uint256(1) << bit);
+        } else if (which == 2) {
+            uint8 action = uint8(value);
+            vm.assume(action != 1);
+            _setField(d, 16, 8, action);
+            if (action > 2) expected = abi.encodeWithSelector(TaskBoard.InvalidAction.selector);
+            signsOther = true;
+        } else if (which == 3) {
+            uint16 confidence = uint16(value);
+            vm.assume(confidence != 5000);
+            _setField(d, 0, 16, confidence);
+            if (confidence > 10_000) expected = abi.encodeWithSelector(TaskBoard.InvalidConfidence.selector);
+            signsOther = true;
+        } else if (which == 4) {
+            uint8 v = uint8(value);
+            vm.assume(v != _v(d));
+            _setField(d, 24, 8, v);
+        } else if (which == 5) {
+            // Another registered agent (half the runs), or any address.
+            address agent = bit < 128 ? [agents[1], agents[2], aggregator][value % 3] : address(uint160(value));
+            vm.assume(agent != agents[0]);
+            _setField(d, 96, 160, uint160(agent));
+            (bool active,,,) = registry.agentInfo(agent);
+            if (!active) expected = abi.encodeWithSelector(TaskBoard.UnknownAgent.selector, agent);
+            signsOther = true;
+        } else {
+            _setField(d, 32 + bit % 64, 1, 1);
+            expected = abi.encodeWithSelector(TaskBoard.MalformedDecision.selector, 0);
         }
+        if (expected.length == 0) {
+            (,,, bytes32 model) = registry.agentInfo(_agent(d));
+            address recovered = _recovered(taskId, d, model);
+            assertTrue(recovered != _agent(d), "the mutation changes the signer");
+            bool bad = (_v(d) != 27 && _v(d) != 28) || uint256(d.s) > ORDER / 2 || recovered == address(0);
+            if (signsOther) assertFalse(bad, "a valid signature of something else recovers");
+            expected = bad
+                ? abi.encodeWithSelector(TaskBoard.BadSignature.selector, 0)
+                : abi.encodeWithSelector(TaskBoard.SignerMismatch.selector, 0, _agent(d), recovered);
+        }
+        vm.expectRevert(expected);
+        _report(taskId, _one(d));
         (, bool decided,) = board.published(taskId, agents[0]);
         assertFalse(decided, "nothing tallied");
     }
@@ -531,7 +718,7 @@ contract TaskBoardReportTest is ReportFixture {
         }
         bytes32 digest = _digestFor(chainId, verifyingContract, taskId, 2, 10_000, MODEL, agents[0]);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(keys[0], digest);
-        TaskBoard.SignedDecision memory d = TaskBoard.SignedDecision(agents[0], 2, 10_000, MODEL, v, r, s);
+        TaskBoard.SignedDecision memory d = _pack(agents[0], v, 2, 10_000, r, s);
         vm.prank(aggregator);
         try board.submitReport(taskId, _one(d)) {
             assertTrue(false, "a signature for another domain was accepted");
