@@ -20,6 +20,7 @@ from node.chain.events import (
     AgentInfo,
     AgentRecord,
     ChainEvent,
+    DecisionReported,
     ModelInfo,
     Published,
     Tallies,
@@ -111,13 +112,16 @@ class ChorusContracts:
         return self.result(self.send(contract, function, *args, value=value, gas=gas))
 
     def decode_logs(self, logs: Iterable[Log]) -> list[ChainEvent | DecodedLog]:
-        """Typed events for the logs the protocol's contracts emitted; others are skipped."""
+        """Typed events for the logs the protocol's contracts emitted; others are skipped. A
+        report's packed `DecisionReported` comes out as the `DecisionPublished` it stands for (same
+        fields, same log position): a decision reads the same whichever way it reached the chain."""
         events: list[ChainEvent | DecodedLog] = []
         for entry in logs:
             interface = self._by_address.get(entry.address.lower())
             decoded = interface.decode_log(entry) if interface else None
             if decoded is not None:
-                events.append(to_event(decoded))
+                event = to_event(decoded)
+                events.append(event.decoded() if isinstance(event, DecisionReported) else event)
         return events
 
     def events(self, from_block: BlockId = 0, to_block: BlockId = "latest",
@@ -125,7 +129,8 @@ class ChorusContracts:
         """The protocol's events in a block range (all contracts), optionally only `names`."""
         topics: list[bytes] | None = None
         if names:
-            topics = [iface.event_topic(n) for n in names for iface in self.interfaces.values()
+            wanted = [*names, "DecisionReported"] if "DecisionPublished" in names else list(names)
+            topics = [iface.event_topic(n) for n in wanted for iface in self.interfaces.values()
                       if n in iface.event_names]
         logs = self.client.get_logs(address=list(self.addresses.values()),
                                     topics=[topics] if topics else None,

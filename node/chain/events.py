@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from node.chain.abi import DecodedLog
+from node.protocol.reports import unpack_reported
 
 
 def snake_case(name: str) -> str:
@@ -131,8 +132,21 @@ class ProbabilitiesPublished(ChainEvent):
 
 
 @dataclass(frozen=True)
+class DecisionReported(ChainEvent):
+    """A decision of a `submitReport` call, packed in one word; `decoded()` is the DecisionPublished
+    it stands for (`ChorusContracts.decode_logs` hands out that one in its place)."""
+
+    decision: int
+
+    def decoded(self) -> DecisionPublished:
+        task_id, agent, role, action, confidence = unpack_reported(self.decision)
+        return DecisionPublished(task_id, agent, role, action, confidence, address=self.address,
+                                 block_number=self.block_number, tx_hash=self.tx_hash, log_index=self.log_index)
+
+
+@dataclass(frozen=True)
 class ReportSubmitted(ChainEvent):
-    """Follows the DecisionPublished events of a `submitReport` call (its signed decisions)."""
+    """Follows the DecisionReported logs of a `submitReport` call (its signed decisions)."""
 
     task_id: int
     aggregator: str
@@ -167,7 +181,7 @@ EVENT_TYPES: dict[str, type[ChainEvent]] = {
     cls.__name__: cls
     for cls in (ModelRegistered, AgentRegistered, EndpointUpdated, AgentDeregistered, StakeWithdrawn,
                 OwnershipTransferred, WeightSet, TaskSubmitted, EmbeddingPublished, DecisionPublished,
-                ProbabilitiesPublished, ReportSubmitted, TaskFinalized, RewardClaimed, TaskReclaimed)
+                ProbabilitiesPublished, DecisionReported, ReportSubmitted, TaskFinalized, RewardClaimed, TaskReclaimed)
 }
 
 

@@ -70,7 +70,8 @@ def typed_decision(chain_id: int, board: str, task_id: int, action: int, confide
 
 @dataclass(frozen=True)
 class SignedDecision:
-    """One decision and its signature, in `TaskBoard.SignedDecision`'s field order."""
+    """One decision and its signature. On chain it travels packed (`as_tuple`) without its model
+    id, which the contract reads from the AgentRegistry: it must be the agent's registered one."""
 
     agent: str
     action: int
@@ -80,9 +81,28 @@ class SignedDecision:
     r: bytes
     s: bytes
 
-    def as_tuple(self) -> tuple[str, int, int, bytes, int, bytes, bytes]:
-        """The ABI tuple `(address,uint8,uint16,bytes32,uint8,bytes32,bytes32)`."""
-        return (self.agent, self.action, self.confidence, self.model_id, self.v, self.r, self.s)
+    @property
+    def head(self) -> int:
+        """`TaskBoard.SignedDecision.head`: `agent << 96 | v << 24 | action << 16 | confidence`."""
+        return pack_head(self.agent, self.v, self.action, self.confidence)
+
+    def as_tuple(self) -> tuple[int, bytes, bytes]:
+        """The ABI tuple `(uint256 head, bytes32 r, bytes32 s)` of `TaskBoard.SignedDecision`."""
+        return (self.head, self.r, self.s)
+
+
+def pack_head(agent: str, v: int, action: int, confidence: int) -> int:
+    """The head word of a signed decision on chain (bits 32..95 zero)."""
+    if not 0 <= int(v) <= 0xFF or not 0 <= int(action) <= 0xFF or not 0 <= int(confidence) <= 0xFFFF:
+        raise ValueError(f"v {v} / action {action} / confidence {confidence} out of the head's fields")
+    return (int(agent, 16) << 96) | (int(v) << 24) | (int(action) << 16) | int(confidence)
+
+
+def unpack_reported(word: int) -> tuple[int, str, int, int, int]:
+    """`(task_id, agent, role, action, confidence)` of a `DecisionReported` log's word
+    (`taskId << 192 | agent << 32 | role << 24 | action << 16 | confidence`)."""
+    agent = to_checksum_address("0x" + ((word >> 32) & ((1 << 160) - 1)).to_bytes(20, "big").hex())
+    return word >> 192, agent, (word >> 24) & 0xFF, (word >> 16) & 0xFF, word & 0xFFFF
 
 
 def decision_digest(chain_id: int, board: str, task_id: int, action: int, confidence: int, model_id: bytes,
@@ -122,7 +142,7 @@ def recover_signer(decision: SignedDecision, *, chain_id: int, board: str, task_
                                        vrs=(decision.v, decision.r, decision.s)))
 
 
-def report_args(decisions: Iterable[SignedDecision]) -> list[tuple[str, int, int, bytes, int, bytes, bytes]]:
+def report_args(decisions: Iterable[SignedDecision]) -> list[tuple[int, bytes, bytes]]:
     """`submitReport`'s second argument: the decisions with their signers in ascending address
     order, as the contract takes them (`UnsortedSigners` otherwise)."""
     return [d.as_tuple() for d in sorted(decisions, key=lambda d: int(d.agent, 16))]

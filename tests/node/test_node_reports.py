@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_utils import to_checksum_address
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nodefakes import FakeNodeChain
 
 from node.chain.events import AgentDeregistered, AgentRegistered, ChainEvent, EndpointUpdated, StakeWithdrawn
 from node.chain.nodechain import BlockHeader
 from node.chain.settings import dev_account
-from node.protocol.reports import SignedDecision, sign_decision
+from node.protocol.reports import SignedDecision, pack_head, sign_decision, unpack_reported
 from node.runtime.api import create_app
 from node.runtime.metrics import NodeMetrics
 from node.runtime.outbox import Outbox
@@ -332,6 +335,31 @@ def test_report_args_put_the_signers_in_ascending_address_order() -> None:
 
     signed = [sign_decision(a.key, chain_id=CHAIN_ID, board=BOARD, task_id=7, action=i % 3, confidence=100 + i,
                             model_id=bytes(32)) for i, a in enumerate((RISK, MARKET, SENTIMENT, STRANGER))]
-    agents = [int(row[0], 16) for row in report_args(signed)]
+    agents = [row[0] >> 96 for row in report_args(signed)]
     assert agents == sorted(agents) and len(set(agents)) == 4
-    assert {row[2] for row in report_args(reversed(signed))} == {100, 101, 102, 103}
+    assert {row[0] & 0xFFFF for row in report_args(reversed(signed))} == {100, 101, 102, 103}
+
+
+def test_a_signed_decision_packs_into_the_head_the_contract_reads() -> None:
+    """`head = agent << 96 | v << 24 | action << 16 | confidence`, bits 32..95 zero; r and s follow;
+    the model id does not travel (the contract reads the registered one)."""
+    d = sign_decision(MARKET.key, chain_id=CHAIN_ID, board=BOARD, task_id=9, action=2, confidence=10_000,
+                      model_id=MODEL)
+    head, r, s = d.as_tuple()
+    assert (head >> 96, (head >> 24) & 0xFF, (head >> 16) & 0xFF, head & 0xFFFF) == (int(MARKET.address, 16), d.v, 2,
+                                                                                    10_000)
+    assert (head >> 32) & ((1 << 64) - 1) == 0 and (r, s) == (d.r, d.s)
+    with pytest.raises(ValueError, match="out of the head"):
+        pack_head(MARKET.address, 27, 2, 70_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(task=st.integers(1, 2**64 - 1), agent=st.integers(0, 2**160 - 1), role=st.integers(0, 255),
+       action=st.integers(0, 255), confidence=st.integers(0, 0xFFFF))
+def test_a_reported_decision_word_unpacks_to_its_fields(task: int, agent: int, role: int, action: int,
+                                                       confidence: int) -> None:
+    """`DecisionReported`'s word, `taskId << 192 | agent << 32 | role << 24 | action << 16 | confidence`."""
+    word = (task << 192) | (agent << 32) | (role << 24) | (action << 16) | confidence
+    t, a, r, act, c = unpack_reported(word)
+    assert (t, int(a, 16), r, act, c) == (task, agent, role, action, confidence)
+    assert a == to_checksum_address(a)
