@@ -13,6 +13,12 @@
   hash the node already has, both count as accepted). A JSON-RPC error reply to a read (e.g.
   -32602 BlockOutOfRangeError from eth_getLogs after a reorg) is raised as `RpcErrorReply`.
 - `watch` (`node.chain.rpcwatch.RpcWatch`) times how long the client has waited for any answer.
+- Transport: a plain-HTTP RPC URL (a local node, the devnet) is served over one keep-alive
+  `http.client` connection per thread (`KeepAliveHTTPProvider`, ~0.2 ms per call instead of
+  ~1 ms through `requests`); https, credentials in the URL or a proxy keep web3's `requests`
+  transport. The hot reads and the raw send (`block_number`, `get_receipt(s)`, `get_logs`,
+  `estimate_gas`, `send_raw`) go out as raw JSON-RPC and are parsed here, without web3's
+  formatters; `request_batch` sends several reads in one JSON-RPC batch (one round trip).
 - A transaction that would revert is caught by gas estimation and raised as `ContractRevert`
   before it is sent; a mined failure (status 0) is replayed with eth_call at its block to get the
   revert data.
@@ -101,6 +107,100 @@ def signing_backend() -> str:
     if name != "CoinCurveECCBackend":
         log.warning("eth-keys signs with %s, not coincurve: signing will be slow (pip install coincurve)", name)
     return name
+
+
+# --- transport --------------------------------------------------------------------------------
+
+
+class KeepAliveHTTPProvider(HTTPProvider):
+    """web3's `HTTPProvider` with a lean transport for plain-HTTP RPC URLs (a local node, a devnet).
+
+    `requests` costs ~0.8 ms of CPU per call on top of the socket work (it re-reads the proxy
+    environment and .netrc on every request); here each thread keeps one `http.client` keep-alive
+    connection and a JSON-RPC call costs ~0.2 ms. Everything else is web3's (encoding, decoding,
+    batches). An https URL, one with credentials in it, or one the environment routes through a
+    proxy keeps web3's own `requests` transport. Failures are the ones the client already treats as
+    "no answer": `ConnectionError` (refused, reset, closed), `TimeoutError`, and
+    `requests.HTTPError` for a non-2xx status (so 429/502/503/504 are retried as before).
+    """
+
+    def __init__(self, endpoint_uri: str, *, timeout: float, **kwargs: Any) -> None:
+        super().__init__(endpoint_uri, request_kwargs={"timeout": timeout}, **kwargs)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._lean = _lean_target(str(endpoint_uri))
+
+    def _make_request(self, method: Any, request_data: bytes) -> bytes:
+        if self._lean is None:
+            return super()._make_request(method, request_data)
+        return self._post(request_data)
+
+    def make_batch_request(self, batch_requests: list[tuple[Any, Any]]) -> Any:
+        if self._lean is None:
+            return super().make_batch_request(batch_requests)
+        response = self.decode_rpc_response(self._post(self.encode_batch_rpc_request(batch_requests)))
+        if not isinstance(response, list):
+            return response  # one error object for the whole batch
+        return sorted(response, key=lambda r: r.get("id") if isinstance(r.get("id"), int) else -1)
+
+    def _post(self, body: bytes) -> bytes:
+        import http.client
+
+        host, port, path = self._lean  # type: ignore[misc]
+        for fresh_try in (False, True):
+            conn = getattr(self._local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+                self._local.conn = conn
+            try:
+                conn.request("POST", path, body=body, headers=_JSON_HEADERS)
+                response = conn.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self._drop()
+                if reused and not fresh_try:
+                    continue  # the server closed an idle keep-alive connection: one fresh try
+                raise ConnectionError(str(exc) or type(exc).__name__) from None
+            except (TimeoutError, ConnectionError):
+                self._drop()
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+            if response.will_close:
+                self._drop()
+            if not 200 <= response.status < 300:
+                failed = requests.Response()
+                failed.status_code, failed.reason, failed.url = response.status, response.reason, self.endpoint_uri
+                raise requests.HTTPError(f"{response.status} {response.reason} for {safe_url(str(self.endpoint_uri))}",
+                                         response=failed)
+            return data
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Connection": "keep-alive"}
+
+
+def _lean_target(url: str) -> tuple[str, int, str] | None:
+    """(host, port, path) when `url` can use the lean transport: plain http, no credentials, no proxy."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+        return None
+    if requests.utils.get_environ_proxies(url):
+        return None
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.hostname, parts.port or 80, path
 
 
 # --- fees -------------------------------------------------------------------------------------
@@ -237,7 +337,7 @@ class Web3Client(ChainClient):
         self._backoff = backoff
         self.receipt_timeout = receipt_timeout
         # web3's own retry loop is off: retries are decided here, per kind of request.
-        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        provider = KeepAliveHTTPProvider(rpc_url, timeout=timeout, exception_retry_configuration=None)
         self.w3 = Web3(provider, middleware=[])
         self._chain_id = chain_id  # None: asked on first use
         self._tip: int | None = self.fee_policy.priority_fee_wei
@@ -314,16 +414,38 @@ class Web3Client(ChainClient):
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         """A raw JSON-RPC request (e.g. anvil's `evm_snapshot`); returns `result`; an error reply
         raises `RpcErrorReply`."""
-        def go() -> Any:
-            response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
-            if "error" in response:
-                error = response["error"]
-                if isinstance(error, dict):
-                    code = error.get("code")
-                    raise RpcErrorReply(method, code if isinstance(code, int) else None, str(error.get("message")))
-                raise RpcErrorReply(method, None, str(error))
-            return response.get("result")
-        return self._retrying(method, go)
+        return self._retrying(method, lambda: self._reply(method, params))
+
+    def _reply(self, method: str, params: Sequence[Any]) -> Any:
+        """One raw request, not retried: `result`, or `RpcErrorReply` for an error reply."""
+        return _result_of(method, self.w3.provider.make_request(method, list(params)))  # type: ignore[arg-type]
+
+    def request_batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Several raw requests in one JSON-RPC batch (one HTTP round trip), retried as a whole on
+        connection errors (use it for reads only). Returns each call's `result` in order, or the
+        `RpcErrorReply` of a call the node answered with an error (returned, not raised)."""
+        if not calls:
+            return []
+        if len(calls) == 1:
+            method, params = calls[0]
+            try:
+                return [self.request(method, params)]
+            except RpcErrorReply as exc:
+                return [exc]
+        what = f"{'+'.join(dict.fromkeys(method for method, _ in calls))} (batch of {len(calls)})"
+        batch = [(method, list(params)) for method, params in calls]
+        responses = self._retrying(what, lambda: self.w3.provider.make_batch_request(batch))  # type: ignore[arg-type]
+        if not isinstance(responses, list) or len(responses) != len(calls):
+            error = responses.get("error") if isinstance(responses, dict) else responses
+            raise RpcErrorReply(what, error.get("code") if isinstance(error, dict) else None,
+                                str(error.get("message") if isinstance(error, dict) else error))
+        out: list[Any] = []
+        for (method, _), response in zip(calls, responses, strict=True):
+            try:
+                out.append(_result_of(method, response))
+            except RpcErrorReply as exc:
+                out.append(exc)
+        return out
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -333,16 +455,20 @@ class Web3Client(ChainClient):
         return self._chain_id
 
     def block_number(self) -> int:
-        return int(self._read("eth_blockNumber", lambda: self.w3.eth.block_number))
+        return int(self.request("eth_blockNumber"), 16)
+
+    def _block(self, block: BlockId) -> dict[str, Any]:
+        raw = self.request("eth_getBlockByNumber", [_block_tag(block), False])
+        if not raw:
+            raise ChainError(f"block {block} not found")
+        return raw  # type: ignore[no-any-return]
 
     def block_timestamp(self, block: BlockId = "latest") -> int:
-        raw = self._read("eth_getBlockByNumber", lambda: self.w3.eth.get_block(block))  # type: ignore[arg-type]
-        return int(raw["timestamp"])
+        return int(self._block(block)["timestamp"], 16)
 
     def base_fee(self) -> int:
         """baseFeePerGas of the latest block."""
-        block = self._read("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))
-        return int(block.get("baseFeePerGas") or 0)
+        return int(self._block("latest").get("baseFeePerGas") or "0x0", 16)
 
     def balance(self, address: str | None = None) -> int:
         addr = to_checksum_address(address or self.address)
@@ -368,15 +494,16 @@ class Web3Client(ChainClient):
 
     def estimate_gas(self, to: str | None, data: bytes, *, value: int = 0) -> int:
         """eth_estimateGas; a revert raises ContractRevert."""
-        tx: dict[str, Any] = {"from": self.address, "data": _hex(data), "value": value}
+        tx: dict[str, Any] = {"from": self.address, "data": _hex(data), "value": hex(value)}
         if to is not None:
-            tx["to"] = to_checksum_address(to)
+            tx["to"] = _checksum(to)
         try:
-            return int(self._retrying("eth_estimateGas", lambda: self.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]
-        except ContractLogicError as exc:
-            raise self.decoder.decode(_revert_data(exc)) from None
-        except Web3RPCError as exc:
-            raise ChainError(f"gas estimation failed: {_rpc_message(exc)}") from None
+            return int(self.request("eth_estimateGas", [tx]), 16)
+        except RpcErrorReply as exc:
+            revert = _revert_in(getattr(exc, "error", None))
+            if revert is not None:
+                raise self.decoder.decode(revert[0]) from None
+            raise ChainError(f"gas estimation failed: {exc.rpc_message}") from None
 
     def suggest_fees(self) -> Fees:
         """Fees for a transaction now: 2 * latest baseFee + tip (cached for `fee_cache_s`)."""
@@ -391,26 +518,32 @@ class Web3Client(ChainClient):
         return fees
 
     def get_receipt(self, tx_hash: str) -> Receipt | None:
-        try:
-            raw = self._read("eth_getTransactionReceipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))  # type: ignore[arg-type]
-        except TransactionNotFound:
-            return None
-        if raw is None:
-            return None
-        return _receipt(raw)
+        raw = self.request("eth_getTransactionReceipt", [tx_hash])
+        return None if raw is None else _receipt_json(raw)
+
+    def get_receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
+        """The receipts of several transactions (None: not mined) in one batch request."""
+        if not tx_hashes:
+            return []
+        results = self.request_batch([("eth_getTransactionReceipt", [h]) for h in tx_hashes])
+        out: list[Receipt | None] = []
+        for result in results:
+            if isinstance(result, RpcErrorReply):
+                raise result
+            out.append(None if result is None else _receipt_json(result))
+        return out
 
     def get_logs(self, *, address: str | Sequence[str] | None = None,
                  topics: Sequence[bytes | Sequence[bytes] | None] | None = None,
                  from_block: BlockId = 0, to_block: BlockId = "latest") -> list[Log]:
-        params: dict[str, Any] = {"fromBlock": from_block, "toBlock": to_block}
+        params: dict[str, Any] = {"fromBlock": _block_tag(from_block), "toBlock": _block_tag(to_block)}
         if address is not None:
-            params["address"] = (to_checksum_address(address) if isinstance(address, str)
-                                 else [to_checksum_address(a) for a in address])
+            params["address"] = (_checksum(address) if isinstance(address, str)
+                                 else [_checksum(a) for a in address])
         if topics is not None:
             params["topics"] = [None if t is None else _hex(t) if isinstance(t, (bytes, bytearray))
                                 else [_hex(x) for x in t] for t in topics]
-        raw = self._read("eth_getLogs", lambda: self.w3.eth.get_logs(params))  # type: ignore[arg-type]
-        return [_log(entry) for entry in raw]
+        return [_log_json(entry) for entry in self.request("eth_getLogs", [params])]
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -480,10 +613,11 @@ class Web3Client(ChainClient):
 
         Raises `NonceTaken` when the nonce is used by another transaction or a replacement is
         underpriced, `RpcUnavailable` when the RPC cannot be reached, `ChainError` otherwise."""
+        params = ["0x" + bytes(raw).hex()]
         for attempt in range(self._retries + 1):
             started = time.monotonic()
             try:
-                self._attempt(lambda: self.w3.eth.send_raw_transaction(raw))
+                self._attempt(lambda: self._reply("eth_sendRawTransaction", params))
                 return
             except _CONNECTION_ERRORS as exc:
                 delay = self._no_answer(f"eth_sendRawTransaction {tx_hash}", exc, started, attempt)
@@ -491,8 +625,8 @@ class Web3Client(ChainClient):
                     raise RpcUnavailable(f"RPC {safe_url(self.rpc_url)} unavailable (eth_sendRawTransaction {tx_hash}): "
                                          f"{_short(exc)}") from None
                 time.sleep(delay)
-            except Web3RPCError as exc:
-                message = _rpc_message(exc)
+            except RpcErrorReply as exc:
+                message = exc.rpc_message
                 if _is_already_known(message):
                     return
                 if _is_nonce_conflict(message):
@@ -502,11 +636,7 @@ class Web3Client(ChainClient):
                 raise ChainError(f"node rejected transaction {tx_hash}: {message}") from None
 
     def _tx_known(self, tx_hash: str) -> bool:
-        try:
-            self._read("eth_getTransactionByHash", lambda: self.w3.eth.get_transaction(tx_hash))  # type: ignore[arg-type]
-            return True
-        except TransactionNotFound:
-            return False
+        return self.request("eth_getTransactionByHash", [tx_hash]) is not None
 
     def wait(self, tx: SentTx | str, *, timeout: float | None = None) -> Receipt:
         tx_hash = tx if isinstance(tx, str) else tx.tx_hash
@@ -546,6 +676,78 @@ class Web3Client(ChainClient):
         return ContractRevert("Reverted", {}, tx_hash=receipt.tx_hash)
 
 
+class _ErrorObject(RpcErrorReply):
+    """An `RpcErrorReply` that keeps the reply's error object (its `data` holds revert data)."""
+
+    def __init__(self, method: str, code: int | None, message: str, error: dict[str, Any]) -> None:
+        super().__init__(method, code, message)
+        self.error = error
+
+
+def _result_of(method: str, response: Any) -> Any:
+    """A JSON-RPC response's `result`; `RpcErrorReply` (with the error object) for an error reply."""
+    if "error" in response:
+        error = response["error"]
+        if isinstance(error, dict):
+            code = error.get("code")
+            raise _ErrorObject(method, code if isinstance(code, int) else None, str(error.get("message")), error)
+        raise RpcErrorReply(method, None, str(error))
+    return response.get("result")
+
+
+def _revert_in(error: Any) -> tuple[str | None] | None:
+    """`(revert data or None,)` when a JSON-RPC error object says the call reverted (web3's rule:
+    hex `data`, or a message saying "execution reverted", or code 3), else None."""
+    if not isinstance(error, dict):
+        return None
+    data = error.get("data")
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str):
+        return (data,)
+    message = str(error.get("message") or "")
+    if error.get("code") == 3 or "execution reverted" in message.lower() or "revert" == message.lower().strip():
+        return (None,)
+    return None
+
+
+def _block_tag(block: BlockId) -> str:
+    return hex(block) if isinstance(block, int) else str(block)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum(address: str) -> str:
+    """`to_checksum_address`, remembered (a keccak256 per call; logs and receipts repeat a few addresses)."""
+    return to_checksum_address(address)
+
+
+def _log_json(raw: dict[str, Any]) -> Log:
+    return Log(
+        address=_checksum(raw["address"]),
+        topics=tuple(bytes.fromhex(t[2:]) for t in raw["topics"]),
+        data=bytes.fromhex(raw["data"][2:]),
+        block_number=int(raw["blockNumber"], 16),
+        tx_hash=raw["transactionHash"].lower(),
+        log_index=int(raw["logIndex"], 16),
+    )
+
+
+def _receipt_json(raw: dict[str, Any]) -> Receipt:
+    """A receipt from its JSON-RPC form (hex quantities)."""
+    contract = raw.get("contractAddress")
+    return Receipt(
+        tx_hash=raw["transactionHash"].lower(),
+        block_number=int(raw["blockNumber"], 16),
+        status=int(raw["status"], 16),
+        gas_used=int(raw["gasUsed"], 16),
+        effective_gas_price=int(raw.get("effectiveGasPrice") or "0x0", 16),
+        sender=_checksum(raw["from"]),
+        to=_checksum(raw["to"]) if raw.get("to") else None,
+        contract_address=_checksum(contract) if contract else None,
+        logs=tuple(_log_json(entry) for entry in raw["logs"]),
+    )
+
+
 def _error_reply(method: str, exc: Web3RPCError) -> RpcErrorReply:
     response = exc.rpc_response or {}
     error = response.get("error") if isinstance(response, dict) else None
@@ -560,32 +762,6 @@ def _short(exc: BaseException) -> str:
     if isinstance(exc, (requests.Timeout, TimeoutError, RequestTimedOut)) or "timed out" in text.lower():
         return "timed out"
     return text[:200]
-
-
-def _log(raw: Any) -> Log:
-    return Log(
-        address=to_checksum_address(raw["address"]),
-        topics=tuple(bytes(t) for t in raw["topics"]),
-        data=bytes(raw["data"]),
-        block_number=int(raw["blockNumber"]),
-        tx_hash=_hex(raw["transactionHash"]),
-        log_index=int(raw["logIndex"]),
-    )
-
-
-def _receipt(raw: Any) -> Receipt:
-    contract = raw.get("contractAddress")
-    return Receipt(
-        tx_hash=_hex(raw["transactionHash"]),
-        block_number=int(raw["blockNumber"]),
-        status=int(raw["status"]),
-        gas_used=int(raw["gasUsed"]),
-        effective_gas_price=int(raw.get("effectiveGasPrice") or 0),
-        sender=to_checksum_address(raw["from"]),
-        to=to_checksum_address(raw["to"]) if raw.get("to") else None,
-        contract_address=to_checksum_address(contract) if contract else None,
-        logs=tuple(_log(entry) for entry in raw["logs"]),
-    )
 
 
 def connect(settings: ChainSettings, *, decoder: RevertDecoder | None = None,

@@ -75,10 +75,16 @@ class NodeChain:
     def header(self, block: int | str = "latest") -> BlockHeader | None:
         """Number, hash and timestamp of a block; None when the chain has no such block (yet)."""
         tag = hex(block) if isinstance(block, int) else block
-        raw = self.client.request("eth_getBlockByNumber", [tag, False])
-        if not raw:
-            return None
-        return BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
+        return _header(self.client.request("eth_getBlockByNumber", [tag, False]))
+
+    def headers(self, blocks: list[int | str]) -> list[BlockHeader | None]:
+        """`header` of several blocks, in one batch request (one round trip)."""
+        results = self.client.request_batch(
+            [("eth_getBlockByNumber", [hex(b) if isinstance(b, int) else b, False]) for b in blocks])
+        for result in results:
+            if isinstance(result, ChainError):
+                raise result
+        return [_header(r) for r in results]
 
     def silent_for(self) -> float:
         """Seconds the RPC has left a request of this node without any answer (0: it answers).
@@ -163,13 +169,31 @@ class NodeChain:
     def get_receipt(self, tx_hash: str) -> Receipt | None:
         return self.client.get_receipt(tx_hash)
 
+    def get_receipts(self, tx_hashes: list[str]) -> list[Receipt | None]:
+        """The receipts of several transactions (None: not mined), in one batch request."""
+        return self.client.get_receipts(tx_hashes)
+
     def tx_known(self, tx_hash: str) -> bool:
         """Whether the node has the transaction (pending or mined)."""
         return self.client.request("eth_getTransactionByHash", [tx_hash]) is not None
 
+    def txs_known(self, tx_hashes: list[str]) -> list[bool]:
+        """`tx_known` of several transactions, in one batch request."""
+        results = self.client.request_batch([("eth_getTransactionByHash", [h]) for h in tx_hashes])
+        for result in results:
+            if isinstance(result, ChainError):
+                raise result
+        return [r is not None for r in results]
+
     def explain_failure(self, receipt: Receipt) -> ContractRevert:
         """Why a mined transaction failed (see `Web3Client.explain_failure`)."""
         return self.client.explain_failure(receipt)
+
+
+def _header(raw: Any) -> BlockHeader | None:
+    if not raw:
+        return None
+    return BlockHeader(int(raw["number"], 16), str(raw["hash"]), int(raw["timestamp"], 16))
 
 
 def connect_node_chain(settings: ChainSettings, deployment: Deployment, *, signing: bool = True) -> NodeChain:
