@@ -84,18 +84,18 @@ class Closer:
         should finalize now; a lost race (AlreadyFinalized) is expected and quiet."""
         now = self.clock()
         me = self.chain.address.lower()
-        open_tasks = self.store.open_tasks()
-        open_ids = {t.id for t in open_tasks}
+        # Open tasks without a decision are neither at quorum nor expired with one: not candidates.
+        candidates = self.store.decided_open_tasks()
+        candidate_ids = {task.id for task, _ in candidates}
         for book in (self._quorum_seen, self._finalize_retry_at):
-            for task_id in [t for t in book if t not in open_ids]:
+            for task_id in [t for t in book if t not in candidate_ids]:
                 del book[task_id]
-        for task in open_tasks:
+        for task, decisions in candidates:
             # Only a row filled from its TaskSubmitted event has a quorum (TaskBoard refuses 0).
             if task.submitted_block is None or task.quorum is None:
                 continue
             if now < self._finalize_retry_at.get(task.id, 0.0):
                 continue
-            decisions = [e for e in self.store.task_events(task.id) if e.name == "DecisionPublished"]
             at_quorum = len(decisions) >= task.quorum
             expired = task.deadline is not None and head.timestamp > task.deadline and decisions
             if not (at_quorum or expired):

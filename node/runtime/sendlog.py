@@ -123,16 +123,18 @@ class SendLog:
     _lock: threading.RLock
     _clock: Callable[[], float]
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _durable_tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def record_send(self, *, task_id: int | None, kind: str, nonce: int, tx_hash: str, raw: bytes,
                     max_fee_per_gas: int | None = None, max_priority_fee_per_gas: int | None = None) -> int:
-        """Write 'about to send tx `tx_hash` (nonce, raw bytes) for task T' and commit. Returns the send id.
+        """Write 'about to send tx `tx_hash` (nonce, raw bytes) for task T' and commit it to disk
+        (fsync: it survives an OS crash too). Returns the send id.
 
         A transaction signed again byte for byte (same nonce, calldata and fees: the same hash),
         say after a reorg dropped the first one, is the same transaction: its record is opened
         again (PREPARED) and its id returned, instead of a second record claiming the same hash."""
         now = self._clock()
-        with self._tx() as db:
+        with self._durable_tx() as db:
             known = db.execute("SELECT send_id FROM send_attempts WHERE tx_hash = ?", (tx_hash,)).fetchone()
             if known is not None:
                 send_id = int(known["send_id"])
@@ -152,8 +154,9 @@ class SendLog:
 
     def add_attempt(self, send_id: int, *, tx_hash: str, raw: bytes, max_fee_per_gas: int | None = None,
                     max_priority_fee_per_gas: int | None = None) -> None:
-        """A replacement (fee bump) of send `send_id`: same nonce, new hash. Written before it is sent."""
-        with self._tx() as db:
+        """A replacement (fee bump) of send `send_id`: same nonce, new hash. Written (and synced to
+        disk) before it is sent."""
+        with self._durable_tx() as db:
             db.execute("INSERT OR REPLACE INTO send_attempts(tx_hash, send_id, raw, max_fee_per_gas, "
                        "max_priority_fee_per_gas, created_at) VALUES (?,?,?,?,?,?)",
                        (tx_hash, send_id, raw, _int_or_none(max_fee_per_gas), _int_or_none(max_priority_fee_per_gas),

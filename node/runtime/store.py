@@ -13,7 +13,8 @@ Why each part exists:
   aggregator still has them and a restarted agent knows it signed and where it sent its decision.
 
 All methods are thread-safe (one connection behind a lock; the API thread reads while the runner
-writes). Every multi-row change is one transaction.
+writes). Every multi-row change is one transaction. Commits survive a crash of the process; those of
+the send log's 'about to send' rows are also synced to disk before the transaction is broadcast.
 """
 
 from __future__ import annotations
@@ -275,8 +276,11 @@ class Store(SendLog):
         self._db.row_factory = sqlite3.Row
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed 'about to send' row survives even an OS crash, not only ours.
-            self._db.execute("PRAGMA synchronous=FULL")
+            # NORMAL in WAL mode: every commit survives a crash of this process (SIGKILL included)
+            # without an fsync of its own. The send log's 'about to send' rows are committed with
+            # FULL (`_durable_tx`), which also syncs every commit before them: those survive even
+            # an OS crash or a power cut, before the transaction reaches the RPC.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(TASK_SCHEMA + SEND_SCHEMA)
             self._add_missing_columns()
             if self.get_meta("schema_version") is None:
@@ -307,6 +311,17 @@ class Store(SendLog):
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def _durable_tx(self) -> Iterator[sqlite3.Connection]:
+        """`_tx` committed with synchronous=FULL: on disk (fsync) when the body's block ends."""
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                with self._tx() as db:
+                    yield db
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     # ---- meta and namespace -------------------------------------------------------------------
 
@@ -539,6 +554,22 @@ class Store(SendLog):
             rows = self._db.execute("SELECT * FROM tasks WHERE chain_status = ? ORDER BY id LIMIT ?",
                                     (ChainState.OPEN, limit)).fetchall()
         return [_task(r) for r in rows]
+
+    def decided_open_tasks(self, limit: int = 500) -> list[tuple[TaskRecord, list[StoredEvent]]]:
+        """Open tasks with at least one DecisionPublished event, oldest first, each with those events
+        in chain order (finalization candidates): two queries, however many tasks."""
+        with self._lock:
+            decisions: dict[int, list[StoredEvent]] = {}
+            for row in self._db.execute(
+                    "SELECT e.* FROM tasks t JOIN events e ON e.task_id = t.id WHERE t.chain_status = ? "
+                    "AND e.name = 'DecisionPublished' ORDER BY e.block_number, e.log_index", (ChainState.OPEN,)):
+                decisions.setdefault(int(row["task_id"]), []).append(_event(row))
+            ids = sorted(decisions)[:limit]
+            if not ids:
+                return []
+            rows = self._db.execute(f"SELECT * FROM tasks WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id",  # noqa: S608
+                                    ids).fetchall()
+        return [(task, decisions[task.id]) for task in map(_task, rows)]
 
     def claimable_tasks(self, limit: int = 500) -> list[TaskRecord]:
         """Finalized tasks whose reward share is not decided yet (claim candidates), oldest first."""
