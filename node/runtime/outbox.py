@@ -61,6 +61,9 @@ class SendPort(Protocol):
 
     def get_receipt(self, tx_hash: str) -> Receipt | None: ...
 
+    # Optional, several in one round trip: `get_receipts(tx_hashes) -> list[Receipt | None]` and
+    # `txs_known(tx_hashes) -> list[bool]`.
+
     def tx_known(self, tx_hash: str) -> bool: ...
 
 
@@ -132,12 +135,17 @@ class Outbox:
         stuck -> fee bump. Returns the sends that settled (mined, reverted or dropped)."""
         settled: list[Settled] = []
         resync = False
-        for send in self.store.open_sends():
-            receipt = self._find_receipt(send)
+        open_sends = self.store.open_sends()
+        receipts = self._receipts([a.tx_hash for send in open_sends for a in send.attempts])
+        found = {send.id: next((receipts[a.tx_hash] for a in reversed(send.attempts) if receipts.get(a.tx_hash)), None)
+                 for send in open_sends}
+        known = self._known([a.tx_hash for send in open_sends if found[send.id] is None for a in send.attempts])
+        for send in open_sends:
+            receipt = found[send.id]
             if receipt is not None:
                 settled.append(Settled(self._settle(send, receipt), receipt))
                 continue
-            if any(self.chain.tx_known(a.tx_hash) for a in send.attempts):
+            if any(known[a.tx_hash] for a in send.attempts):
                 if send.status == SendState.PREPARED:
                     self.store.mark_send(send.id, SendState.SENT, sent_at=self._clock())
                 self._maybe_bump(send)
@@ -150,15 +158,26 @@ class Outbox:
         if resync:
             self.chain.resync_nonce()
         if self.metrics:
-            self.metrics.pending_sends.set(len(self.store.open_sends()))
+            self.metrics.pending_sends.set(len(open_sends) - len(settled))
         return settled
 
-    def _find_receipt(self, send: SendRecord) -> Receipt | None:
-        for attempt in reversed(send.attempts):
-            receipt = self.chain.get_receipt(attempt.tx_hash)
-            if receipt is not None:
-                return receipt
-        return None
+    def _receipts(self, tx_hashes: list[str]) -> dict[str, Receipt | None]:
+        """The receipts of `tx_hashes` (None: not mined): one batch request when the chain offers
+        `get_receipts`, else one request each."""
+        if not tx_hashes:
+            return {}
+        batch = getattr(self.chain, "get_receipts", None)
+        found = batch(tx_hashes) if batch is not None else [self.chain.get_receipt(h) for h in tx_hashes]
+        return dict(zip(tx_hashes, found, strict=True))
+
+    def _known(self, tx_hashes: list[str]) -> dict[str, bool]:
+        """Whether the RPC has each of `tx_hashes` (pending or mined): one batch request when the
+        chain offers `txs_known`, else one request each."""
+        if not tx_hashes:
+            return {}
+        batch = getattr(self.chain, "txs_known", None)
+        found = batch(tx_hashes) if batch is not None else [self.chain.tx_known(h) for h in tx_hashes]
+        return dict(zip(tx_hashes, found, strict=True))
 
     def _settle(self, send: SendRecord, receipt: Receipt) -> SendRecord:
         status = SendState.MINED if receipt.succeeded else SendState.REVERTED

@@ -1,12 +1,13 @@
 """The event watcher: follows TaskBoard's events with a cursor persisted in SQLite.
 
-Each `poll`:
-1. checks that the block at the cursor still has the hash stored for it; if not, a reorg replaced
-   it: walk back through the stored hashes to the newest block still canonical, roll the store
-   back to it (tasks submitted above it are marked for re-check, publications and finalizations
-   seen above it are forgotten) and read forward again;
+Each `poll` (one round trip to the RPC when nothing is new, three when a range is read):
+1. reads the head and the block at the cursor (one batch request) and checks that the latter still
+   has the hash stored for it; if not, a reorg replaced it: walk back through the stored hashes to
+   the newest block still canonical, roll the store back to it (tasks submitted above it are marked
+   for re-check, publications and finalizations seen above it are forgotten) and read forward again;
 2. reads the events of the next range of blocks buried under `confirmations` blocks, bracketed by
-   two reads of the range's last block hash (a reorg in between discards the batch);
+   two reads of the range's last block hash (a reorg in between discards the batch; when the range
+   ends at the head, the head read in step 1 is the first of the two);
 3. stores events, tasks, the block hash and the new cursor in one SQLite transaction.
 
 A crash between two polls loses nothing (the cursor only moves with the data) and repeats nothing
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 class EventSource(Protocol):
-    """What the watcher reads (`node.chain.nodechain.NodeChain`, or a fake)."""
+    """What the watcher reads (`node.chain.nodechain.NodeChain`, or a fake). A source may also offer
+    `headers(blocks) -> list[BlockHeader | None]` (several headers in one round trip)."""
 
     def header(self, block: int | str = "latest") -> BlockHeader | None: ...
 
@@ -104,16 +106,17 @@ class Watcher:
         return self.start_block - 1 if cursor is None else cursor
 
     def poll(self) -> PollResult:
-        head = self.source.header("latest")
+        head, at_cursor = self._head_and_cursor_block()
         if head is None:
             raise ReorgRace("the RPC returned no latest block")
-        rollback = self._check_reorg()
+        rollback = self._check_reorg(at_cursor)
         safe = head.number - self.confirmations
         cursor = self.cursor
         if safe <= cursor:
             return PollResult(head, rollback=rollback, caught_up=True)
         to_block = min(safe, cursor + self.max_range)
-        before = self.source.header(to_block)
+        # The head read above brackets the range read as well as a read of its last block would.
+        before = head if to_block == head.number and rollback is None else self.source.header(to_block)
         try:
             events = self.source.events(cursor + 1, to_block)
         except RpcErrorReply as exc:
@@ -131,14 +134,24 @@ class Watcher:
             log.debug("blocks %d..%d: %d events, %d new tasks", cursor + 1, to_block, len(stored), len(new_tasks))
         return PollResult(head, new_tasks, stored, rollback, caught_up=to_block == safe)
 
-    def _check_reorg(self) -> Rollback | None:
+    def _head_and_cursor_block(self) -> tuple[BlockHeader | None, tuple[int, str, BlockHeader | None] | None]:
+        """The latest header, and (cursor, stored hash, the chain's header there) when the cursor's
+        block hash is stored: one batch request when the source can (`headers`), else two."""
         cursor = self.store.cursor()
-        if cursor is None:
-            return None
-        stored = self.store.block_hash(cursor)
+        stored = self.store.block_hash(cursor) if cursor is not None else None
         if stored is None:
+            return self.source.header("latest"), None
+        headers = getattr(self.source, "headers", None)
+        if headers is not None:
+            head, current = headers(["latest", cursor])
+        else:
+            head, current = self.source.header("latest"), self.source.header(cursor)
+        return head, (cursor, stored, current)
+
+    def _check_reorg(self, at_cursor: tuple[int, str, BlockHeader | None] | None) -> Rollback | None:
+        if at_cursor is None:
             return None
-        current = self.source.header(cursor)
+        cursor, stored, current = at_cursor
         if current is not None and current.hash == stored:
             return None
         fork = self.start_block - 1
