@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.chain.api import Fees
 from node.protocol import payload as pl
+from node.protocol.errors import ChainError
 from node.protocol.enums import Arch
 
 log = logging.getLogger(__name__)
@@ -92,42 +95,84 @@ def measure_raw(rpc_url: str, n_tx: int = 500, key_index: int = RAW_KEY_INDEX) -
 
 
 def run_pipeline(contracts: Any, n_tasks: int, arch: int, quorum: int, *, timeout_s: float = 300.0,
-                 on_progress: Callable[[int], None] | None = None) -> tuple[list[float], float, list[int]]:
-    """Submit `n_tasks` and wait for all to finalize: (latencies s, duration s, task ids)."""
+                 poll_s: float = 0.01, on_progress: Callable[[int], None] | None = None
+                 ) -> tuple[list[float], float, list[int]]:
+    """Submit `n_tasks` and wait for all to finalize: (latencies s, duration s, task ids).
+
+    The submissions go out back to back with consecutive nonces, each signed and sent as soon as
+    the previous one was accepted by the RPC (no wait for its receipt). The gas limit of a
+    submission is the estimate (gas margin included) of the first payload of its length: a
+    submission that would revert raises before anything is sent. TaskBoard's TaskSubmitted and
+    TaskFinalized logs are polled every `poll_s` seconds, also while the submissions go out; a
+    task's latency runs from the moment its submission was accepted to the poll that first saw its
+    TaskFinalized log. Once all are finalized, every submission's receipt is checked."""
     from node.chain.events import TaskFinalized, TaskSubmitted
 
     client = contracts.client
     board = contracts.addresses["TaskBoard"]
-    topic = contracts.interfaces["TaskBoard"].event_topic("TaskFinalized")
+    interface = contracts.interfaces["TaskBoard"]
+    topics = [[interface.event_topic("TaskSubmitted"), interface.event_topic("TaskFinalized")]]
     from_block = client.block_number() + 1
     deadline = client.block_timestamp() + 3600
-    submitted: dict[int, float] = {}
-    start = time.perf_counter()
-    for i in range(n_tasks):
-        raw = pl.encode(pl.example_payload(10_000 + i, asset=("ETH", "BTC", "SOL", "LINK")[i % 4]))
-        result = contracts.submit_task(raw, arch, deadline, quorum)
-        submitted[result.event(TaskSubmitted).task_id] = time.perf_counter()
-    finalized: dict[int, float] = {}
+    calls = [contracts.calldata("TaskBoard", "submitTask",
+                                pl.encode(pl.example_payload(10_000 + i, asset=("ETH", "BTC", "SOL", "LINK")[i % 4])),
+                                int(arch), deadline, quorum) for i in range(n_tasks)]
+    gas_by_length: dict[int, int] = {}
+    for data in calls:
+        if len(data) not in gas_by_length:
+            gas_by_length[len(data)] = math.ceil(client.estimate_gas(board, data) * client.fee_policy.gas_margin)
+    fees = client.suggest_fees()
+    fees = Fees(fees.max_fee_per_gas * 2, fees.max_priority_fee_per_gas)  # room for base-fee growth
+
+    sent_at: dict[str, float] = {}  # tx hash -> when the RPC accepted the submission
+    task_of: dict[str, int] = {}  # tx hash -> the task id its TaskSubmitted log gave
+    finalized_at: dict[int, float] = {}  # task id -> when its TaskFinalized log was first seen
     cursor = from_block
-    give_up = time.perf_counter() + timeout_s
-    while len(finalized) < len(submitted):
+    next_poll = 0.0
+
+    def poll() -> None:
+        nonlocal cursor, next_poll
         head = client.block_number()
         if head >= cursor:
-            logs = client.get_logs(address=board, topics=[topic], from_block=cursor, to_block=head)
+            logs = client.get_logs(address=board, topics=topics, from_block=cursor, to_block=head)
             now = time.perf_counter()
             for event in contracts.decode_logs(logs):
-                if isinstance(event, TaskFinalized) and event.task_id in submitted:
-                    finalized.setdefault(event.task_id, now)
+                if isinstance(event, TaskSubmitted):
+                    task_of[event.tx_hash.lower()] = event.task_id
+                elif isinstance(event, TaskFinalized):
+                    finalized_at.setdefault(event.task_id, now)
             cursor = head + 1
-            if on_progress is not None:
-                on_progress(len(finalized))
+        next_poll = time.perf_counter() + poll_s
+
+    start = time.perf_counter()
+    for data in calls:
+        tx = client.send(board, data, gas=gas_by_length[len(data)], fees=fees)
+        sent_at[tx.tx_hash.lower()] = time.perf_counter()
+        if time.perf_counter() >= next_poll:
+            poll()
+    give_up = time.perf_counter() + timeout_s
+    while True:
+        ours = [task_of[h] for h in sent_at if h in task_of]
+        done = sum(1 for t in ours if t in finalized_at)
+        if on_progress is not None:
+            on_progress(done)
+        if len(ours) == len(sent_at) and done == len(ours):
+            break
         if time.perf_counter() > give_up:
-            missing = sorted(set(submitted) - set(finalized))
-            raise TimeoutError(f"{len(missing)} tasks not finalized after {timeout_s:.0f}s: {missing[:10]}")
-        time.sleep(0.005)
-    latencies = [finalized[t] - submitted[t] for t in submitted]
-    duration = max(finalized.values()) - start
-    return latencies, duration, sorted(submitted)
+            failed = [r for r in client.get_receipts(list(sent_at)) if r is not None and not r.succeeded]
+            if failed:
+                raise client.explain_failure(failed[0])
+            missing = sorted(t for t in ours if t not in finalized_at)
+            raise TimeoutError(f"{len(sent_at) - len(ours)} submissions not mined and {len(missing)} tasks not "
+                               f"finalized after {timeout_s:.0f}s: {missing[:10]}")
+        time.sleep(max(0.0, next_poll - time.perf_counter()))
+        poll()
+    for receipt in client.get_receipts(list(sent_at)):  # every submission mined and succeeded
+        if receipt is None or not receipt.succeeded:
+            raise ChainError(f"submission {receipt.tx_hash if receipt else '?'} failed or vanished")
+    latencies = [finalized_at[task_of[h]] - sent_at[h] for h in sent_at]
+    duration = max(finalized_at[task_of[h]] for h in sent_at) - start
+    return latencies, duration, sorted(task_of[h] for h in sent_at)
 
 
 @dataclass(frozen=True)
