@@ -4,7 +4,11 @@ latency, beside raw Anvil throughput measured in the same run, and their ratio.
     python -m scripts.bench_node                 # N=4, 40 tasks, arch 2 (M-fixed)
     python -m scripts.bench_node --tasks 100 --arch 5 --json reports/bench_node.json
 
-The logic lives in `node.bench.throughput`; this is the entry point.
+Raw: 500 signed transfers sent one by one from this process (the chain layer's client), timed to
+the last receipt. Pipeline: the burst's submissions go out back to back (consecutive nonces, no
+wait per receipt), and chain tx/s counts every transaction mined from the first submission to the
+last finalization. The ratio is pipeline tx/s : raw tx/s. The logic (and exactly how each figure
+is measured) lives in `node.bench.throughput`; this is the entry point.
 """
 
 from __future__ import annotations

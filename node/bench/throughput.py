@@ -1,16 +1,23 @@
 """Node throughput benchmark: tasks/s and submit-to-finalized latency of N real node processes,
 beside raw Anvil throughput measured in the same run, and their ratio.
 
-- Raw Anvil: signed transactions (plain transfers, fixed gas and fees) sent one by one from this
-  Python process through the chain layer's client; rate = transactions / (time to the last receipt).
-- Pipeline: a burst of tasks submitted from this process (each submission waits for its receipt);
-  a task's latency runs from its submission receipt to the moment its TaskFinalized log is seen
-  (polled every few ms); throughput = tasks / (first submission to last finalization). The burst's
-  latencies include queueing behind the other tasks; a second, paced run (one task at a time)
-  gives the latency without it.
+- Raw Anvil: `raw_txs` signed transactions (plain transfers, fixed gas and fees) sent one by one
+  from this Python process through the chain layer's client (`Web3Client.send`: sign locally, then
+  eth_sendRawTransaction, which returns once Anvil accepted it), after one warm-up transfer;
+  rate = transactions / (first send to the last one's receipt). The nodes are up and idle meanwhile.
+- Pipeline: a burst of `n_tasks` submitTask calls sent from this process back to back with
+  consecutive nonces (each signed and sent as soon as the previous one was accepted; no wait for
+  its receipt; every receipt is checked afterwards), then the nodes publish and finalize.
+  Throughput = tasks / (first submission to last finalization); chain tx/s = every transaction
+  mined in the blocks from the first submission to the last finalization (submissions,
+  publications, finalizations, anything else) / the same duration. A task's latency runs from
+  the moment its submission was accepted by the RPC to the first poll (every 10 ms) that saw its
+  TaskFinalized log; the burst's latencies include queueing behind the other tasks, so a second,
+  paced run (one task at a time) gives the latency without it.
 
-Both run on the same Anvil (auto-mine), with the nodes up; the nodes are idle during the raw
-measurement. Timings go in this report, never in pass/fail tests.
+Both run on the same Anvil (auto-mine: one block per transaction). Anvil's cost per transaction
+grows with the length of the chain, and the burst runs on the chain the raw measurement (and the
+deployment) left behind. Timings go in this report, never in pass/fail tests.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from node.chain.api import Fees
 from node.chain.client import NonceManager, Web3Client, bump_fees, fees_for, min_replacement, signing_backend
 from node.protocol.enums import Encoding
 from node.devnet.anvil import free_port
-from node.protocol.errors import ChainError, RpcUnavailable
+from node.protocol.errors import ChainError, RpcErrorReply, RpcUnavailable
 from node.chain.settings import dev_account
 
 from chainhelpers import model_id
@@ -210,3 +210,49 @@ def test_signing_is_local_and_uses_coincurve(chain, monkeypatch: pytest.MonkeyPa
     receipt = client.transact(chain.client(15).address, b"", value=1)
     assert receipt.sender == client.address
     assert "eth_sendRawTransaction" in methods and "eth_sendTransaction" not in methods
+
+
+def test_a_batch_answers_each_call_in_order_with_error_replies_in_place(chain) -> None:
+    client = chain.client(0)
+    head = client.block_number()
+    number, missing, chain_id = client.request_batch(
+        [("eth_blockNumber", []), ("chorus_noSuchMethod", []), ("eth_chainId", [])])
+    assert int(number, 16) == head and int(chain_id, 16) == client.chain_id()
+    assert isinstance(missing, RpcErrorReply) and missing.method == "chorus_noSuchMethod"
+    tx = client.send(chain.client(15).address, b"", value=1, gas=21_000)
+    client.wait(tx)
+    mined, unknown = client.get_receipts([tx.tx_hash, "0x" + "00" * 32])
+    assert mined is not None and mined.tx_hash == tx.tx_hash and mined.succeeded and unknown is None
+    assert client.get_receipts([]) == [] and client.request_batch([]) == []
+
+
+def test_an_idle_keep_alive_connection_the_server_closed_is_reopened_without_a_retry(chain, caplog) -> None:
+    """An HTTP/1.1 front that closes each connection after its answer (without saying so): the next
+    request finds its kept-alive connection dead, and one fresh connection answers it; no try is
+    lost, so nothing is logged as a missing answer."""
+    import http.server
+
+    from testkit import forward_rpc, reply_json
+
+    class Closing(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            reply_json(self, forward_rpc(chain.rpc_url, body, timeout=10))
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Closing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Web3Client(f"http://127.0.0.1:{server.server_address[1]}", retries=0)
+        with caplog.at_level("WARNING", logger="node.chain.client"):
+            numbers = [client.block_number() for _ in range(5)]
+        assert numbers == [chain.client(0).block_number()] * 5
+        assert not [r for r in caplog.records if r.name == "node.chain.client"]
+    finally:
+        server.shutdown()
+        server.server_close()
