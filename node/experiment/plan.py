@@ -28,11 +28,12 @@ RERUN_ARCHS = (Arch.M_LEARNED, Arch.U)
 """Architectures whose first-seed unit runs twice (the 'same seed, same decisions' check)."""
 TRANSPORTS = ("report",)
 """The transport sweep's transports besides per-agent transactions (the main table's `tx`)."""
-TRANSPORT_ARCHS = (Arch.UNI_BEST, Arch.M_FIXED, Arch.M_REGRET)
-"""What the transport sweep runs: the architectures whose every publication is a modality agent's
-decision, so that a report reaches their quorum. E-d and M-learned-p publish embeddings and
-probabilities, which go by per-agent transactions under every transport; M-rules and M-learned wait
-for the fusion agent's own transaction, so their report can only go at half the fallback."""
+TRANSPORT_ARCHS = (Arch.UNI_BEST, Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET)
+"""What the transport sweep runs: the architectures whose every publication is a decision, so that
+one report reaches their quorum (under reports, the fusion agent of M-rules and M-learned fuses the
+signed decisions its peers handed to the aggregator, and its own goes in the same report). E-d and
+M-learned-p publish embeddings and probabilities, which go by per-agent transactions under every
+transport."""
 REPORT_FALLBACK_S = 60.0
 """The transport sweep's `report_fallback_s`: chain seconds a healthy report never needs, well
 below the task deadline (so the fallback never decides a sweep task)."""
@@ -105,11 +106,16 @@ def degraded_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec
     return out
 
 
-def transport_specs(uni_best: str, transport: str) -> list[NodeSpec]:
-    """The transport sweep's nodes: the three modality agents alone (the Uni-best one also arch 0),
-    publishing for `TRANSPORT_ARCHS` under `transport`; one of them aggregates each task."""
-    return [NodeSpec(r.label, r.label, (Arch.UNI_BEST,) * (r.label == uni_best) + (Arch.M_FIXED, Arch.M_REGRET),
-                     transport=transport, report_fallback_s=REPORT_FALLBACK_S) for r in AGENT_ROLES]
+def transport_specs(uni_best: str, rules: str, transport: str) -> list[NodeSpec]:
+    """The transport sweep's nodes: the three modality agents (the Uni-best one also arch 0) and the
+    fusion node (M-rules, M-learned), publishing for `TRANSPORT_ARCHS` under `transport`; one of the
+    four aggregates each task."""
+    modular = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET)
+    fusion = Role.FUSION.label
+    return [*(NodeSpec(r.label, r.label, (Arch.UNI_BEST,) * (r.label == uni_best) + modular,
+                       transport=transport, report_fallback_s=REPORT_FALLBACK_S) for r in AGENT_ROLES),
+            NodeSpec(fusion, fusion, (Arch.M_RULES, Arch.M_LEARNED), rules=rules, transport=transport,
+                     report_fallback_s=REPORT_FALLBACK_S)]
 
 
 def ed_specs() -> list[NodeSpec]:

@@ -149,7 +149,7 @@ class Bench:
                 for transport in TRANSPORTS:
                     out.append(Session(f"transport-{transport}-s{seed}",
                                        [f"transport/{transport}/s{seed}/a{a}" for a in TRANSPORT_ARCHS],
-                                       self.spec(seed), lambda ms, t=transport: transport_specs(ms.uni_best, t),
+                                       self.spec(seed), lambda ms, t=transport: transport_specs(ms.uni_best, ms.rules, t),
                                        lambda ready, seed=seed, t=transport: self._transport_session(ready, seed, t)))
             if robust:
                 out.append(Session(f"byzantine-s{seed}", [f"robust/byzantine/s{seed}/a{a}" for a in Arch],

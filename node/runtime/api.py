@@ -283,6 +283,13 @@ class SignedDecisionIn(BaseModel):
                               bytes.fromhex(self.s[2:]))
 
 
+class HeldDecisions(BaseModel):
+    task_id: int
+    decisions: list[SignedDecisionIn] = Field(description="The signed decisions this node holds for the task as "
+                                                          "its aggregator (its own included), not yet on chain "
+                                                          "by a report; each is checked again by whoever uses it.")
+
+
 class ReportReceipt(BaseModel):
     task_id: int
     agent: str
@@ -482,6 +489,14 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
                 413: "content_too_large"}.get(exc.status_code, "http_error")
         response = _error(exc.status_code, kind, str(exc.detail))
         response.headers.update(exc.headers or {})  # 405's Allow
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path; a path with a GET and a
+            # POST route allows both.
+            path = request.url.path
+            allowed = sorted({m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
+                              for m in r.methods})
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -546,6 +561,19 @@ def create_app(view: NodeView | None = None, extra_routers: Sequence[APIRouter] 
             return _error(404, "reports_disabled", "this node takes no signed reports")
         try:
             return JSONResponse(status_code=202, content=ReportReceipt(**accept(task_id, body.signed())).model_dump())
+        except ReportRefused as exc:
+            return _error(exc.status, exc.kind, exc.message)
+
+    @app.get("/tasks/{task_id}/reports", response_model=HeldDecisions,
+             responses={404: {"model": ErrorBody, "description": "Unknown task, or a node that takes no reports"}},
+             summary="The signed decisions a task's aggregator holds (what a fusion agent fuses under reports)")
+    def get_reports(task_id: int = Path(ge=1, le=MAX_ID, description="On-chain task id."),
+                    view: NodeView = Depends(get_view)) -> Any:
+        held = getattr(view, "held_reports", None)
+        if held is None:
+            return _error(404, "reports_disabled", "this node takes no signed reports")
+        try:
+            return HeldDecisions(**held(task_id))
         except ReportRefused as exc:
             return _error(exc.status, exc.kind, exc.message)
 

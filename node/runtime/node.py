@@ -16,9 +16,10 @@ is sent: `POST /tasks/{id}/reports`). Per iteration:
    worker thread, or fusion without its peers), or run the agent and publish;
 5. the reward share of each finalized task the node contributed to is claimed, once (claimReward
    through the outbox; what settles a share for good is written to the store).
-With `transport = "report"` (`node.runtime.reports`), a modality agent's decision-only publication
-is signed and posted to the task's aggregator instead (step 4 then waits for it on chain, and
-publishes it itself after `report_fallback_s` of chain time), and between steps 2 and 3 the node,
+With `transport = "report"` (`node.runtime.reports`), an agent's decision-only publication is
+signed and posted to the task's aggregator instead (step 4 then waits for it on chain, and
+publishes it itself after `report_fallback_s` of chain time; a fusion agent fuses the signed
+decisions its peers handed to the aggregator, read from it), and between steps 2 and 3 the node,
 as the aggregator of some tasks, submits the signed decisions it holds in one submitReport each.
 On SIGTERM the loop finishes the task in hand, waits a bounded time for its receipts, and exits.
 
@@ -150,6 +151,11 @@ class NodeRuntime:
         """`POST /tasks/{id}/reports` (the API thread): hold another agent's signed decision for a task
         this node aggregates; `node.runtime.reports.ReportRefused` says why not."""
         return self.reports.accept(task_id, decision)
+
+    def held_reports(self, task_id: int) -> dict[str, Any]:
+        """`GET /tasks/{id}/reports` (the API thread): the signed decisions held for a task, which a
+        fusion agent reads to fuse under reports; `ReportRefused` says why not."""
+        return self.reports.held(task_id)
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -347,11 +353,16 @@ class NodeRuntime:
             return False  # on a worker; the loop goes on with the other tasks
         if payload is None:
             return True
-        peers = self._peers(task.id)
+        peers = self._peers(task)
         if self.agent.waits_for_peers and not self._peers_ready(task, peers, head):
             if task.status != TaskState.WAITING:
                 self._set(task.id, TaskState.WAITING, started_at=self.clock())
             return False
+        if self.agent.waits_for_peers and self.reports.enabled:
+            on_chain = self.reports.decided_on_chain(task.id)
+            signed = [p for p in peers if p.action is not None and p.agent.lower() not in on_chain]
+            log.info("task %d: fusing %d peer decisions, %d of them signed and read from the aggregator", task.id,
+                     sum(p.action is not None for p in peers), len(signed))
         output = self.agent.run(TaskInput(task.id, task.arch, payload, tuple(peers)))
         if output.probs is not None and task.arch in PROBABILITY_ARCHS:
             # It publishes its probabilities: its decision is the one TaskBoard reads from them.
@@ -366,9 +377,9 @@ class NodeRuntime:
                                started_at=task.started_at or self.clock(), note=output.note or None,
                                commitment="0x" + output.commitment.hex() if output.commitment else None)
         if (self.reports.enabled and wanted == [SendKind.DECISION] and output.probs is None
-                and not self.agent.waits_for_peers and self.store.live_send(task.id, SendKind.DECISION) is None
-                and not self.store.sends(task_id=task.id)):
-            # Transport report: signed and handed to the aggregator; published here only on fallback.
+                and self.store.live_send(task.id, SendKind.DECISION) is None and not self.store.sends(task_id=task.id)):
+            # Transport report: signed and handed to the aggregator; published here only on fallback
+            # (a fusion agent's too: it fused its peers' signed decisions, which go in the same report).
             own = self.reports.hand_in(task, int(output.decision.action), output.decision.confidence)
             self._set(task.id, TaskState.WAITING)
             log.info("task %d: %s %s (confidence %d) signed for the aggregator (%s)", task.id,
@@ -468,11 +479,13 @@ class NodeRuntime:
         self._payloads.pop(task_id, None)
         self.fetcher.forget(task_id)
 
-    def _peers(self, task_id: int) -> list[PeerOutput]:
-        """Other agents' outputs for the task (one entry per agent, decision and embedding merged)."""
+    def _peers(self, task: TaskRecord) -> list[PeerOutput]:
+        """Other agents' outputs for the task (one entry per agent, decision and embedding merged): what
+        the chain holds and, for an agent that fuses under reports, the checked signed decisions the
+        task's aggregator holds (`ReportDesk.peer_decisions`)."""
         by_agent: dict[str, dict[str, Any]] = {}
         me = self.address.lower()
-        for ev in self.store.task_events(task_id):
+        for ev in self.store.task_events(task.id):
             if ev.agent is None or ev.agent.lower() == me:
                 continue
             slot = by_agent.setdefault(ev.agent, {"agent": ev.agent})
@@ -483,6 +496,12 @@ class NodeRuntime:
             elif ev.name == "EmbeddingPublished":
                 slot.update(model_id=bytes.fromhex((ev.model_id or "").removeprefix("0x")), encoding=ev.encoding,
                             vector=ev.vector)
+        if self.reports.enabled and self.agent.waits_for_peers:
+            decided = {a.lower() for a, slot in by_agent.items() if "action" in slot}
+            for signed, entry in self.reports.peer_decisions(task):
+                if signed.agent.lower() not in decided:
+                    slot = by_agent.setdefault(signed.agent, {"agent": signed.agent})
+                    slot.update(role=entry.role, action=signed.action, confidence=signed.confidence)
         return [PeerOutput(**slot) for slot in by_agent.values()]
 
     def _peers_ready(self, task: TaskRecord, peers: list[PeerOutput], head: BlockHeader) -> bool:

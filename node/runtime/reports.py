@@ -14,6 +14,11 @@ finalizes the task in the same transaction once they reach its quorum.
   so a restart keeps it. On the loop thread (`ReportDesk.aggregate`) it sends ONE `submitReport`
   through the outbox (send kind `report`) once the decisions it holds and those already on chain
   reach the quorum, or with whatever it holds once half of `report_fallback_s` has passed.
+- Peers off chain: an agent that fuses its peers' decisions (the fusion agent of M-rules and
+  M-learned) reads them, under reports, from the task's aggregator (`GET /tasks/{id}/reports`, or
+  its own store when it aggregates the task) and keeps only those `accept` would take (signature,
+  registered active agent, model id); it then signs its own decision and hands it in like any agent,
+  so the aggregator's one report carries every decision (`ReportDesk.peer_decisions`).
 - Fallback: an agent whose decision is not on chain `report_fallback_s` seconds of chain time (block
   timestamps) after the task's submission block publishes it itself with `publishDecision`
   (`NodeRuntime`), at once if the aggregator refused it; a duplicate is refused by the contract and
@@ -46,6 +51,8 @@ log = logging.getLogger(__name__)
 POST_TIMEOUT_S = 2.0
 POST_TRIES = 6
 POST_RETRY_S = 0.5
+PEERS_REFRESH_S = 0.25
+"""Seconds between two reads of an aggregator's held decisions for one task a fusion agent waits on."""
 _REPORT_OVER = {"AlreadyFinalized", "PastDeadline", "UnknownTask"}  # no report for this task any more
 
 
@@ -179,6 +186,26 @@ def _post_body(decision: SignedDecision) -> dict[str, Any]:
             "s": "0x" + decision.s.hex()}
 
 
+def decision_body(decision: SignedDecision) -> dict[str, Any]:
+    """A signed decision as JSON (the body of `POST /tasks/{id}/reports`, an item of the GET)."""
+    return _post_body(decision)
+
+
+def parse_decision(item: Any) -> SignedDecision | None:
+    """A signed decision from its JSON form, or None for anything malformed (an aggregator's answer
+    is not trusted: every decision is checked again before use)."""
+    try:
+        signed = SignedDecision(to_checksum_address(item["agent"]), int(item["action"]), int(item["confidence"]),
+                                bytes.fromhex(str(item["model_id"]).removeprefix("0x")), int(item["v"]),
+                                bytes.fromhex(str(item["r"]).removeprefix("0x")),
+                                bytes.fromhex(str(item["s"]).removeprefix("0x")))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if len(signed.model_id) != 32 or len(signed.r) != 32 or len(signed.s) != 32:
+        return None
+    return signed
+
+
 class ReportDesk:
     """One node's signed-report work: the decisions it signs and posts, and, as a task's aggregator,
     those it takes in and submits."""
@@ -186,7 +213,8 @@ class ReportDesk:
     def __init__(self, *, enabled: bool, chain: ReportChain, store: Store, outbox: Outbox, address: str,
                  chain_id: int, board: str, model_id: bytes, start_block: int, fallback_s: float,
                  deadline_margin_s: float, max_range: int = 2000, clock: Callable[[], float] = time.time,
-                 post: Callable[[str, dict[str, Any]], tuple[int, str | None]] | None = None) -> None:
+                 post: Callable[[str, dict[str, Any]], tuple[int, str | None]] | None = None,
+                 get: Callable[[str], tuple[int, Any]] | None = None) -> None:
         self.enabled = enabled
         self.chain = chain
         self.store = store
@@ -200,7 +228,12 @@ class ReportDesk:
         self.clock = clock
         self.directory = AgentDirectory(chain, start_block, max_range)
         self._post = post or http_post
+        self._get = get or http_get
         self._pool: ThreadPoolExecutor | None = None
+        self._peer_held: dict[int, list[SignedDecision]] = {}  # task -> what its aggregator answered
+        self._peer_read_at: dict[int, float] = {}
+        self._peer_reading: set[int] = set()
+        self._checked: dict[int, dict[tuple[str, bytes, bytes], DirectoryEntry | None]] = {}
         self._posting: set[int] = set()
         self._posted: set[int] = set()  # tasks posted (or being posted) in this life of the node
         self._submitted_at: dict[int, int] = {}
@@ -210,6 +243,11 @@ class ReportDesk:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _worker(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="report-post")
+        self._pool.submit(fn, *args)
 
     # -- the rule ---------------------------------------------------------------------------------
 
@@ -263,12 +301,23 @@ class ReportDesk:
         log.info("task %d: holding %d signed decisions (%s's received)", task_id, len(held), decision.agent)
         return dict(task_id=task_id, agent=decision.agent, held=len(held), quorum=task.quorum)
 
+    def held(self, task_id: int) -> dict[str, Any]:
+        """`GET /tasks/{id}/reports` (API thread): the signed decisions this node holds for a task, as
+        its aggregator (its own included); ReportRefused if it takes no reports or knows no such task."""
+        if not self.enabled:
+            raise ReportRefused(404, "reports_disabled", "this node takes no signed reports (transport tx)")
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise ReportRefused(404, "not_found", f"task {task_id} is unknown to this node")
+        return dict(task_id=task_id, decisions=[decision_body(h.decision) for h in self.store.held_reports(task_id)])
+
     # -- the agent's side (loop thread) -------------------------------------------------------------------
 
     def hand_in(self, task: TaskRecord, action: int, confidence: int) -> HeldReport:
         """Sign this node's decision, write it down, then post it to the aggregator (or hold it, as the
         aggregator). Written before it is posted, so a restarted node knows it signed."""
         signed = self.chain.sign_decision(task.id, action, confidence, self.model_id)
+        self._drop_peers(task.id)  # a fusion agent has fused what it read
         agg = self.aggregator_of(task)
         if agg is None:
             status, target = "no_aggregator", None
@@ -288,9 +337,7 @@ class ReportDesk:
             return
         self._posted.add(own.task_id)
         self._posting.add(own.task_id)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="report-post")
-        self._pool.submit(self._post_now, own.task_id, own.decision, own.sent_to)
+        self._worker(self._post_now, own.task_id, own.decision, own.sent_to)
 
     def _post_now(self, task_id: int, decision: SignedDecision, endpoint: str) -> None:
         status = "unreachable"
@@ -319,6 +366,74 @@ class ReportDesk:
             self.store.set_report_post(task_id, decision.agent, status)
             self._posting.discard(task_id)
             log.info("task %d: signed decision posted to %s: %s", task_id, safe_url(endpoint), status)
+
+    # -- a fusion agent's peers (loop thread; reads on a worker) -------------------------------------------
+
+    def peer_decisions(self, task: TaskRecord) -> list[tuple[SignedDecision, DirectoryEntry]]:
+        """The other agents' signed decisions on `task` that its aggregator holds (this node's store
+        when it aggregates the task, else the aggregator's last answer to `GET /tasks/{id}/reports`,
+        read again on a worker every `PEERS_REFRESH_S`), each with its signer's registry entry; only
+        those `accept` would take: the signature recovers to the agent, registered and active with
+        the model id it signed."""
+        if not self.enabled:
+            return []
+        agg = self.aggregator_of(task)
+        if agg is None:
+            return []
+        if agg.address.lower() == self.address.lower():
+            held = [h.decision for h in self.store.held_reports(task.id)]
+        else:
+            self._read_peers(task.id, agg.endpoint)
+            held = self._peer_held.get(task.id, [])
+        me, out, seen = self.address.lower(), [], set()
+        for decision in held:
+            agent = decision.agent.lower()
+            if agent == me or agent in seen:
+                continue
+            entry = self._check(task.id, decision)
+            if entry is not None:
+                seen.add(agent)
+                out.append((decision, entry))
+        return out
+
+    def _check(self, task_id: int, decision: SignedDecision) -> DirectoryEntry | None:
+        checked = self._checked.setdefault(task_id, {})
+        key = (decision.agent.lower(), decision.r, decision.s)
+        if key not in checked:
+            entry = None
+            try:
+                signer = recover_signer(decision, chain_id=self.chain_id, board=self.board, task_id=task_id)
+            except Exception:  # v, s out of range, or no point on the curve
+                signer = ""
+            if signer.lower() == decision.agent.lower():
+                found = self.directory.latest(decision.agent)
+                if found is not None and found.active and found.model_id == decision.model_id:
+                    entry = found
+            if entry is None:
+                log.info("task %d: a held decision of %s does not check out; left out", task_id, decision.agent)
+            checked[key] = entry
+        return checked[key]
+
+    def _read_peers(self, task_id: int, endpoint: str) -> None:
+        if task_id in self._peer_reading or self.clock() - self._peer_read_at.get(task_id, -1e9) < PEERS_REFRESH_S:
+            return
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return
+        self._peer_reading.add(task_id)
+        self._worker(self._read_now, task_id, f"{endpoint.rstrip('/')}/tasks/{task_id}/reports")
+
+    def _read_now(self, task_id: int, url: str) -> None:
+        try:
+            code, body = self._get(url)
+            if code == 200 and isinstance(body, dict) and isinstance(body.get("decisions"), list):
+                parsed = [parse_decision(item) for item in body["decisions"][:256]]
+                self._peer_held[task_id] = [d for d in parsed if d is not None]
+        except Exception:  # a bug here must not kill the worker; the fusion agent waits on
+            log.exception("task %d: reading the aggregator's held decisions failed", task_id)
+        finally:
+            self._peer_read_at[task_id] = self.clock()
+            self._peer_reading.discard(task_id)
 
     def fallback_due(self, task: TaskRecord, own: HeldReport, head: BlockHeader) -> str | None:
         """Why the node should publish its decision itself now, or None to keep waiting for the report."""
@@ -353,6 +468,12 @@ class ReportDesk:
         self._retry_at.pop(task_id, None)
         self._over.discard(task_id)
         self._posted.discard(task_id)
+        self._drop_peers(task_id)
+
+    def _drop_peers(self, task_id: int) -> None:
+        self._peer_held.pop(task_id, None)
+        self._peer_read_at.pop(task_id, None)
+        self._checked.pop(task_id, None)
 
     # -- the aggregator's work (loop thread) ---------------------------------------------------------------
 
@@ -407,6 +528,20 @@ class ReportDesk:
             log.warning("task %s: report reverted (%s); the agents publish their own", send.task_id, reason)
             if send.task_id is not None:
                 self._over.add(send.task_id)
+
+
+def http_get(url: str) -> tuple[int, Any]:
+    """GET `url`; (status, the JSON answer or None), or (0, None) without an answer."""
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=POST_TIMEOUT_S, follow_redirects=False)
+    except httpx.HTTPError:
+        return 0, None
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, None
 
 
 def http_post(url: str, body: dict[str, Any]) -> tuple[int, str | None]:

@@ -15,7 +15,7 @@ import pytest
 from benchrecords import digits, full_records
 
 from node.experiment.config import QUICK, RunOptions, get_profile
-from node.experiment.plan import ALPHA_ARCHS
+from node.experiment.plan import ALPHA_ARCHS, TRANSPORT_ARCHS
 from node.experiment.report import metrics as M
 from node.experiment.report.render import render_markdown, summary_rows, write_report
 from node.experiment.report.results import (
@@ -424,10 +424,10 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
     tr = results["transports"]
     assert tr["transports"] == ["tx", "report"] and tr["seed"] == opts.seed
     rows = {(r["arch"], r["transport"]): r for r in tr["rows"]}
-    assert set(rows) == {(ARCH_NAMES[a], t) for a in (Arch.UNI_BEST, Arch.M_FIXED, Arch.M_REGRET)
-                         for t in ("tx", "report")}
+    assert set(rows) == {(ARCH_NAMES[a], t) for a in TRANSPORT_ARCHS for t in ("tx", "report")}
+    assert {Arch.M_RULES, Arch.M_LEARNED} <= set(TRANSPORT_ARCHS)  # the fusion agent's too
     n = opts.profile.transport_tasks
-    for a in (Arch.UNI_BEST, Arch.M_FIXED, Arch.M_REGRET):
+    for a in TRANSPORT_ARCHS:
         tx, rep = rows[(ARCH_NAMES[a], "tx")], rows[(ARCH_NAMES[a], "report")]
         assert tx["tasks"] == rep["tasks"] == n
         assert tx["txs_per_task"] == 5.0 and rep["txs_per_task"] == 2.0
@@ -438,7 +438,7 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
         main = records[f"main/s{opts.seed}/a{a}"]["tasks"][:n]
         assert tx["gas_per_task"] == pytest.approx(np.mean([t["gas"] for t in main]))
     c = check(results, TRANSPORT_CHECK)
-    assert c["passed"] is True and c["fatal"] is True and tr["check"]["compared"] == 3 * n
+    assert c["passed"] is True and c["fatal"] is True and tr["check"]["compared"] == len(TRANSPORT_ARCHS) * n
     text = (tmp_path / "report.md").read_text()
     assert "## Transports" in text and "| M-fixed | signed report | 8 |" in text and "0.60" in text
     assert "**PASS** " + TRANSPORT_CHECK in text and "E-d (" in text and "M-learned-p (" in text

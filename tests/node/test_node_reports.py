@@ -159,6 +159,9 @@ class DeskView:
     def accept_report(self, task_id: int, decision: SignedDecision) -> dict[str, Any]:
         return self.desk.accept(task_id, decision)
 
+    def held_reports(self, task_id: int) -> dict[str, Any]:
+        return self.desk.held(task_id)
+
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Desk:
@@ -363,3 +366,65 @@ def test_a_reported_decision_word_unpacks_to_its_fields(task: int, agent: int, r
     t, a, r, act, c = unpack_reported(word)
     assert (t, int(a, 16), r, act, c) == (task, agent, role, action, confidence)
     assert a == to_checksum_address(a)
+
+
+# -- a fusion agent's peers under reports -----------------------------------------------------------------
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_route_lists_the_decisions_the_aggregator_holds(desk: Desk, client: TestClient) -> None:
+    task = desk.task_for(MARKET.address)
+    assert client.get(f"/tasks/{task}/reports").json() == {"task_id": task, "decisions": []}
+    assert client.post(f"/tasks/{task}/reports", json=body(signed(SENTIMENT, task))).status_code == 202
+    answer = client.get(f"/tasks/{task}/reports")
+    assert answer.status_code == 200
+    assert answer.json()["decisions"] == [body(signed(SENTIMENT, task))]
+    assert client.get("/tasks/99/reports").json()["error"] == "not_found"
+    off = TestClient(create_app(DeskView(desk.store, make_desk(Path(desk.store.path).parent, enabled=False, name="off").desk)))
+    assert (off.get(f"/tasks/{task}/reports").status_code, off.get(f"/tasks/{task}/reports").json()["error"]) == (
+        404, "reports_disabled")
+
+
+def test_a_fusion_agent_reads_its_peers_from_the_aggregator_and_keeps_only_what_checks_out(tmp_path: Path) -> None:
+    """Read on a worker from the aggregator's GET route, each decision checked as the aggregator's door
+    checks it: a forged signature, an unregistered signer, a model id other than the registered one
+    and the reader's own decision are left out."""
+    d = make_desk(tmp_path)
+    task = d.task_for(SENTIMENT.address)
+    good = signed(RISK, task, action=0, confidence=6100, model=bytes(32))
+    forged = SignedDecision(**{**signed(STRANGER, task).__dict__, "agent": SENTIMENT.address})
+    stranger = signed(STRANGER, task)
+    wrong_model = signed(RISK, task, model=MODEL)
+    own = signed(MARKET, task)
+    asked: list[str] = []
+
+    def get(url: str) -> tuple[int, Any]:
+        asked.append(url)
+        items = [body(x) for x in (forged, stranger, wrong_model, own, good)] + [{"agent": "junk"}]
+        return 200, {"task_id": task, "decisions": items}
+
+    d.desk._get = get
+    record = d.store.get_task(task)
+    wait_for(lambda: bool(d.desk.peer_decisions(record)))  # read on a worker, the loop never waits
+    [(decision, found)] = d.desk.peer_decisions(record)
+    assert (decision, found.role, found.address) == (good, 2, RISK.address)
+    assert asked[0] == f"http://127.0.0.1:9003/tasks/{task}/reports"
+    # Once it handed in its own decision, what it read is dropped.
+    d.desk.hand_in(record, 2, 7000)
+    assert d.desk._peer_held.get(task) is None
+
+
+def test_a_fusion_agent_that_aggregates_reads_its_own_store(desk: Desk) -> None:
+    task = desk.task_for(MARKET.address)
+    assert desk.desk.accept(task, signed(RISK, task, model=bytes(32)))["held"] == 1
+    desk.desk._get = lambda url: pytest.fail("no HTTP read when the node aggregates the task")
+    [(decision, found)] = desk.desk.peer_decisions(desk.store.get_task(task))
+    assert decision.agent == RISK.address and found.role == 2

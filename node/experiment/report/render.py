@@ -394,8 +394,9 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
             (f"Seed {tr['seed']}: the main table's first chain tasks (M-regret: the evaluation set's first, in its "
              "main rounds) sent again to node processes running each transport, on a deployment of their own, one "
              "architecture at a time; the per-agent rows are the main table's units on those same tasks. Signed "
-             "report: each modality agent signs its decision (EIP-712) and posts it to the task's aggregator, which "
-             "submits one `submitReport` that finalizes at the quorum"
+             "report: each agent signs its decision (EIP-712) and posts it to the task's aggregator (the fusion agent "
+             "of M-rules and M-learned first reads its peers' signed decisions from it), which submits one "
+             "`submitReport` that finalizes at the quorum"
              + (f" (fallback to the agents' own transactions after {fallback:g} s of chain time)" if fallback else "")
              + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. M-regret's weight updates are "
              "shared among each unit's tasks, and its main unit has more of them, so its ratio flatters per-agent "

@@ -789,8 +789,6 @@ def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
             "titles": TRANSPORT_TITLES,
             "not_run": {"E-d": "its embeddings go by per-agent transactions under every transport",
                         "M-learned-p": "its probabilities go by per-agent transactions under every transport",
-                        "M-rules, M-learned": "the fusion agent publishes by its own transaction once the peers' "
-                                              "decisions are on chain, so their report waits for half the fallback",
                         "U, U-rep": "a coordinator's decision is one transaction already"},
             "definition": "the first seed's shared chain tasks (the same payloads and evaluation tasks under every "
                           "transport); gas, calldata bytes and transactions per task from the receipts of every "
