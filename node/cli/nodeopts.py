@@ -43,7 +43,10 @@ _SHARED: tuple[tuple[str, str | None, Any, Any], ...] = (
     ("agent_delay", "agent_delay_s", Optional[float],
      typer.Option(None, "--agent-delay", help="Seconds a slow agent waits before answering (--agent-mode slow).")),
     ("transport", "transport", Optional[str],
-     typer.Option(None, "--transport", help="tx (default: publishDecision) or report (signed, via the task's aggregator).")),
+     typer.Option(None, "--transport", help="tx (default: publishDecision), report (signed, via the task's "
+                                            "aggregator) or batch (several tasks' decisions in one publishDecisions).")),
+    ("batch_wait", "batch_wait_s", Optional[float],
+     typer.Option(None, "--batch-wait", help="Transport batch: seconds a decision waits for others to share its transaction.")),
     ("report_fallback", "report_fallback_s", Optional[float],
      typer.Option(None, "--report-fallback",
                   help="Chain seconds after a task's submission before a reported decision is published individually.")),

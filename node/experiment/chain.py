@@ -96,15 +96,16 @@ class Submitted:
 
 @dataclass
 class TaskCosts:
-    """What the chain charged one task."""
+    """What the chain charged one task: every transaction that touched it, a transaction that touched
+    several tasks (a batched publication) in equal shares among them."""
 
-    gas: int = 0
-    calldata_bytes: int = 0
-    txs: int = 0
+    gas: float = 0
+    calldata_bytes: float = 0
+    txs: float = 0
     publications: dict[str, int] = field(default_factory=dict)
-    fastlz_bytes: int = 0
+    fastlz_bytes: float = 0
     """Sum of the FastLZ lengths of the task's signed transactions (`node.chain.fees`)."""
-    brotli_bytes: int = 0
+    brotli_bytes: float = 0
     """Sum of their Brotli lengths (Arbitrum's level)."""
     op_da_bytes: float = 0.0
     """Sum of their Fjord estimated batch sizes (each at least 100 bytes): what an OP Stack chain prices."""
@@ -536,13 +537,17 @@ class Board:
         return self.chain.tx_charges(tx_hashes)
 
     def costs(self, task_ids: Iterable[int], from_block: int, to_block: int | str = "latest") -> dict[int, TaskCosts]:
-        """Per task: gas, calldata bytes and transactions of everything that touched it."""
+        """Per task: gas, calldata bytes and transactions of everything that touched it; a transaction
+        that touched n tasks (a batched publication, of any job) counts 1/n to each."""
         from node.chain.events import DecisionPublished, EmbeddingPublished
 
         wanted = set(task_ids)
         touching: dict[int, dict[str, str]] = defaultdict(dict)  # task -> tx hash -> kind
+        tasks_of: dict[str, set[int]] = defaultdict(set)  # tx hash -> every task it touched
         for event in self.task_events(from_block, to_block):
             task_id = getattr(event, "task_id", None)
+            if task_id is not None:
+                tasks_of[event.tx_hash].add(task_id)
             if task_id not in wanted:
                 continue
             kind = ("decision" if isinstance(event, DecisionPublished) else
@@ -555,12 +560,13 @@ class Board:
             c = TaskCosts()
             for h, kind in touching.get(task_id, {}).items():
                 charge = charges.get(h, none)
-                c.gas += charge.gas
-                c.calldata_bytes += charge.calldata_bytes
-                c.fastlz_bytes += charge.fastlz_bytes
-                c.brotli_bytes += charge.brotli_bytes
-                c.op_da_bytes += charge.op_da_bytes
-                c.txs += 1
+                share = 1 / len(tasks_of[h])
+                c.gas += charge.gas * share
+                c.calldata_bytes += charge.calldata_bytes * share
+                c.fastlz_bytes += charge.fastlz_bytes * share
+                c.brotli_bytes += charge.brotli_bytes * share
+                c.op_da_bytes += charge.op_da_bytes * share
+                c.txs += share
                 c.publications[kind] = c.publications.get(kind, 0) + 1
             out[task_id] = c
         return out

@@ -112,9 +112,12 @@ class NodeSpec:
     delay_s: float = 0.0
     """Mode slow: the node's `agent_delay_s`."""
     transport: str = "tx"
-    """The node's `transport`: tx (its own publishDecision) or report (signed, via the task's aggregator)."""
+    """The node's `transport`: tx (its own publishDecision), report (signed, via the task's aggregator)
+    or batch (its decisions on several tasks in one publishDecisions)."""
     report_fallback_s: float | None = None
     """Transport report: the node's `report_fallback_s` (None: the node's default)."""
+    batch_wait_s: float | None = None
+    """Transport batch: the node's `batch_wait_s` (None: the node's default)."""
 
     def with_mode(self, mode: str, archs: tuple[int, ...] | None = None, *, delay_s: float = 0.0) -> NodeSpec:
         from dataclasses import replace
@@ -132,6 +135,8 @@ class NodeSpec:
             args += ["--transport", self.transport]
         if self.report_fallback_s is not None:
             args += ["--report-fallback", f"{self.report_fallback_s:g}"]
+        if self.batch_wait_s is not None:
+            args += ["--batch-wait", f"{self.batch_wait_s:g}"]
         return args
 
 

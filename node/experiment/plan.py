@@ -26,14 +26,18 @@ ALPHA_ARCHS = tuple(a for a in Arch if a is not Arch.U_REP)
 """The synergy sweep compares U with the modular architectures; U-rep adds nothing to it."""
 RERUN_ARCHS = (Arch.M_LEARNED, Arch.U)
 """Architectures whose first-seed unit runs twice (the 'same seed, same decisions' check)."""
-TRANSPORTS = ("report",)
-"""The transport sweep's transports besides per-agent transactions (the main table's `tx`)."""
+TRANSPORTS = ("report", "batch")
+"""The transport sweep's transports besides per-agent transactions (the main table's `tx`): signed
+reports, and batched publication (each agent's decisions on several tasks in one publishDecisions)."""
 TRANSPORT_ARCHS = (Arch.UNI_BEST, Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET)
 """What the transport sweep runs: the architectures whose every publication is a decision, so that
 one report reaches their quorum (under reports, the fusion agent of M-rules and M-learned fuses the
 signed decisions its peers handed to the aggregator, and its own goes in the same report). E-d and
 M-learned-p publish embeddings and probabilities, which go by per-agent transactions under every
 transport."""
+BATCH_WAIT_S = 2.0
+"""The transport sweep's `batch_wait_s`: how long an agent holds a decision for others to share its
+publishDecisions (the sweep keeps up to `jobs.WINDOW` tasks in flight, submitted one block apart)."""
 REPORT_FALLBACK_S = 60.0
 """The transport sweep's `report_fallback_s`: chain seconds a healthy report never needs, well
 below the task deadline (so the fallback never decides a sweep task)."""
@@ -112,10 +116,11 @@ def transport_specs(uni_best: str, rules: str, transport: str) -> list[NodeSpec]
     four aggregates each task."""
     modular = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET)
     fusion = Role.FUSION.label
+    extra = ({"report_fallback_s": REPORT_FALLBACK_S} if transport == "report"
+             else {"batch_wait_s": BATCH_WAIT_S} if transport == "batch" else {})
     return [*(NodeSpec(r.label, r.label, (Arch.UNI_BEST,) * (r.label == uni_best) + modular,
-                       transport=transport, report_fallback_s=REPORT_FALLBACK_S) for r in AGENT_ROLES),
-            NodeSpec(fusion, fusion, (Arch.M_RULES, Arch.M_LEARNED), rules=rules, transport=transport,
-                     report_fallback_s=REPORT_FALLBACK_S)]
+                       transport=transport, **extra) for r in AGENT_ROLES),
+            NodeSpec(fusion, fusion, (Arch.M_RULES, Arch.M_LEARNED), rules=rules, transport=transport, **extra)]
 
 
 def ed_specs() -> list[NodeSpec]:

@@ -36,6 +36,7 @@ from node.experiment.report.metrics import correctness, decode_actions, encode_a
 from node.experiment.plan import (
     ALPHA_ARCHS,
     NOISE_SCENARIOS,
+    BATCH_WAIT_S,
     REPORT_FALLBACK_S,
     RERUN_ARCHS,
     ROLE_CYCLE,
@@ -606,7 +607,8 @@ class Bench:
             hedge = RegretWeights(ms.meta["hedge"]["eta"], list(ms.meta["hedge"]["log_w"])) if regret else None
             job = self._job(key, arch, stream, hedge=hedge,
                             meta={"seed": seed, "transport": transport, "isolated": True,
-                                  "report_fallback_s": REPORT_FALLBACK_S})
+                                  **({"report_fallback_s": REPORT_FALLBACK_S} if transport == "report" else
+                                     {"batch_wait_s": BATCH_WAIT_S} if transport == "batch" else {})})
             if regret:
                 job.round_size = max(4, -(-p.tasks // 3))  # the main unit's rounds (`_main_session`)
             self._run_one(ready, self._checked(job, ev))

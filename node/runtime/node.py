@@ -45,10 +45,11 @@ from node.chain.nodechain import BlockHeader
 from node.protocol.enums import AGENT_ROLES, PROBABILITY_ARCHS, ZERO_MODEL_ID, Role
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
 from node.protocol.payload import TaskPayload, fetch, verify
+from node.runtime.batching import DecisionBatcher
 from node.runtime.closing import Closer, explain_revert
 from node.runtime.fetcher import PayloadFetcher
 from node.runtime.metrics import NodeMetrics
-from node.runtime.outbox import Outbox, Settled
+from node.runtime.outbox import Outbox, Settled, tx_body
 from node.runtime.ports import ChainPort
 from node.runtime.reports import ReportDesk
 from node.runtime.sendlog import OPEN_SEND_STATES, PUBLICATION_KINDS, SendKind, SendRecord, SendState
@@ -112,6 +113,8 @@ class NodeRuntime:
                                   start_block=deployment.deploy_block, fallback_s=settings.report_fallback_s,
                                   deadline_margin_s=settings.deadline_margin_s, max_range=settings.max_block_range,
                                   clock=clock)
+        self.batcher = DecisionBatcher(enabled=settings.transport == "batch", wait_s=settings.batch_wait_s,
+                                       max_items=settings.batch_max, clock=clock)
         self._payloads: dict[int, TaskPayload] = {}
         self.fetcher = PayloadFetcher(self._fetch_uri, workers=settings.payload_workers,
                                       per_origin=settings.payload_per_origin, deadline_s=settings.payload_deadline_s)
@@ -171,6 +174,9 @@ class NodeRuntime:
         if self.store.bind(namespace):
             log.warning("state file %s belonged to another deployment or key: started afresh", self.store.path)
         self.ensure_registered()
+        # Batches of a previous run still open: their tasks are not batched again while they may be mined.
+        self.batcher.restore((b.id, tx_body(b.attempts[-1].raw)[1]) for b in self.store.open_sends()
+                             if b.kind == SendKind.BATCH and b.attempts)
         settled = self.outbox.poll()  # what happened to the transactions of a previous run
         self._on_settled(settled)
         if settled:
@@ -278,6 +284,7 @@ class NodeRuntime:
             for task_id in result.rollback.tasks_rechecked:
                 self._forget_payload(task_id)
                 self.reports.forget(task_id)
+                self.batcher.forget(task_id)
             if self.reports.enabled:
                 self.reports.directory.rollback(result.rollback.to_block)
             self.chain.resync_nonce()
@@ -286,6 +293,7 @@ class NodeRuntime:
             for task_id in result.new_tasks:
                 self._forget_payload(task_id)
                 self.reports.forget(task_id)
+                self.batcher.forget(task_id)
         finalized = [e for e in result.events if e.name == "TaskFinalized"]
         if finalized:
             self.metrics.tasks_finalized.inc(len(finalized))
@@ -308,6 +316,8 @@ class NodeRuntime:
                 more = True  # read the chain again (finalize what reached quorum), then go on
                 break
             worked |= self._handle_safely(task, result.head)
+        if self.batcher.enabled and not self.stopping.is_set():
+            worked |= self._flush_batch()
         if self.settings.claim_rewards and not self.stopping.is_set():
             self.closer.claim_ready()
         return worked or more or reported or bool(result.events) or not result.caught_up
@@ -337,6 +347,8 @@ class NodeRuntime:
             # Its signed decision is on chain (a report, or its own fallback publication).
             self._update_publication_status(task.id, decision_on_chain=True)
             return True
+        if self.batcher.covers(task.id):
+            return False  # held for the next batch, or in one not settled yet
         if task.chain_status != ChainState.OPEN:
             self._set(task.id, TaskState.SKIPPED, error=f"task is {task.chain_status} on chain")
             return False
@@ -385,6 +397,13 @@ class NodeRuntime:
             log.info("task %d: %s %s (confidence %d) signed for the aggregator (%s)", task.id,
                      "holding" if own.post_status == "held" else "posting", output.decision.action.label,
                      output.decision.confidence, own.post_status)
+            return True
+        if (self.batcher.enabled and wanted == [SendKind.DECISION] and output.probs is None
+                and task.id not in self.batcher.single and task.status != TaskState.RECHECK
+                and self.store.live_send(task.id, SendKind.DECISION) is None and not self.store.sends(task_id=task.id)):
+            # Transport batch: held for the next publishDecisions, with the other tasks' decisions.
+            self.batcher.hold(task.id, int(output.decision.action), output.decision.confidence)
+            self._set(task.id, TaskState.WAITING)
             return True
         todo = [k for k in wanted if self.store.live_send(task.id, k) is None]
         on_chain: set[str] = set()
@@ -571,6 +590,9 @@ class NodeRuntime:
     def _on_settled(self, settled: list[Settled]) -> None:
         for item in settled:
             send = item.send
+            if send.kind == SendKind.BATCH:
+                self._on_batch_settled(item)
+                continue
             if send.task_id is None:
                 continue
             if send.kind in (SendKind.CLAIM, SendKind.FINALIZE):
@@ -586,6 +608,53 @@ class NodeRuntime:
                 if task is not None and task.chain_status == ChainState.OPEN and \
                         task.status in (TaskState.PUBLISHING, TaskState.PUBLISHED):
                     self._set(send.task_id, TaskState.RECHECK, error="publication dropped; will check the chain again")
+
+    def _flush_batch(self) -> bool:
+        """Send the held decisions in one publishDecisions once the batch is due; True when it did."""
+        if not self.batcher.due():
+            return False
+        batch = self.batcher.take()
+        tasks = [h.task_id for h in batch]
+        data = self.chain.calldata("TaskBoard", "publishDecisions", self.batcher.items(batch))
+        try:
+            send = self.outbox.send(kind=SendKind.BATCH, to=self.board, data=data)
+        except ContractRevert as exc:
+            # One task the chain refuses (closed meanwhile, a decision there already): each goes
+            # its own way, and its own publishDecision says what became of it.
+            log.info("batch of %d decisions refused at estimation (%s); publishing them one by one", len(batch),
+                     exc.error_name)
+            self._batch_back(tasks)
+            return True
+        self.batcher.sent(send.id, tasks)
+        log.info("tasks %s: %d decisions in one publishDecisions (tx %s)", ",".join(map(str, tasks)), len(batch),
+                 send.tx_hash)
+        return True
+
+    def _on_batch_settled(self, item: Settled) -> None:
+        send = item.send
+        if send.status in OPEN_SEND_STATES:
+            return
+        tasks = self.batcher.settled(send.id)
+        if send.status == SendState.MINED:
+            for task_id in tasks:  # all or nothing: every decision of the batch is on chain
+                self._update_publication_status(task_id, decision_on_chain=True)
+            return
+        reason = send.status.value
+        if send.status == SendState.REVERTED:
+            try:
+                reason = explain_revert(self.chain, item).error_name
+            except ChainError:
+                reason = "Reverted"
+        log.info("batch of %d decisions %s (%s); publishing them one by one", len(tasks), send.status.value, reason)
+        self._batch_back(tasks)
+
+    def _batch_back(self, tasks: list[int]) -> None:
+        """Tasks of a batch the chain did not take: back to work, each published on its own."""
+        self.batcher.refuse(tasks)
+        for task_id in tasks:
+            task = self.store.get_task(task_id)
+            if task is not None and task.status == TaskState.WAITING:
+                self._set(task_id, TaskState.NEW)
 
     def _may_resend(self, send: SendRecord) -> bool:
         """A vanished publication is rebroadcast only while its task is the one it was made for."""

@@ -42,6 +42,7 @@ class SendKind(StrEnum):
     FINALIZE = "finalize"
     CLAIM = "claim"
     REPORT = "report"  # submitReport: other agents' signed decisions (and its own), as the task's aggregator
+    BATCH = "batch"    # publishDecisions: its decisions on several tasks (transport batch; no task id of its own)
 
 
 PUBLICATION_KINDS = (SendKind.EMBEDDING, SendKind.DECISION)

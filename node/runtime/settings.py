@@ -163,11 +163,19 @@ class NodeSettings(ChainSettings):
     """At most this many of those fetches go to one server (scheme, host, port) at once, so a slow
     server leaves the other workers to the others."""
 
-    transport: Literal["tx", "report"] = "tx"
-    """How a modality agent's decision reaches the chain: "tx", its own publishDecision (the default);
+    transport: Literal["tx", "report", "batch"] = "tx"
+    """How an agent's decision reaches the chain: "tx", its own publishDecision (the default);
     "report", signed (EIP-712) and posted to the task's aggregator, which publishes the decisions it
-    holds in one submitReport (docs/node.md, "Signed reports"). Embeddings, probabilities and the fusion
-    agent's decisions always go by their own transactions."""
+    holds in one submitReport (docs/node.md, "Signed reports"); "batch", its own decisions of several
+    tasks in one publishDecisions (docs/node.md, "Batched publication"). Embeddings and probabilities
+    always go by their own transactions."""
+
+    batch_wait_s: float = Field(default=1.0, ge=0, le=600)
+    """transport "batch": seconds (the node's clock) a decision waits for others to share its
+    publishDecisions; 0 sends what one pass of the loop decided."""
+
+    batch_max: int = Field(default=32, ge=1, le=256)
+    """transport "batch": decisions in one publishDecisions at most (it goes at once when full)."""
 
     report_fallback_s: float = Field(default=20.0, ge=0, le=86_400)
     """transport "report": seconds of chain time (block timestamps) after the task's submission block

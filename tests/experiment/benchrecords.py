@@ -156,5 +156,11 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
             add({**main, "key": f"transport/report/s{seeds[0]}/a{a}", "tasks": tasks, "transport": "report",
                  "report_fallback_s": 60.0, "isolated": True,
                  "chain_check": {"sampled": len(tasks), "mismatches": []}})
+            # and batched: the agents' decisions of several tasks in one publishDecisions each
+            batched = [{**t, "task_id": 6000 + t["i"], "gas": t["gas"] * 0.8, "txs": 3.5,
+                        "latency_s": t["latency_s"] + 2.0} for t in main["tasks"][:min(profile.transport_tasks, n)]]
+            add({**main, "key": f"transport/batch/s{seeds[0]}/a{a}", "tasks": batched, "transport": "batch",
+                 "batch_wait_s": 2.0, "isolated": True,
+                 "chain_check": {"sampled": len(batched), "mismatches": []}})
     add({"key": "rerun/models", "seed": seeds[0], "model_ids_equal": {"u": True}, "all_equal": True})
     return out

@@ -422,9 +422,9 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
     opts, records, run = run_setup
     results = write_report(records, opts, tmp_path, run, ENV)
     tr = results["transports"]
-    assert tr["transports"] == ["tx", "report"] and tr["seed"] == opts.seed
+    assert tr["transports"] == ["tx", "batch", "report"] and tr["seed"] == opts.seed
     rows = {(r["arch"], r["transport"]): r for r in tr["rows"]}
-    assert set(rows) == {(ARCH_NAMES[a], t) for a in TRANSPORT_ARCHS for t in ("tx", "report")}
+    assert set(rows) == {(ARCH_NAMES[a], t) for a in TRANSPORT_ARCHS for t in ("tx", "report", "batch")}
     assert {Arch.M_RULES, Arch.M_LEARNED} <= set(TRANSPORT_ARCHS)  # the fusion agent's too
     n = opts.profile.transport_tasks
     for a in TRANSPORT_ARCHS:
@@ -434,13 +434,16 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
         assert rep["gas_ratio"] == pytest.approx(0.6) and tx["gas_ratio"] == 1.0
         assert rep["accuracy"] == tx["accuracy"]  # the same decisions on the same tasks
         assert rep["latency_p50_s"] > tx["latency_p50_s"]
+        batch = rows[(ARCH_NAMES[a], "batch")]
+        assert batch["gas_ratio"] == pytest.approx(0.8) and batch["accuracy"] == tx["accuracy"]
         # the per-agent row is the main unit on the shared tasks only
         main = records[f"main/s{opts.seed}/a{a}"]["tasks"][:n]
         assert tx["gas_per_task"] == pytest.approx(np.mean([t["gas"] for t in main]))
     c = check(results, TRANSPORT_CHECK)
-    assert c["passed"] is True and c["fatal"] is True and tr["check"]["compared"] == len(TRANSPORT_ARCHS) * n
+    assert c["passed"] is True and c["fatal"] is True and tr["check"]["compared"] == 2 * len(TRANSPORT_ARCHS) * n
     text = (tmp_path / "report.md").read_text()
     assert "## Transports" in text and "| M-fixed | signed report | 8 |" in text and "0.60" in text
+    assert "| M-fixed | batched | 8 |" in text and "up to 2 s" in text
     assert "**PASS** " + TRANSPORT_CHECK in text and "E-d (" in text and "M-learned-p (" in text
     # a transport that changed one decision fails the run
     t = records[f"transport/report/s{opts.seed}/a{Arch.M_FIXED}"]["tasks"][2]

@@ -389,6 +389,8 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
     c = tr["check"]
     mark = {True: "PASS", False: "FAIL", None: "n/a"}[c["passed"]]
     fallback = next((r.get("report_fallback_s") for r in tr["rows"] if r.get("report_fallback_s")), None)
+    wait = next((r.get("batch_wait_s") for r in tr["rows"] if r.get("batch_wait_s") is not None), None)
+    batched = any(r["transport"] == "batch" for r in tr["rows"])
     out += [_table(["architecture", "transport", "tasks", "gas/task", "calldata B/task", "txs/task", "latency p50 s",
                     "accuracy %", "gas / per-agent gas"], rows), "",
             (f"Seed {tr['seed']}: the main table's first chain tasks (M-regret: the evaluation set's first, in its "
@@ -398,9 +400,13 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
              "of M-rules and M-learned first reads its peers' signed decisions from it), which submits one "
              "`submitReport` that finalizes at the quorum"
              + (f" (fallback to the agents' own transactions after {fallback:g} s of chain time)" if fallback else "")
+             + (". Batched: each agent holds its decisions"
+                + (f" up to {wait:g} s" if wait is not None else "")
+                + " and sends those of several tasks in one `publishDecisions`; each task still has its own "
+                "`finalize`" if batched else "")
              + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. M-regret's weight updates are "
              "shared among each unit's tasks, and its main unit has more of them, so its ratio flatters per-agent "
-             "transactions a little. Not run under signed reports: "
+             "transactions a little. Not run under the other transports: "
              + "; ".join(f"{k} ({v})" for k, v in (tr.get("not_run") or {}).items()) + "."), "",
             f"**{mark}** {c['name']}: {c['detail']}.", ""]
     return out

@@ -725,7 +725,7 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
 
 
 TRANSPORT_CHECK = "same decisions under every transport"
-TRANSPORT_TITLES = {"tx": "per-agent transactions", "report": "signed report"}
+TRANSPORT_TITLES = {"tx": "per-agent transactions", "report": "signed report", "batch": "batched"}
 
 
 def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
@@ -765,6 +765,7 @@ def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
             r = row(transport, [mine[e] for e in shared if e in mine])
             r["gas_ratio"] = (r["gas_per_task"] / base["gas_per_task"]) if base["gas_per_task"] else None
             r["report_fallback_s"] = u.get("report_fallback_s")
+            r["batch_wait_s"] = u.get("batch_wait_s")
             rows.append(r)
             names.append(transport)
             for e in shared:

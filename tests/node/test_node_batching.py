@@ -1,0 +1,64 @@
+"""Transport "batch" in-process against the session's Anvil: a node's decisions on several tasks go
+out in one publishDecisions; a batch the chain refuses falls back to one publishDecision per task;
+a restarted node does not batch again what an open batch of its previous run carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_node_runtime import make_node, publications, run_until, submit
+
+from node.protocol import payload as pl
+from node.runtime.batching import DecisionBatcher, batch_tasks
+from node.runtime.sendlog import SendKind, SendState
+from node.runtime.store import TaskState
+
+
+def test_decisions_of_several_tasks_go_in_one_transaction(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "market", tmp_path, transport="batch", batch_wait_s=0.0)
+    tasks = [submit(chain, pl.encode(pl.example_payload(40 + i))) for i in range(3)]
+    run_until([node], lambda: all(node.store.get_task(t) and node.store.get_task(t).status == TaskState.PUBLISHED
+                                  for t in tasks))
+    decisions = [d for t in tasks for d in publications(chain, t)]
+    assert len(decisions) == 3 and len({d.tx_hash for d in decisions}) == 1, decisions
+    [batch] = [s for s in node.store.sends() if s.kind == SendKind.BATCH]
+    assert batch.status == SendState.MINED and batch.task_id is None
+    assert not [s for s in node.store.sends() if s.kind == SendKind.DECISION]
+    # Each task's own output is what went on chain.
+    for t, d in zip(tasks, decisions):
+        record = node.store.get_task(t)
+        assert (record.action, record.confidence) == (d.action, d.confidence)
+
+
+def test_a_refused_batch_falls_back_to_one_transaction_per_task(chain, tmp_path: Path) -> None:
+    node = make_node(chain, "sentiment", tmp_path, transport="batch", batch_wait_s=600.0)
+    tasks = [submit(chain, pl.encode(pl.example_payload(50 + i)), quorum=2) for i in range(2)]
+    run_until([node], lambda: all(node.batcher.covers(t) for t in tasks))  # held, the batch not due yet
+    assert not [s for s in node.store.sends() if s.kind == SendKind.BATCH]
+    # The first task's decision reaches the chain meanwhile (an earlier life of the node published
+    # it): the batch of both reverts at estimation, so each goes alone; the duplicate is taken as done.
+    first = node.store.get_task(tasks[0])
+    node.chain.contracts.publish_decision(tasks[0], first.action, first.confidence)
+    node.batcher.wait_s = 0.0
+    run_until([node], lambda: all(node.store.get_task(t).status == TaskState.PUBLISHED for t in tasks))
+    assert set(node.batcher.single) >= set(tasks)
+    assert len(publications(chain, tasks[0])) == 1 and len(publications(chain, tasks[1])) == 1
+    assert [s.task_id for s in node.store.sends() if s.kind == SendKind.DECISION] == [tasks[1]]
+
+
+def test_batch_tasks_reads_the_calldata_and_restore_covers_them() -> None:
+    from eth_abi import encode
+
+    from node.protocol.reports import pack_decision
+
+    items = [pack_decision(t, 2, 7000) for t in (5, 9, 12)]
+    data = bytes.fromhex("deadbeef") + encode(["uint256[]"], [items])
+    assert batch_tasks(data) == [5, 9, 12]
+    b = DecisionBatcher(enabled=True, wait_s=5.0, max_items=2, clock=lambda: 100.0)
+    b.restore([(7, data)])
+    assert b.covers(9) and not b.covers(6)
+    assert b.settled(7) == [5, 9, 12] and not b.covers(9)
+    b.hold(1, 0, 10)
+    assert not b.due()  # waits for company up to wait_s
+    b.hold(2, 1, 20)
+    assert b.due() and [h.task_id for h in b.take()] == [1, 2]  # full at max_items
