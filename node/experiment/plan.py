@@ -35,6 +35,12 @@ one report reaches their quorum (under reports, the fusion agent of M-rules and 
 signed decisions its peers handed to the aggregator, and its own goes in the same report). E-d and
 M-learned-p publish embeddings and probabilities, which go by per-agent transactions under every
 transport."""
+def transport_archs(transport: str) -> tuple[Arch, ...]:
+    """What the transport sweep runs under `transport`: `TRANSPORT_ARCHS`, and under batched
+    publication E-d too (its agents batch their embeddings as well as their decisions)."""
+    return (*TRANSPORT_ARCHS, Arch.E_D) if transport == "batch" else TRANSPORT_ARCHS
+
+
 BATCH_WAIT_S = 2.0
 """The transport sweep's `batch_wait_s`: how long an agent holds a decision for others to share its
 publishDecisions (the sweep keeps up to `jobs.WINDOW` tasks in flight, submitted one block apart)."""
@@ -112,15 +118,16 @@ def degraded_specs(uni_best: str, rules: str, profile: Profile) -> list[NodeSpec
 
 def transport_specs(uni_best: str, rules: str, transport: str) -> list[NodeSpec]:
     """The transport sweep's nodes: the three modality agents (the Uni-best one also arch 0) and the
-    fusion node (M-rules, M-learned), publishing for `TRANSPORT_ARCHS` under `transport`; one of the
-    four aggregates each task."""
-    modular = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET)
+    fusion node (M-rules, M-learned; E-d where it runs), publishing for `transport_archs(transport)`
+    under `transport`; under reports one of the four aggregates each task."""
+    ed = (Arch.E_D,) if Arch.E_D in transport_archs(transport) else ()
+    modular = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_REGRET, *ed)
     fusion = Role.FUSION.label
     extra = ({"report_fallback_s": REPORT_FALLBACK_S} if transport == "report"
              else {"batch_wait_s": BATCH_WAIT_S} if transport == "batch" else {})
     return [*(NodeSpec(r.label, r.label, (Arch.UNI_BEST,) * (r.label == uni_best) + modular,
-                       transport=transport, **extra) for r in AGENT_ROLES),
-            NodeSpec(fusion, fusion, (Arch.M_RULES, Arch.M_LEARNED), rules=rules, transport=transport, **extra)]
+                       embedding_archs=ed, transport=transport, **extra) for r in AGENT_ROLES),
+            NodeSpec(fusion, fusion, (Arch.M_RULES, Arch.M_LEARNED, *ed), rules=rules, transport=transport, **extra)]
 
 
 def ed_specs() -> list[NodeSpec]:

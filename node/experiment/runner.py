@@ -35,12 +35,11 @@ from node.experiment.nodes import NodeSet, Zygote
 from node.experiment.report.metrics import correctness, decode_actions, encode_actions
 from node.experiment.plan import (
     ALPHA_ARCHS,
-    NOISE_SCENARIOS,
     BATCH_WAIT_S,
+    NOISE_SCENARIOS,
     REPORT_FALLBACK_S,
     RERUN_ARCHS,
     ROLE_CYCLE,
-    TRANSPORT_ARCHS,
     TRANSPORTS,
     Ready,
     Session,
@@ -53,6 +52,7 @@ from node.experiment.plan import (
     n_sweep_arch,
     quorum,
     replica_specs,
+    transport_archs,
     transport_specs,
 )
 from node.protocol.enums import AGENT_ROLES, Arch, Role
@@ -149,7 +149,7 @@ class Bench:
             if n == 0 and p.transport_tasks:
                 for transport in TRANSPORTS:
                     out.append(Session(f"transport-{transport}-s{seed}",
-                                       [f"transport/{transport}/s{seed}/a{a}" for a in TRANSPORT_ARCHS],
+                                       [f"transport/{transport}/s{seed}/a{a}" for a in transport_archs(transport)],
                                        self.spec(seed), lambda ms, t=transport: transport_specs(ms.uni_best, ms.rules, t),
                                        lambda ready, seed=seed, t=transport: self._transport_session(ready, seed, t)))
             if robust:
@@ -598,7 +598,7 @@ class Bench:
         ev = self._evaluations.get(seed) or Evaluation(self._sample(seed), _done(self.checkpoint.get(f"eval/s{seed}")))
         evals = self.eval_stream(seed)
         self._weights(ready.board, ms.uni_best)
-        for arch in TRANSPORT_ARCHS:
+        for arch in transport_archs(transport):
             key = f"transport/{transport}/s{seed}/a{arch}"
             if self.checkpoint.done(key):
                 continue

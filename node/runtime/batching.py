@@ -1,9 +1,11 @@
-"""Batched publication (the `transport = "batch"` setting): the node's decision-only publications of
-several tasks go out in one `TaskBoard.publishDecisions` instead of one `publishDecision` each.
+"""Batched publication (the `transport = "batch"` setting): the node's publications of several tasks
+go out in one `TaskBoard.publishDecisions` (and, for an agent that also publishes its embeddings,
+one `publishEmbeddings` before it) instead of one `publishDecision` (and `publishEmbedding`) each.
 
-- A decision the node would publish alone is held instead (`DecisionBatcher.hold`); the loop sends
-  what it holds in one transaction once the oldest has waited `batch_wait_s` or `batch_max` are held
-  (send kind `batch`, no task id of its own: the send log's raw bytes name its tasks).
+- A publication the node would send is held instead (`DecisionBatcher.hold`); the loop sends what
+  it holds once the oldest has waited `batch_wait_s` or `batch_max` are held: the embeddings in one
+  transaction, then the decisions in the next nonce (send kind `batch`, no task id of its own: the
+  send log's raw bytes name its tasks). A task is published once every batch carrying it is mined.
 - The contract takes a batch whole or not at all. Refused at estimation, or mined and reverted (a
   task closed meanwhile), its tasks go back to work and publish one by one (`publishDecision`, whose
   own error says what became of each); dropped, the outbox rebroadcasts it as any send.
@@ -18,25 +20,42 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from eth_abi import decode
+from eth_utils import function_signature_to_4byte_selector
 
 from node.protocol.reports import pack_decision, unpack_decision
 
-PUBLISH_DECISIONS_SELECTOR_LEN = 4
+SELECTOR_LEN = 4
+PUBLISH_EMBEDDINGS = function_signature_to_4byte_selector("publishEmbeddings(uint256[],bytes32,uint8,bytes)")
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A held embedding: the node's model id, encoding and encoded vector."""
+
+    model_id: bytes
+    encoding: int
+    vector: bytes
 
 
 @dataclass(frozen=True)
 class Held:
-    """One decision waiting for its batch."""
+    """One task's publication waiting for its batch: its decision, and its embedding if it has one."""
 
     task_id: int
     action: int
     confidence: int
     since: float
+    embedding: Embedding | None = None
 
 
 def batch_tasks(data: bytes) -> list[int]:
-    """The task ids of a `publishDecisions` call's calldata (selector, then `uint256[] items`)."""
-    (items,) = decode(["uint256[]"], bytes(data[PUBLISH_DECISIONS_SELECTOR_LEN:]))
+    """The task ids of a batch's calldata: `publishEmbeddings(uint256[] taskIds, ...)` or
+    `publishDecisions(uint256[] items)`."""
+    body = bytes(data[SELECTOR_LEN:])
+    if bytes(data[:SELECTOR_LEN]) == PUBLISH_EMBEDDINGS:
+        task_ids, _, _, _ = decode(["uint256[]", "bytes32", "uint8", "bytes"], body)
+        return [int(t) for t in task_ids]
+    (items,) = decode(["uint256[]"], body)
     return [unpack_decision(int(item))[0] for item in items]
 
 
@@ -50,12 +69,13 @@ class DecisionBatcher:
         self.clock = clock
         self._held: dict[int, Held] = {}
         self._live: dict[int, list[int]] = {}  # send id -> its tasks, while the send is open
-        self._covered: dict[int, int] = {}  # task id -> the open send that carries its decision
+        self._covered: dict[int, set[int]] = {}  # task id -> the open sends that carry its publications
+        self._failed: set[int] = set()  # tasks one of whose batches was not mined, others still open
         self.single: set[int] = set()
         """Tasks whose batch the chain refused: they publish one by one from now on."""
 
-    def hold(self, task_id: int, action: int, confidence: int) -> None:
-        self._held[task_id] = Held(task_id, int(action), int(confidence), self.clock())
+    def hold(self, task_id: int, action: int, confidence: int, embedding: Embedding | None = None) -> None:
+        self._held[task_id] = Held(task_id, int(action), int(confidence), self.clock(), embedding)
 
     def covers(self, task_id: int) -> bool:
         """Whether the task's decision is held, or in a batch not settled yet."""
@@ -78,22 +98,44 @@ class DecisionBatcher:
         """`publishDecisions`' argument for `batch`."""
         return [pack_decision(h.task_id, h.action, h.confidence) for h in batch]
 
+    @staticmethod
+    def embedding_groups(batch: Iterable[Held]) -> list[tuple[bytes, int, list[Held]]]:
+        """The embeddings of `batch` by (model id, encoding): one `publishEmbeddings` each."""
+        groups: dict[tuple[bytes, int], list[Held]] = {}
+        for h in batch:
+            if h.embedding is not None:
+                groups.setdefault((h.embedding.model_id, h.embedding.encoding), []).append(h)
+        return [(model, encoding, held) for (model, encoding), held in groups.items()]
+
     def sent(self, send_id: int, tasks: Iterable[int]) -> None:
         tasks = list(tasks)
         self._live[send_id] = tasks
         for t in tasks:
-            self._covered[t] = send_id
+            self._covered.setdefault(t, set()).add(send_id)
 
-    def settled(self, send_id: int) -> list[int]:
-        """The tasks of a batch whose fate is known (mined, reverted or given up)."""
-        tasks = self._live.pop(send_id, [])
-        for t in tasks:
-            if self._covered.get(t) == send_id:
-                del self._covered[t]
-        return tasks
+    def settled(self, send_id: int, mined: bool) -> tuple[list[int], list[int]]:
+        """A batch whose fate is known: `(published, refused)`, the tasks it carried whose every batch
+        is now mined, and those of which one batch was not (each once, when its last batch settles)."""
+        published, refused = [], []
+        for t in self._live.pop(send_id, []):
+            if not mined:
+                self._failed.add(t)
+            sends = self._covered.get(t, set())
+            sends.discard(send_id)
+            if sends:
+                continue
+            self._covered.pop(t, None)
+            (refused if t in self._failed else published).append(t)
+            self._failed.discard(t)
+        return published, refused
 
     def refuse(self, tasks: Iterable[int]) -> None:
         self.single.update(tasks)
+
+    def fail(self, tasks: Iterable[int]) -> None:
+        """Tasks whose next batch was refused while another batch of theirs is open: refused when
+        that one settles."""
+        self._failed.update(t for t in tasks if t in self._covered)
 
     def forget(self, task_id: int) -> None:
         """A task that started over (reorg) or is done: drop what is held of it (an open batch that

@@ -45,7 +45,7 @@ from node.chain.nodechain import BlockHeader
 from node.protocol.enums import AGENT_ROLES, PROBABILITY_ARCHS, ZERO_MODEL_ID, Role
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
 from node.protocol.payload import TaskPayload, fetch, verify
-from node.runtime.batching import DecisionBatcher
+from node.runtime.batching import DecisionBatcher, Embedding
 from node.runtime.closing import Closer, explain_revert
 from node.runtime.fetcher import PayloadFetcher
 from node.runtime.metrics import NodeMetrics
@@ -398,11 +398,13 @@ class NodeRuntime:
                      "holding" if own.post_status == "held" else "posting", output.decision.action.label,
                      output.decision.confidence, own.post_status)
             return True
-        if (self.batcher.enabled and wanted == [SendKind.DECISION] and output.probs is None
-                and task.id not in self.batcher.single and task.status != TaskState.RECHECK
-                and self.store.live_send(task.id, SendKind.DECISION) is None and not self.store.sends(task_id=task.id)):
-            # Transport batch: held for the next publishDecisions, with the other tasks' decisions.
-            self.batcher.hold(task.id, int(output.decision.action), output.decision.confidence)
+        if (self.batcher.enabled and output.probs is None and task.id not in self.batcher.single
+                and task.status != TaskState.RECHECK and not self.store.sends(task_id=task.id)):
+            # Transport batch: held for the next publishDecisions (and publishEmbeddings), with the
+            # other tasks' publications.
+            emb = output.embedding if SendKind.EMBEDDING in wanted else None
+            self.batcher.hold(task.id, int(output.decision.action), output.decision.confidence,
+                              None if emb is None else Embedding(emb.model_id, int(emb.encoding), emb.to_bytes()))
             self._set(task.id, TaskState.WAITING)
             return True
         todo = [k for k in wanted if self.store.live_send(task.id, k) is None]
@@ -610,43 +612,57 @@ class NodeRuntime:
                     self._set(send.task_id, TaskState.RECHECK, error="publication dropped; will check the chain again")
 
     def _flush_batch(self) -> bool:
-        """Send the held decisions in one publishDecisions once the batch is due; True when it did."""
+        """Send the held publications once the batch is due: the embeddings in one publishEmbeddings
+        per (model id, encoding), then the decisions in one publishDecisions. True when it did."""
         if not self.batcher.due():
             return False
         batch = self.batcher.take()
         tasks = [h.task_id for h in batch]
+        for model_id, encoding, held in self.batcher.embedding_groups(batch):
+            ids = [h.task_id for h in held]
+            data = self.chain.calldata("TaskBoard", "publishEmbeddings", ids, model_id, encoding,
+                                       b"".join(h.embedding.vector for h in held if h.embedding is not None))
+            if not self._send_batch(data, ids, "embeddings"):
+                self.batcher.fail(tasks)  # their decisions wait: all of the batch goes one by one
+                self._batch_back([t for t in tasks if not self.batcher.covers(t)])
+                return True
         data = self.chain.calldata("TaskBoard", "publishDecisions", self.batcher.items(batch))
+        if not self._send_batch(data, tasks, "decisions"):
+            self.batcher.fail(tasks)
+            self._batch_back([t for t in tasks if not self.batcher.covers(t)])
+        return True
+
+    def _send_batch(self, data: bytes, tasks: list[int], what: str) -> bool:
         try:
             send = self.outbox.send(kind=SendKind.BATCH, to=self.board, data=data)
         except ContractRevert as exc:
-            # One task the chain refuses (closed meanwhile, a decision there already): each goes
-            # its own way, and its own publishDecision says what became of it.
-            log.info("batch of %d decisions refused at estimation (%s); publishing them one by one", len(batch),
+            # One task the chain refuses (closed meanwhile, a publication there already): each goes
+            # its own way, and its own transaction says what became of it.
+            log.info("batch of %d %s refused at estimation (%s); publishing them one by one", len(tasks), what,
                      exc.error_name)
-            self._batch_back(tasks)
-            return True
+            return False
         self.batcher.sent(send.id, tasks)
-        log.info("tasks %s: %d decisions in one publishDecisions (tx %s)", ",".join(map(str, tasks)), len(batch),
-                 send.tx_hash)
+        log.info("tasks %s: %d %s in one transaction (%s)", ",".join(map(str, tasks)), len(tasks), what, send.tx_hash)
         return True
 
     def _on_batch_settled(self, item: Settled) -> None:
         send = item.send
         if send.status in OPEN_SEND_STATES:
             return
-        tasks = self.batcher.settled(send.id)
-        if send.status == SendState.MINED:
-            for task_id in tasks:  # all or nothing: every decision of the batch is on chain
-                self._update_publication_status(task_id, decision_on_chain=True)
-            return
-        reason = send.status.value
-        if send.status == SendState.REVERTED:
-            try:
-                reason = explain_revert(self.chain, item).error_name
-            except ChainError:
-                reason = "Reverted"
-        log.info("batch of %d decisions %s (%s); publishing them one by one", len(tasks), send.status.value, reason)
-        self._batch_back(tasks)
+        mined = send.status == SendState.MINED
+        published, refused = self.batcher.settled(send.id, mined)
+        for task_id in published:  # all or nothing: every publication of its batches is on chain
+            self._update_publication_status(task_id, decision_on_chain=True)
+        if not mined:
+            reason = send.status.value
+            if send.status == SendState.REVERTED:
+                try:
+                    reason = explain_revert(self.chain, item).error_name
+                except ChainError:
+                    reason = "Reverted"
+            log.info("a batch %s (%s); its tasks publish one by one", send.status.value, reason)
+        if refused:
+            self._batch_back(refused)
 
     def _batch_back(self, tasks: list[int]) -> None:
         """Tasks of a batch the chain did not take: back to work, each published on its own."""

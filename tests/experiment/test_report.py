@@ -444,7 +444,7 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
     text = (tmp_path / "report.md").read_text()
     assert "## Transports" in text and "| M-fixed | signed report | 8 |" in text and "0.60" in text
     assert "| M-fixed | batched | 8 |" in text and "up to 2 s" in text
-    assert "**PASS** " + TRANSPORT_CHECK in text and "E-d (" in text and "M-learned-p (" in text
+    assert "**PASS** " + TRANSPORT_CHECK in text and "E-d under signed reports (" in text and "M-learned-p (" in text
     # a transport that changed one decision fails the run
     t = records[f"transport/report/s{opts.seed}/a{Arch.M_FIXED}"]["tasks"][2]
     t["action"] = (t["action"] + 1) % 3

@@ -46,6 +46,27 @@ def test_a_refused_batch_falls_back_to_one_transaction_per_task(chain, tmp_path:
     assert [s.task_id for s in node.store.sends() if s.kind == SendKind.DECISION] == [tasks[1]]
 
 
+def test_embeddings_go_in_one_publishEmbeddings_before_the_decisions(chain, tmp_path: Path) -> None:
+    """An agent that publishes its embeddings (E-d): for 3 tasks, one publishEmbeddings then one
+    publishDecisions, and each task's own vector is the one on chain."""
+    from node.chain.events import EmbeddingPublished
+
+    node = make_node(chain, "sentiment", tmp_path, transport="batch", batch_wait_s=600.0, archs=[5],
+                     embedding_archs=[5])
+    tasks = [submit(chain, pl.encode(pl.example_payload(60 + i)), quorum=4, arch=5) for i in range(3)]
+    run_until([node], lambda: all(node.batcher.covers(t) for t in tasks))
+    node.batcher.wait_s = 0.0
+    run_until([node], lambda: all(node.store.get_task(t).status == TaskState.PUBLISHED for t in tasks))
+    vectors = [e for t in tasks for e in publications(chain, t, EmbeddingPublished)]
+    decisions = [d for t in tasks for d in publications(chain, t)]
+    assert len(vectors) == len(decisions) == 3
+    assert len({e.tx_hash for e in vectors}) == 1 and len({d.tx_hash for d in decisions}) == 1
+    assert vectors[0].block_number <= decisions[0].block_number and vectors[0].tx_hash != decisions[0].tx_hash
+    for t, e in zip(tasks, vectors):
+        assert e.task_id == t and len(e.vector) == node.store.get_task(t).embedding_bytes
+    assert [s.kind for s in node.store.sends()].count(SendKind.BATCH) == 2
+
+
 def test_batch_tasks_reads_the_calldata_and_restore_covers_them() -> None:
     from eth_abi import encode
 
@@ -57,7 +78,12 @@ def test_batch_tasks_reads_the_calldata_and_restore_covers_them() -> None:
     b = DecisionBatcher(enabled=True, wait_s=5.0, max_items=2, clock=lambda: 100.0)
     b.restore([(7, data)])
     assert b.covers(9) and not b.covers(6)
-    assert b.settled(7) == [5, 9, 12] and not b.covers(9)
+    assert b.settled(7, mined=True) == ([5, 9, 12], []) and not b.covers(9)
+    # A task carried by two batches is settled by the last; one not mined refuses it.
+    b.sent(8, [5, 6])
+    b.sent(9, [5])
+    assert b.settled(8, mined=False) == ([], [6])
+    assert b.covers(5) and b.settled(9, mined=True) == ([], [5])
     b.hold(1, 0, 10)
     assert not b.due()  # waits for company up to wait_s
     b.hold(2, 1, 20)

@@ -400,13 +400,14 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
              "of M-rules and M-learned first reads its peers' signed decisions from it), which submits one "
              "`submitReport` that finalizes at the quorum"
              + (f" (fallback to the agents' own transactions after {fallback:g} s of chain time)" if fallback else "")
-             + (". Batched: each agent holds its decisions"
+             + (". Batched: each agent holds its publications"
                 + (f" up to {wait:g} s" if wait is not None else "")
-                + " and sends those of several tasks in one `publishDecisions`; each task still has its own "
+                + " and sends those of several tasks in one `publishDecisions` (E-d's embeddings first, in one "
+                "`publishEmbeddings`), a batch's gas shared among its tasks; each task still has its own "
                 "`finalize`" if batched else "")
              + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. M-regret's weight updates are "
              "shared among each unit's tasks, and its main unit has more of them, so its ratio flatters per-agent "
-             "transactions a little. Not run under the other transports: "
+             "transactions a little. Not run: "
              + "; ".join(f"{k} ({v})" for k, v in (tr.get("not_run") or {}).items()) + "."), "",
             f"**{mark}** {c['name']}: {c['detail']}.", ""]
     return out

@@ -788,12 +788,12 @@ def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
              "detail": detail, "fatal": True, "compared": compared, "mismatches": mismatches}
     return {"seed": seed, "transports": ["tx", *sorted(set(names))], "rows": rows, "check": check,
             "titles": TRANSPORT_TITLES,
-            "not_run": {"E-d": "its embeddings go by per-agent transactions under every transport",
+            "not_run": {"E-d under signed reports": "its embeddings go by per-agent transactions there",
                         "M-learned-p": "its probabilities go by per-agent transactions under every transport",
                         "U, U-rep": "a coordinator's decision is one transaction already"},
             "definition": "the first seed's shared chain tasks (the same payloads and evaluation tasks under every "
                           "transport); gas, calldata bytes and transactions per task from the receipts of every "
-                          "transaction that touched a task; latency submitTask sent -> TaskFinalized seen, one "
+                          "transaction that touched a task (one that touched n tasks, a batch, 1/n to each); latency submitTask sent -> TaskFinalized seen, one "
                           "architecture at a time; gas_ratio = gas per task / the same tasks' gas under per-agent "
                           "transactions"}
 
