@@ -107,8 +107,9 @@ def test_format_result_prints_rates_latencies_and_ratio() -> None:
     r = BenchResult(nodes=4, roles=["market", "sentiment", "risk", "fusion"], arch=2, tasks=40, duration_s=4.0,
                     tasks_per_s=10.0, latency_p50_s=0.5, latency_p95_s=0.9, latency_max_s=1.0, chain_txs=240,
                     txs_per_task=6.0, pipeline_tx_per_s=60.0, raw_txs=500, raw_tx_per_s=400.0,
-                    ratio_tasks_to_raw=0.025, ratio_txs_to_raw=0.15, mining="auto", paced_tasks=10,
+                    raw_before_tx_per_s=450.0, raw_after_tx_per_s=350.0, ratio_tasks_to_raw=0.025, ratio_txs_to_raw=0.15, mining="auto", paced_tasks=10,
                     paced_latency_p50_s=0.2, paced_latency_p95_s=0.3)
     text = format_result(r)
-    for needle in ("10.00 tasks/s", "p50   500.0 ms", "p95   900.0 ms", "400.0 tx/s", "0.0250", "0.150"):
+    for needle in ("10.00 tasks/s", "p50   500.0 ms", "p95   900.0 ms", "400.0 tx/s", "0.0250", "0.150",
+                   "450.0 tx/s before the burst, 350.0 after it"):
         assert needle in text
