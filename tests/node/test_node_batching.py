@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_node_runtime import make_node, publications, run_until, submit
+from test_node_runtime import ENCODER, KEYS, make_node, publications, run_until, submit
 
+from agents.factory import build_agent
+from node.chain.nodechain import NodeChain
 from node.protocol import payload as pl
 from node.runtime.batching import DecisionBatcher, batch_tasks
+from node.runtime.node import NodeRuntime
 from node.runtime.sendlog import SendKind, SendState
-from node.runtime.store import TaskState
+from node.runtime.settings import NodeSettings
+from node.runtime.store import Store, TaskState
 
 
 def test_decisions_of_several_tasks_go_in_one_transaction(chain, tmp_path: Path) -> None:
@@ -65,6 +69,39 @@ def test_embeddings_go_in_one_publishEmbeddings_before_the_decisions(chain, tmp_
     for t, e in zip(tasks, vectors):
         assert e.task_id == t and len(e.vector) == node.store.get_task(t).embedding_bytes
     assert [s.kind for s in node.store.sends()].count(SendKind.BATCH) == 2
+
+
+def test_a_restarted_node_does_not_batch_again_what_an_open_batch_carries(chain, tmp_path: Path) -> None:
+    """The batch is sent but not mined (the chain stops mining), the node dies; a new one on the same
+    state file reads the open batch from its send log and waits for it instead of sending another."""
+    node = make_node(chain, "risk", tmp_path, transport="batch", batch_wait_s=600.0)
+    tasks = [submit(chain, pl.encode(pl.example_payload(70 + i)), quorum=2) for i in range(2)]
+    run_until([node], lambda: all(node.batcher.covers(t) for t in tasks))
+    chain.rpc("evm_setAutomine", False)
+    try:
+        node.batcher.wait_s = 0.0
+        node.step()
+        [batch] = [s for s in node.store.sends() if s.kind == SendKind.BATCH]
+        assert batch.status == SendState.SENT
+        node.store.close()
+        del node  # killed: nothing of it but its state file survives
+        key = KEYS["risk"]
+        settings = NodeSettings(role="risk", port=9100 + key, dev_key_index=key, chain_id=31337, rpc_url=chain.rpc_url,
+                                finalize_grace_s=0.0, transport="batch", batch_wait_s=0.0)
+        again = NodeRuntime(settings, NodeChain(chain.client(key), chain.contracts(key)),
+                            Store(tmp_path / "risk.sqlite"), build_agent("risk", use_trained=False, text_encoder=ENCODER),
+                            deployment=chain.deployment)
+        again.bootstrap()
+        assert all(again.batcher.covers(t) for t in tasks)
+        for _ in range(3):
+            again.step()
+        assert [s.id for s in again.store.sends() if s.kind == SendKind.BATCH] == [batch.id]  # no second batch
+    finally:
+        chain.rpc("evm_setAutomine", True)
+        chain.rpc("evm_mine")
+    run_until([again], lambda: all(again.store.get_task(t).status == TaskState.PUBLISHED for t in tasks))
+    decisions = [d for t in tasks for d in publications(chain, t)]
+    assert len(decisions) == 2 and len({d.tx_hash for d in decisions}) == 1
 
 
 def test_batch_tasks_reads_the_calldata_and_restore_covers_them() -> None:
