@@ -436,6 +436,8 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
         assert rep["latency_p50_s"] > tx["latency_p50_s"]
         batch = rows[(ARCH_NAMES[a], "batch")]
         assert batch["gas_ratio"] == pytest.approx(0.8) and batch["accuracy"] == tx["accuracy"]
+        # L1's price is gas times the gas price: its ratio is the gas ratio
+        assert rep["cost_usd_per_task"]["l1"] / tx["cost_usd_per_task"]["l1"] == pytest.approx(rep["gas_ratio"])
         # the per-agent row is the main unit on the shared tasks only
         main = records[f"main/s{opts.seed}/a{a}"]["tasks"][:n]
         assert tx["gas_per_task"] == pytest.approx(np.mean([t["gas"] for t in main]))
@@ -444,6 +446,7 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
     text = (tmp_path / "report.md").read_text()
     assert "## Transports" in text and "| M-fixed | signed report | 8 |" in text and "0.60" in text
     assert "| M-fixed | batched | 8 |" in text and "up to 2 s" in text
+    assert "| gas / per-agent gas | Ethereum L1 $/task |" in text
     assert "**PASS** " + TRANSPORT_CHECK in text and "E-d under signed reports (" in text and "M-learned-p (" in text
     # a transport that changed one decision fails the run
     t = records[f"transport/report/s{opts.seed}/a{Arch.M_FIXED}"]["tasks"][2]

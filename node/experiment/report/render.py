@@ -381,18 +381,21 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
     out = ["## Transports", ""]
     if not tr.get("rows"):
         return out + ["Not run.", ""]
+    from node.chain.fees import CHAIN_TITLES, CHAINS
+
     titles = tr.get("titles") or {}
     rows = [[r["arch"], titles.get(r["transport"], r["transport"]), str(r["tasks"]), _num(r.get("gas_per_task")),
              _num(r.get("calldata_bytes_per_task")), _num(r.get("txs_per_task"), "{:.1f}"),
              _num(r.get("latency_p50_s"), "{:.2f}"), _pct(r.get("accuracy")),
-             _num(r.get("gas_ratio"), "{:.2f}")] for r in tr["rows"]]
+             _num(r.get("gas_ratio"), "{:.2f}"), *(_usd((r.get("cost_usd_per_task") or {}).get(c)) for c in CHAINS)]
+            for r in tr["rows"]]
     c = tr["check"]
     mark = {True: "PASS", False: "FAIL", None: "n/a"}[c["passed"]]
     fallback = next((r.get("report_fallback_s") for r in tr["rows"] if r.get("report_fallback_s")), None)
     wait = next((r.get("batch_wait_s") for r in tr["rows"] if r.get("batch_wait_s") is not None), None)
     batched = any(r["transport"] == "batch" for r in tr["rows"])
     out += [_table(["architecture", "transport", "tasks", "gas/task", "calldata B/task", "txs/task", "latency p50 s",
-                    "accuracy %", "gas / per-agent gas"], rows), "",
+                    "accuracy %", "gas / per-agent gas", *(f"{CHAIN_TITLES[c]} $/task" for c in CHAINS)], rows), "",
             (f"Seed {tr['seed']}: the main table's first chain tasks (M-regret: the evaluation set's first, in its "
              "main rounds) sent again to node processes running each transport, on a deployment of their own, one "
              "architecture at a time; the per-agent rows are the main table's units on those same tasks. Signed "
@@ -405,7 +408,8 @@ def _transports_section(results: dict[str, Any]) -> list[str]:
                 + " and sends those of several tasks in one `publishDecisions` (E-d's embeddings first, in one "
                 "`publishEmbeddings`), a batch's gas shared among its tasks; each task still has its own "
                 "`finalize`" if batched else "")
-             + ". Gas / per-agent gas: the ratio of gas per task on the same tasks. M-regret's weight updates are "
+             + ". Gas / per-agent gas: the ratio of gas per task on the same tasks; $/task: priced as in \"What a "
+             "task costs\". M-regret's weight updates are "
              "shared among each unit's tasks, and its main unit has more of them, so its ratio flatters per-agent "
              "transactions a little. Not run: "
              + "; ".join(f"{k} ({v})" for k, v in (tr.get("not_run") or {}).items()) + "."), "",

@@ -735,6 +735,7 @@ def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
     `tx` (the main table's per-agent transactions) the ratio of its gas to theirs on the same tasks.
     The check: every shared task finalized the same action under every transport."""
     seed = opts.seeds()[0]
+    prices = prices_of(opts)
     rows: list[dict[str, Any]] = []
     compared, mismatches, names = 0, [], []
     found = [(k, r) for k, r in records.items() if re.fullmatch(rf"transport/[^/]+/s{seed}/a\d+", k)]
@@ -755,7 +756,8 @@ def transports(records: dict[str, dict], opts: RunOptions) -> dict[str, Any]:
             return {"arch": ARCH_NAMES[arch], "arch_id": arch, "transport": transport, "seed": seed,
                     "tasks": len(tasks), "gas_per_task": c.get("gas_per_task"),
                     "calldata_bytes_per_task": c.get("calldata_bytes_per_task"), "txs_per_task": c.get("txs_per_task"),
-                    "latency_p50_s": c.get("latency_p50_s"), "accuracy": float(np.mean(right)) if right else None}
+                    "latency_p50_s": c.get("latency_p50_s"), "accuracy": float(np.mean(right)) if right else None,
+                    "cost_usd_per_task": cost_usd_per_task(c, prices)}
 
         base = row("tx", [by_eval[e] for e in shared])
         base["gas_ratio"] = 1.0
