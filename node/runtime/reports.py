@@ -530,18 +530,31 @@ class ReportDesk:
                 self._over.add(send.task_id)
 
 
-def http_get(url: str) -> tuple[int, Any]:
-    """GET `url`; (status, the JSON answer or None), or (0, None) without an answer."""
+GET_LIMIT_BYTES = 256 * 1024
+"""The most of an aggregator's answer a fusion agent reads (256 decisions take about 80 KiB)."""
+
+
+def http_get(url: str, limit: int = GET_LIMIT_BYTES) -> tuple[int, Any]:
+    """GET `url`; (status, the JSON answer or None), or (0, None) without an answer. An answer over
+    `limit` bytes is not read further and counts as none (a peer's endpoint is not trusted)."""
+    import json
+
     import httpx
 
     try:
-        response = httpx.get(url, timeout=POST_TIMEOUT_S, follow_redirects=False)
+        with httpx.stream("GET", url, timeout=POST_TIMEOUT_S, follow_redirects=False) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    return response.status_code, None
+            status = response.status_code
     except httpx.HTTPError:
         return 0, None
     try:
-        return response.status_code, response.json()
+        return status, json.loads(bytes(body))
     except ValueError:
-        return response.status_code, None
+        return status, None
 
 
 def http_post(url: str, body: dict[str, Any]) -> tuple[int, str | None]:

@@ -428,3 +428,34 @@ def test_a_fusion_agent_that_aggregates_reads_its_own_store(desk: Desk) -> None:
     desk.desk._get = lambda url: pytest.fail("no HTTP read when the node aggregates the task")
     [(decision, found)] = desk.desk.peer_decisions(desk.store.get_task(task))
     assert decision.agent == RISK.address and found.role == 2
+
+
+def test_reading_an_aggregator_stops_at_the_size_limit() -> None:
+    """A hostile endpoint cannot make a fusion agent read an answer of any size."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from node.runtime.reports import http_get
+
+    class Huge(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = b'{"decisions": [' + b'"x",' * 100_000 + b'"x"]}' if self.path == "/big" else json.dumps(
+                {"task_id": 1, "decisions": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Huge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert http_get(base + "/big") == (200, None)
+        assert http_get(base + "/small") == (200, {"task_id": 1, "decisions": []})
+        assert http_get("http://127.0.0.1:1/nothing") == (0, None)
+    finally:
+        server.shutdown()
