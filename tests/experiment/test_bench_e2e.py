@@ -119,8 +119,10 @@ def test_two_tiers_the_chain_sample_finalizes_the_off_chain_actions(tiny_run) ->
 
 def test_signed_reports_cost_fewer_transactions_and_change_no_decision(tiny_run) -> None:
     """The transport sweep: M-fixed on the main table's first chain tasks again, under signed
-    reports: one submitReport instead of three publications and finalize, the same decisions."""
+    reports: one submitReport instead of three publications and finalize, the same decisions; and
+    batched: the agents' decisions of several tasks in one publishDecisions each."""
     from node.experiment.config import get_profile
+    from node.experiment.plan import transport_archs
 
     _, results = tiny_run
     tr = results["transports"]
@@ -130,7 +132,13 @@ def test_signed_reports_cost_fewer_transactions_and_change_no_decision(tiny_run)
     assert report["txs_per_task"] == 2 and tx["txs_per_task"] == 5  # submit + report; submit, 3 decisions, finalize
     assert report["txs_per_task"] < tx["txs_per_task"] and 0 < report["gas_ratio"] < 1
     assert report["accuracy"] == tx["accuracy"] and report["latency_p50_s"] > 0
-    assert {a for a, t in rows if t == "report"} == {"Uni-best", "M-fixed", "M-regret"}
-    assert tr["check"]["passed"] is True and tr["check"]["compared"] >= 3 * report["tasks"]
+    for transport in ("report", "batch"):
+        assert {a for a, t in rows if t == transport} == {ARCH_NAMES[a] for a in transport_archs(transport)}
+    for arch in ("M-rules", "M-learned"):  # the fusion agent's decision goes in the same report
+        assert rows[(arch, "report")]["txs_per_task"] == 2 and rows[(arch, "tx")]["txs_per_task"] == 6
+    batch = rows[("M-fixed", "batch")]
+    assert batch["txs_per_task"] < tx["txs_per_task"] and 0 < batch["gas_ratio"] < 1
+    assert batch["accuracy"] == tx["accuracy"]
+    assert tr["check"]["passed"] is True and tr["check"]["compared"] >= 11 * report["tasks"]
     check = next(c for c in results["honesty"]["checks"] if c["name"] == tr["check"]["name"])
     assert check["passed"] is True and check["fatal"] is True

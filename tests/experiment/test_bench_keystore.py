@@ -106,8 +106,9 @@ def test_node_keys_were_generated_and_are_the_registered_agents(keystore_run) ->
     out = keystore_run["out"]
     entries = _generated(out)
     addresses = {e["address"] for e in entries}
-    # market, sentiment, risk, fusion, 2 coordinators; the transport session's market, sentiment and risk
-    assert len(addresses) == len(entries) == 9
+    # market, sentiment, risk, fusion, 2 coordinators; each transport session's (report, batch) market,
+    # sentiment, risk and fusion
+    assert len(addresses) == len(entries) == 14
     dev = {dev_account(i).address for i in range(20)}
     assert not addresses & dev and keystore_run["funder"] not in addresses
     keys = out / "keys"
@@ -283,8 +284,8 @@ def test_the_plan_counts_keys_and_tasks(tmp_path: Path) -> None:
     bench = Bench(opts, tmp_path, background=False)
     plan = chain_plan(bench.sessions(), opts.profile)
     # main-s0, byzantine-s0, degraded-s0 (+ its submitting key and the probe agent), main-s1: 6 processes each;
-    # transport-report-s0: the three modality agents
-    assert (plan.boards, plan.keys) == (5, 4 * 6 + 2 + 3)
+    # transport-report-s0 and transport-batch-s0: the three modality agents and the fusion node each
+    assert (plan.boards, plan.keys) == (6, 4 * 6 + 2 + 2 * 4)
     p, archs = opts.profile, len(ARCH_NAMES)
     main0 = archs * p.tasks + 2 * p.tasks + archs * p.paced + p.n_tasks + 3 * archs * p.robust_tasks
     assert plan.tasks_per_key == main0
