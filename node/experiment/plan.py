@@ -41,7 +41,7 @@ def transport_archs(transport: str) -> tuple[Arch, ...]:
     return (*TRANSPORT_ARCHS, Arch.E_D) if transport == "batch" else TRANSPORT_ARCHS
 
 
-BATCH_WAIT_S = 2.0
+BATCH_WAIT_S = 1.0
 """The transport sweep's `batch_wait_s`: how long an agent holds a decision for others to share its
 publishDecisions (the sweep keeps up to `jobs.WINDOW` tasks in flight, submitted one block apart)."""
 REPORT_FALLBACK_S = 60.0

@@ -444,8 +444,8 @@ def test_transports_rows_ratio_and_the_same_decisions_check(run_setup, tmp_path:
     c = check(results, TRANSPORT_CHECK)
     assert c["passed"] is True and c["fatal"] is True and tr["check"]["compared"] == 2 * len(TRANSPORT_ARCHS) * n
     text = (tmp_path / "report.md").read_text()
-    assert "## Transports" in text and "| M-fixed | signed report | 8 |" in text and "0.60" in text
-    assert "| M-fixed | batched | 8 |" in text and "up to 2 s" in text
+    assert "## Transports" in text and f"| M-fixed | signed report | {n} |" in text and "0.60" in text
+    assert f"| M-fixed | batched | {n} |" in text and "up to 2 s" in text
     assert "| gas / per-agent gas | Ethereum L1 $/task |" in text
     assert "**PASS** " + TRANSPORT_CHECK in text and "E-d under signed reports (" in text and "M-learned-p (" in text
     # a transport that changed one decision fails the run
