@@ -89,6 +89,8 @@ class Profile:
     modular architectures on node processes with `transport = "report"` (signed reports, one
     `submitReport` per task) and `transport = "batch"` (batched publication), to compare their costs
     with per-agent transactions."""
+    transports: tuple[str, ...] = ("report", "batch")
+    """The transport sweep's transports besides per-agent transactions (`plan.TRANSPORTS`, in order)."""
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
@@ -100,7 +102,7 @@ QUICK = Profile(
     name="quick", seeds=3, tasks=12, eval_tasks=2500, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
-    degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5,
+    degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",),
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,

@@ -147,7 +147,7 @@ class Bench:
             out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
                                lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
             if n == 0 and p.transport_tasks:
-                for transport in TRANSPORTS:
+                for transport in [t for t in TRANSPORTS if t in p.transports]:
                     out.append(Session(f"transport-{transport}-s{seed}",
                                        [f"transport/{transport}/s{seed}/a{a}" for a in transport_archs(transport)],
                                        self.spec(seed), lambda ms, t=transport: transport_specs(ms.uni_best, ms.rules, t),
