@@ -99,14 +99,14 @@ class Profile:
 
 
 QUICK = Profile(
-    name="quick", seeds=3, tasks=12, eval_tasks=2500, train=TrainBudget(n_train=1000, n_val=300, epochs=15, patience=3),
+    name="quick", seeds=4, tasks=9, eval_tasks=2500, train=TrainBudget(n_train=5000, n_val=500, epochs=4, patience=3),
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
     degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",),
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
-    train=TrainBudget(n_train=3000, n_val=1000, epochs=30, patience=6, trials=4),
+    train=TrainBudget(n_train=5000, n_val=1000, epochs=8, patience=3, trials=4),
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24,
