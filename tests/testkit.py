@@ -1,6 +1,7 @@
 """Small helpers every test folder may import (`tests/` is on sys.path through its conftest):
 waiting on a condition with a deadline, reading a Prometheus sample through its registry, a
-loopback server that misbehaves below HTTP, and the two halves of an RPC proxy in front of Anvil."""
+loopback server that misbehaves below HTTP, the two halves of an RPC proxy in front of Anvil, and
+a devnet with real node processes on transport "report" (the e2e tests' network)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry
+
+if TYPE_CHECKING:
+    from node.chain.contracts import ChorusContracts
+    from node.chain.deploy import Deployment
+    from node.devnet.cluster import NodeProc
 
 T = TypeVar("T")
 
@@ -93,3 +101,47 @@ def reply_json(handler: Any, body: bytes, status: int = 200) -> None:
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+
+
+@dataclass
+class NodeNetwork:
+    """A devnet with the protocol deployed and real node processes on it: the deployment, the
+    contracts as dev key 0 (who deployed them and owns TaskBoard), and the nodes as started."""
+
+    deployment: Deployment
+    board: ChorusContracts
+    nodes: list[NodeProc]
+
+
+@contextlib.contextmanager
+def report_network(directory: Path, roles: Sequence[str], *, fallback_s: float,
+                   port_start: int) -> Iterator[NodeNetwork]:
+    """A real Anvil mining a block a second (chain time moves without traffic) with its state in
+    `directory`, the protocol deployed, and one node process per role from the first free ports at
+    or above `port_start`, all on transport "report" with `--report-fallback fallback_s`.
+
+    On exit, or when any step fails half way, the recorded nodes are stopped and then the devnet is
+    brought down (the latter even if stopping the nodes fails)."""
+    from node.chain.artifacts import load_artifact
+    from node.chain.client import Web3Client
+    from node.chain.contracts import ChorusContracts, revert_decoder
+    from node.chain.deploy import Deployment
+    from node.chain.settings import dev_account
+    from node.devnet.anvil import devnet_down, devnet_up, free_port
+    from node.devnet.cluster import free_base_port, start_nodes, stop_nodes
+
+    file = directory / "devnet.json"
+    try:
+        devnet_up(port=free_port(), state=directory, block_time=1)
+        try:
+            nodes = start_nodes(file, list(roles), base_port=free_base_port(len(roles), start=port_start),
+                                timeout=180, die_with_parent=True,
+                                extra_args=("--transport", "report", "--report-fallback", str(fallback_s)))
+            deployment = Deployment.load(file)
+            artifacts = {n: load_artifact(n) for n in ("ModelRegistry", "AgentRegistry", "TaskBoard")}
+            client = Web3Client(deployment.rpc_url, dev_account(0), decoder=revert_decoder(artifacts))
+            yield NodeNetwork(deployment, ChorusContracts.from_deployment(client, deployment, artifacts), nodes)
+        finally:
+            stop_nodes(file)
+    finally:
+        devnet_down(state=directory)

@@ -181,14 +181,10 @@ class ReportChain(RegistrySource, Protocol):
 
 
 def _post_body(decision: SignedDecision) -> dict[str, Any]:
+    """A signed decision as JSON (the body of `POST /tasks/{id}/reports`, an item of the GET)."""
     return {"agent": decision.agent, "action": decision.action, "confidence": decision.confidence,
             "model_id": "0x" + decision.model_id.hex(), "v": decision.v, "r": "0x" + decision.r.hex(),
             "s": "0x" + decision.s.hex()}
-
-
-def decision_body(decision: SignedDecision) -> dict[str, Any]:
-    """A signed decision as JSON (the body of `POST /tasks/{id}/reports`, an item of the GET)."""
-    return _post_body(decision)
 
 
 def parse_decision(item: Any) -> SignedDecision | None:
@@ -309,7 +305,7 @@ class ReportDesk:
         task = self.store.get_task(task_id)
         if task is None:
             raise ReportRefused(404, "not_found", f"task {task_id} is unknown to this node")
-        return dict(task_id=task_id, decisions=[decision_body(h.decision) for h in self.store.held_reports(task_id)])
+        return dict(task_id=task_id, decisions=[_post_body(h.decision) for h in self.store.held_reports(task_id)])
 
     # -- the agent's side (loop thread) -------------------------------------------------------------------
 

@@ -14,20 +14,13 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testkit import wait_until
+from testkit import NodeNetwork, report_network, wait_until
 
-from node.chain.artifacts import load_artifact
-from node.chain.client import Web3Client
-from node.chain.contracts import ChorusContracts, revert_decoder
-from node.chain.deploy import Deployment
 from node.chain.events import DecisionPublished, ReportSubmitted, TaskFinalized, TaskSubmitted
-from node.chain.settings import dev_account
-from node.devnet.anvil import devnet_down, devnet_up, free_port
-from node.devnet.cluster import NodeProc, free_base_port, start_nodes, stop_nodes
+from node.devnet.cluster import NodeProc
 from node.protocol import payload as pl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -38,11 +31,8 @@ FALLBACK_S = 5
 M_FIXED = 2
 
 
-@dataclass
-class ReportNet:
-    deployment: Deployment
-    board: ChorusContracts
-    nodes: list[NodeProc]
+class ReportNet(NodeNetwork):
+    """The report network, with what this test reads of it."""
 
     def aggregator(self, task_id: int) -> NodeProc:
         """The rule of docs/protocol.md: the registered agents (these four) by address, taskId mod n."""
@@ -78,20 +68,9 @@ class ReportNet:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReportNet]:
-    directory = tmp_path_factory.mktemp("reportnet")
-    devnet_up(port=free_port(), state=directory, block_time=1)
-    file = directory / "devnet.json"
-    try:
-        nodes = start_nodes(file, ROLES, base_port=free_base_port(len(ROLES), start=18800), timeout=180,
-                            die_with_parent=True,
-                            extra_args=("--transport", "report", "--report-fallback", str(FALLBACK_S)))
-        deployment = Deployment.load(file)
-        artifacts = {n: load_artifact(n) for n in ("ModelRegistry", "AgentRegistry", "TaskBoard")}
-        client = Web3Client(deployment.rpc_url, dev_account(0), decoder=revert_decoder(artifacts))
-        yield ReportNet(deployment, ChorusContracts.from_deployment(client, deployment, artifacts), nodes)
-    finally:
-        stop_nodes(file)
-        devnet_down(state=directory)
+    with report_network(tmp_path_factory.mktemp("reportnet"), ROLES, fallback_s=FALLBACK_S,
+                        port_start=18800) as network:
+        yield ReportNet(network.deployment, network.board, network.nodes)
 
 
 def test_reports_finalize_in_one_transaction_and_a_dead_aggregator_costs_only_the_fallback(net: ReportNet) -> None:

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from testkit import wait_until
+from testkit import NodeNetwork, report_network, wait_until
 
-from node.chain.artifacts import load_artifact
-from node.chain.client import Web3Client
-from node.chain.contracts import ChorusContracts, revert_decoder
-from node.chain.deploy import Deployment
 from node.chain.events import DecisionPublished, ReportSubmitted, TaskFinalized, TaskSubmitted
-from node.chain.settings import dev_account
-from node.devnet.anvil import devnet_down, devnet_up, free_port
-from node.devnet.cluster import NodeProc, free_base_port, start_nodes, stop_nodes
 from node.protocol import payload as pl
 from node.protocol.enums import Arch
 
@@ -34,32 +26,14 @@ ROLES = ["market", "sentiment", "risk", "fusion"]
 FALLBACK_S = 600
 
 
-@dataclass
-class FusionNet:
-    deployment: Deployment
-    board: ChorusContracts
-    nodes: list[NodeProc]
-
-
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FusionNet]:
-    directory = tmp_path_factory.mktemp("reportfusion")
-    devnet_up(port=free_port(), state=directory, block_time=1)
-    file = directory / "devnet.json"
-    try:
-        nodes = start_nodes(file, ROLES, base_port=free_base_port(len(ROLES), start=18900), timeout=180,
-                            die_with_parent=True,
-                            extra_args=("--transport", "report", "--report-fallback", str(FALLBACK_S)))
-        deployment = Deployment.load(file)
-        artifacts = {n: load_artifact(n) for n in ("ModelRegistry", "AgentRegistry", "TaskBoard")}
-        client = Web3Client(deployment.rpc_url, dev_account(0), decoder=revert_decoder(artifacts))
-        yield FusionNet(deployment, ChorusContracts.from_deployment(client, deployment, artifacts), nodes)
-    finally:
-        stop_nodes(file)
-        devnet_down(state=directory)
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNetwork]:
+    with report_network(tmp_path_factory.mktemp("reportfusion"), ROLES, fallback_s=FALLBACK_S,
+                        port_start=18900) as network:
+        yield network
 
 
-def test_a_fusion_agent_fuses_signed_decisions_and_one_report_carries_all_four(net: FusionNet) -> None:
+def test_a_fusion_agent_fuses_signed_decisions_and_one_report_carries_all_four(net: NodeNetwork) -> None:
     deadline = net.board.client.block_timestamp() + 900
     tasks = []
     for seed in range(4):  # each of the four nodes aggregates one (ids mod 4)
