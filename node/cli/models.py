@@ -14,6 +14,7 @@ torch, onnx and the models package are imported inside the commands so `chorus -
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -372,6 +373,8 @@ def curves_cmd(
     n_test: int = typer.Option(2000, min=100, help="Test tasks per seed."),
     full: bool = typer.Option(False, "--full", help="The full tuning budget (4 settings, 80 epochs) instead of the quick one."),
     json_out: Path = typer.Option(None, "--json", help="Write the curves here (JSON)."),
+    plot: Path = typer.Option(None, "--plot", metavar="FILE",
+                              help="Draw the curves here (PNG): a panel per alpha, CPU seconds below."),
 ) -> None:
     """Learning curves, off chain: accuracy against training tasks for every architecture at each
     synergy, with the CPU seconds training took (agents, stackers, E-d heads, U). The cost of
@@ -389,6 +392,19 @@ def curves_cmd(
         raise typer.BadParameter("--sizes needs at least one size, each >= 100 tasks")
     alpha_list = _parse_alphas(alphas)
     budget = _budget(False, full)
+    if plot is not None:  # before training: a bad path must not cost the run
+        if any(d.exists() and not d.is_dir() for d in (plot.parent, *plot.parent.parents)):
+            raise typer.BadParameter(f"cannot create the directory {str(plot.parent)!r}: a file is in the way",
+                                     param_hint="--plot")
+        try:
+            plot.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise typer.BadParameter(f"cannot create the directory {str(plot.parent)!r}: {e.strerror or e}",
+                                     param_hint="--plot") from None
+        if plot.is_dir():
+            raise typer.BadParameter(f"{str(plot)!r} is a directory, not a file", param_hint="--plot")
+        if not os.access(plot.parent, os.W_OK | os.X_OK) or (plot.exists() and not os.access(plot, os.W_OK)):
+            raise typer.BadParameter(f"{str(plot)!r} is not writable", param_hint="--plot")
     start = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task("curves", total=None)
@@ -410,4 +426,13 @@ def curves_cmd(
             table.add_row(f"CPU s: {group}", *(f"{p['cpu_s'][group]:.1f}" for p in points))
         console.print(table)
     _save_json(json_out, result)
+    if plot is not None:
+        from node.experiment.report.plots import plot_learning_curves
+
+        try:
+            plot_learning_curves(result, plot)
+        except (OSError, ValueError) as e:
+            typer.secho(f"--plot: could not write {str(plot)!r}: {e}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"plot written to {plot}")
     typer.echo(f"finished in {time.perf_counter() - start:.0f} s")

@@ -258,3 +258,122 @@ def make_plots(results: dict[str, Any], out: Path) -> dict[str, str]:
         except Exception:  # a plot must never cost the report
             log.exception("plot %s failed", name)
     return drawn
+
+
+CPU_GROUPS = {"agents": "Uni-best", "stackers": "M-learned", "e-d": "E-d", "u": "U"}
+"""The CPU groups of `learning_curves` (models.train.TRAINING_STEPS), each drawn in one architecture's colour."""
+
+
+def _check_curves(result: Any) -> list[dict[str, Any]]:
+    """The points of a `learning_curves` result, or a ValueError that says what is wrong with it."""
+    points = result.get("points") if isinstance(result, dict) else None
+    if not isinstance(points, list) or not points:
+        raise ValueError("learning-curve result needs a non-empty 'points' list")
+    for i, p in enumerate(points):
+        if not isinstance(p, dict):
+            raise ValueError(f"learning-curve point {i} is not a dict")
+        missing = [k for k in ("alpha", "n_train", "summary") if k not in p]
+        if missing:
+            raise ValueError(f"learning-curve point {i} lacks {', '.join(repr(k) for k in missing)}")
+        if not isinstance(p["summary"], dict) or not p["summary"]:
+            raise ValueError(f"learning-curve point {i}: 'summary' must be a non-empty dict of architectures")
+        for arch, s in p["summary"].items():
+            if not isinstance(s, dict) or "accuracy" not in s:
+                raise ValueError(f"learning-curve point {i}: summary[{arch!r}] lacks 'accuracy'")
+        if not isinstance(p["n_train"], (int, float)) or p["n_train"] <= 0:
+            raise ValueError(f"learning-curve point {i}: 'n_train' must be a positive number, got {p['n_train']!r}")
+        if "cpu_s" in p and not isinstance(p["cpu_s"], dict):
+            raise ValueError(f"learning-curve point {i}: 'cpu_s' must be a dict of groups")
+    return points
+
+
+def plot_learning_curves(result: dict[str, Any], path: Path, cpu: bool = True) -> None:
+    """`learning_curves`' result as a PNG at `path`: one column per alpha, accuracy (%) against
+    training tasks (log scale) for every architecture with its 95% interval, the Oracle dashed; and,
+    when `cpu` and the points carry `cpu_s`, a second row with the CPU seconds of each training group.
+
+    Raises ValueError on a malformed result (before drawing anything), OSError if `path` cannot be written.
+    """
+    points = _check_curves(result)
+    alphas = sorted({float(p["alpha"]) for p in points})
+    names: list[str] = []
+    for p in points:  # the result's own order (ARCH_ORDER, then the Oracle)
+        names += [n for n in p["summary"] if n not in names]
+    archs = [n for n in names if n != "Oracle"]
+    e_variants = [n for n in archs if n.startswith("E-") and n not in COLORS]
+    fallback = iter(c for c in ("#d62728", "#e377c2", "#7f7f7f", "#8c564b", "#aec7e8", "#ffbb78", "#ff9896",
+                                "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5") if c not in COLORS.values())
+    colors = {n: COLORS.get(n) or (COLORS["E-d"] if e_variants == [n] else next(fallback, "k")) for n in archs}
+    groups = [g for g in CPU_GROUPS if any(g in (p.get("cpu_s") or {}) for p in points)] if cpu else []
+
+    plt = _plt()
+    rows = 2 if groups else 1
+    fig, axes = plt.subplots(rows, len(alphas), figsize=(4.6 * len(alphas) + 1.2, 3.8 + 2.6 * (rows - 1)),
+                             sharex="col", squeeze=False, gridspec_kw={"height_ratios": [3, 2][:rows]})
+    for col, alpha in enumerate(alphas):
+        pts = sorted((p for p in points if float(p["alpha"]) == alpha), key=lambda p: p["n_train"])
+        ns = [p["n_train"] for p in pts]
+        ax = axes[0][col]
+        for name in archs:
+            have = [(p["n_train"], p["summary"][name]) for p in pts if _ok(p["summary"].get(name, {}).get("accuracy"))]
+            if not have:
+                continue
+            vals = [100 * s["accuracy"] for _, s in have]
+            ax.errorbar([n for n, _ in have], vals, yerr=_err(vals, [s.get("accuracy_ci") for _, s in have]),
+                        marker="o", ms=4, capsize=3, lw=1.3, label=name, color=colors[name])
+        oracle = [(p["n_train"], 100 * p["summary"]["Oracle"]["accuracy"]) for p in pts
+                  if _ok(p["summary"].get("Oracle", {}).get("accuracy"))]
+        if len(oracle) == 1:  # one size: a dashed line still shows
+            ax.axhline(oracle[0][1], color="k", ls="--", lw=1, label="Oracle")
+        elif oracle:
+            ax.plot([n for n, _ in oracle], [y for _, y in oracle], "k--", lw=1, label="Oracle")
+        ax.axhline(100 / 3, color="0.6", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(ns, [f"{n:,}" for n in ns], fontsize=8)
+        ax.minorticks_off()
+        ax.set_title(f"alpha {alpha:g}", fontsize=10)
+        if col == 0:
+            ax.set_ylabel("accuracy (%)")
+        if groups:
+            cax = axes[1][col]
+            positive = True
+            for g in groups:
+                ys = [(p.get("cpu_s") or {}).get(g) for p in pts]
+                ys = [float(y) if _ok(y) else float("nan") for y in ys]
+                positive &= all(y > 0 for y in ys if not math.isnan(y))
+                cax.plot(ns, ys, marker="o", ms=4, lw=1.3, label=g, color=COLORS[CPU_GROUPS[g]])
+            if positive:
+                cax.set_yscale("log")
+            cax.set_xscale("log")
+            cax.set_xticks(ns, [f"{n:,}" for n in ns], fontsize=8)
+            cax.minorticks_off()
+            if col == 0:
+                cax.set_ylabel("CPU s of training")
+        axes[-1][col].set_xlabel("training tasks")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen = set(labels)
+    for ax in axes[0][1:]:  # an architecture missing at the first alpha still gets its legend entry
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in seen:
+                seen.add(lab)
+                handles.append(h)
+                labels.append(lab)
+    if "Oracle" in labels:  # last, after the architectures (matplotlib lists lines before error bars)
+        i = labels.index("Oracle")
+        handles.append(handles.pop(i))
+        labels.append(labels.pop(i))
+    axes[0][-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    if groups:
+        axes[1][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, title="CPU",
+                           title_fontsize=8)
+    seeds = result.get("seeds")
+    n_seeds = len(seeds) if isinstance(seeds, list) else seeds
+    fig.suptitle("Learning curves off chain" + (f" ({n_seeds} seeds x {result['n_test']:,} test tasks, "
+                                                 "95% t-intervals over seeds)"
+                                                 if n_seeds and isinstance(result.get("n_test"), int) else ""),
+                 fontsize=10)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
