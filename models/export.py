@@ -149,7 +149,8 @@ def graphs_for(models: dict[str, tuple[nn.Module, dict]], batch: FeatureSet) -> 
         elif isinstance(model, UNet):
             inputs = {k: batch.x[k] for k in names} | {"mask": mask}
             out.append(Graph(name, _UGraph(model), inputs, ["probs", "embedding"], model.cfg.embed_dim, "f32",
-                             {**common, "modalities": names}))
+                             {**common, "modalities": names,
+                              **({"mixer": model.cfg.mixer} if model.cfg.mixer != "attention" else {})}))
         else:
             raise ModelError(f"checkpoint {name!r}: no export rule for {type(model).__name__}")
     return out

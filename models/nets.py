@@ -181,6 +181,9 @@ class EdJoint(nn.Module):
         return self.head(self.embeddings(*xs, mask=mask), mask)
 
 
+MIXERS = ("attention", "concat")
+
+
 @dataclass
 class UConfig:
     in_dims: tuple[int, ...] = ()
@@ -192,9 +195,15 @@ class UConfig:
     embed_dim: int = 32
     """Width of U's published embedding (the pooled CLS state, projected)."""
     n_classes: int = 3
+    mixer: str = "attention"
+    """How the modality tokens meet: "attention" (U: cross-modal self-attention over the tokens and a
+    CLS token) or "concat" (U-concat, the ablation without attention: the same tokens concatenated
+    with the presence mask into an MLP, trained end to end the same way)."""
 
     def __post_init__(self) -> None:
         self.in_dims = tuple(self.in_dims)
+        if self.mixer not in MIXERS:
+            raise ValueError(f"U mixer must be one of {', '.join(MIXERS)}, got {self.mixer!r}")
 
 
 class SelfAttention(nn.Module):
@@ -246,8 +255,12 @@ class UNet(nn.Module):
         self.norms = nn.ModuleList(Standardize(k) for k in cfg.in_dims)
         self.tokenizers = nn.ModuleList(mlp(k, d, d, 1, cfg.dropout) for k in cfg.in_dims)
         self.modality = nn.Parameter(torch.randn(len(cfg.in_dims), d) * 0.02)
-        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        if cfg.mixer == "attention":
+            self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        else:  # concat: as many layers of the same width as the attention stack has blocks
+            m = len(cfg.in_dims)
+            self.mix = mlp(m * d + m, cfg.ff_mult * d, d, cfg.n_layers, cfg.dropout)
         self.ln_f = nn.LayerNorm(d)
         self.to_embed = nn.Linear(d, cfg.embed_dim)
         self.head = nn.Linear(cfg.embed_dim, cfg.n_classes)
@@ -258,6 +271,10 @@ class UNet(nn.Module):
         toks = [tok(norm(x)) * mask[:, i:i + 1] for i, (norm, tok, x) in
                 enumerate(zip(self.norms, self.tokenizers, xs))]
         x = torch.stack(toks, dim=1) + self.modality  # (B, M, d)
+        if self.cfg.mixer == "concat":
+            h = self.mix(torch.cat([(x * mask[:, :, None]).reshape(b, -1), mask], dim=1))  # (B, d)
+            e = torch.tanh(self.to_embed(self.ln_f(h)))
+            return e, self.head(e)
         x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)  # (B, 1+M, d)
         key_bias = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         key_bias = (1.0 - key_bias) * -1e4  # (B, 1+M)

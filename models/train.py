@@ -302,12 +302,36 @@ def train_ed_joint(train: FeatureSet, val: FeatureSet, d: int, dtype: str, budge
     return _best_of(results)
 
 
-def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int) -> FitResult:
+def through_agents(joint: EdJoint, train: FeatureSet, val: FeatureSet, hp: dict, budget: Budget,
+                   seed: int) -> list[AgentNet]:
+    """E-through's deployable agents: copies of the encoders of an E-d trained through the
+    bottleneck (`train_ed_joint`, `hp` its chosen setting), each given a decision head of its own. Joint training never
+    trains an agent's own head (only its embedding reaches the E-d head), so the encoder is frozen
+    and the head alone is fitted on the agent's modality, with the joint model's setting: its
+    published embedding stays exactly the one the E-d head was trained on."""
+    agents = []
+    for k, enc in enumerate(joint.agents):
+        agent = copy.deepcopy(enc)
+        for p in agent.parameters():
+            p.requires_grad_(False)
+        for p in agent.head.parameters():
+            p.requires_grad_(True)
+        tr, va = train.mask[:, k] > 0, val.mask[:, k] > 0
+        x, xv = train.x[train.names[k]][tr], val.x[val.names[k]][va]
+        fitted = fit(agent, [x], train.y[tr], [xv], val.y[va], hp, budget, seed + 11 * k, _agent_logits).model
+        for p in fitted.parameters():
+            p.requires_grad_(True)
+        agents.append(fitted)
+    return agents
+
+
+def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int, mixer: str = "attention") -> FitResult:
+    """U (`mixer="attention"`), or U-concat (`"concat"`: the same tokens, no attention)."""
     results = []
     for t, hp in enumerate(SEARCH[:budget.trials]):
         torch.manual_seed(seed + 101 * t)
         model = UNet(UConfig(in_dims=train.dims, d_model=hp["hidden"], dropout=hp["dropout"],
-                             n_classes=train.n_classes))
+                             n_classes=train.n_classes, mixer=mixer))
         _fit_norms(model.norms, train)
         results.append(fit(model, _inputs(train), train.y, _inputs(val), val.y, hp, budget, seed + 101 * t,
                            _call_logits))

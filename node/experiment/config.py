@@ -91,6 +91,11 @@ class Profile:
     with per-agent transactions."""
     transports: tuple[str, ...] = ("report", "batch")
     """The transport sweep's transports besides per-agent transactions (`plan.TRANSPORTS`, in order)."""
+    ablation_seeds: int = 0
+    """Seeds (the main table's first) whose ablation session runs (0 = none): E-through and
+    U-concat scored on the seed's evaluation set, `ablation_tasks` of it through the chain
+    (`plan.ABLATION_ARCHS`)."""
+    ablation_tasks: int = 12
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
@@ -102,24 +107,27 @@ QUICK = Profile(
     name="quick", seeds=4, tasks=9, eval_tasks=2500, train=TrainBudget(n_train=5000, n_val=500, epochs=4, patience=3),
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
-    degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",),
+    degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",), ablation_seeds=4,
+    ablation_tasks=6,
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
     train=TrainBudget(n_train=5000, n_val=1000, epochs=8, patience=3, trials=4),
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
-    robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24,
+    robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
+    ablation_tasks=24,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
 every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
-architecture and point), the E-d and robustness grids run on 2 seeds. Sized to finish in under an
-hour on 2 cores."""
+architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
+(E-through, U-concat) on every seed's 5,000, with 24 of them through the chain. Sized to finish in
+under an hour on 2 cores."""
 TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),
     ed_tasks=0, ed_seeds=0, robust_tasks=4, robust_seeds=1, degraded_deadline_s=20, fusion_wait_s=6.0,
-    transport_tasks=3,
+    transport_tasks=3, ablation_seeds=1, ablation_tasks=4,
 )
 PROFILES = {p.name: p for p in (TINY, QUICK, FULL)}
 

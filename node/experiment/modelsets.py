@@ -5,6 +5,8 @@ embeddings, the M-learned stackers, the E-d head, U), exported to ONNX with pari
 manifest of its own, plus what the bench picks on the validation split for the architectures the
 chain fuses: the Uni-best agent, M-rules' thresholds, M-regret's Hedge rate and starting weights.
 An E-d set holds agents with d-dim embeddings published as `dtype`, and the E-d head for them.
+An ablation set holds, on a main set's data, E-through's agents and head (trained end to end through
+the bottleneck, then deployed as independent agents) and U-concat (U without attention) as `u`.
 
 Sets are cached under `models/artifacts/bench/<profile>/<name>-<hash>/` (the hash covers the data
 config, the seed and the budget); `bench.json` is written last, so an interrupted training is
@@ -287,6 +289,71 @@ def _train_ed(cfg, seed: int, budget, d: int, dtype: str, directory: Path, progr
             "agents": names}
 
 
+# -- ablation sets ------------------------------------------------------------------------------------
+
+
+def ensure_ablation_set(profile_name: str, seed: int, alpha: float, n_test: int, budget: TrainBudget,
+                        data: Path | None = None, progress: Progress | None = None, root: Path | None = None,
+                        latent_dim: int = 1) -> ModelSet:
+    """The ablation rows' models on a main set's data (same config and seed, so the same tasks):
+    E-through's agents (encoders trained end to end through the 16-d bottleneck, deployed apart)
+    with that E-d head, and U-concat (U's tokens concatenated, no attention) as `u`."""
+    key = _key(kind="ablation", seed=seed, alpha=alpha, n_test=n_test, budget=asdict(budget),
+               data=_data_fingerprint(data), **_latent_part(latent_dim))
+    directory = (root or bench_root()) / profile_name / f"ablation-a{alpha:g}-s{seed}-{key}"
+    return _cached_or_trained(
+        directory, lambda: _train_ablation(dataset_config(alpha, n_test, budget, data, latent_dim), seed,
+                                           _train_budget(budget), directory, progress),
+        kind="ablation", seed=seed, alpha=alpha, budget=asdict(budget), **_latent_part(latent_dim))
+
+
+def _train_ablation(cfg, seed: int, budget, directory: Path, progress: Progress | None) -> dict[str, Any]:
+    from models.data.splits import config_to_dict, make_splits
+    from models.export import export_all
+    from models.train import (
+        AGENT_DIM,
+        _inputs,
+        _torch_threads,
+        metrics,
+        predict_logits,
+        save_checkpoint,
+        through_agents,
+        train_ed_joint,
+        train_u,
+        tuning_of,
+    )
+
+    splits = make_splits(cfg, seed)
+    tr, va, te = splits.train, splits.val, splits.test
+    with _torch_threads(1):
+        # The seeds evaluate_split gives its E-through variant and U.
+        joint = train_ed_joint(tr, va, AGENT_DIM, "f32", budget, seed + 23)
+        agents = through_agents(joint.model, tr, va, joint.hp, budget, seed)
+        if progress:
+            progress(f"E-{AGENT_DIM} through the bottleneck")
+        concat = train_u(tr, va, budget, seed + 29, mixer="concat")
+        if progress:
+            progress("U-concat")
+        pred_e = predict_logits(joint.model, _inputs(te), _logits).argmax(1)
+        pred_u = predict_logits(concat.model, _inputs(te), _logits).argmax(1)
+    ckpt = directory / "checkpoints"
+    names = list(tr.names)
+    common = {"dataset": config_to_dict(cfg), "seed": seed, "budget": asdict(budget), "names": names,
+              "publish_dtype": "f32"}
+    for name, model in zip(names, agents, strict=True):
+        save_checkpoint(ckpt / f"{name}.pt", model, {**common, "name": name, "trained": "through"})
+    save_checkpoint(ckpt / f"e-d{AGENT_DIM}.pt", joint.model.head, {**common, "name": f"e-d{AGENT_DIM}",
+                                                                   "trained": "through"})
+    save_checkpoint(ckpt / "u.pt", concat.model, {**common, "name": "u", "mixer": "concat"})
+    _save_eval(splits, ckpt / "eval.npz")
+    if progress:
+        progress("export")
+    export_all(ckpt, directory / "onnx", directory / "manifest.json", int8=False)
+    return {"offchain": {"E-d": metrics(te.y, pred_e, te.n_classes), "U": metrics(te.y, pred_u, te.n_classes)},
+            "files": _files(directory / "manifest.json"), "agents": names,
+            "detail": {"tuning": {f"e-d{AGENT_DIM}": tuning_of(joint, budget), "u": tuning_of(concat, budget)}}}
+
+
 # -- building in the background ------------------------------------------------------------------------
 
 
@@ -294,7 +361,7 @@ def _train_ed(cfg, seed: int, budget, d: int, dtype: str, directory: Path, progr
 class SetSpec:
     """Which model set: everything its training depends on."""
 
-    kind: str  # "main" or "ed"
+    kind: str  # "main", "ed" or "ablation"
     profile: str
     seed: int
     alpha: float
@@ -308,7 +375,7 @@ class SetSpec:
 
     @property
     def label(self) -> str:
-        what = "main" if self.kind == "main" else f"E-{self.d}/{self.dtype}"
+        what = {"main": "main", "ablation": "ablation"}.get(self.kind, f"E-{self.d}/{self.dtype}")
         return f"{what} a={self.alpha:g} s={self.seed}"
 
 
@@ -319,6 +386,9 @@ def build(spec: SetSpec, root: str | None = None) -> tuple[str, dict[str, Any]]:
     if spec.kind == "main":
         ms = ensure_main_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, data, root=where,
                              latent_dim=spec.latent_dim)
+    elif spec.kind == "ablation":
+        ms = ensure_ablation_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, data, root=where,
+                                 latent_dim=spec.latent_dim)
     else:
         ms = ensure_ed_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, spec.d, spec.dtype, data,
                            root=where, latent_dim=spec.latent_dim)

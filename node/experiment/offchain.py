@@ -503,6 +503,8 @@ def _default_specs(meta: dict[str, Any] | None, profile: Any, uni_best: str | No
 
     if meta is not None and meta.get("kind") == "ed":
         return plan.ed_specs()
+    if meta is not None and meta.get("kind") == "ablation":
+        return plan.ablation_specs()
     if uni_best is None or rules is None:
         raise ValueError("the main architectures need the Uni-best agent and M-rules' thresholds: pass a ModelSet "
                          "(its bench.json has them) or uni_best= and rules=")

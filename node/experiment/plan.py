@@ -137,6 +137,19 @@ def ed_specs() -> list[NodeSpec]:
             NodeSpec(fusion, fusion, (Arch.E_D,))]
 
 
+ABLATION_ARCHS = (Arch.E_D, Arch.U)
+"""What an ablation session runs, on the nodes of `ablation_specs` and an ablation model set: E-d
+with E-through's agents and head (the row E-through), U with U-concat's model (the row U-concat)."""
+ABLATION_ROWS = {Arch.E_D: "E-through", Arch.U: "U-concat"}
+"""The report's name of each ablation unit's architecture."""
+
+
+def ablation_specs() -> list[NodeSpec]:
+    """An ablation session's nodes: the three agents publishing embeddings for E-d, the fusion node
+    (E-d) and one coordinator serving U."""
+    return [*ed_specs(), NodeSpec("coordinator-0", Role.COORDINATOR.label, (Arch.U,))]
+
+
 def model_names(arch: int, uni_best: str, k: int) -> tuple[list[str], int]:
     """(manifest names, copies) of the ONNX models `arch` runs; the MiniLM encoder is added by
     the caller wherever the sentiment agent or U runs."""
@@ -189,7 +202,7 @@ def unit_tasks(key: str, profile: Profile) -> int:
     p = profile
     return {"main": p.tasks, "rerun": p.tasks, "paced": p.paced, "n": p.n_tasks, "alpha": p.alpha_tasks,
             "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1,
-            "transport": min(p.transport_tasks, p.tasks)}.get(key.split("/", 1)[0], 0)
+            "transport": min(p.transport_tasks, p.tasks), "ablation": p.ablation_tasks}.get(key.split("/", 1)[0], 0)
 
 
 def chain_plan(sessions: list[Session], profile: Profile) -> ChainPlan:

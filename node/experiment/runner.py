@@ -34,6 +34,8 @@ from node.experiment.jobs import WINDOW, ArchJob, RegretWeights, run_jobs
 from node.experiment.nodes import NodeSet, Zygote
 from node.experiment.report.metrics import correctness, decode_actions, encode_actions
 from node.experiment.plan import (
+    ABLATION_ARCHS,
+    ABLATION_ROWS,
     ALPHA_ARCHS,
     BATCH_WAIT_S,
     NOISE_SCENARIOS,
@@ -43,6 +45,7 @@ from node.experiment.plan import (
     TRANSPORTS,
     Ready,
     Session,
+    ablation_specs,
     byzantine_specs,
     chain_plan,
     degraded_specs,
@@ -146,6 +149,11 @@ class Bench:
                 units += [f"robust/{s}/s{seed}/a{a}" for s in NOISE_SCENARIOS for a in Arch]
             out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
                                lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
+            if n < p.ablation_seeds and self.synthetic:
+                out.append(Session(f"ablation-s{seed}", [f"eval/ablation/s{seed}",
+                                                         *(f"ablation/s{seed}/a{a}" for a in ABLATION_ARCHS)],
+                                   self.spec(seed, kind="ablation"), lambda ms: ablation_specs(),
+                                   lambda ready, seed=seed: self._ablation_session(ready, seed)))
             if n == 0 and p.transport_tasks:
                 for transport in [t for t in TRANSPORTS if t in p.transports]:
                     out.append(Session(f"transport-{transport}-s{seed}",
@@ -722,6 +730,26 @@ class Bench:
                                         quorum_=quorum(a, 1),
                                         meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]}), ev)
                 for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
+        self._run_together(ready, jobs)
+
+    def _ablation_session(self, ready: Ready, seed: int) -> None:
+        """The ablation rows on the main table's evaluation set (same seed, same tasks, so every
+        difference with a main-table row is paired task by task): E-through as E-d and U-concat as
+        U, each on its own model set, through both tiers."""
+        from node.experiment.modelsets import minilm_bytes
+
+        p, ms = self.profile, ready.models
+        ev = self._evaluate(ready, seed, None, f"eval/ablation/s{seed}", list(ABLATION_ARCHS), None,
+                            p.ablation_tasks, u_replicas=1, background=True)
+        stream = self.eval_stream(seed).subset(ev.indices)
+        jobs = []
+        for arch in ABLATION_ARCHS:
+            if self.checkpoint.done(key := f"ablation/s{seed}/a{arch}"):
+                continue
+            names, _ = model_names(arch, "", 1)
+            jobs.append(self._checked(self._job(key, arch, stream, quorum_=quorum(arch, 1), meta={
+                "seed": seed, "row": ABLATION_ROWS[arch], "offchain": ms.meta["offchain"], "models": names,
+                "model_copies": 1, "model_set": ms.name, "model_bytes": ms.model_bytes(names) + minilm_bytes()}), ev))
         self._run_together(ready, jobs)
 
     def _ed_session(self, ready: Ready, d: int, dtype: str, seed: int) -> None:

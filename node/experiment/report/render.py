@@ -168,7 +168,8 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
              "`models.train` on its own test split in torch (M-learned: the stacker on published decisions; U-rep: "
              "U), for reference."), ""]
     out += _task_costs_section(results, plots) + _transports_section(results)
-    out += _comparison_section(results) + _ceilings_section(results) + _chain_section(results)
+    out += _comparison_section(results) + _ablation_section(results)
+    out += _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
     out += _robust_section(results, plots) + _tuning_section(results) + _honesty_section(results)
     out += _dataset_section(results)
@@ -238,6 +239,36 @@ def _comparison_section(results: dict[str, Any]) -> list[str]:
     sentences = [s for c in comps if (s := _conclusion(c))]
     out += [" ".join(sentences) if sentences else
             "No interval excludes zero: no difference between these architectures is claimed.", ""]
+    return out
+
+
+def _ablation_section(results: dict[str, Any]) -> list[str]:
+    """The ablation rows and the decomposition of U − M-learned into mechanisms (none if not run)."""
+    ab = results.get("ablations") or {}
+    if not ab.get("rows"):
+        return []
+    out = ["## Which mechanism costs what (ablations)", "",
+           (f"Two rows that change one mechanism each, on the main table's evaluation tasks ({ab.get('seeds')} "
+            f"seed{'' if ab.get('seeds') == 1 else 's'}), through both tiers like every row (scored off chain by the files the nodes run; a chain "
+            "sample checked task by task):"), ""]
+    out += [f"- **{name}** ({r.get('ablation_of')} on chain): {r.get('definition')}." for name, r in ab["rows"].items()]
+    out += [""]
+    rows = [[name, _accuracy_cell(r), _chain_cell(r), _num(r.get("gas_per_task")), _num(r.get("txs_per_task"), "{:.1f}")]
+            for name, r in ab["rows"].items()]
+    out += [_table(["row", "accuracy % [95% CI]", "chain sampled / mismatches", "gas", "txs"], rows), ""]
+    steps = ab.get("decomposition") or []
+    if steps:
+        out += [("The gap between U and M-learned, one mechanism at a time: each step is a minus b, paired task by "
+                 "task on the same evaluation tasks, mean over seeds, with its 95% two-level bootstrap interval; "
+                 "the steps add up to U − M-learned."), ""]
+        out += [_table(["mechanism", "a − b", "difference, pts [95% CI]", "interval excludes 0", "seeds"],
+                       [[st["mechanism"], f"{st['a']} − {st['b']}", _pts(st["diff"], st["ci"]),
+                         "yes" if excludes_zero(st["ci"]) else "no", str(st["seeds"])] for st in steps]), ""]
+        said = [f"{st['mechanism'][0].upper()}{st['mechanism'][1:]} ({st['a']} − {st['b']}): {_pts(st['diff'])} "
+                f"points, 95% interval {_interval(st['ci'])}: {st['a']} is "
+                f"{'more' if st['diff'] > 0 else 'less'} accurate than {st['b']}."
+                for st in steps if excludes_zero(st["ci"])]
+        out += [" ".join(said) if said else "No step's interval excludes zero: no mechanism's effect is claimed.", ""]
     return out
 
 

@@ -12,8 +12,10 @@ every one the finalized action must be the off-chain one: that is the chain chec
 bytes, transactions, latency, CPU) come from the chain sample. Units without `eval` (older
 checkpoints) are scored on their chain tasks, and say so (`accuracy_source`).
 
-results.json layout: `architectures.<name>` for the eight architectures (`arch_id` is TaskBoard's
-id, `name` the report's, `node.protocol.enums.ARCH_NAMES`), `ceilings`, `comparisons`,
+results.json layout: `architectures.<name>` for the architectures (`arch_id` is TaskBoard's
+id, `name` the report's, `node.protocol.enums.ARCH_NAMES`; the ablation rows E-through and U-concat,
+where they ran, carry `ablation_of`, the architecture id they ran as), `ablations` (those rows and the
+decomposition of U − M-learned into mechanisms), `ceilings`, `comparisons`,
 `chain_check`, `dataset`, `oracle`, `sweeps.{alpha,agents,ed,robustness}`, `transports`, `honesty`,
 `environment`, `run`, `prices` (the fee model's, which give each architecture's
 `cost_usd_per_task.{l1,op,arbitrum}`). Every figure of quality is a fraction in [0, 1] (differences too: 0.015 is
@@ -107,10 +109,15 @@ class Table:
     `alpha/{alpha:g}/s{seed}/a{arch}`) and the evaluation records of its seeds (`eval/s{seed}`,
     `eval/alpha/{alpha:g}/s{seed}`)."""
 
-    def __init__(self, records: dict[str, dict], seeds: Sequence[int], alpha: float | None = None) -> None:
-        self.alpha = alpha
-        unit_key = (lambda s, a: f"main/s{s}/a{a}") if alpha is None else (lambda s, a: f"alpha/{alpha:g}/s{s}/a{a}")
-        eval_key = (lambda s: f"eval/s{s}") if alpha is None else (lambda s: f"eval/alpha/{alpha:g}/s{s}")
+    def __init__(self, records: dict[str, dict], seeds: Sequence[int], alpha: float | None = None,
+                 prefix: str | None = None) -> None:
+        self.alpha, self.prefix = alpha, prefix
+        if prefix is not None:  # e.g. the ablation units, `ablation/s{seed}/a{arch}` with `eval/ablation/s{seed}`
+            unit_key, eval_key = (lambda s, a: f"{prefix}/s{s}/a{a}"), (lambda s: f"eval/{prefix}/s{s}")
+        elif alpha is None:
+            unit_key, eval_key = (lambda s, a: f"main/s{s}/a{a}"), (lambda s: f"eval/s{s}")
+        else:
+            unit_key, eval_key = (lambda s, a: f"alpha/{alpha:g}/s{s}/a{a}"), (lambda s: f"eval/alpha/{alpha:g}/s{s}")
         self.evals = {s: records[eval_key(s)] for s in seeds if eval_key(s) in records}
         self.units = {arch: {s: records[unit_key(s, arch)] for s in seeds if unit_key(s, arch) in records}
                       for arch in ARCH_NAMES}
@@ -380,6 +387,87 @@ def gap_to_best_modular(table: Table) -> dict[str, Any]:
     return {"gap_u_minus_best_modular": gap, "gap_u_minus_best_modular_ci": ci, "best_modular_per_seed": best_names}
 
 
+# -- ablations -------------------------------------------------------------------------------------
+
+
+ABLATION_PREFIX = "ablation"
+ABLATION_ROWS = {Arch.E_D: "E-through", Arch.U: "U-concat"}
+"""The ablation units' architectures and the rows they are (`plan.ABLATION_ROWS`)."""
+ABLATION_DEFINITIONS = {
+    "E-through": "E-d whose agents' encoders were trained end to end through the 16-d bottleneck with the E-d head "
+                 "(gradient crossed the modules once, at training), then deployed as independent agents that "
+                 "publish their embeddings; E-d's are trained alone (frozen)",
+    "U-concat": "U's modality tokens concatenated with the presence mask into an MLP, trained end to end the same "
+                "way: U without cross-modal attention, served by the coordinator as U is",
+}
+DECOMPOSITION = (
+    ("cross-modal attention", ("main", "U"), ("ablation", "U-concat")),
+    ("one model rather than modules meeting at a 16-d bottleneck (both trained end to end)",
+     ("ablation", "U-concat"), ("ablation", "E-through")),
+    ("end-to-end training of the agents", ("ablation", "E-through"), ("main", "E-d")),
+    ("interface: embeddings rather than class probabilities", ("main", "E-d"), ("main", "M-learned-p")),
+    ("interface: class probabilities rather than decisions", ("main", "M-learned-p"), ("main", "M-learned")),
+)
+"""The gap between U and M-learned, step by step: each step a paired difference (first minus
+second) on the same evaluation tasks; the steps add up to U − M-learned."""
+
+
+def _arch_of(table_name: str, row: str) -> int:
+    if table_name == ABLATION_PREFIX:
+        return next(a for a, n in ABLATION_ROWS.items() if n == row)
+    return next(a for a, n in ARCH_NAMES.items() if n == row)
+
+
+def paired_across(ta: Table, a: int, tb: Table, b: int, seeds: Sequence[int] | None = None
+                  ) -> tuple[list[int], list[np.ndarray], list[np.ndarray]] | None:
+    """Per-task correctness of `a` in table `ta` and of `b` in table `tb` on the seeds (of `seeds`,
+    default all) both measured on the same evaluation set (same labels, task for task); None when
+    no seed qualifies."""
+    seeds = sorted(set(ta.units[a]) & set(tb.units[b]) & (set(seeds) if seeds is not None else set(ta.units[a])))
+    out_s, va, vb = [], [], []
+    for s in seeds:
+        xa, xb, la, lb = ta.eval_actions(a, s), tb.eval_actions(b, s), ta.labels(s), tb.labels(s)
+        if xa is None or xb is None or la is None or lb is None:
+            continue
+        if len(la) != len(lb) or not np.array_equal(la, lb):
+            raise ValueError(f"seed {s}: the ablation and main-table evaluation sets differ; they must be the same tasks")
+        out_s.append(s)
+        va.append(M.correctness(xa, la))
+        vb.append(M.correctness(xb, lb))
+    return (out_s, va, vb) if out_s else None
+
+
+def ablations(records: dict[str, dict], seeds: list[int], main: Table) -> dict[str, Any]:
+    """The ablation rows (E-through, U-concat: accuracy on the main table's evaluation tasks, chain
+    check, costs) and the decomposition of U − M-learned into mechanisms, each step paired per task
+    with its two-level bootstrap interval. Empty when no ablation unit ran."""
+    table = Table(records, seeds, prefix=ABLATION_PREFIX)
+    if not any(table.units[a] for a in ABLATION_ROWS):
+        return {}
+    per_arch, _ = architectures(records, seeds, table)
+    rows = {}
+    for arch, row in ABLATION_ROWS.items():
+        if table.units[arch]:
+            entry = dict(per_arch[ARCH_NAMES[arch]])
+            entry.update(name=row, ablation_of=ARCH_NAMES[arch], definition=ABLATION_DEFINITIONS[row])
+            rows[row] = entry
+    tables = {"main": main, ABLATION_PREFIX: table}
+    # Every step on the seeds both ablation rows ran, so that the steps add up to U − M-learned there.
+    common = sorted(set.intersection(*(set(table.units[a]) for a in ABLATION_ROWS)))
+    steps = []
+    for mechanism, (t1, r1), (t2, r2) in DECOMPOSITION:
+        got = paired_across(tables[t1], _arch_of(t1, r1), tables[t2], _arch_of(t2, r2), common)
+        if got is None:
+            continue
+        s, va, vb = got
+        diff, ci = M.paired_difference(va, vb)
+        steps.append({"mechanism": mechanism, "a": r1, "b": r2, "diff": diff, "ci": ci,
+                      "excludes_zero": M.excludes_zero(ci), "seeds": len(s),
+                      "tasks_per_seed": _one_or_list([len(v) for v in va]), "source": EVAL})
+    return {"rows": rows, "decomposition": steps, "definitions": ABLATION_DEFINITIONS,
+            "seeds": len({s for a in ABLATION_ROWS for s in table.units[a]})}
+
+
 # -- the main table ----------------------------------------------------------------------------------
 
 
@@ -431,7 +519,7 @@ def architectures(records: dict[str, dict], seeds: list[int], table: Table | Non
         timing = M.costs(tasks_alone or tasks_all)
         entry.update(latency_p50_s=timing.get("latency_p50_s"), latency_p95_s=timing.get("latency_p95_s"),
                      blocks_p50=timing.get("blocks_p50"), cost_seeds=sum(1 for q in per_seed if q["isolated"]))
-        paced = [records.get(f"paced/s{s}/a{arch}") for s in seeds]
+        paced = [records.get(f"paced/s{s}/a{arch}") for s in seeds] if table.prefix is None else []
         lat = [t["latency_s"] for p in paced if p for t in p["tasks"] if t.get("latency_s") is not None]
         entry["latency_idle_p50_s"] = M.percentile(lat, 50)
         entry["latency_idle_p95_s"] = M.percentile(lat, 95)
@@ -695,19 +783,22 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
         alpha = re.match(r"alpha/([^/]+)/", key)
         for m in cc["mismatches"]:
             mismatches.append({"key": key, "seed": _seed_of(key, r), "alpha": float(alpha.group(1)) if alpha else None,
-                               "arch": ARCH_NAMES.get(r.get("arch"), str(r.get("arch"))), "arch_id": r.get("arch"),
+                               "arch": r.get("row") or ARCH_NAMES.get(r.get("arch"), str(r.get("arch"))),
+                               "arch_id": r.get("arch"),
                                "eval_i": m["i"], "task_id": m["task_id"], "chain": m["chain"],
                                "offchain": m["offchain"]})
     samples, off_sample = [], []
     for key, ev in records.items():
-        m = re.fullmatch(r"eval/(?:alpha/([^/]+)/)?s(\d+)", key)
+        m = re.fullmatch(r"eval/(?:alpha/([^/]+)/|(ablation)/)?s(\d+)", key)
         cs = ev.get("chain_sample") if m else None
         if not cs:
             continue
-        samples.append({"key": key, "seed": int(m.group(2)), "alpha": float(m.group(1)) if m.group(1) else None,
+        seed = m.group(3)
+        samples.append({"key": key, "seed": int(seed), "alpha": float(m.group(1)) if m.group(1) else None,
                         "block": cs.get("block"), "block_hash": cs.get("block_hash"), "k": len(cs.get("indices", []))})
         drawn = set(cs.get("indices", []))
-        prefix = f"alpha/{m.group(1)}/s{m.group(2)}/" if m.group(1) else f"main/s{m.group(2)}/"
+        prefix = (f"alpha/{m.group(1)}/s{seed}/" if m.group(1) else f"ablation/s{seed}/" if m.group(2)
+                  else f"main/s{seed}/")
         for arch in ARCH_NAMES:
             u = records.get(f"{prefix}a{arch}")
             if u is None or arch == Arch.M_REGRET or not u.get("tasks"):  # M-regret runs the set's first tasks
@@ -983,7 +1074,12 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
     chain = chain_check(records)
     transport = transports(records, opts)
     ceilings = {**main_point["ceilings"], "definitions": CEILING_DEFINITIONS}
+    ablation = ablations(records, seeds, table)
+    for row, entry in (ablation.get("rows") or {}).items():
+        entry["cost_usd_per_task"] = cost_usd_per_task(entry, prices)
+        archs[row] = entry
     return {"run": run, "architectures": archs, "ceilings": ceilings, "comparisons": comparisons_of(table),
+            "ablations": ablation,
             "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
             "transports": transport,
             "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain, transport),
