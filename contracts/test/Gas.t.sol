@@ -257,4 +257,26 @@ contract GasTestReport is GasFixture {
         _measureReport(bare16, 16, REPORT_16_BARE_MAX, "submitReport (16 signers, no reward, closes bare)");
     }
 }
+
+/// @title GasTestAlignment
+/// @notice `registerAlignment` from the fixture's 384-d model into a second, 256-d one: two fresh
+/// slots and the event. Bound: measured + 1%, as in `GasTest`.
+contract GasTestAlignment is GasFixture {
+    /// @dev Measured 53,450: two cold model reads (2,100 each), two slots set from zero (22,100 each)
+    /// and the event with its three topics and the method string.
+    uint256 internal constant REGISTER_ALIGNMENT_MAX = 53_985;
+
+    bytes32 internal constant OTHER = keccak256("other-model.onnx");
+    bytes32 internal constant MAP = keccak256("map bytes");
+
+    function setUp() public override {
+        super.setUp();
+        models.register(OTHER, 256, 0, "other");
+    }
+
+    function test_gas_registerAlignment() public {
+        models.registerAlignment(MODEL, OTHER, MAP, DIM, 256, "procrustes");
+        _assertGasAtMost(REGISTER_ALIGNMENT_MAX, "registerAlignment (384 -> 256)");
+    }
+}
 // forge-lint: disable-end(unsafe-typecast)

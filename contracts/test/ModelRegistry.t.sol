@@ -8,10 +8,13 @@ import {ModelRegistry} from "../src/ModelRegistry.sol";
 import {Test} from "./utils/Test.sol";
 import {vm} from "./utils/Vm.sol";
 
-/// @notice ModelRegistry: register, models, isRegistered.
+/// @notice ModelRegistry: register, models, isRegistered, registerAlignment, alignment.
 contract ModelRegistryTest is Test {
     ModelRegistry internal models;
     bytes32 internal constant ID = keccak256("model.onnx");
+    bytes32 internal constant TO = keccak256("other-model.onnx");
+    /// @dev keccak, not sha256: a constant sha256 is a precompile call, which `expectRevert` would take.
+    bytes32 internal constant MAP = keccak256("map bytes");
 
     function setUp() public {
         models = new ModelRegistry();
@@ -71,6 +74,145 @@ contract ModelRegistryTest is Test {
     }
 
     /*//////////////////////////////////////////////////////////////
+                               ALIGNMENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev `ID` (384-d f32) and `TO` (256-d f16) registered.
+    function _registerPair() internal {
+        models.register(ID, 384, 0, "minilm");
+        models.register(TO, 256, 1, "other");
+    }
+
+    function test_registerAlignment() public {
+        _registerPair();
+        vm.expectEmit(true, true, true, true, address(models));
+        emit ModelRegistry.AlignmentRegistered(ID, TO, MAP, 384, 256, "procrustes", address(this));
+        models.registerAlignment(ID, TO, MAP, 384, 256, "procrustes");
+        (bytes32 mapId, uint16 inDim, uint16 outDim, address registrant) = models.alignment(ID, TO);
+        assertEq(mapId, MAP, "mapId");
+        assertEq(inDim, 384, "inDim");
+        assertEq(outDim, 256, "outDim");
+        assertEq(registrant, address(this), "registrant");
+        (mapId,,,) = models.alignment(TO, ID);
+        assertEq(mapId, bytes32(0), "the reverse direction is a pair of its own");
+    }
+
+    function test_registerAlignment_bothDirections() public {
+        _registerPair();
+        models.registerAlignment(ID, TO, MAP, 384, 256, "procrustes");
+        bytes32 back = keccak256("inverse map bytes");
+        models.registerAlignment(TO, ID, back, 256, 384, "procrustes");
+        (bytes32 mapId, uint16 inDim, uint16 outDim,) = models.alignment(TO, ID);
+        assertEq(mapId, back, "mapId");
+        assertEq(inDim, 256, "inDim");
+        assertEq(outDim, 384, "outDim");
+        (mapId,,,) = models.alignment(ID, TO);
+        assertEq(mapId, MAP, "forward kept");
+    }
+
+    function testFuzz_registerAlignment(uint16 inDim, uint16 outDim, bytes32 mapId, string calldata method, address who)
+        public
+    {
+        vm.assume(mapId != bytes32(0));
+        inDim = uint16(bound(inDim, 1, type(uint16).max));
+        outDim = uint16(bound(outDim, 1, type(uint16).max));
+        models.register(ID, inDim, 0, "from");
+        models.register(TO, outDim, 0, "to");
+        vm.expectEmit(true, true, true, true, address(models));
+        emit ModelRegistry.AlignmentRegistered(ID, TO, mapId, inDim, outDim, method, who);
+        vm.prank(who);
+        models.registerAlignment(ID, TO, mapId, inDim, outDim, method);
+        (bytes32 m, uint16 i, uint16 o, address r) = models.alignment(ID, TO);
+        assertEq(m, mapId, "mapId");
+        assertEq(i, inDim, "inDim");
+        assertEq(o, outDim, "outDim");
+        assertEq(r, who, "registrant");
+    }
+
+    function testFuzz_registerAlignment_revert_DimMismatch(uint16 fromDim, uint16 toDim, uint16 inDim, uint16 outDim)
+        public
+    {
+        fromDim = uint16(bound(fromDim, 1, type(uint16).max));
+        toDim = uint16(bound(toDim, 1, type(uint16).max));
+        models.register(ID, fromDim, 0, "from");
+        models.register(TO, toDim, 0, "to");
+        if (inDim != fromDim) {
+            vm.expectRevert(abi.encodeWithSelector(ModelRegistry.DimMismatch.selector, fromDim, inDim));
+            models.registerAlignment(ID, TO, MAP, inDim, toDim, "x");
+        }
+        if (outDim != toDim) {
+            vm.expectRevert(abi.encodeWithSelector(ModelRegistry.DimMismatch.selector, toDim, outDim));
+            models.registerAlignment(ID, TO, MAP, fromDim, outDim, "x");
+        }
+        (bytes32 mapId,,,) = models.alignment(ID, TO);
+        assertEq(mapId, bytes32(0), "nothing recorded");
+    }
+
+    function test_registerAlignment_revert_DimMismatch_inputFirst() public {
+        _registerPair();
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.DimMismatch.selector, uint16(384), uint16(256)));
+        models.registerAlignment(ID, TO, MAP, 256, 384, "swapped");
+    }
+
+    function test_registerAlignment_revert_ZeroMapId() public {
+        _registerPair();
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.ZeroMapId.selector));
+        models.registerAlignment(ID, TO, bytes32(0), 384, 256, "x");
+    }
+
+    function test_registerAlignment_revert_SameModel() public {
+        _registerPair();
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.SameModel.selector, ID));
+        models.registerAlignment(ID, ID, MAP, 384, 384, "x");
+    }
+
+    function test_registerAlignment_revert_UnknownModel_from() public {
+        models.register(TO, 256, 1, "other");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, ID));
+        models.registerAlignment(ID, TO, MAP, 384, 256, "x");
+    }
+
+    function test_registerAlignment_revert_UnknownModel_to() public {
+        models.register(ID, 384, 0, "minilm");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, TO));
+        models.registerAlignment(ID, TO, MAP, 384, 256, "x");
+    }
+
+    function test_registerAlignment_revert_UnknownModel_zeroId() public {
+        _registerPair();
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, bytes32(0)));
+        models.registerAlignment(bytes32(0), TO, MAP, 384, 256, "x");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.UnknownModel.selector, bytes32(0)));
+        models.registerAlignment(ID, bytes32(0), MAP, 384, 256, "x");
+    }
+
+    function testFuzz_registerAlignment_revert_AlignmentAlreadyRegistered(bytes32 mapId, address other) public {
+        vm.assume(mapId != bytes32(0));
+        _registerPair();
+        models.registerAlignment(ID, TO, MAP, 384, 256, "first");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.AlignmentAlreadyRegistered.selector, ID, TO));
+        vm.prank(other);
+        models.registerAlignment(ID, TO, mapId, 384, 256, "second");
+        vm.expectRevert(abi.encodeWithSelector(ModelRegistry.AlignmentAlreadyRegistered.selector, ID, TO));
+        models.registerAlignment(ID, TO, mapId, 384, 256, "first again");
+        (bytes32 m,,, address r) = models.alignment(ID, TO);
+        assertEq(m, MAP, "first map kept");
+        assertEq(r, address(this), "first registrant kept");
+    }
+
+    function test_registerAlignment_leavesModelsAlone() public {
+        _registerPair();
+        models.registerAlignment(ID, TO, MAP, 384, 256, "procrustes");
+        (uint16 dim, uint8 dtype, address registrant) = models.models(ID);
+        assertEq(dim, 384, "dim");
+        assertEq(dtype, 0, "dtype");
+        assertEq(registrant, address(this), "registrant");
+        (dim, dtype,) = models.models(TO);
+        assertEq(dim, 256, "to dim");
+        assertEq(dtype, 1, "to dtype");
+    }
+
+    /*//////////////////////////////////////////////////////////////
                                  VIEWS
     //////////////////////////////////////////////////////////////*/
 
@@ -78,6 +220,14 @@ contract ModelRegistryTest is Test {
         (uint16 dim, uint8 dtype, address registrant) = models.models(ID);
         assertEq(dim, 0, "dim");
         assertEq(dtype, 0, "dtype");
+        assertEq(registrant, address(0), "registrant");
+    }
+
+    function testFuzz_alignment_unknownIsZero(bytes32 fromModel, bytes32 toModel) public view {
+        (bytes32 mapId, uint16 inDim, uint16 outDim, address registrant) = models.alignment(fromModel, toModel);
+        assertEq(mapId, bytes32(0), "mapId");
+        assertEq(inDim, 0, "inDim");
+        assertEq(outDim, 0, "outDim");
         assertEq(registrant, address(0), "registrant");
     }
 
