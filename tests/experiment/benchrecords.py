@@ -21,6 +21,8 @@ from node.protocol.enums import ARCH_NAMES, Arch
 
 SKILLS = {0: 0.45, 1: 0.5, 2: 0.55, 3: 0.6, 4: 0.55, 5: 0.6, 6: 0.7, 7: 0.7, 8: 0.62}
 """Each architecture's chance to decide a task right (wrong: the label + 2, mod 3)."""
+ABLATION_SKILLS = (0.66, 0.68)
+"""E-through's and U-concat's chance to decide a task right."""
 LATENT, OBSERVATION = 0.9, 0.8
 """The ceilings' chance to decide a task right."""
 
@@ -162,5 +164,15 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
             add({**main, "key": f"transport/batch/s{seeds[0]}/a{a}", "tasks": batched, "transport": "batch",
                  "batch_wait_s": 2.0, "isolated": True,
                  "chain_check": {"sampled": len(batched), "mismatches": []}})
+    if eval_set:  # the ablation rows: the main table's evaluation tasks, a chain sample of their own
+        for s in seeds[:profile.ablation_seeds]:
+            main_ev = out[f"eval/s{s}"]
+            drawn = sorted(int(i) for i in rng.choice(main_ev["n"], min(profile.ablation_tasks, main_ev["n"]),
+                                                      replace=False))
+            ev = {**main_ev, "key": f"eval/ablation/s{s}", "chain_sample": {**main_ev["chain_sample"], "indices": drawn}}
+            add(ev)
+            labels = np.frombuffer(ev["labels"].encode(), dtype=np.uint8).astype(np.int64) - ord("0")
+            for a, row, skill in ((Arch.E_D, "E-through", ABLATION_SKILLS[0]), (Arch.U, "U-concat", ABLATION_SKILLS[1])):
+                add(eval_unit(f"ablation/s{s}/a{a}", a, ev, decide(labels, skill, rng), rng, seed=s, row=row))
     add({"key": "rerun/models", "seed": seeds[0], "model_ids_equal": {"u": True}, "all_equal": True})
     return out

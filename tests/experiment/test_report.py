@@ -59,8 +59,10 @@ def labels(record: dict) -> np.ndarray:
 def test_results_hold_every_architecture_with_its_metrics(run_setup) -> None:
     opts, records, run = run_setup
     results = build_results(records, opts, run, ENV)
-    assert set(results["architectures"]) == set(ARCH_NAMES.values())
-    for name, entry in results["architectures"].items():
+    main = {n: e for n, e in results["architectures"].items() if not e.get("ablation_of")}
+    assert set(main) == set(ARCH_NAMES.values())
+    assert set(results["architectures"]) - set(main) == {"E-through", "U-concat"}  # the ablation rows
+    for name, entry in main.items():
         assert entry["arch_id"] in ARCH_NAMES and ARCH_NAMES[entry["arch_id"]] == name
         missing = [m for m in ARCH_METRICS if entry.get(m) is None]
         assert not missing, (name, missing)
@@ -318,10 +320,11 @@ def test_report_files_markdown_and_summary(run_setup, tmp_path: Path) -> None:
     opts, records, run = run_setup
     results = write_report(records, opts, tmp_path, run, ENV)
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert set(on_disk["architectures"]) == set(ARCH_NAMES.values())
+    assert set(on_disk["architectures"]) == {*ARCH_NAMES.values(), "E-through", "U-concat"}
     assert isinstance(on_disk["architectures"]["U"]["accuracy_ci"], list)
     text = (tmp_path / "report.md").read_text()
-    sections = ["Pre-registered comparison", "## Summary", "## Comparison", "## Ceilings", "## Chain check",
+    sections = ["Pre-registered comparison", "## Summary", "## Comparison", "## Which mechanism costs what",
+                "## Ceilings", "## Chain check",
                 "## Synergy: the gap curve", "accuracy-vs-gas frontier", "## Cost growth with the number of agents",
                 "## Robustness", "## Honesty checks", "Model-id mismatch", "## Evaluation data", "## Environment",
                 "Reduced sweep"]
@@ -332,7 +335,7 @@ def test_report_files_markdown_and_summary(run_setup, tmp_path: Path) -> None:
         assert (tmp_path / png).stat().st_size > 1000, png
         assert f"]({png})" in text
     rows = summary_rows(results)
-    assert [r[0] for r in rows] == [*ARCH_NAMES.values(), "Oracle"]
+    assert [r[0] for r in rows] == [*ARCH_NAMES.values(), "E-through", "U-concat", "Oracle"]
     u = results["architectures"]["U"]
     assert rows[list(ARCH_NAMES.values()).index("U")][1:5] == [
         f"{100 * u['accuracy']:.1f} [{100 * u['accuracy_ci'][0]:.1f}, {100 * u['accuracy_ci'][1]:.1f}]",
@@ -465,3 +468,43 @@ def test_no_transport_sweep_renders_not_run(run_setup) -> None:
     assert results["transports"]["rows"] == [] and results["transports"]["check"]["passed"] is None
     assert all(c["name"] != TRANSPORT_CHECK for c in results["honesty"]["checks"])
     assert "## Transports\n\nNot run." in render_markdown(results, {})
+
+
+def test_ablation_rows_and_the_decomposition_of_the_gap(run_setup) -> None:
+    """E-through and U-concat are scored on the main table's evaluation tasks; each decomposition
+    step is a paired difference there, and the steps add up to U − M-learned on the same seeds."""
+    opts, records, run = run_setup
+    r = build_results(records, opts, run, ENV)
+    ab = r["ablations"]
+    seeds = opts.seeds()[:opts.profile.ablation_seeds]
+    assert ab["seeds"] == len(seeds) == 4
+    for name, arch in (("E-through", 5), ("U-concat", 6)):
+        row = r["architectures"][name]
+        assert row is ab["rows"][name] or row == ab["rows"][name]
+        assert row["ablation_of"] == ARCH_NAMES[arch] and row["seeds"] == 4 and row["chain_mismatches"] == 0
+        acc = np.mean([np.mean(M.decode_actions(records[f"ablation/s{s}/a{arch}"]["eval"]["actions"])
+                               == labels(records[f"eval/s{s}"])) for s in seeds])
+        assert row["accuracy"] == pytest.approx(acc)
+    steps = ab["decomposition"]
+    assert [(x["a"], x["b"]) for x in steps] == [("U", "U-concat"), ("U-concat", "E-through"), ("E-through", "E-d"),
+                                                 ("E-d", "M-learned-p"), ("M-learned-p", "M-learned")]
+    assert all(x["seeds"] == 4 and x["tasks_per_seed"] == 400 for x in steps)
+
+    def acc(key: str, s: int) -> float:
+        return float(np.mean(M.decode_actions(records[key]["eval"]["actions"]) == labels(records[f"eval/s{s}"])))
+
+    u_minus_m = np.mean([acc(f"main/s{s}/a6", s) - acc(f"main/s{s}/a3", s) for s in seeds])
+    assert sum(x["diff"] for x in steps) == pytest.approx(u_minus_m)
+    text = render_markdown(r, {})
+    assert "## Which mechanism costs what (ablations)" in text
+    for x in steps:  # a sentence only where the interval excludes zero
+        assert (f"({x['a']} − {x['b']}):" in text) == x["excludes_zero"]
+
+
+def test_ablation_units_on_other_tasks_than_the_main_table_are_refused(run_setup) -> None:
+    opts, records, run = run_setup
+    ev = records["eval/ablation/s0"]
+    flipped = "".join("0" if c != "0" else "1" for c in ev["labels"])
+    records["eval/ablation/s0"] = {**ev, "labels": flipped}
+    with pytest.raises(ValueError, match="evaluation sets differ"):
+        build_results(records, opts, run, ENV)

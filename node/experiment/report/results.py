@@ -521,8 +521,9 @@ def architectures(records: dict[str, dict], seeds: list[int], table: Table | Non
                      blocks_p50=timing.get("blocks_p50"), cost_seeds=sum(1 for q in per_seed if q["isolated"]))
         paced = [records.get(f"paced/s{s}/a{arch}") for s in seeds] if table.prefix is None else []
         lat = [t["latency_s"] for p in paced if p for t in p["tasks"] if t.get("latency_s") is not None]
-        entry["latency_idle_p50_s"] = M.percentile(lat, 50)
-        entry["latency_idle_p95_s"] = M.percentile(lat, 95)
+        idle = table.prefix is None  # idle latency: the main table's paced units only
+        entry["latency_idle_p50_s"] = M.percentile(lat, 50) if idle else None
+        entry["latency_idle_p95_s"] = M.percentile(lat, 95) if idle else None
         entry["model_bytes"] = units[0][1].get("model_bytes") if units else None
         entry["models"] = units[0][1].get("models") if units else None
         entry["tasks_per_seed"] = len(units[0][1]["tasks"]) if units else 0
