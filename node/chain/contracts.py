@@ -19,6 +19,7 @@ from node.chain.deploy import Deployment
 from node.chain.events import (
     AgentInfo,
     AgentRecord,
+    AlignmentInfo,
     ChainEvent,
     DecisionReported,
     ModelInfo,
@@ -149,6 +150,17 @@ class ChorusContracts:
 
     def is_model_registered(self, model_id: bytes) -> bool:
         return bool(self._one("ModelRegistry", "isRegistered", model_id))
+
+    def register_alignment(self, from_model: bytes, to_model: bytes, map_id: bytes, in_dim: int, out_dim: int,
+                           method: str) -> TxResult:
+        """Record that the map whose sha256 is `map_id` takes embeddings of `from_model` into the space
+        of `to_model` (both registered, dims theirs); once per pair. Emits AlignmentRegistered."""
+        return self._transact("ModelRegistry", "registerAlignment", from_model, to_model, map_id, in_dim, out_dim,
+                              method)
+
+    def alignment(self, from_model: bytes, to_model: bytes) -> AlignmentInfo:
+        """The registered alignment from `from_model` into `to_model` (zero map id when none)."""
+        return AlignmentInfo(*self._call("ModelRegistry", "alignment", from_model, to_model))
 
     # -- AgentRegistry ----------------------------------------------------------------------
 

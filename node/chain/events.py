@@ -41,6 +41,17 @@ class ModelRegistered(ChainEvent):
     registrant: str
 
 
+@dataclass(frozen=True)
+class AlignmentRegistered(ChainEvent):
+    from_model: bytes
+    to_model: bytes
+    map_id: bytes
+    in_dim: int
+    out_dim: int
+    method: str
+    registrant: str
+
+
 # --- AgentRegistry ----------------------------------------------------------------------------
 
 
@@ -179,7 +190,7 @@ class TaskReclaimed(ChainEvent):
 
 EVENT_TYPES: dict[str, type[ChainEvent]] = {
     cls.__name__: cls
-    for cls in (ModelRegistered, AgentRegistered, EndpointUpdated, AgentDeregistered, StakeWithdrawn,
+    for cls in (ModelRegistered, AlignmentRegistered, AgentRegistered, EndpointUpdated, AgentDeregistered, StakeWithdrawn,
                 OwnershipTransferred, WeightSet, TaskSubmitted, EmbeddingPublished, DecisionPublished,
                 ProbabilitiesPublished, DecisionReported, ReportSubmitted, TaskFinalized, RewardClaimed, TaskReclaimed)
 }
@@ -210,6 +221,16 @@ class ModelInfo:
 
     dim: int
     dtype: int
+    registrant: str
+
+
+@dataclass(frozen=True)
+class AlignmentInfo:
+    """`ModelRegistry.alignment(fromModel, toModel)`; a zero map id means none is registered."""
+
+    map_id: bytes
+    in_dim: int
+    out_dim: int
     registrant: str
 
 
