@@ -8,8 +8,10 @@ publishes one decision:
   published class probabilities (ProbabilitiesPublished, basis points; `models.fusion.stack_probs`);
   a peer that abstained (all zeros) or published none is absent, as a missing modality is in training;
 - arch 5 (E-d), with a trained `e-d<d>` head: the head on the concatenated peer embeddings, each
-  used only if it is in the embedding space the head was trained on (same model id, dim, dtype) —
-  vectors from other spaces are treated as absent, never fused;
+  used if it is in the embedding space the head was trained on (same model id, dim, dtype), or if
+  the node handed the agent an alignment resolver (`use_alignments`, `node.runtime.alignments`)
+  that finds a registered, checked map from the peer's model into that space: the mapped vector is
+  fused. Vectors from other spaces are treated as absent, never fused raw;
 - otherwise (or without heads): a confidence-weighted vote with the protocol's role weights
   (market 0.5, sentiment 0.3, risk 0.2).
 In the architectures where the chain fuses (M-fixed and friends) TaskBoard gives this decision
@@ -19,16 +21,22 @@ weight 0; in M-learned, M-regret and E-d it is the decision.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Modality, Role, TaskInput, decode_vector
 from node.protocol.enums import AGENT_ROLES, MAX_CONFIDENCE, Action, Arch, Encoding
 
+if TYPE_CHECKING:
+    from models.align import AlignmentMap
+
 log = logging.getLogger(__name__)
+
+AlignmentResolver = Callable[[bytes, bytes], "AlignmentMap | None"]
+"""`(peer_model, head_model) -> map or None`: the registered map between two spaces, checked."""
 
 ROLE_WEIGHTS = {Role.MARKET: 0.5, Role.SENTIMENT: 0.3, Role.RISK: 0.2}
 
@@ -66,10 +74,17 @@ class FusionAgent(Agent):
         self.decisions_head = decisions_head
         self.embeddings_head = embeddings_head
         self.probabilities_head = probabilities_head
+        self.alignments: AlignmentResolver | None = None
+        self._warned: set[tuple[bytes, bytes, str]] = set()
         heads = [h.name for h in (decisions_head, probabilities_head, embeddings_head) if h is not None]
         decider = "weighted-vote" + (f" + trained heads {', '.join(heads)}" if heads else "")
         self.identity = AgentIdentity(Role.FUSION, Modality.MULTIMODAL, decider=decider,
                                       backend="onnx" if heads else "numpy")
+
+    def use_alignments(self, resolver: AlignmentResolver | None) -> None:
+        """E-d: fuse a peer's vector from another model through `resolver(peer_model, head_model)`
+        (None, the default: such vectors are absent)."""
+        self.alignments = resolver
 
     def run(self, task: TaskInput) -> AgentOutput:
         peers = {p.role: p for p in task.peers if p.role in ROLE_WEIGHTS}
@@ -128,18 +143,55 @@ class FusionAgent(Agent):
         head = self.embeddings_head
         assert head is not None
         vectors: list[np.ndarray | None] = []
+        aligned = 0
         for role, (model_id, dim, encoding) in zip(AGENT_ROLES, head.spaces, strict=True):
             peer = peers.get(role)
             same_space = (peer is not None and peer.vector is not None and peer.model_id == model_id
                           and peer.encoding == int(encoding) and len(peer.vector) == encoding.byte_length(dim))
-            vectors.append(decode_vector(peer.vector, encoding, dim) if same_space else None)  # type: ignore[union-attr]
+            if same_space:
+                vectors.append(decode_vector(peer.vector, encoding, dim))  # type: ignore[union-attr]
+                continue
+            vector = self._aligned(peer, model_id, dim)
+            aligned += vector is not None
+            vectors.append(vector)
         if all(v is None for v in vectors):
             return None  # no embedding in the head's spaces: fall back to the vote
         dim = head.spaces[0][1]
         x, mask = concat_embeddings(vectors, dim)  # (1, A*d), (1, A)
         probs = head.probs(embeddings=x, mask=mask)
         used = sum(v is not None for v in vectors)
-        return AgentOutput(Decision.from_probs(probs), note=f"{head.name} head over {used} embeddings")
+        note = f"{head.name} head over {used} embeddings" + (f" ({aligned} aligned)" if aligned else "")
+        return AgentOutput(Decision.from_probs(probs), note=note)
+
+    def _aligned(self, peer: Any, model_id: bytes, dim: int) -> np.ndarray | None:
+        """The peer's vector mapped into the head's space `model_id` through a registered alignment;
+        None (absent) when there is none or the vector does not fit the map."""
+        if (self.alignments is None or peer is None or peer.vector is None or peer.model_id is None
+                or peer.model_id == model_id):
+            return None
+        amap = self.alignments(bytes(peer.model_id), bytes(model_id))
+        if amap is None:
+            return None  # the resolver said why
+        try:
+            encoding = Encoding(peer.encoding)
+        except ValueError:
+            encoding = None
+        if amap.out_dim != dim:
+            reason = f"the map gives {amap.out_dim}-d vectors, the head takes {dim}"
+        elif encoding is None or len(peer.vector) != encoding.byte_length(amap.in_dim):
+            reason = f"the vector is not {amap.in_dim}-d in its encoding"
+        else:
+            x = decode_vector(peer.vector, encoding, amap.in_dim)
+            y = amap.apply(x)
+            if np.all(np.isfinite(y)):
+                return y.astype(np.float32)
+            reason = "the mapped vector is not finite"
+        key = (bytes(peer.model_id), bytes(model_id), reason)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("embedding of model 0x%s not fused into the space of 0x%s: %s",
+                        bytes(peer.model_id).hex()[:12], bytes(model_id).hex()[:12], reason)
+        return None
 
 
 def probability_scores(probs: Sequence[Sequence[int] | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         model_name: Optional[str] = typer.Option(None, "--model", help="Manifest entry of the trained model."),
         fusion_rules: Optional[str] = typer.Option(
             None, "--fusion-rules", help="Fusion: M-rules thresholds \"risk_veto,lead\" for M-rules tasks."),
+        alignments: Optional[Path] = typer.Option(
+            None, "--alignments", help="Fusion: directory of alignment maps (files named by map id) to fuse "
+                                       "embeddings of other models through, where registered on chain."),
         *,
         config: Optional[Path] = None,
         overrides: Optional[dict] = None,
@@ -36,7 +39,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             settings = load_node_settings(config, role=role, port=port, model_name=model_name,
-                                          fusion_rules=fusion_rules, **(overrides or {}))
+                                          fusion_rules=fusion_rules, alignments_dir=alignments,
+                                          **(overrides or {}))
             code = run_node(settings)
         except ChorusError as exc:
             typer.echo(f"node failed: {exc}", err=True)

@@ -45,6 +45,7 @@ from node.chain.nodechain import BlockHeader
 from node.protocol.enums import AGENT_ROLES, PROBABILITY_ARCHS, ZERO_MODEL_ID, Role
 from node.protocol.errors import ChainError, ChorusError, ConfigError, ContractRevert, PayloadError, RpcUnavailable, safe_url
 from node.protocol.payload import TaskPayload, fetch, verify
+from node.runtime.alignments import AlignmentResolver
 from node.runtime.batching import DecisionBatcher, Embedding
 from node.runtime.closing import Closer, explain_revert
 from node.runtime.fetcher import PayloadFetcher
@@ -118,6 +119,10 @@ class NodeRuntime:
         self._payloads: dict[int, TaskPayload] = {}
         self.fetcher = PayloadFetcher(self._fetch_uri, workers=settings.payload_workers,
                                       per_origin=settings.payload_per_origin, deadline_s=settings.payload_deadline_s)
+        use_alignments = getattr(agent, "use_alignments", None) if agent is not None else None
+        if callable(use_alignments):  # the fusion agent: maps into its E-d head's spaces, checked here
+            use_alignments(AlignmentResolver(lambda src, dst: chain.contracts.alignment(src, dst),  # type: ignore[attr-defined]
+                                             settings.alignments_dir, retry_s=settings.alignment_retry_s))
 
     # -- identity and health (read by the API thread) ---------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from node.chain.api import Receipt
 from node.chain.contracts import TxResult
-from node.chain.events import AgentInfo, AgentRecord, Published
+from node.chain.events import AgentInfo, AgentRecord, AlignmentInfo, Published
 from node.protocol.enums import ZERO_MODEL_ID
 from node.protocol.errors import ContractRevert
 from node.runtime.outbox import SendPort
@@ -36,6 +36,10 @@ class Registrar(Protocol):
                        dim: int = 0, stake: int | None = None) -> TxResult: ...
 
     def update_endpoint(self, endpoint: str) -> TxResult: ...
+
+    def alignment(self, from_model: bytes, to_model: bytes) -> AlignmentInfo:
+        """The registered map between two spaces (read by the fusion node's `AlignmentResolver`)."""
+        ...
 
 
 @runtime_checkable

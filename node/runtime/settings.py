@@ -106,6 +106,16 @@ class NodeSettings(ChainSettings):
     """Fusion: "risk_veto,lead", M-rules thresholds (fractions) with which the node decides tasks of
     architecture M-rules; unset: the plain fusion agent decides them."""
 
+    alignments_dir: Path | None = None
+    """Fusion: directory of alignment maps (`models.align` bytes, each file named by its map id's
+    64 hex digits). A peer's embedding in a model other than the E-d head's is fused only through
+    the map registered on chain for that pair (`ModelRegistry.alignment`) whose bytes are here and
+    check out (sha256 = map id, registered dims); unset: such embeddings are absent."""
+
+    alignment_retry_s: float = Field(default=30.0, ge=0, le=86_400)
+    """Fusion: seconds before a pair refused (no alignment registered, no file, a bad file) is
+    looked at again; a map found and checked is kept for good (registrations are immutable)."""
+
     archs: list[int] = Field(default_factory=lambda: list(DEFAULT_ARCHS))
     """Architecture ids this node publishes for; tasks of other architectures are skipped.
     Default 0-5 and 8-15, or 6-7 (U, U-rep) for role coordinator."""
@@ -208,6 +218,13 @@ class NodeSettings(ChainSettings):
     def _manifest_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no model manifest at {value}")
+        return value
+
+    @field_validator("alignments_dir")
+    @classmethod
+    def _alignments_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"no alignments directory at {value}")
         return value
 
     @field_validator("fusion_rules")
