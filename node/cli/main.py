@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "models",
     "coordinator",
     "bench",
+    "align",
 ]
 
 

@@ -107,3 +107,37 @@ def test_the_aligner_refuses_unusable_anchors(chain, tmp_path) -> None:
         fit_and_register(owner, reference=ref.client.address, agent=ref.client.address, task_ids=tasks,
                          directory=tmp_path)
     assert owner.alignment(other_id, ref_id).map_id == bytes(32) and not list(tmp_path.iterdir())
+
+
+def test_chorus_align_fit_writes_and_registers_the_map(chain, tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from node.cli.align import _task_ids
+    from node.cli.main import app
+
+    assert _task_ids("1,3-5, 9") == [1, 3, 4, 5, 9]
+    owner, ref, other, ref_id, other_id = _setup(chain)
+    rng = np.random.default_rng(3)
+    rotation, _ = np.linalg.qr(rng.normal(size=(DIM, DIM)))
+    tasks = _open(owner, K)
+    for t, x in zip(tasks, rng.normal(size=(K, DIM)), strict=True):
+        ref.publish_embedding(t, ref_id, int(Encoding.F32), encode_vector(x.astype(np.float32), Encoding.F32))
+        other.publish_embedding(t, other_id, int(Encoding.F32),
+                                encode_vector((x @ rotation).astype(np.float32), Encoding.F32))
+    dep = tmp_path / "devnet.json"
+    chain.deployment.save(dep)
+    maps = tmp_path / "maps"
+    args = ["align", "fit", "--reference", ref.client.address, "--agent", other.client.address,
+            "--tasks", f"{tasks[0]}-{tasks[-1]}", "--dir", str(maps), "--deployment", str(dep), "--dev-key-index", "0"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    info = owner.alignment(other_id, ref_id)
+    assert out["map_id"] == "0x" + info.map_id.hex() and out["anchors"] == K and out["cka"] > 0.99
+    assert (maps / info.map_id.hex()).is_file() and out["file"] == info.map_id.hex()
+    again = CliRunner().invoke(app, args)  # once per pair
+    assert again.exit_code == 1 and "AlignmentAlreadyRegistered" in again.output
+    bad = CliRunner().invoke(app, [*args[:6], "--tasks", "x", *args[8:]])
+    assert bad.exit_code == 2
