@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Modality, Role, TaskInput, decode_vector
+from agents.base import Agent, AgentIdentity, AgentOutput, Decision, Modality, Role, TaskInput, decode_vector, encode_vector
 from node.protocol.enums import AGENT_ROLES, MAX_CONFIDENCE, Action, Arch, Encoding
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class FusionAgent(Agent):
             if same_space:
                 vectors.append(decode_vector(peer.vector, encoding, dim))  # type: ignore[union-attr]
                 continue
-            vector = self._aligned(peer, model_id, dim)
+            vector = self._aligned(peer, model_id, dim, encoding)
             aligned += vector is not None
             vectors.append(vector)
         if all(v is None for v in vectors):
@@ -163,8 +163,9 @@ class FusionAgent(Agent):
         note = f"{head.name} head over {used} embeddings" + (f" ({aligned} aligned)" if aligned else "")
         return AgentOutput(Decision.from_probs(probs), note=note)
 
-    def _aligned(self, peer: Any, model_id: bytes, dim: int) -> np.ndarray | None:
-        """The peer's vector mapped into the head's space `model_id` through a registered alignment;
+    def _aligned(self, peer: Any, model_id: bytes, dim: int, head_encoding: Encoding) -> np.ndarray | None:
+        """The peer's vector mapped into the head's space `model_id` through a registered alignment,
+        then quantized as that space publishes (`head_encoding`: what the head saw in training);
         None (absent) when there is none or the vector does not fit the map."""
         if (self.alignments is None or peer is None or peer.vector is None or peer.model_id is None
                 or peer.model_id == model_id):
@@ -184,7 +185,7 @@ class FusionAgent(Agent):
             x = decode_vector(peer.vector, encoding, amap.in_dim)
             y = amap.apply(x)
             if np.all(np.isfinite(y)):
-                return y.astype(np.float32)
+                return decode_vector(encode_vector(y.astype(np.float32), head_encoding), head_encoding, dim)
             reason = "the mapped vector is not finite"
         key = (bytes(peer.model_id), bytes(model_id), reason)
         if key not in self._warned:

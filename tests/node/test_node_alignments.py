@@ -203,6 +203,21 @@ def test_fusion_fuses_a_foreign_vector_only_through_the_resolvers_map(tmp_path: 
     assert registry.calls == 2  # one refusal, one registration found; none per task since
 
 
+def test_an_aligned_vector_is_quantized_as_the_heads_space_publishes(tmp_path: Path) -> None:
+    model = FakeHead()
+    spaces = ((HEAD_IDS[Role.MARKET], DIM, Encoding.I8), (HEAD_IDS[Role.SENTIMENT], DIM, Encoding.I8),
+              (HEAD_IDS[Role.RISK], DIM, Encoding.I8))
+    agent = FusionAgent(embeddings_head=TrainedHead("e-d4", model, spaces))
+    amap, registry = _map(), Registry()
+    registry.register(OTHER, HEAD_IDS[Role.MARKET], amap)
+    write_map(tmp_path, amap)
+    agent.use_alignments(AlignmentResolver(registry, tmp_path))
+    x = np.array([0.1, -0.2, 0.3, 0.05], np.float32)  # published as f32 in its own space
+    assert agent.run(_task(_peer(Role.MARKET, OTHER, x))).note == "e-d4 head over 1 embeddings (1 aligned)"
+    given = model.inputs[-1]["embeddings"][0, :DIM]
+    np.testing.assert_array_equal(given, np.rint(np.clip(amap.apply(x), -1, 1) * 127).astype(np.float32) / 127)
+
+
 def test_fusion_refuses_a_vector_that_does_not_fit_the_map(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     agent, _ = _agent()
     amap = _map()
