@@ -97,7 +97,15 @@ class ArchJob:
         if self._next >= len(self.stream):
             return 0
         if self.hedge is not None:
-            return 0 if self.in_flight else min(self.round_size or len(self.stream), len(self.stream) - self._next)
+            # A round's tasks all run under the weights set at its start, however many at a time
+            # the cap lets through; the next round starts (learn, then set weights) only once the
+            # previous one has finalized. Round boundaries are therefore fixed multiples of
+            # round_size, as the off-chain replay has them, whatever the concurrency.
+            size = self.round_size or len(self.stream)
+            at_boundary = self._next % size == 0
+            if at_boundary and self.in_flight:
+                return 0
+            return min(len(self.stream), (self._next // size + 1) * size) - self._next
         return max(0, min(self.window - len(self.in_flight), len(self.stream) - self._next))
 
     def submit(self, board: Board, n: int) -> None:
@@ -105,14 +113,17 @@ class ArchJob:
             self.first_block = board.block_number() + 1
             self.started = time.perf_counter()
         if self.hedge is not None:
-            if self._round:
-                self._learn(board)
-            self.owner_txs += board.set_weights(self.arch, {**self.hedge.weights_bps(), Role.FUSION: 0})
+            size = self.round_size or len(self.stream)
+            if self._next % size == 0:  # a round starts: learn from the last one, set its weights
+                if self._round:
+                    self._learn(board)
+                self.owner_txs += board.set_weights(self.arch, {**self.hedge.weights_bps(), Role.FUSION: 0})
+            n = min(n, self.wants())  # never past the round's end
         lo, hi = self._next, self._next + n
         subs = board.submit(self.stream.payloads[lo:hi], self.arch, self.quorum, self.deadline_s,
                             indices=list(range(lo, hi)))
         self._next = hi
-        self._round = subs
+        self._round = self._round + subs if self.hedge is not None else subs
         self.submitted += subs
 
     def _learn(self, board: Board) -> None:
