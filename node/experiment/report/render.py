@@ -342,7 +342,7 @@ def _chain_section(results: dict[str, Any]) -> list[str]:
              + (" The run fails." if bad else "")), ""]
     samples = cc.get("samples") or []
     if samples:
-        blocks = ", ".join(f"{_where(x['alpha'])} seed {x['seed']}: block {x['block']} "
+        blocks = ", ".join(f"{'ablation' if x.get('ablation') else _where(x['alpha'])} seed {x['seed']}: block {x['block']} "
                            f"(`{str(x['block_hash'])[:12]}…`)" for x in samples[:6])
         out += [(f"Each sample was drawn from the hash of a block mined after the session's models were registered "
                  f"({blocks}{', ...' if len(samples) > 6 else ''}).")

@@ -796,6 +796,7 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
             continue
         seed = m.group(3)
         samples.append({"key": key, "seed": int(seed), "alpha": float(m.group(1)) if m.group(1) else None,
+                        "ablation": bool(m.group(2)),
                         "block": cs.get("block"), "block_hash": cs.get("block_hash"), "k": len(cs.get("indices", []))})
         drawn = set(cs.get("indices", []))
         prefix = (f"alpha/{m.group(1)}/s{seed}/" if m.group(1) else f"ablation/s{seed}/" if m.group(2)
