@@ -145,3 +145,28 @@ def report_network(directory: Path, roles: Sequence[str], *, fallback_s: float,
             stop_nodes(file)
     finally:
         devnet_down(state=directory)
+
+
+def tiny_head(path: Path, inputs: dict[str, int]) -> None:
+    """An ONNX file computing probs = softmax(sum_k input_k W_k) with fixed random weights (seed 1),
+    one input per `inputs` entry (name: width): a stand-in for an exported fusion head."""
+    import numpy as np
+    import pytest
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    nodes, inits, terms = [], [], []
+    for name, width in inputs.items():
+        inits.append(numpy_helper.from_array(rng.standard_normal((width, 3)).astype(np.float32), f"W_{name}"))
+        nodes.append(helper.make_node("MatMul", [name, f"W_{name}"], [f"t_{name}"]))
+        terms.append(f"t_{name}")
+    nodes.append(helper.make_node("Sum", terms, ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    graph = helper.make_graph(nodes, "head",
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, w]) for n, w in inputs.items()],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from testkit import tiny_head
 
 from agents.base import Action, Decision, Embedding, Encoding, PeerOutput, TaskInput, decode_vector, encode_vector
 from agents.factory import build_agent, encoder_identity
@@ -241,27 +242,6 @@ def test_embedding_bytes_follow_its_encoding() -> None:
     assert json.dumps(Decision.abstain().confidence) == "0"
 
 
-def _tiny_head(path: Path, inputs: dict[str, int]) -> None:
-    """probs = softmax(sum_k input_k W_k): a stand-in for an exported fusion head."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(1)
-    nodes, inits, terms = [], [], []
-    for name, width in inputs.items():
-        inits.append(numpy_helper.from_array(rng.standard_normal((width, 3)).astype(np.float32), f"W_{name}"))
-        nodes.append(helper.make_node("MatMul", [name, f"W_{name}"], [f"t_{name}"]))
-        terms.append(f"t_{name}")
-    nodes.append(helper.make_node("Sum", terms, ["logits"]))
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
-    graph = helper.make_graph(nodes, "head",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, w]) for n, w in inputs.items()],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 3])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-
-
 def test_fusion_uses_trained_heads_only_on_vectors_of_their_spaces(tmp_path: Path) -> None:
     from node.protocol.codec import encode_vector as codec
     from models.manifest import ManifestEntry, sha256_file, upsert_entries
@@ -272,8 +252,8 @@ def test_fusion_uses_trained_heads_only_on_vectors_of_their_spaces(tmp_path: Pat
         (tmp_path / f"{name}.onnx").write_bytes(name.encode())
         entries.append(ManifestEntry(name, f"{name}.onnx", sha256_file(tmp_path / f"{name}.onnx"), 4, "i8",
                                      ["features"], ["embedding", "probs"]))
-    _tiny_head(tmp_path / "m-learned-dec.onnx", {"scores": 9, "mask": 3})
-    _tiny_head(tmp_path / "e-d4.onnx", {"embeddings": 12, "mask": 3})
+    tiny_head(tmp_path / "m-learned-dec.onnx", {"scores": 9, "mask": 3})
+    tiny_head(tmp_path / "e-d4.onnx", {"embeddings": 12, "mask": 3})
     entries.append(ManifestEntry("m-learned-dec", "m-learned-dec.onnx", sha256_file(tmp_path / "m-learned-dec.onnx"),
                                  3, "f32", ["scores", "mask"], ["probs"]))
     entries.append(ManifestEntry("e-d4", "e-d4.onnx", sha256_file(tmp_path / "e-d4.onnx"), 3, "f32",

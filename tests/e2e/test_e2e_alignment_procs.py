@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from testkit import tiny_head
 
 from node.protocol.enums import Action, Arch, Encoding, Modality, Role
 
@@ -29,28 +30,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 DIM = 16
 K = 24
 REF_KEY, OTHER_KEY, FUSION_KEY, SENTIMENT_KEY, RISK_KEY = 1, 2, 3, 4, 5
-
-
-def _tiny_head(path: Path, inputs: dict[str, int]) -> None:
-    """probs = softmax(sum_k input_k W_k), fixed weights: a stand-in for an exported E-d head."""
-    pytest.importorskip("onnx")
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(1)
-    nodes, inits, terms = [], [], []
-    for name, width in inputs.items():
-        inits.append(numpy_helper.from_array(rng.standard_normal((width, 3)).astype(np.float32), f"W_{name}"))
-        nodes.append(helper.make_node("MatMul", [name, f"W_{name}"], [f"t_{name}"]))
-        terms.append(f"t_{name}")
-    nodes.append(helper.make_node("Sum", terms, ["logits"]))
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
-    graph = helper.make_graph(nodes, "head",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, w]) for n, w in inputs.items()],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 3])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +67,7 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (fusion / f"{name}.onnx").write_bytes(f"{name} space".encode())
         fused.append(ManifestEntry(name, f"{name}.onnx", sha256_file(fusion / f"{name}.onnx"), DIM, "f32",
                                    ["features"], ["embedding", "probs"]))
-    _tiny_head(fusion / "e-d16.onnx", {"embeddings": 3 * DIM, "mask": 3})
+    tiny_head(fusion / "e-d16.onnx", {"embeddings": 3 * DIM, "mask": 3})
     fused.append(ManifestEntry("e-d16", "e-d16.onnx", sha256_file(fusion / "e-d16.onnx"), 3, "f32",
                                ["embeddings", "mask"], ["probs"],
                                {"agents": ["market", "sentiment", "risk"], "embedding_dim": DIM,
