@@ -170,3 +170,14 @@ def tiny_head(path: Path, inputs: dict[str, int]) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
+
+
+def run_until(nodes: list[Any], done: Callable[[], bool], rounds: int = 40) -> None:
+    """Step in-process node runtimes (`NodeRuntime.step`) in turn until `done()` holds; fails the
+    test after `rounds` rounds."""
+    for _ in range(rounds):
+        for node in nodes:
+            node.step()
+        if done():
+            return
+    raise AssertionError("condition not reached")

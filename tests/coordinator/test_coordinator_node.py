@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import wait_until
+from testkit import run_until, wait_until
 
 from agents.base import TaskInput
 from agents.factory import build_agent
@@ -45,13 +45,6 @@ def make_node(chain: Any, role: str, key: int, agent: Any, tmp_path: Path) -> No
     return runtime
 
 
-def run_until(nodes: list[NodeRuntime], done: Any, rounds: int = 40) -> None:
-    for _ in range(rounds):
-        for node in nodes:
-            node.step()
-        if done():
-            return
-    raise AssertionError("condition not reached")
 
 
 def test_the_coordinator_decides_u_tasks_and_the_agents_skip_them(chain: Any, u_agent: Any, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from testkit import run_until
 
 from agents.base import Action
 from agents.fusion import FusionAgent, TrainedHead
@@ -105,13 +106,6 @@ def _node(chain: Any, role: str, key: int, agent: Any, tmp_path: Path, **extra: 
     return runtime
 
 
-def _run_until(nodes: list[NodeRuntime], done: Any, rounds: int = 200) -> None:
-    for _ in range(rounds):
-        for node in nodes:
-            node.step()
-        if done():
-            return
-    raise AssertionError("condition not reached")
 
 
 def test_the_fusion_node_fuses_a_second_encoder_only_once_its_map_is_registered(
@@ -137,7 +131,7 @@ def test_the_fusion_node_fuses_a_second_encoder_only_once_its_map_is_registered(
     deadline = chain.timestamp() + 3600
     anchors = [board.submit_task(pl.encode(pl.example_payload(100 + i)), int(Arch.E_D), deadline, 2)
                .event(TaskSubmitted).task_id for i in range(K)]
-    _run_until([ref, other], lambda: all(board.task_info(t).status == 2 for t in anchors))
+    run_until([ref, other], lambda: all(board.task_info(t).status == 2 for t in anchors), rounds=200)
     assert all(board.published(t, ref.address).embedding and board.published(t, other.address).embedding
                for t in anchors)
 
@@ -161,8 +155,8 @@ def test_the_fusion_node_fuses_a_second_encoder_only_once_its_map_is_registered(
             contracts.publish_embedding(task_id, peer_ids[role], int(Encoding.F32),
                                         encode_vector(rng.normal(size=DIM).astype(np.float32), Encoding.F32))
             contracts.publish_decision(task_id, int(Action.HOLD), 5000)
-        _run_until([other, fusion], lambda: (fusion.store.get_task(task_id) is not None
-                                             and fusion.store.get_task(task_id).note is not None))
+        run_until([other, fusion], lambda: (fusion.store.get_task(task_id) is not None
+                                             and fusion.store.get_task(task_id).note is not None), rounds=200)
         return task_id, fusion.store.get_task(task_id).note
 
     def warnings() -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit import forward_rpc, loopback_server, reply_json, sample, wait_until
+from testkit import forward_rpc, loopback_server, reply_json, run_until, sample, wait_until
 
 from agents.base import Encoding
 from agents.factory import build_agent
@@ -72,13 +72,6 @@ def submit(chain, raw: bytes | None = None, *, quorum: int = 1, arch: int = 2) -
     return contracts.submit_task(raw, arch, deadline, quorum).event(TaskSubmitted).task_id
 
 
-def run_until(nodes: list[NodeRuntime], done, rounds: int = 40) -> None:
-    for _ in range(rounds):
-        for node in nodes:
-            node.step()
-        if done():
-            return
-    raise AssertionError("condition not reached")
 
 
 def publications(chain, task_id: int, kind=DecisionPublished) -> list:
