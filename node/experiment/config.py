@@ -127,7 +127,7 @@ TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),
     ed_tasks=0, ed_seeds=0, robust_tasks=4, robust_seeds=1, degraded_deadline_s=20, fusion_wait_s=6.0,
-    transport_tasks=3, ablation_seeds=1, ablation_tasks=4,
+    transport_tasks=3,
 )
 PROFILES = {p.name: p for p in (TINY, QUICK, FULL)}
 
