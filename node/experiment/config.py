@@ -18,6 +18,9 @@ from node.protocol.enums import EXPERIMENT_ARCHS, Arch
 MODULAR = (Arch.M_RULES, Arch.M_FIXED, Arch.M_LEARNED, Arch.M_LEARNED_P, Arch.M_REGRET, Arch.E_D)
 """The modular architectures (the three agents publish for each of them): the 'best modular' of
 the gap curve is the best of these."""
+ABLATION_ROWS = {Arch.E_D: "E-through", Arch.U: "U-concat"}
+"""The ablation rows, by the architecture each runs as on chain (`plan.ABLATION_ARCHS`), with the
+report's name for it."""
 ARCH_N_SWEEP = EXPERIMENT_ARCHS[0]
 """First experiment architecture id (9..15 are reserved for experiments): the N sweep uses
 9 + i for its i-th point, fused on chain with the default per-role weights (the modular baseline)."""

@@ -375,7 +375,7 @@ class SetSpec:
 
     @property
     def label(self) -> str:
-        what = {"main": "main", "ablation": "ablation"}.get(self.kind, f"E-{self.d}/{self.dtype}")
+        what = f"E-{self.d}/{self.dtype}" if self.kind == "ed" else self.kind
         return f"{what} a={self.alpha:g} s={self.seed}"
 
 

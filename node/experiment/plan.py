@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from node.experiment.config import ARCH_N_SWEEP, MODULAR, Profile
+from node.experiment.config import ABLATION_ROWS, ARCH_N_SWEEP, MODULAR, Profile
 from node.experiment.keys import ChainPlan
 from node.experiment.nodes import NodeSet, NodeSpec
 from node.protocol.enums import AGENT_ROLES, Arch, Role
@@ -137,11 +137,9 @@ def ed_specs() -> list[NodeSpec]:
             NodeSpec(fusion, fusion, (Arch.E_D,))]
 
 
-ABLATION_ARCHS = (Arch.E_D, Arch.U)
+ABLATION_ARCHS = tuple(ABLATION_ROWS)
 """What an ablation session runs, on the nodes of `ablation_specs` and an ablation model set: E-d
 with E-through's agents and head (the row E-through), U with U-concat's model (the row U-concat)."""
-ABLATION_ROWS = {Arch.E_D: "E-through", Arch.U: "U-concat"}
-"""The report's name of each ablation unit's architecture."""
 
 
 def ablation_specs() -> list[NodeSpec]:
@@ -150,7 +148,7 @@ def ablation_specs() -> list[NodeSpec]:
     return [*ed_specs(), NodeSpec("coordinator-0", Role.COORDINATOR.label, (Arch.U,))]
 
 
-def model_names(arch: int, uni_best: str, k: int) -> tuple[list[str], int]:
+def model_names(arch: int, uni_best: str | None, k: int) -> tuple[list[str], int]:
     """(manifest names, copies) of the ONNX models `arch` runs; the MiniLM encoder is added by
     the caller wherever the sentiment agent or U runs."""
     agents = [r.label for r in AGENT_ROLES]

@@ -29,13 +29,12 @@ import numpy as np
 
 from node.experiment import tasks as task_streams
 from node.experiment.checkpoint import CHECKPOINT, Checkpoint
-from node.experiment.config import RunOptions
+from node.experiment.config import ABLATION_ROWS, RunOptions
 from node.experiment.jobs import WINDOW, ArchJob, RegretWeights, run_jobs
 from node.experiment.nodes import NodeSet, Zygote
 from node.experiment.report.metrics import correctness, decode_actions, encode_actions
 from node.experiment.plan import (
     ABLATION_ARCHS,
-    ABLATION_ROWS,
     ALPHA_ARCHS,
     BATCH_WAIT_S,
     NOISE_SCENARIOS,
@@ -399,11 +398,12 @@ class Bench:
     def _arch_meta(self, ms, arch: int) -> dict[str, Any]:
         from node.experiment.modelsets import minilm_bytes
 
-        names, copies = model_names(arch, ms.uni_best, self.profile.u_replicas)
+        uni_best = ms.meta.get("uni_best")  # an ablation set has none (it runs no Uni-best)
+        names, copies = model_names(arch, uni_best, self.profile.u_replicas)
         text = "sentiment" in names or "u" in names
         return {"model_bytes": copies * (ms.model_bytes(names) + (minilm_bytes() if text else 0)),
                 "models": names, "model_copies": copies, "model_set": ms.name,
-                "uni_best": ms.uni_best if arch == Arch.UNI_BEST else None}
+                "uni_best": uni_best if arch == Arch.UNI_BEST else None}
 
     # -- sessions ----------------------------------------------------------------------------------
 
@@ -736,8 +736,6 @@ class Bench:
         """The ablation rows on the main table's evaluation set (same seed, same tasks, so every
         difference with a main-table row is paired task by task): E-through as E-d and U-concat as
         U, each on its own model set, through both tiers."""
-        from node.experiment.modelsets import minilm_bytes
-
         p, ms = self.profile, ready.models
         ev = self._evaluate(ready, seed, None, f"eval/ablation/s{seed}", list(ABLATION_ARCHS), None,
                             p.ablation_tasks, u_replicas=1, background=True)
@@ -746,10 +744,9 @@ class Bench:
         for arch in ABLATION_ARCHS:
             if self.checkpoint.done(key := f"ablation/s{seed}/a{arch}"):
                 continue
-            names, _ = model_names(arch, "", 1)
             jobs.append(self._checked(self._job(key, arch, stream, quorum_=quorum(arch, 1), meta={
-                "seed": seed, "row": ABLATION_ROWS[arch], "offchain": ms.meta["offchain"], "models": names,
-                "model_copies": 1, "model_set": ms.name, "model_bytes": ms.model_bytes(names) + minilm_bytes()}), ev))
+                **self._arch_meta(ms, arch), "seed": seed, "row": ABLATION_ROWS[arch],
+                "offchain": ms.meta["offchain"]}), ev))
         self._run_together(ready, jobs)
 
     def _ed_session(self, ready: Ready, d: int, dtype: str, seed: int) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from node.chain.fees import CHAINS, Prices, cost_usd
-from node.experiment.config import MODULAR, RunOptions
+from node.experiment.config import ABLATION_ROWS, MODULAR, RunOptions
 from node.experiment.report import metrics as M
 from node.experiment.report.environment import environment
 from node.protocol.enums import ARCH_NAMES, Arch
@@ -391,8 +391,6 @@ def gap_to_best_modular(table: Table) -> dict[str, Any]:
 
 
 ABLATION_PREFIX = "ablation"
-ABLATION_ROWS = {Arch.E_D: "E-through", Arch.U: "U-concat"}
-"""The ablation units' architectures and the rows they are (`plan.ABLATION_ROWS`)."""
 ABLATION_DEFINITIONS = {
     "E-through": "E-d whose agents' encoders were trained end to end through the 16-d bottleneck with the E-d head "
                  "(gradient crossed the modules once, at training), then deployed as independent agents that "
