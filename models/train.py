@@ -325,12 +325,23 @@ def through_agents(joint: EdJoint, train: FeatureSet, val: FeatureSet, hp: dict,
     return agents
 
 
-def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int, mixer: str = "attention") -> FitResult:
-    """U (`mixer="attention"`), or U-concat (`"concat"`: the same tokens, no attention)."""
+def heads_for(width: int, default: int = UConfig.n_heads) -> int:
+    """The largest attention head count <= `default` that divides `width` (heads split d_model)."""
+    return max(h for h in range(1, max(1, min(default, width)) + 1) if width % h == 0)
+
+
+def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int, mixer: str = "attention",
+            width: int | None = None) -> FitResult:
+    """U (`mixer="attention"`), or U-concat (`"concat"`: the same tokens, no attention).
+
+    `width` fixes U's shared width (d_model, the tokens' and the residual stream's width) for every
+    setting tried, with `heads_for(width)` heads; the settings then differ in lr, weight decay and
+    dropout only. None (the default): d_model is each setting's `hidden`, as for every other model."""
     results = []
     for t, hp in enumerate(SEARCH[:budget.trials]):
         torch.manual_seed(seed + 101 * t)
-        model = UNet(UConfig(in_dims=train.dims, d_model=hp["hidden"], dropout=hp["dropout"],
+        d_model = hp["hidden"] if width is None else int(width)
+        model = UNet(UConfig(in_dims=train.dims, d_model=d_model, n_heads=heads_for(d_model), dropout=hp["dropout"],
                              n_classes=train.n_classes, mixer=mixer))
         _fit_norms(model.norms, train)
         results.append(fit(model, _inputs(train), train.y, _inputs(val), val.y, hp, budget, seed + 101 * t,
