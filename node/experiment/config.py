@@ -99,6 +99,15 @@ class Profile:
     U-concat scored on the seed's evaluation set, `ablation_tasks` of it through the chain
     (`plan.ABLATION_ARCHS`)."""
     ablation_tasks: int = 12
+    alignment_seeds: int = 0
+    """Seeds (the main table's first) whose alignment session runs (0 = none): E-d with a market
+    agent trained apart, unaligned and through a Procrustes map fitted on K anchors, scored on the
+    seed's evaluation set (`node.experiment.alignment`)."""
+    alignment_ks: tuple[int, ...] = (0, 5, 25, 100, 400)
+    """The anchor counts K of the alignment curve (0: the apart agent's vectors fused raw)."""
+    alignment_chain_anchors: int = 25
+    """Anchors the alignment session publishes on chain (both market agents, one publishEmbedding
+    each) before fitting and registering the map from the events."""
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
@@ -111,7 +120,7 @@ QUICK = Profile(
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
     degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",), ablation_seeds=4,
-    ablation_tasks=6,
+    ablation_tasks=6, alignment_seeds=2, alignment_chain_anchors=8,
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
@@ -119,13 +128,14 @@ FULL = Profile(
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
-    ablation_tasks=24,
+    ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
 every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
 architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
-(E-through, U-concat) on every seed's 5,000, with 24 of them through the chain. Sized to finish in
-under an hour on 2 cores."""
+(E-through, U-concat) on every seed's 5,000, with 24 of them through the chain; the alignment curve
+on every seed's 5,000, its map fitted and registered from 25 anchors published on chain. Sized to
+finish in under an hour on 2 cores."""
 TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),

@@ -7,6 +7,8 @@ chain fuses: the Uni-best agent, M-rules' thresholds, M-regret's Hedge rate and 
 An E-d set holds agents with d-dim embeddings published as `dtype`, and the E-d head for them.
 An ablation set holds, on a main set's data, E-through's agents and head (trained end to end through
 the bottleneck, then deployed as independent agents) and U-concat (U without attention) as `u`.
+An alignment set holds one market agent trained apart from a main set's (another seed, the same
+architecture and setting: `node.experiment.alignment`).
 
 Sets are cached under `models/artifacts/bench/<profile>/<name>-<hash>/` (the hash covers the data
 config, the seed and the budget); `bench.json` is written last, so an interrupted training is
@@ -361,7 +363,7 @@ def _train_ablation(cfg, seed: int, budget, directory: Path, progress: Progress 
 class SetSpec:
     """Which model set: everything its training depends on."""
 
-    kind: str  # "main", "ed" or "ablation"
+    kind: str  # "main", "ed", "ablation" or "alignment" (`node.experiment.alignment`)
     profile: str
     seed: int
     alpha: float
@@ -389,6 +391,11 @@ def build(spec: SetSpec, root: str | None = None) -> tuple[str, dict[str, Any]]:
     elif spec.kind == "ablation":
         ms = ensure_ablation_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, data, root=where,
                                  latent_dim=spec.latent_dim)
+    elif spec.kind == "alignment":
+        from node.experiment.alignment import ensure_alignment_set
+
+        ms = ensure_alignment_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, data, root=where,
+                                  latent_dim=spec.latent_dim)
     else:
         ms = ensure_ed_set(spec.profile, spec.seed, spec.alpha, spec.n_test, spec.budget, spec.d, spec.dtype, data,
                            root=where, latent_dim=spec.latent_dim)

@@ -92,6 +92,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -978,7 +979,9 @@ def _wire_vector(spec: Any, scorer: _Scorer, pub: Published, i: int) -> tuple[by
 def _e_d(agent: Any, peers: list[_Publisher], embedders: list[Any], decisions: dict[str, Published],
          scorer: _Scorer, payloads: list[Any]) -> Published:
     """`FusionAgent._embeddings`: the peers' vectors decoded from their bytes where they are in the
-    head's spaces, the E-d head one task at a time; the vote (the agent itself) where none is."""
+    head's spaces (or mapped into them through the agent's alignment resolver, where it has one:
+    `FusionAgent.use_alignments`), the E-d head one task at a time; the vote (the agent itself)
+    where none is."""
     from agents.base import Decision, decode_vector
     from models.fusion import concat_embeddings
 
@@ -999,7 +1002,14 @@ def _e_d(agent: Any, peers: list[_Publisher], embedders: list[Any], decisions: d
                 wire = _wire_vector(peer.spec, scorer, decisions[peer.spec.role], i)
             same = (wire is not None and wire[0] == model_id and wire[1] == int(encoding)
                     and len(wire[2]) == encoding.byte_length(d))
-            vectors.append(decode_vector(wire[2], encoding, d) if same else None)  # type: ignore[index]
+            if same:
+                vectors.append(decode_vector(wire[2], encoding, d))  # type: ignore[index]
+            elif wire is not None and getattr(agent, "alignments", None) is not None:
+                # Another space: through the map the agent's resolver hands it (`FusionAgent._aligned`).
+                peer_out = SimpleNamespace(model_id=wire[0], encoding=wire[1], vector=wire[2])
+                vectors.append(agent._aligned(peer_out, model_id, d, encoding))
+            else:
+                vectors.append(None)
         if all(v is None for v in vectors):
             out = agent.run(_task_input(i, int(Arch.E_D), p, peers, embedders, decisions, scorer))
             act[i], conf[i] = int(out.decision.action), out.decision.confidence

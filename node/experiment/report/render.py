@@ -168,7 +168,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
              "`models.train` on its own test split in torch (M-learned: the stacker on published decisions; U-rep: "
              "U), for reference."), ""]
     out += _task_costs_section(results, plots) + _transports_section(results)
-    out += _comparison_section(results) + _ablation_section(results)
+    out += _comparison_section(results) + _ablation_section(results) + _alignment_section(results)
     out += _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
     out += _robust_section(results, plots) + _tuning_section(results) + _honesty_section(results)
@@ -269,6 +269,72 @@ def _ablation_section(results: dict[str, Any]) -> list[str]:
                 f"{'more' if st['diff'] > 0 else 'less'} accurate than {st['b']}."
                 for st in steps if excludes_zero(st["ci"])]
         out += [" ".join(said) if said else "No step's interval excludes zero: no mechanism's effect is claimed.", ""]
+    return out
+
+
+def _alignment_section(results: dict[str, Any]) -> list[str]:
+    """The semantic-alignment curve: E-d with a market agent trained apart, against the anchors K
+    (none if not run)."""
+    al = results.get("alignment") or {}
+    if not al.get("curve"):
+        return []
+    seeds = al.get("seeds")
+    d = al.get("definitions") or {}
+    ref = al.get("reference") or {}
+    out = ["## Semantic alignment (trained-apart agents)", "",
+           (f"E-d with the seed's market agent swapped for one trained apart (the same architecture and setting, "
+            f"another seed: other initial weights and data order; its own model id), on the main table's evaluation "
+            f"tasks ({_num(al.get('tasks_per_seed'), '{}')} per seed, {seeds} seed{'' if seeds == 1 else 's'}), "
+            f"scored off chain by the ONNX files. The fusion node fuses another space only through a map registered "
+            f"in ModelRegistry; the map is the orthogonal Procrustes map into the reference agent's space fitted "
+            f"on K anchors: {al.get('anchors')}. The reference, E-d as the main table runs it: "
+            f"{_pct(ref.get('accuracy'), ref.get('accuracy_ci'))} %."), ""]
+    rows = []
+    dropped = al.get("dropped")
+    if dropped:
+        dv = dropped["diff_vs_reference"]
+        rows.append(["no map (refused)", _pct(dropped["accuracy"], dropped["accuracy_ci"]), _pts(dv["diff"], dv["ci"]),
+                     "yes" if excludes_zero(dv["ci"]) else "no", "–", "–", "–"])
+    gas = al.get("gas") or {}
+    by_k = gas.get("anchors_by_k") or {}
+    for c in al["curve"]:
+        dv = c["diff_vs_reference"]
+        rows.append([f"K = {c['k']}" + (" (raw, no map)" if c["k"] == 0 else ""), _pct(c["accuracy"], c["accuracy_ci"]),
+                     _pts(dv["diff"], dv["ci"]), "yes" if excludes_zero(dv["ci"]) else "no",
+                     _num(c.get("cka"), "{:.3f}") + (f" ± {c['cka_ci']:.3f}" if not _nan(c.get("cka_ci")) else ""),
+                     _num(c.get("residual"), "{:.3f}"), _num(by_k.get(str(c["k"])))])
+    out += [_table(["apart market agent", "E-d accuracy % [95% CI]", "− reference, pts [95% CI]",
+                    "interval excludes 0", "CKA", "residual", "anchor gas"], rows), ""]
+    out += [(f"Before any map, linear CKA between the two agents' spaces is {_num(al.get('cka_before'), '{:.3f}')} and the "
+             f"residual {_num(al.get('residual_before'), '{:.3f}')}. CKA: {d.get('cka', '')}. Residual: "
+             f"{d.get('residual', '')}. K = 0: {d.get('k0', '')}. No map (refused): {d.get('dropped', '')}."), ""]
+    if gas.get("per_anchor_publication") is not None:
+        out += [(f"Gas: one anchor publication (publishEmbedding, 16-d f32) costs {_num(gas['per_anchor_publication'])} "
+                 f"gas; publishing K anchors costs K × 2 agents × that (the anchor gas column), and registering the map "
+                 f"(registerAlignment) {_num(gas.get('register_alignment'))} gas, once per pair of spaces."), ""]
+    chain = al.get("chain")
+    if chain:
+        out += [(f"On chain, on {chain['seeds']} seed{'' if chain['seeds'] == 1 else 's'}: "
+                 f"{_num(chain['anchors_per_seed'], '{}')} anchors per seed published by both market agents "
+                 f"({chain['publications']} publications), the map fitted from those events and registered; it was "
+                 f"{'the same map (bytes and id) as' if chain['maps_equal'] else 'NOT the same map as'} the one fitted "
+                 f"off chain on the same anchors, and the fusion node's resolver "
+                 f"{'loaded it from the registry' if chain['resolver_loaded'] else 'did NOT load it'}. The curve itself "
+                 "is off chain; a fusion node fusing through a registered map on chain is covered by the end-to-end "
+                 "alignment test."), ""]
+    said = []
+    for c in al["curve"]:
+        dv = c["diff_vs_reference"]
+        if excludes_zero(dv["ci"]):
+            said.append(f"At K = {c['k']} E-d with the apart agent is {'more' if dv['diff'] > 0 else 'less'} accurate "
+                        f"than with the reference agent by {abs(100 * dv['diff']):.1f} points "
+                        f"(95% interval {_interval(dv['ci'])}).")
+    if dropped and excludes_zero(dropped["diff_vs_reference"]["ci"]):
+        dv = dropped["diff_vs_reference"]
+        said.insert(0, f"Refusing the apart agent's vector (no map) makes E-d {'more' if dv['diff'] > 0 else 'less'} "
+                       f"accurate by {abs(100 * dv['diff']):.1f} points (95% interval {_interval(dv['ci'])}).")
+    out += [" ".join(said) if said else
+            "No interval excludes zero: no difference from the reference agent is claimed at any K.", ""]
     return out
 
 

@@ -15,7 +15,8 @@ checkpoints) are scored on their chain tasks, and say so (`accuracy_source`).
 results.json layout: `architectures.<name>` for the architectures (`arch_id` is TaskBoard's
 id, `name` the report's, `node.protocol.enums.ARCH_NAMES`; the ablation rows E-through and U-concat,
 where they ran, carry `ablation_of`, the architecture id they ran as), `ablations` (those rows and the
-decomposition of U − M-learned into mechanisms), `ceilings`, `comparisons`,
+decomposition of U − M-learned into mechanisms), `alignment` (the semantic-alignment curve: E-d with a
+market agent trained apart, against the anchors K; null when it did not run), `ceilings`, `comparisons`,
 `chain_check`, `dataset`, `oracle`, `sweeps.{alpha,agents,ed,robustness}`, `transports`, `honesty`,
 `environment`, `run`, `prices` (the fee model's, which give each architecture's
 `cost_usd_per_task.{l1,op,arbitrum}`). Every figure of quality is a fraction in [0, 1] (differences too: 0.015 is
@@ -464,6 +465,110 @@ def ablations(records: dict[str, dict], seeds: list[int], main: Table) -> dict[s
                       "tasks_per_seed": _one_or_list([len(v) for v in va]), "source": EVAL})
     return {"rows": rows, "decomposition": steps, "definitions": ABLATION_DEFINITIONS,
             "seeds": len({s for a in ABLATION_ROWS for s in table.units[a]})}
+
+
+# -- alignment ---------------------------------------------------------------------------------------
+
+
+ALIGNMENT_PREFIX = "alignment"
+ALIGNMENT_CHECK = "alignment: the map fitted from the chain's anchors is the off-chain one, and the fusion node loads it"
+ALIGNMENT_DEFINITIONS = {
+    "reference": "E-d as the main table runs it (the seed's market agent, the one its E-d head was trained on)",
+    "dropped": "the market agent swapped for one trained apart, no map registered: the fusion node refuses its "
+               "vector (another model id) and fuses the other two; the agent's own decision still counts",
+    "k0": "the apart agent's vector fused raw, as if it were in the reference space (what mixing spaces "
+          "without a map would give; the chain's fusion node never does this)",
+    "k": "the apart agent's vector through the orthogonal Procrustes map fitted on K anchors",
+    "cka": "linear CKA between the apart agent's (mapped) embeddings and the reference's on the evaluation tasks; "
+           "invariant to an orthogonal map, so Procrustes leaves it unchanged by construction",
+    "residual": "mean squared distance of the apart agent's (mapped) embeddings to the reference's on the "
+                "evaluation tasks, over the reference's variance (0: the same vectors)",
+    "per_anchor_publication": "gas of one publishEmbedding of a 16-d f32 anchor embedding, mean over the chain "
+                              "anchors' receipts",
+    "anchors_by_k": "K x 2 agents (reference and apart both answer every anchor) x per_anchor_publication; the "
+                    "anchors' submitTask gas is not included",
+}
+
+
+def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | None:
+    """The alignment curve (`node.experiment.alignment`): E-d accuracy on the main table's evaluation
+    tasks with the reference market agent, with the apart one unaligned (refused; fused raw at K = 0)
+    and aligned on K anchors, each difference paired per task with its two-level bootstrap interval;
+    CKA and residual per K (mean over seeds, t-interval half-width); the anchors' and the map
+    registration's gas from the chain receipts; the chain part's check. None when no unit ran."""
+    units = {s: records[f"{ALIGNMENT_PREFIX}/s{s}"] for s in opts.seeds() if f"{ALIGNMENT_PREFIX}/s{s}" in records}
+    if not units:
+        return None
+    seeds = sorted(units)
+    correct = {s: {name: M.correctness(digits, u["labels"]) for name, digits in u["actions"].items()}
+               for s, u in units.items()}
+    ref = [correct[s]["reference"] for s in seeds]
+
+    def versus(name: str) -> dict[str, Any]:
+        vals = [correct[s][name] for s in seeds]
+        acc, ci = M.boot_mean(vals)
+        diff, dci = M.paired_difference(vals, ref)
+        return {"accuracy": acc, "accuracy_ci": ci,
+                "diff_vs_reference": {"diff": diff, "ci": dci, "excludes_zero": M.excludes_zero(dci)}}
+
+    ks = [k for k in opts.profile.alignment_ks if all(str(k) in units[s]["actions"] for s in seeds)]
+    curve = []
+    for k in ks:
+        cka, cka_ci = M.interval([units[s]["by_k"][str(k)]["cka"] for s in seeds])
+        res, res_ci = M.interval([units[s]["by_k"][str(k)]["residual"] for s in seeds])
+        curve.append({"k": k, **versus(str(k)), "cka": cka, "cka_ci": cka_ci, "residual": res, "residual_ci": res_ci})
+    acc, ci = M.boot_mean(ref)
+    cka0, cka0_ci = M.interval([u["cka_before"] for u in units.values()])
+    res0, res0_ci = M.interval([u["residual_before"] for u in units.values()])
+    chains = [u["chain"] for u in units.values() if u.get("chain")]
+    per_pub = M.interval([c["per_anchor_publication"] for c in chains])[0] if chains else None
+    register = M.interval([c["register_alignment"] for c in chains])[0] if chains else None
+    gas = {"per_anchor_publication": per_pub, "register_alignment": register,
+           "anchors_by_k": {str(k): None if per_pub is None else 2 * k * per_pub for k in ks},
+           "source": "receipts of the alignment sessions' chain anchors" if chains else None}
+    chain = None
+    if chains:
+        bad = [s for s, u in units.items() if u.get("chain") and not (u["chain"]["map_equal"]
+                                                                      and u["chain"]["resolver_loaded"])]
+        chain = {"seeds": len(chains), "anchors_per_seed": _one_or_list([c["anchors"] for c in chains]),
+                 "publications": sum(len(c["publish_gas"]) for c in chains),
+                 "maps_equal": all(c["map_equal"] for c in chains),
+                 "resolver_loaded": all(c["resolver_loaded"] for c in chains), "mismatches": len(bad),
+                 "map_ids": {str(s): u["chain"]["map_id"] for s, u in units.items() if u.get("chain")}}
+    replay = [u.get("reference_equals_main_ed") for u in units.values()]
+    return {"ks": ks, "seeds": len(seeds), "method": "procrustes", "anchors": units[seeds[0]]["anchors"]["source"],
+            "tasks_per_seed": _one_or_list([u["n"] for u in units.values()]),
+            "curve": curve, "reference": {"accuracy": acc, "accuracy_ci": ci},
+            "dropped": versus("dropped") if all("dropped" in correct[s] for s in seeds) else None,
+            "cka_before": cka0, "cka_before_ci": cka0_ci, "residual_before": res0, "residual_before_ci": res0_ci,
+            "gas": gas, "chain": chain,
+            "reference_equals_main_ed": None if any(r is None for r in replay) else all(replay),
+            "apart_seed_offset": _apart_offset(), "source": EVAL, "definitions": ALIGNMENT_DEFINITIONS}
+
+
+def _apart_offset() -> int:
+    from node.experiment.alignment import APART_SEED_OFFSET
+
+    return APART_SEED_OFFSET
+
+
+def alignment_check(align: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Fatal like the chain check: the chain's map must be the off-chain one (same anchors, same
+    bytes), the fusion node's resolver must load it, and the curve's reference replay must be the
+    main table's E-d, task for task."""
+    if not align or (align.get("chain") is None and align.get("reference_equals_main_ed") is None):
+        return None
+    chain, replay = align.get("chain"), align.get("reference_equals_main_ed")
+    parts, ok = [], True
+    if chain is not None:
+        ok &= chain["mismatches"] == 0
+        parts.append(f"{chain['seeds']} seeds, {chain['publications']} anchor publications: maps "
+                     f"{'equal' if chain['maps_equal'] else 'DIFFER'}, "
+                     f"{'loaded by the resolver' if chain['resolver_loaded'] else 'NOT loaded by the resolver'}")
+    if replay is not None:
+        ok &= bool(replay)
+        parts.append("reference replay " + ("equals" if replay else "DIFFERS from") + " the main table's E-d")
+    return {"name": ALIGNMENT_CHECK, "passed": bool(ok), "detail": "; ".join(parts), "fatal": True}
 
 
 # -- the main table ----------------------------------------------------------------------------------
@@ -952,9 +1057,11 @@ def ceiling_check(points: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | 
 
 
 def honesty(records: dict[str, dict], opts: RunOptions, archs_main: dict[str, Any], main_point: dict[str, Any],
-            sweep_alpha: dict[str, Any], chain: dict[str, Any], transport: dict[str, Any] | None = None
-            ) -> dict[str, Any]:
+            sweep_alpha: dict[str, Any], chain: dict[str, Any], transport: dict[str, Any] | None = None,
+            align: dict[str, Any] | None = None) -> dict[str, Any]:
     checks = [alpha0_check(sweep_alpha)]
+    if (c := alignment_check(align)) is not None:
+        checks.append(c)
     seeds = opts.seeds()
     # No architecture above the observation ceiling (beyond its paired interval), wherever measured.
     points = [("main table", main_point)] + [(f"alpha {pt['alpha']:g}", pt) for pt in alpha_points(sweep_alpha)
@@ -1078,11 +1185,12 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
     for row, entry in (ablation.get("rows") or {}).items():
         entry["cost_usd_per_task"] = cost_usd_per_task(entry, prices)
         archs[row] = entry
+    align = alignment(records, opts)
     return {"run": run, "architectures": archs, "ceilings": ceilings, "comparisons": comparisons_of(table),
-            "ablations": ablation,
+            "ablations": ablation, "alignment": align,
             "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
             "transports": transport,
-            "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain, transport),
+            "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain, transport, align),
             "tuning": tuning(records, seeds),
             "prices": {**prices.to_dict(), "description": prices.sentence()},
             "conventions": {"fractions": "every accuracy, ceiling and difference is a fraction in [0, 1] "
