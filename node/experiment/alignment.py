@@ -95,8 +95,9 @@ def _train_apart(cfg, seed: int, budget, main: Any, directory: Path) -> dict[str
                      "trained": "apart", "main_set": main.name})
     te = splits.test
     rows = te.mask[:, k] > 0
-    graph = ex.Graph(APART_NAME, ex._AgentGraph(net), {"features": te.x[APART_NAME][rows][:256]},
-                     ["embedding", "probs"], net.cfg.embed_dim, "f32",
+    sample = np.ascontiguousarray(te.x[APART_NAME][rows][:256], dtype=np.float32)
+    graph = ex.Graph(APART_NAME, ex._AgentGraph(net), {"features": sample}, ["embedding", "probs"],
+                     net.cfg.embed_dim, "f32",
                      {"kind": type(net).__name__, "seed": apart_seed, "modality": APART_NAME, "trained": "apart"})
     path = directory / "onnx" / f"{APART_NAME}.onnx"
     ex.export_graph(graph, path)
@@ -207,7 +208,8 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
         return np.where(ok, oc.finalized_actions(tallies), oc.NOT_FINALIZED)
 
     # The two spaces on the evaluation tasks, where both agents published a vector.
-    ref_vecs, apart_vecs = _wire(reference, decisions[market_spec.role].vectors), _wire(apart, swapped[market_spec.role].vectors)
+    ref_vecs = _wire(reference, decisions[market_spec.role].vectors)
+    apart_vecs = _wire(apart, swapped[market_spec.role].vectors)
     both = [i for i in range(n) if ref_vecs[i] is not None and apart_vecs[i] is not None]
     x_ref = np.stack([ref_vecs[i] for i in both]).astype(np.float64)
     x_apart = np.stack([apart_vecs[i] for i in both]).astype(np.float64)
