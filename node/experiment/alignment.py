@@ -23,19 +23,25 @@ and its e-d16 head, trained on the reference market agent's space):
   (and to translation and isotropic scaling), so Procrustes leaves it unchanged by construction:
   the residual is what a map changes.
 
-The chain part (`register_on_chain`) runs in the runner's alignment session, on a deployment of its
-own: both market model ids registered, one agent key per space, `k` anchor tasks submitted, each
-agent publishing its embedding of each anchor (`publishEmbedding`, the gas measured from the
-receipts), then `node.runtime.alignments.fit_and_register` fits the map from those events and
-registers it (`registerAlignment`, its gas too); the map fitted from the chain must be the one
-fitted off chain on the same anchors (same bytes, same map id), and the fusion node's
-`AlignmentResolver` must load it from the registry.
+The chain part runs in the runner's alignment session, on a deployment of its own with node
+processes (`session_specs`): the apart market agent, the seed's sentiment and risk agents, and the
+fusion node running the seed's E-d head with an alignments directory. `register_on_chain` registers
+the reference market space and one agent key for it, submits the first `k` anchors (under
+`ANCHOR_ARCH`, which the fusion node does not serve), has that key publish the reference agent's
+embedding of each while the apart market node publishes its own (`publishEmbedding`, the gas
+measured from the receipts), then `node.runtime.alignments.fit_and_register` fits the map from those
+events, writes it to the fusion node's directory and registers it (`registerAlignment`, its gas
+too). The map fitted from the chain must be the one fitted off chain on the same anchors (same
+bytes, same map id); then a chain sample of the evaluation tasks runs as E-d tasks, and each
+finalized action must be the off-chain replay's through that map (the run's chain check).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+import shutil
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -43,13 +49,24 @@ from typing import Any
 import numpy as np
 
 from node.experiment.config import TrainBudget
-from node.protocol.enums import Arch, Role
+from node.experiment.nodes import NodeSpec
+from node.protocol.enums import EXPERIMENT_ARCHS, Arch, Role
 
 APART_SEED_OFFSET = 1000
 """The apart market agent trains from seed `seed + 11 * k + APART_SEED_OFFSET` (the main set's from
 `seed + 11 * k`, k the market's index): other initial weights and another data order."""
-APART_NAME = "market"
-"""The apart agent's manifest entry in its own set (a node of the market role loads it by role)."""
+APART_NAME = "market-apart"
+"""The apart agent's manifest entry in its set (a market node runs it with `--model market-apart`);
+the set also holds copies of the main set's market, sentiment, risk and e-d16 entries, so the fusion
+node's head keeps the reference spaces."""
+COPIED = ("market", "sentiment", "risk", "e-d16")
+"""The main set's entries an alignment set carries (files copied, the same bytes, the same ids)."""
+ANCHOR_ARCH = EXPERIMENT_ARCHS[-1]
+"""The architecture id the chain anchors are submitted under: the market node publishes its
+embedding for it, the fusion node does not serve it (so it never asks the registry for the pair
+before the map is registered)."""
+LAYOUT = 2
+"""Version of the alignment set's folder layout (in its cache key)."""
 ANCHOR_SOURCE = ("the seed's validation split (public, disjoint from the evaluation tasks, which are its test "
                  "split): the first K tasks on which both market agents publish an embedding")
 
@@ -65,7 +82,7 @@ def ensure_alignment_set(profile_name: str, seed: int, alpha: float, n_test: int
     from node.experiment import modelsets as msets
 
     main = msets.ensure_main_set(profile_name, seed, alpha, n_test, budget, data, progress, root, latent_dim)
-    key = msets._key(kind="alignment", main=main.name, offset=APART_SEED_OFFSET)
+    key = msets._key(kind="alignment", main=main.name, offset=APART_SEED_OFFSET, layout=LAYOUT)
     directory = (root or msets.bench_root()) / profile_name / f"align-a{alpha:g}-s{seed}-{key}"
     return msets._cached_or_trained(
         directory, lambda: _train_apart(msets.dataset_config(alpha, n_test, budget, data, latent_dim), seed,
@@ -77,7 +94,7 @@ def ensure_alignment_set(profile_name: str, seed: int, alpha: float, n_test: int
 def _train_apart(cfg, seed: int, budget, main: Any, directory: Path) -> dict[str, Any]:
     from models import export as ex
     from models.data.splits import make_splits
-    from models.manifest import upsert_entries
+    from models.manifest import load_manifest, upsert_entries
     from models.train import _torch_threads, save_checkpoint, train_agent, tuning_of
     from node.experiment.modelsets import _files
     from node.protocol.errors import ModelError
@@ -86,6 +103,14 @@ def _train_apart(cfg, seed: int, budget, main: Any, directory: Path) -> dict[str
     names = list(splits.train.names)
     k = names.index(Role.MARKET.label)
     hp = main.meta["detail"]["tuning"][Role.MARKET.label]["hp"]
+    copied = []
+    for name, entry in load_manifest(main.manifest).items():
+        if name in COPIED:
+            (directory / entry.path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(entry.file(main.manifest.parent), directory / entry.path)
+            copied.append(entry)
+    if len(copied) != len(COPIED):
+        raise ModelError(f"main set {main.name} lacks some of {COPIED}")
     apart_seed = seed + 11 * k + APART_SEED_OFFSET
     with _torch_threads(1):
         fitted = train_agent(splits.train, splits.val, k, budget, apart_seed, hps=[hp])
@@ -95,19 +120,47 @@ def _train_apart(cfg, seed: int, budget, main: Any, directory: Path) -> dict[str
                      "trained": "apart", "main_set": main.name})
     te = splits.test
     rows = te.mask[:, k] > 0
-    sample = np.ascontiguousarray(te.x[APART_NAME][rows][:256], dtype=np.float32)
+    sample = np.ascontiguousarray(te.x[Role.MARKET.label][rows][:256], dtype=np.float32)
     graph = ex.Graph(APART_NAME, ex._AgentGraph(net), {"features": sample}, ["embedding", "probs"],
                      net.cfg.embed_dim, "f32",
-                     {"kind": type(net).__name__, "seed": apart_seed, "modality": APART_NAME, "trained": "apart"})
+                     {"kind": type(net).__name__, "seed": apart_seed, "modality": Role.MARKET.label,
+                      "trained": "apart"})
     path = directory / "onnx" / f"{APART_NAME}.onnx"
     ex.export_graph(graph, path)
     diff = ex.parity(graph, path)
     if diff > ex.PARITY_ATOL:
         raise ModelError(f"{APART_NAME} (apart): onnxruntime differs from torch by {diff:.2e}")
     graph.extra.update(opset=ex.OPSET, parity_atol=ex.PARITY_ATOL, parity_max_abs_diff=diff)
-    upsert_entries([ex._entry(graph, path, directory)], directory / "manifest.json")
+    upsert_entries([*copied, ex._entry(graph, path, directory)], directory / "manifest.json")
     return {"files": _files(directory / "manifest.json"), "apart_seed": apart_seed, "hp": hp,
             "detail": {"tuning": {APART_NAME: tuning_of(fitted, budget)}}}
+
+
+@dataclass(frozen=True)
+class AlignedNodeSpec(NodeSpec):
+    """A node spec with the two `chorus node run` options an alignment session needs."""
+
+    model: str | None = None
+    """`--model`: the manifest entry the agent runs (the apart market agent)."""
+    alignments: str | None = None
+    """`--alignments`: the fusion node's directory of alignment maps."""
+
+    def settings_args(self) -> list[str]:
+        return [*super().settings_args(), *(["--model", self.model] if self.model else []),
+                *(["--alignments", self.alignments] if self.alignments else [])]
+
+
+def session_specs(alignments_dir: Path) -> list[NodeSpec]:
+    """The alignment session's nodes: the apart market agent (E-d, and the anchors' architecture,
+    publishing its embedding for both), the sentiment and risk agents (E-d), the fusion node (E-d)
+    with its alignments directory (created here: the node checks it exists)."""
+    Path(alignments_dir).mkdir(parents=True, exist_ok=True)
+    market, fusion = Role.MARKET.label, Role.FUSION.label
+    return [AlignedNodeSpec(market, market, (Arch.E_D, ANCHOR_ARCH), embedding_archs=(Arch.E_D, ANCHOR_ARCH),
+                            model=APART_NAME),
+            *(NodeSpec(r.label, r.label, (Arch.E_D,), embedding_archs=(Arch.E_D,))
+              for r in (Role.SENTIMENT, Role.RISK)),
+            AlignedNodeSpec(fusion, fusion, (Arch.E_D,), alignments=str(alignments_dir))]
 
 
 def anchor_stream(cfg, seed: int, n: int) -> list[bytes]:
@@ -165,7 +218,7 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
     scorer = oc._Scorer(main_manifest, specs, text)
     by_role = {Role.parse(s.role): s for s in specs}
     market_spec, fusion_spec = by_role[Role.MARKET], by_role[Role.FUSION]
-    apart = build_agent(Role.MARKET.label, manifest_path=apart_manifest)
+    apart = build_agent(Role.MARKET.label, manifest_path=apart_manifest, model_name=APART_NAME)
     reference = scorer.agent(market_spec)
     if apart.model is None or reference.model is None:
         raise ValueError("both market agents must run a trained ONNX model")
@@ -250,41 +303,55 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
 # -- the chain part -----------------------------------------------------------------------------------
 
 
-def register_on_chain(board: Any, keys: list[Any], anchors: list[bytes], model_ids: dict[str, str],
-                      vectors: dict[str, list[np.ndarray]], k: int, deadline_s: int, directory: Path
-                      ) -> dict[str, Any]:
-    """On `board` (a fresh deployment): register both market spaces, one agent per space (`keys`:
-    reference, apart), submit the first `k` anchors as E-d tasks, publish both agents' embeddings of
-    each, fit and register the map from the events (module docstring). Gas from the receipts."""
-    from node.experiment.plan import quorum
+def register_on_chain(board: Any, key: Any, market: str, anchors: list[bytes], model_ids: dict[str, str],
+                      reference_vectors: list[np.ndarray], k: int, deadline_s: int, directory: Path,
+                      timeout_s: float = 120.0) -> dict[str, Any]:
+    """On the session's deployment (its nodes running, module docstring): the reference space and
+    one agent for it (`key`, publishing the reference market agent's vectors: what its node would),
+    the first `k` anchors submitted under `ANCHOR_ARCH` (quorum 2: both agents' decisions), the apart market node (`market`, its
+    address) publishing its own embedding of each; then the map fitted from the events, written to
+    the fusion node's `directory` and registered. Gas from the receipts."""
     from node.protocol.codec import encode_vector
-    from node.protocol.enums import Encoding
-    from node.runtime.alignments import AlignmentResolver, fit_and_register
+    from node.protocol.enums import Action, Encoding
+    from node.protocol.errors import ConfigError
+    from node.runtime.alignments import AlignmentResolver, anchor_embeddings, fit_and_register
 
     c = board.contracts
-    ids = {name: bytes.fromhex(mid.removeprefix("0x")) for name, mid in model_ids.items()}
-    dim = len(vectors["reference"][0])
-    register_gas = []
-    for name in ("reference", "apart"):
-        if not c.is_model_registered(ids[name]):
-            register_gas.append(c.register_model(ids[name], dim, int(Encoding.F32), f"market-{name}").gas_used)
-    agents = {name: board.register_probe_agent(key, ids[name], dim) for name, key in zip(("reference", "apart"), keys)}
+    ref_id = bytes.fromhex(model_ids["reference"].removeprefix("0x"))
+    dim = len(reference_vectors[0])
+    if not c.is_model_registered(ref_id):
+        c.register_model(ref_id, dim, int(Encoding.F32), "market-reference")
+    reference = board.register_probe_agent(key, ref_id, dim)
     from_block = board.block_number()
-    submitted = board.submit(anchors[:k], Arch.E_D, quorum(Arch.E_D, 1), deadline_s, indices=list(range(k)))
-    task_ids = [s.task_id for s in submitted]
-    publish_gas = []
-    for name, key in zip(("reference", "apart"), keys):
-        agent = c.with_client(board.client.with_account(key.account))
-        for task_id, v in zip(task_ids, vectors[name][:k], strict=True):
-            res = agent.publish_embedding(task_id, ids[name], int(Encoding.F32),
-                                          encode_vector(np.asarray(v, np.float32), Encoding.F32))
-            publish_gas.append(int(res.gas_used))
-    fitted = fit_and_register(c, reference=agents["reference"], agent=agents["apart"], task_ids=task_ids,
-                              directory=directory, from_block=from_block)
+    # Quorum 2: the apart market node's decision and the reference key's, sent after its embedding,
+    # so no anchor finalizes (and refuses embeddings) before both spaces published theirs.
+    task_ids = [t.task_id for t in board.submit(anchors[:k], ANCHOR_ARCH, 2, deadline_s, indices=list(range(k)))]
+    agent = c.with_client(board.client.with_account(key.account))
+    ref_gas = []
+    for t, v in zip(task_ids, reference_vectors[:k], strict=True):
+        ref_gas.append(int(agent.publish_embedding(t, ref_id, int(Encoding.F32),
+                                                   encode_vector(np.asarray(v, np.float32), Encoding.F32)).gas_used))
+        agent.publish_decision(t, int(Action.HOLD), 1)  # an anchor's decision is never scored
+    end = time.monotonic() + timeout_s
+    while True:  # the apart market node answers the anchors on its own
+        try:
+            anchor_embeddings(c, market, task_ids, from_block=from_block)
+            break
+        except ConfigError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.5)
+    hashes = [ev.tx_hash for ev in c.events(from_block=from_block, names=["EmbeddingPublished"])
+              if ev.agent.lower() == market.lower() and ev.task_id in set(task_ids)]
+    node_gas = [int(ch.gas) for ch in board.tx_charges(hashes).values()]
+    fitted = fit_and_register(c, reference=reference, agent=market, task_ids=task_ids, directory=directory,
+                              from_block=from_block)
     charge = board.tx_charges([fitted.tx_hash])[fitted.tx_hash]
-    loaded = AlignmentResolver(c.alignment, directory)(ids["apart"], ids["reference"])
-    return {"anchors": k, "task_ids": task_ids, "publish_gas": publish_gas,
-            "per_anchor_publication": float(np.mean(publish_gas)) if publish_gas else None,
-            "register_alignment": int(charge.gas), "register_model": register_gas,
-            "map_id": "0x" + fitted.map_id.hex(), "cka_anchors": fitted.cka, "residual_anchors": fitted.residual,
+    loaded = AlignmentResolver(c.alignment, directory)(fitted.from_model, fitted.to_model)
+    publish = ref_gas + node_gas
+    return {"anchors": k, "task_ids": task_ids, "publish_gas": publish,
+            "per_anchor_publication": float(np.mean(publish)) if publish else None,
+            "register_alignment": int(charge.gas), "map_id": "0x" + fitted.map_id.hex(),
+            "from_model": "0x" + fitted.from_model.hex(), "to_model": "0x" + fitted.to_model.hex(),
+            "cka_anchors": fitted.cka, "residual_anchors": fitted.residual,
             "resolver_loaded": loaded is not None and loaded.map_id == fitted.map_id}

@@ -108,6 +108,10 @@ class Profile:
     alignment_chain_anchors: int = 25
     """Anchors the alignment session publishes on chain (both market agents, one publishEmbedding
     each) before fitting and registering the map from the events."""
+    alignment_tasks: int = 12
+    """Evaluation tasks per alignment seed through the chain after the map is registered: E-d with
+    the apart market agent fused through it, each finalized action checked against the off-chain
+    replay."""
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
@@ -120,7 +124,7 @@ QUICK = Profile(
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
     degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",), ablation_seeds=4,
-    ablation_tasks=6, alignment_seeds=2, alignment_chain_anchors=8,
+    ablation_tasks=6, alignment_seeds=2, alignment_chain_anchors=8, alignment_tasks=6,
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
@@ -128,14 +132,14 @@ FULL = Profile(
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
-    ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25,
+    ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
 every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
 architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
 (E-through, U-concat) on every seed's 5,000, with 24 of them through the chain; the alignment curve
-on every seed's 5,000, its map fitted and registered from 25 anchors published on chain. Sized to
-finish in under an hour on 2 cores."""
+on every seed's 5,000, its map fitted and registered from 25 anchors published on chain and 24 of
+the tasks through the chain fused through it. Sized to finish in under an hour on 2 cores."""
 TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),

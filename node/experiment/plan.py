@@ -3,7 +3,7 @@ waits for and runs, and the sessions' shape; the runner (`node.experiment.runner
 
 A unit is one measurement, keyed `main/s<seed>/a<arch>` (the main table), `paced/...` (latency
 without queueing), `n/<N>/...`, `ed/<d>-<dtype>/...`, `alpha/<alpha>/...`,
-`robust/<scenario>/...`, `transport/<transport>/...`, `alignment/s<seed>`, `rerun/...` or `probe/...`. Units are grouped in sessions that share a
+`robust/<scenario>/...`, `transport/<transport>/...`, `alignment/[chain/]s<seed>`, `rerun/...` or `probe/...`. Units are grouped in sessions that share a
 model set and its node processes.
 """
 
@@ -148,15 +148,16 @@ def ablation_specs() -> list[NodeSpec]:
     return [*ed_specs(), NodeSpec("coordinator-0", Role.COORDINATOR.label, (Arch.U,))]
 
 
-def alignment_specs() -> list[NodeSpec]:
-    """An alignment session's nodes: none. It drives its deployment itself (both market spaces and
-    one agent key each registered, the anchors submitted and published, the map registered:
-    `node.experiment.alignment.register_on_chain`); the curve is scored off chain."""
-    return []
+def alignment_specs(alignments_dir: Any) -> list[NodeSpec]:
+    """An alignment session's nodes (`node.experiment.alignment.session_specs`): the apart market
+    agent, the sentiment and risk agents, the fusion node with `alignments_dir`."""
+    from node.experiment.alignment import session_specs
+
+    return session_specs(alignments_dir)
 
 
-ALIGNMENT_KEYS = 2
-"""Keys an alignment session allocates: one agent per market space (reference, apart)."""
+ALIGNMENT_KEYS = 1
+"""Keys an alignment session allocates besides its nodes': the agent of the reference market space."""
 
 
 def model_names(arch: int, uni_best: str | None, k: int) -> tuple[list[str], int]:
@@ -209,6 +210,8 @@ class Session:
 def unit_tasks(key: str, profile: Profile) -> int:
     """On-chain tasks the unit `key` submits."""
     p = profile
+    if key.startswith("alignment/chain/"):
+        return p.alignment_tasks
     return {"main": p.tasks, "rerun": p.tasks, "paced": p.paced, "n": p.n_tasks, "alpha": p.alpha_tasks,
             "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1,
             "transport": min(p.transport_tasks, p.tasks), "ablation": p.ablation_tasks,
@@ -228,7 +231,7 @@ def chain_plan(sessions: list[Session], profile: Profile) -> ChainPlan:
             continue
         n_tasks = sum(unit_tasks(key, profile) for key in s.units)
         n_keys = len(s.specs(models)) + (s.setup is not None) + any(k.startswith("probe/") for k in s.units)
-        n_keys += ALIGNMENT_KEYS * sum(k.startswith("alignment/") for k in s.units)
+        n_keys += ALIGNMENT_KEYS * sum(k.startswith("alignment/chain/") for k in s.units)
         if any(k.startswith("n/") for k in s.units):
             n_keys += len(replica_specs(profile))
         boards, keys, tasks, busiest = boards + 1, keys + n_keys, tasks + n_tasks, max(busiest, n_tasks)

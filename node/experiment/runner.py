@@ -155,8 +155,9 @@ class Bench:
                                    self.spec(seed, kind="ablation"), lambda ms: ablation_specs(),
                                    lambda ready, seed=seed: self._ablation_session(ready, seed)))
             if n < p.alignment_seeds and self.synthetic:
-                out.append(Session(f"alignment-s{seed}", [f"alignment/s{seed}"], self.spec(seed, kind="alignment"),
-                                   lambda ms: alignment_specs(),
+                out.append(Session(f"alignment-s{seed}", [f"alignment/s{seed}", f"alignment/chain/s{seed}"],
+                                   self.spec(seed, kind="alignment"),
+                                   lambda ms, seed=seed: alignment_specs(self._alignments_dir(seed)),
                                    lambda ready, seed=seed: self._alignment_session(ready, seed)))
             if n == 0 and p.transport_tasks:
                 for transport in [t for t in TRANSPORTS if t in p.transports]:
@@ -320,9 +321,6 @@ class Bench:
         t0 = time.perf_counter()
         board = self.chain.new_board(s.name)
         specs = s.specs(ms)
-        if not specs:  # a session that drives the deployment itself (the alignment session)
-            self.timings[f"nodes_start_s/{s.name}"] = time.perf_counter() - t0
-            return Ready(ms, board)
         # Nodes poll once per block: faster finds nothing new, and idle polling costs every node CPU.
         node_set = NodeSet.start(board, specs, ms.manifest, s.name, fusion_wait_s=s.fusion_wait_s,
                                  poll_s=self.profile.block_time or None, zygote=self.zygote)
@@ -758,32 +756,39 @@ class Bench:
                 "offchain": ms.meta["offchain"]}), ev))
         self._run_together(ready, jobs)
 
+    def _alignments_dir(self, seed: int) -> Path:
+        """The alignment session's fusion node's directory of maps (in the run's scratch folder)."""
+        return self.out / ".work" / "alignments" / f"s{seed}"
+
     def _alignment_session(self, ready: Ready, seed: int) -> None:
         """The alignment curve on the main table's evaluation set (`node.experiment.alignment`): E-d
         with the seed's market agent swapped for one trained apart, unaligned and through Procrustes
-        maps fitted on K anchors, scored off chain by the ONNX files; then, on the session's own
-        deployment, `alignment_chain_anchors` anchors published by both market agents, the map
-        fitted from those events and registered (the anchors' and the registration's gas), checked
-        against the map fitted off chain on the same anchors."""
-        from models.align import fit_procrustes
+        maps fitted on K anchors, scored off chain by the ONNX files. Then on chain, on the session's
+        nodes (the apart market agent, the seed's sentiment and risk agents, the fusion node with an
+        alignments directory): `alignment_chain_anchors` anchors published by both market spaces,
+        the map fitted from those events and registered (the anchors' and the registration's gas),
+        checked against the map fitted off chain on the same anchors; and `alignment_tasks` of the
+        evaluation set through the chain, each finalized action checked against the off-chain
+        replay through that map (the run's chain check)."""
         from node.experiment.alignment import ANCHOR_SOURCE, alignment_curve, anchor_stream, register_on_chain
         from node.experiment.modelsets import dataset_config
 
-        key = f"alignment/s{seed}"
-        if self.checkpoint.done(key):
+        key, chain_key = f"alignment/s{seed}", f"alignment/chain/s{seed}"
+        if self.checkpoint.done(key) and self.checkpoint.done(chain_key):
             return
         p, apart = self.profile, ready.models
         main = self.factory.get(self.spec(seed))
         evals = self.eval_stream(seed)
         cfg = dataset_config(p.alpha, p.tasks, p.train, None, self.opts.latent_dim)
         anchors = anchor_stream(cfg, seed, max((*p.alignment_ks, p.alignment_chain_anchors)))
+        k_chain = p.alignment_chain_anchors
 
         def score() -> dict[str, Any]:
             self.ui.status(f"{key}: E-d with a market agent trained apart, {len(evals)} tasks x "
-                           f"{len(p.alignment_ks) + 2} variants off chain")
+                           f"{len(p.alignment_ks) + 3} variants off chain")
             t0 = time.perf_counter()
-            out = alignment_curve(main.manifest, apart.manifest, evals, anchors, tuple(p.alignment_ks),
-                                  self._text_cache())
+            out = alignment_curve(main.manifest, apart.manifest, evals, anchors,
+                                  tuple(sorted({*p.alignment_ks, k_chain})), self._text_cache())
             out["offchain_s"] = time.perf_counter() - t0
             self._save_text_cache()
             return out
@@ -791,34 +796,48 @@ class Bench:
         curve = self._scorer().submit(score).result()
         usable = curve["anchor_indices"]
         vectors = curve["anchor_vectors"]
-        k_chain = min(p.alignment_chain_anchors, len(usable))
         chain = None
-        if k_chain >= 2:
-            self.ui.status(f"{key}: {k_chain} anchors published by both market agents, the map registered")
-            expected = fit_procrustes(np.stack(vectors["apart"][:k_chain]), np.stack(vectors["reference"][:k_chain]))
-            chain = register_on_chain(ready.board, self.chain.allocate_keys(2, ready.board),
-                                      [anchors[i] for i in usable], curve["model_ids"], vectors, k_chain,
-                                      p.deadline_s, self.chain.work_dir / "alignments" / f"s{seed}")
-            chain["offchain_map_id"] = "0x" + expected.map_id.hex()
+        if k_chain in curve["by_k"] and k_chain >= 2:
+            self.ui.status(f"{key}: {k_chain} anchors published in both market spaces, the map registered")
+            chain = register_on_chain(ready.board, self.chain.allocate_keys(1, ready.board)[0],
+                                      ready.nodes.address(Role.MARKET.label), [anchors[i] for i in usable],
+                                      curve["model_ids"], vectors["reference"], k_chain, p.deadline_s,
+                                      self._alignments_dir(seed))
+            chain["offchain_map_id"] = curve["by_k"][k_chain]["map_id"]
             chain["map_equal"] = chain["map_id"] == chain["offchain_map_id"]
         main_eval = self.checkpoint.get(f"eval/s{seed}")
         main_ed = None if main_eval is None else main_eval["actions"].get(str(int(Arch.E_D)))
         reference = encode_actions(curve["reference"])
-        self._add({
-            "key": key, "seed": seed, "n": curve["n"], "labels": encode_actions(curve["labels"]),
-            "actions": {"reference": reference, "dropped": encode_actions(curve["dropped"]),
-                        **{str(k): encode_actions(v["actions"]) for k, v in curve["by_k"].items()}},
-            "ks": sorted(curve["by_k"]), "by_k": {str(k): {n: v[n] for n in ("map_id", "cka", "residual")}
-                                                  for k, v in curve["by_k"].items()},
-            "cka_before": curve["cka_before"], "residual_before": curve["residual_before"],
-            "cka_tasks": curve["cka_tasks"], "model_ids": curve["model_ids"],
-            "anchors": {"source": ANCHOR_SOURCE, "drawn": len(anchors), "usable": len(usable)},
-            "reference_equals_main_ed": None if main_ed is None else main_ed == reference,
-            "apart": {"seed": apart.meta.get("apart_seed"), "hp": apart.meta.get("hp"),
-                      "tuning": (apart.meta.get("detail") or {}).get("tuning"), "model_set": apart.name,
-                      "main_set": main.name},
-            "chain": chain, "offchain_s": curve["offchain_s"], "stream": evals.description,
-        })
+        labels = encode_actions(curve["labels"])
+        if not self.checkpoint.done(key):
+            self._add({
+                "key": key, "seed": seed, "n": curve["n"], "labels": labels,
+                "actions": {"reference": reference, "dropped": encode_actions(curve["dropped"]),
+                            **{str(k): encode_actions(v["actions"]) for k, v in curve["by_k"].items()}},
+                "ks": sorted(curve["by_k"]), "by_k": {str(k): {n: v[n] for n in ("map_id", "cka", "residual")}
+                                                      for k, v in curve["by_k"].items()},
+                "cka_before": curve["cka_before"], "residual_before": curve["residual_before"],
+                "cka_tasks": curve["cka_tasks"], "model_ids": curve["model_ids"],
+                "anchors": {"source": ANCHOR_SOURCE, "drawn": len(anchors), "usable": len(usable)},
+                "reference_equals_main_ed": None if main_ed is None else main_ed == reference,
+                "apart": {"seed": apart.meta.get("apart_seed"), "hp": apart.meta.get("hp"),
+                          "tuning": (apart.meta.get("detail") or {}).get("tuning"), "model_set": apart.name,
+                          "main_set": main.name},
+                "chain": chain, "offchain_s": curve["offchain_s"], "stream": evals.description,
+            })
+        if chain is None or not chain["map_equal"] or self.checkpoint.done(chain_key):
+            return  # a map other than the off-chain one: the check fails the run; nothing to replay
+        # The chain sample, drawn from a block mined after the map was registered.
+        head = ready.board.client.request("eth_getBlockByNumber", ["latest", False])
+        drawn = task_streams.chain_sample(head["hash"], len(evals), min(p.alignment_tasks, len(evals))).tolist()
+        digits = encode_actions(curve["by_k"][k_chain]["actions"])
+        ev = Evaluation(drawn, _done({"n": curve["n"], "labels": labels, "actions": {str(int(Arch.E_D)): digits}}))
+        job = self._job(chain_key, Arch.E_D, evals.subset(drawn), quorum_=quorum(Arch.E_D, 1),
+                        meta={"seed": seed, "row": f"E-d aligned (K = {k_chain})", "anchors": k_chain,
+                              "map_id": chain["map_id"], "chain_sample": {"block": int(head["number"], 16),
+                                                                          "block_hash": head["hash"],
+                                                                          "indices": drawn}})
+        self._run_one(ready, self._checked(job, ev))
 
     def _ed_session(self, ready: Ready, d: int, dtype: str, seed: int) -> None:
         from node.experiment.modelsets import minilm_bytes

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from offchain_fixtures import FakeText, handmade_set
 
+from node.experiment.alignment import APART_NAME
 from node.experiment.modelsets import ModelSet
 from node.experiment.offchain import TextCache, score_offchain
 from node.experiment.plan import ed_specs
@@ -25,7 +26,7 @@ D = 16
 
 
 def _rotated_market(src: Path, dst: Path, seed: int = 5) -> Path:
-    """A manifest with one `market` entry: `src`'s market graph, embedding rotated and shifted."""
+    """A manifest with the apart agent's entry: `src`'s market graph, embedding rotated and shifted."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -46,7 +47,7 @@ def _rotated_market(src: Path, dst: Path, seed: int = 5) -> Path:
     (dst / "onnx").mkdir(parents=True)
     path = dst / "onnx" / "market.onnx"
     path.write_bytes(model.SerializeToString())
-    upsert_entries([ManifestEntry("market", "onnx/market.onnx", sha256_file(path), D, "f32", ["features"],
+    upsert_entries([ManifestEntry(APART_NAME, "onnx/market.onnx", sha256_file(path), D, "f32", ["features"],
                                   ["embedding", "probs"])], dst / "manifest.json")
     return dst / "manifest.json"
 

@@ -79,7 +79,8 @@ def test_the_curve_is_paired_against_the_reference(setup) -> None:
     assert gas["per_anchor_publication"] == pytest.approx(per_pub)
     assert gas["anchors_by_k"]["25"] == pytest.approx(25 * 2 * per_pub)
     assert gas["register_alignment"] == 120_000
-    assert al["chain"]["mismatches"] == 0 and al["chain"]["publications"] == 32
+    assert al["chain"]["maps_differ"] == 0 and al["chain"]["publications"] == 32
+    assert al["chain"]["sampled"] == 0 and al["chain"]["mismatches"] == 0  # no chain unit in these records
 
 
 def test_the_section_states_only_what_its_intervals_show(setup) -> None:
@@ -102,7 +103,7 @@ def test_a_chain_map_other_than_the_off_chain_one_fails_the_run(setup) -> None:
     r = build_results(records, opts, run, ENV)
     check = next(c for c in r["honesty"]["checks"] if c["name"] == ALIGNMENT_CHECK)
     assert check["passed"] is False and ALIGNMENT_CHECK in r["honesty"]["fatal_failures"]
-    assert r["alignment"]["chain"]["mismatches"] == 1
+    assert r["alignment"]["chain"]["maps_differ"] == 1
 
 
 def test_no_alignment_unit_no_section(tmp_path: Path) -> None:
@@ -112,3 +113,39 @@ def test_no_alignment_unit_no_section(tmp_path: Path) -> None:
     r = build_results(records, opts, make_run_info(opts, "t", time.time(), time.time(), {}, "anvil"), ENV)
     assert r["alignment"] is None
     assert "Semantic alignment" not in render_markdown(r, {})
+
+
+def test_aligned_tasks_through_the_chain_join_the_chain_check(setup) -> None:
+    """An `alignment/chain/s<seed>` unit is checked task by task like every unit: a task that
+    finalized another action than the aligned replay's is a chain mismatch and fails the run."""
+    from benchrecords import eval_unit
+
+    opts, records, run = setup
+    s = opts.seeds()[0]
+    u = records[f"alignment/s{s}"]
+    ev = {**records[f"eval/s{s}"], "labels": u["labels"]}
+    aligned = M.decode_actions(u["actions"]["25"])
+    unit = eval_unit(f"alignment/chain/s{s}", 5, ev, aligned, np.random.default_rng(2), row="E-d aligned (K = 25)")
+    records[unit["key"]] = unit
+    r = build_results(records, opts, run, ENV)
+    assert r["alignment"]["chain"]["sampled"] == len(unit["tasks"]) and r["alignment"]["chain"]["mismatches"] == 0
+    assert next(c for c in r["honesty"]["checks"] if c["name"] == ALIGNMENT_CHECK)["passed"] is True
+    wrong = dict(unit, tasks=[dict(unit["tasks"][0], action=(unit["tasks"][0]["action"] + 1) % 3), *unit["tasks"][1:]])
+    records[unit["key"]] = wrong
+    r = build_results(records, opts, run, ENV)
+    assert r["alignment"]["chain"]["mismatches"] == 1
+    assert [m["key"] for m in r["chain_check"]["mismatches"]] == [unit["key"]]
+    assert ALIGNMENT_CHECK in r["honesty"]["fatal_failures"]
+
+
+def test_the_session_nodes_run_the_apart_agent_and_the_fusion_node_s_maps(tmp_path: Path) -> None:
+    from node.experiment.alignment import ANCHOR_ARCH, APART_NAME, session_specs
+    from node.protocol.enums import Arch
+
+    specs = {s.name: s for s in session_specs(tmp_path / "maps")}
+    assert (tmp_path / "maps").is_dir()
+    assert specs["market"].settings_args()[-2:] == ["--model", APART_NAME]
+    assert ANCHOR_ARCH in specs["market"].embedding_archs and ANCHOR_ARCH not in specs["fusion"].archs
+    assert specs["fusion"].settings_args()[-2:] == ["--alignments", str(tmp_path / "maps")]
+    assert all(s.archs[0] == Arch.E_D for s in specs.values())
+    assert "--model" not in specs["sentiment"].settings_args()

@@ -318,10 +318,11 @@ def _alignment_section(results: dict[str, Any]) -> list[str]:
                  f"{_num(chain['anchors_per_seed'], '{}')} anchors per seed published by both market agents "
                  f"({chain['publications']} publications), the map fitted from those events and registered; it was "
                  f"{'the same map (bytes and id) as' if chain['maps_equal'] else 'NOT the same map as'} the one fitted "
-                 f"off chain on the same anchors, and the fusion node's resolver "
-                 f"{'loaded it from the registry' if chain['resolver_loaded'] else 'did NOT load it'}. The curve itself "
-                 "is off chain; a fusion node fusing through a registered map on chain is covered by the end-to-end "
-                 "alignment test."), ""]
+                 f"off chain on the same anchors, and an alignment resolver (the fusion node's, in process) "
+                 f"{'loaded it from the registry' if chain['resolver_loaded'] else 'did NOT load it'}. Then "
+                 f"{chain.get('sampled', 0)} evaluation tasks ran through the chain as E-d tasks, the fusion node fusing "
+                 f"the apart agent's vectors through the registered map: {chain.get('mismatches', 0)} finalized an action "
+                 "other than the off-chain replay's (a mismatch fails the run)."), ""]
     said = []
     for c in al["curve"]:
         dv = c["diff_vs_reference"]

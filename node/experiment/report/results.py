@@ -471,7 +471,8 @@ def ablations(records: dict[str, dict], seeds: list[int], main: Table) -> dict[s
 
 
 ALIGNMENT_PREFIX = "alignment"
-ALIGNMENT_CHECK = "alignment: the map fitted from the chain's anchors is the off-chain one, and the fusion node loads it"
+ALIGNMENT_CHECK = ("alignment: the map fitted from the chain's anchors is the off-chain one, the fusion node loads it, "
+                   "and fuses through it as the off-chain replay does")
 ALIGNMENT_DEFINITIONS = {
     "reference": "E-d as the main table runs it (the seed's market agent, the one its E-d head was trained on)",
     "dropped": "the market agent swapped for one trained apart, no map registered: the fusion node refuses its "
@@ -530,10 +531,17 @@ def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | No
     if chains:
         bad = [s for s, u in units.items() if u.get("chain") and not (u["chain"]["map_equal"]
                                                                       and u["chain"]["resolver_loaded"])]
+        sampled, mismatches = 0, 0
+        for s in seeds:
+            cc = chain_check_of(records.get(f"{ALIGNMENT_PREFIX}/chain/s{s}") or {})
+            if cc is not None:
+                sampled += cc["sampled"]
+                mismatches += len(cc["mismatches"])
         chain = {"seeds": len(chains), "anchors_per_seed": _one_or_list([c["anchors"] for c in chains]),
                  "publications": sum(len(c["publish_gas"]) for c in chains),
                  "maps_equal": all(c["map_equal"] for c in chains),
-                 "resolver_loaded": all(c["resolver_loaded"] for c in chains), "mismatches": len(bad),
+                 "resolver_loaded": all(c["resolver_loaded"] for c in chains), "maps_differ": len(bad),
+                 "sampled": sampled, "mismatches": mismatches,
                  "map_ids": {str(s): u["chain"]["map_id"] for s, u in units.items() if u.get("chain")}}
     replay = [u.get("reference_equals_main_ed") for u in units.values()]
     return {"ks": ks, "seeds": len(seeds), "method": "procrustes", "anchors": units[seeds[0]]["anchors"]["source"],
@@ -554,14 +562,16 @@ def _apart_offset() -> int:
 
 def alignment_check(align: dict[str, Any] | None) -> dict[str, Any] | None:
     """Fatal like the chain check: the chain's map must be the off-chain one (same anchors, same
-    bytes), the fusion node's resolver must load it, and the curve's reference replay must be the
-    main table's E-d, task for task."""
+    bytes), the resolver must load it, every aligned E-d task through the chain must finalize the
+    off-chain replay's action (those tasks are in the run's chain check too), and the curve's
+    reference replay must be the main table's E-d, task for task."""
     if not align or (align.get("chain") is None and align.get("reference_equals_main_ed") is None):
         return None
     chain, replay = align.get("chain"), align.get("reference_equals_main_ed")
     parts, ok = [], True
     if chain is not None:
-        ok &= chain["mismatches"] == 0
+        ok &= chain["maps_differ"] == 0 and chain["mismatches"] == 0
+        parts.append(f"{chain['sampled']} aligned E-d tasks through the chain, {chain['mismatches']} mismatches")
         parts.append(f"{chain['seeds']} seeds, {chain['publications']} anchor publications: maps "
                      f"{'equal' if chain['maps_equal'] else 'DIFFER'}, "
                      f"{'loaded by the resolver' if chain['resolver_loaded'] else 'NOT loaded by the resolver'}")
