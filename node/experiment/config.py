@@ -112,6 +112,13 @@ class Profile:
     """Evaluation tasks per alignment seed through the chain after the map is registered: E-d with
     the apart market agent fused through it, each finalized action checked against the off-chain
     replay."""
+    width_seeds: int = 0
+    """Seeds of the width sweep (0 = none; off chain: `node.experiment.width`): U's shared width and
+    E-through's bottleneck d over `widths` on the synthetic market at latent_dim `width_latent_dim`
+    and the main table's alpha, each seed's test set `eval_tasks` tasks, trained with the profile's
+    budget."""
+    widths: tuple[int, ...] = (1, 2, 4, 16, 64)
+    width_latent_dim: int = 8
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
@@ -132,7 +139,7 @@ FULL = Profile(
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=8, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
-    ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24,
+    ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24, width_seeds=3,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
 every alpha-sweep point on 8 seeds x 5,000 off chain (the seed-to-seed spread of the learned heads
@@ -140,7 +147,8 @@ at high synergy sets those intervals); the sweeps' chain samples are smaller (12
 architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
 (E-through, U-concat) on every seed's 5,000, with 24 of them through the chain; the alignment curve
 on every seed's 5,000, its map fitted and registered from 25 anchors published on chain and 24 of
-the tasks through the chain fused through it. Sized to finish in under an hour on 2 cores."""
+the tasks through the chain fused through it; the width sweep (off chain) at latent_dim 8 on 3 seeds.
+Sized to finish in under an hour on 2 cores."""
 TINY = Profile(
     name="tiny", seeds=2, tasks=6, eval_tasks=200, train=TrainBudget(n_train=400, n_val=150, epochs=4, patience=2, folds=2),
     u_replicas=2, paced=1, alphas=(), alpha_seeds=0, alpha_tasks=0, agents=(2,), n_tasks=4, dims=(), dtypes=(),

@@ -194,9 +194,31 @@ class Bench:
                                            self.spec(seed, kind="ed", d=d, dtype=dtype), lambda ms: ed_specs(),
                                            lambda ready, d=d, dtype=dtype, seed=seed: self._ed_session(ready, d, dtype,
                                                                                                        seed)))
+        if self.opts.sweeps and p.width_seeds and self.synthetic:  # first: it runs beside everything else
+            out.insert(0, Session("width", ["width"], None, None, lambda ready: self._width_session(), defer=True))
         if self.opts.rerun_check:
             out.append(Session("retrain", ["rerun/models"], None, None, lambda ready: self._retrain_check()))
         return out
+
+    def _width_session(self) -> None:
+        """The width sweep (off chain, `node.experiment.width`), in a process of its own (one torch
+        thread) so it runs beside the chain sessions; its (seed, width) results are cached."""
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from node.experiment.modelsets import _train_budget
+        from node.experiment.width import width_sweep
+
+        if self.checkpoint.done("width"):
+            return
+        p = self.profile
+        seeds = [self.opts.seed + i for i in range(p.width_seeds)]
+        self.ui.status(f"width sweep (off chain): widths {', '.join(map(str, p.widths))} x {len(seeds)} seeds, "
+                       f"latent_dim {p.width_latent_dim}")
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+            section = pool.submit(width_sweep, seeds, tuple(p.widths), p.alpha, p.width_latent_dim, p.train.n_train,
+                                  p.train.n_val, p.eval_tasks, _train_budget(p.train)).result()
+        self._add({"key": "width", "section": section})
 
     def run(self) -> None:
         """Run every session that still has unfinished units; the chain starts only if needed."""

@@ -126,3 +126,28 @@ def test_render_states_an_effect_only_where_an_interval_excludes_zero():
 
 def test_render_of_an_empty_section():
     assert W.render_width({"latent_dim": 8, "rows": {}})[-2] == "Not run."
+
+
+@pytest.mark.parametrize("profile", ["tiny", "quick", "full"])
+def test_the_bench_plans_the_width_sweep_only_where_the_profile_asks(tmp_path, profile):
+    from node.experiment.config import RunOptions, get_profile
+    from node.experiment.runner import Bench
+
+    opts = RunOptions(profile=get_profile(profile), out=tmp_path)
+    sessions = Bench(opts, tmp_path, background=False).sessions()
+    width = [s for s in sessions if s.name == "width"]
+    assert bool(width) == (opts.profile.width_seeds > 0) == (profile == "full")
+    if width:  # off chain, and first in plan order so that it runs beside the chain sessions
+        assert sessions[0] is width[0] and width[0].specs is None and width[0].defer and width[0].units == ["width"]
+    no_sweeps = RunOptions(profile=get_profile(profile), out=tmp_path, sweeps=False)
+    assert not [s for s in Bench(no_sweeps, tmp_path, background=False).sessions() if s.name == "width"]
+
+
+def test_the_report_renders_the_section_from_results(sweep):
+    from node.experiment.report.render import _width_section
+
+    _, section = sweep
+    lines = _width_section({"width": section})
+    assert lines[0] == f"## Width at m = {section['latent_dim']} (squeezing)"
+    assert lines == W.render_width(section)
+    assert _width_section({"width": None}) == [] and _width_section({}) == []

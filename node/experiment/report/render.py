@@ -169,6 +169,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
              "U), for reference."), ""]
     out += _task_costs_section(results, plots) + _transports_section(results)
     out += _comparison_section(results) + _ablation_section(results) + _alignment_section(results)
+    out += _width_section(results)
     out += _ceilings_section(results) + _chain_section(results)
     out += _alpha_section(results, plots) + _ed_section(results, plots) + _agents_section(results, plots)
     out += _robust_section(results, plots) + _tuning_section(results) + _honesty_section(results)
@@ -270,6 +271,16 @@ def _ablation_section(results: dict[str, Any]) -> list[str]:
                 for st in steps if excludes_zero(st["ci"])]
         out += [" ".join(said) if said else "No step's interval excludes zero: no mechanism's effect is claimed.", ""]
     return out
+
+
+def _width_section(results: dict[str, Any]) -> list[str]:
+    """The width sweep (`node.experiment.width`), when the run had one."""
+    section = results.get("width")
+    if not section:
+        return []
+    from node.experiment.width import render_width
+
+    return render_width(section)
 
 
 def _alignment_section(results: dict[str, Any]) -> list[str]:

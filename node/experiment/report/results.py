@@ -1196,8 +1196,9 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
         entry["cost_usd_per_task"] = cost_usd_per_task(entry, prices)
         archs[row] = entry
     align = alignment(records, opts)
+    width = (records.get("width") or {}).get("section")
     return {"run": run, "architectures": archs, "ceilings": ceilings, "comparisons": comparisons_of(table),
-            "ablations": ablation, "alignment": align,
+            "ablations": ablation, "alignment": align, "width": width,
             "chain_check": chain, "dataset": dataset_of(table), "oracle": oracle, "sweeps": sweeps,
             "transports": transport,
             "honesty": honesty(records, opts, archs, main_point, sweep_alpha, chain, transport, align),
