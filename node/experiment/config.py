@@ -64,6 +64,7 @@ class Profile:
     alphas: tuple[float, ...] = (0.0, 1.0)
     """Synergy sweep points besides `alpha` (the main table is the point at `alpha`)."""
     alpha_seeds: int = 5
+    """Seeds of each alpha-sweep point: the main table's first (so at most `seeds`)."""
     alpha_tasks: int = 16
     agents: tuple[int, ...] = (2, 4)
     """N sweep: agent processes per task (roles market, sentiment, risk, fusion, then replicas)."""
@@ -136,14 +137,13 @@ QUICK = Profile(
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
     train=TrainBudget(n_train=5000, n_val=1000, epochs=20, patience=3, trials=4),
-    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=8, alpha_tasks=12,
+    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
     ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24, width_seeds=3,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
-every alpha-sweep point on 8 seeds x 5,000 off chain (the seed-to-seed spread of the learned heads
-at high synergy sets those intervals); the sweeps' chain samples are smaller (12 tasks per
+every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
 architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
 (E-through, U-concat) on every seed's 5,000, with 24 of them through the chain; the alignment curve
 on every seed's 5,000, its map fitted and registered from 25 anchors published on chain and 24 of
