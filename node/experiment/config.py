@@ -132,7 +132,7 @@ QUICK = Profile(
     u_replicas=2, paced=0, alphas=(0.0, 1.0), alpha_seeds=2, alpha_tasks=8, agents=(2, 4), n_tasks=8,
     dims=(16, 384), dtypes=("f32", "binary"), ed_tasks=8, ed_seeds=1, robust_tasks=6, robust_seeds=1,
     degraded_deadline_s=14, fusion_wait_s=5.0, transport_tasks=5, transports=("report",), ablation_seeds=4,
-    ablation_tasks=6, alignment_seeds=2, alignment_chain_anchors=8, alignment_tasks=6,
+    ablation_tasks=6, alignment_seeds=0, alignment_chain_anchors=8, alignment_tasks=6,
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,

@@ -44,7 +44,7 @@ def alignment_record(seed: int, labels: np.ndarray, rng: np.random.Generator, *,
 
 @pytest.fixture()
 def setup(tmp_path: Path):
-    profile = get_profile("quick", seeds=5)
+    profile = get_profile("quick", seeds=5, alignment_seeds=2)
     opts = RunOptions(profile=profile, seed=0, out=tmp_path)
     records = full_records(profile, opts.seeds())
     rng = np.random.default_rng(3)
