@@ -21,6 +21,14 @@ the gap curve is the best of these."""
 ABLATION_ROWS = {Arch.E_D: "E-through", Arch.U: "U-concat"}
 """The ablation rows, by the architecture each runs as on chain (`plan.ABLATION_ARCHS`), with the
 report's name for it."""
+
+
+def ablation_prefix(alpha: float | None = None) -> str:
+    """Where the ablation rows' records live: `ablation` beside the main table (units
+    `ablation/s{seed}/a{arch}`, evaluation `eval/ablation/s{seed}`), `ablation/alpha/{alpha:g}`
+    beside an alpha-sweep point."""
+    return "ablation" if alpha is None else f"ablation/alpha/{alpha:g}"
+
 ARCH_N_SWEEP = EXPERIMENT_ARCHS[0]
 """First experiment architecture id (9..15 are reserved for experiments): the N sweep uses
 9 + i for its i-th point, fused on chain with the default per-role weights (the modular baseline)."""
@@ -100,6 +108,10 @@ class Profile:
     U-concat scored on the seed's evaluation set, `ablation_tasks` of it through the chain
     (`plan.ABLATION_ARCHS`)."""
     ablation_tasks: int = 12
+    ablation_alphas: tuple[float, ...] = ()
+    """Alpha-sweep points (of `alphas`) where the ablation rows run too, on the sweep's seeds and
+    evaluation sets, `alpha_tasks` of them through the chain: the decomposition of U − M-learned at
+    those alphas as well as at the main table's."""
     alignment_seeds: int = 0
     """Seeds (the main table's first) whose alignment session runs (0 = none): E-d with a market
     agent trained apart, unaligned and through a Procrustes map fitted on K anchors, scored on the
@@ -140,12 +152,14 @@ FULL = Profile(
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
-    ablation_tasks=24, alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24, width_seeds=3,
+    ablation_tasks=24, ablation_alphas=(0.0, 1.0), alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24,
+    width_seeds=3,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
 every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
 architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
-(E-through, U-concat) on every seed's 5,000, with 24 of them through the chain; the alignment curve
+(E-through, U-concat) on every seed's 5,000, with 24 of them through the chain, and at alpha 0 and 1
+on the sweep's seeds and tasks (12 through the chain); the alignment curve
 on every seed's 5,000, its map fitted and registered from 25 anchors published on chain and 24 of
 the tasks through the chain fused through it; the width sweep (off chain) at latent_dim 8 on 3 seeds.
 Sized to finish in under an hour on 2 cores."""

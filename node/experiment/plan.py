@@ -3,8 +3,9 @@ waits for and runs, and the sessions' shape; the runner (`node.experiment.runner
 
 A unit is one measurement, keyed `main/s<seed>/a<arch>` (the main table), `paced/...` (latency
 without queueing), `n/<N>/...`, `ed/<d>-<dtype>/...`, `alpha/<alpha>/...`,
-`robust/<scenario>/...`, `transport/<transport>/...`, `alignment/[chain/]s<seed>`, `rerun/...` or `probe/...`. Units are grouped in sessions that share a
-model set and its node processes.
+`robust/<scenario>/...`, `transport/<transport>/...`, `ablation/[alpha/<alpha>/]...`,
+`alignment/[chain/]s<seed>`, `rerun/...` or `probe/...`. Units are grouped in sessions that share
+a model set and its node processes.
 """
 
 from __future__ import annotations
@@ -212,6 +213,8 @@ def unit_tasks(key: str, profile: Profile) -> int:
     p = profile
     if key.startswith("alignment/chain/"):
         return p.alignment_tasks
+    if key.startswith("ablation/alpha/"):
+        return p.alpha_tasks
     return {"main": p.tasks, "rerun": p.tasks, "paced": p.paced, "n": p.n_tasks, "alpha": p.alpha_tasks,
             "ed": p.ed_tasks, "robust": min(p.robust_tasks, p.tasks), "probe": 1,
             "transport": min(p.transport_tasks, p.tasks), "ablation": p.ablation_tasks,

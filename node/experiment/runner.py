@@ -29,7 +29,7 @@ import numpy as np
 
 from node.experiment import tasks as task_streams
 from node.experiment.checkpoint import CHECKPOINT, Checkpoint
-from node.experiment.config import ABLATION_ROWS, RunOptions
+from node.experiment.config import ABLATION_ROWS, RunOptions, ablation_prefix
 from node.experiment.jobs import WINDOW, ArchJob, RegretWeights, run_jobs
 from node.experiment.nodes import NodeSet, Zygote
 from node.experiment.report.metrics import correctness, decode_actions, encode_actions
@@ -185,6 +185,15 @@ class Bench:
                         out.append(Session(f"alpha-{alpha:g}-s{seed}", units, self.spec(seed, alpha, p.alpha_tasks),
                                            lambda ms: main_specs(ms.uni_best, ms.rules, replace(p, u_replicas=1)),
                                            lambda ready, alpha=alpha, seed=seed: self._alpha_session(ready, alpha, seed)))
+                        if alpha in p.ablation_alphas:
+                            prefix = ablation_prefix(alpha)
+                            out.append(Session(f"ablation-a{alpha:g}-s{seed}",
+                                               [f"eval/{prefix}/s{seed}",
+                                                *(f"{prefix}/s{seed}/a{a}" for a in ABLATION_ARCHS)],
+                                               self.spec(seed, alpha, p.alpha_tasks, kind="ablation"),
+                                               lambda ms: ablation_specs(),
+                                               lambda ready, alpha=alpha, seed=seed:
+                                               self._ablation_session(ready, seed, alpha)))
             for d in p.dims:
                 for dtype in p.dtypes:
                     if (d, dtype) == (16, "f32"):
@@ -761,21 +770,22 @@ class Bench:
                 for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
         self._run_together(ready, jobs)
 
-    def _ablation_session(self, ready: Ready, seed: int) -> None:
-        """The ablation rows on the main table's evaluation set (same seed, same tasks, so every
-        difference with a main-table row is paired task by task): E-through as E-d and U-concat as
-        U, each on its own model set, through both tiers."""
+    def _ablation_session(self, ready: Ready, seed: int, alpha: float | None = None) -> None:
+        """The ablation rows on the main table's evaluation set, or with `alpha` on that alpha-sweep
+        point's (same seed, same tasks, so every difference with a row of that table is paired task
+        by task): E-through as E-d and U-concat as U, each on its own model set, through both tiers."""
         p, ms = self.profile, ready.models
-        ev = self._evaluate(ready, seed, None, f"eval/ablation/s{seed}", list(ABLATION_ARCHS), None,
-                            p.ablation_tasks, u_replicas=1, background=True)
-        stream = self.eval_stream(seed).subset(ev.indices)
+        prefix = ablation_prefix(alpha)
+        ev = self._evaluate(ready, seed, alpha, f"eval/{prefix}/s{seed}", list(ABLATION_ARCHS), None,
+                            p.ablation_tasks if alpha is None else p.alpha_tasks, u_replicas=1, background=True)
+        stream = self.eval_stream(seed, alpha).subset(ev.indices)
         jobs = []
         for arch in ABLATION_ARCHS:
-            if self.checkpoint.done(key := f"ablation/s{seed}/a{arch}"):
+            if self.checkpoint.done(key := f"{prefix}/s{seed}/a{arch}"):
                 continue
             jobs.append(self._checked(self._job(key, arch, stream, quorum_=quorum(arch, 1), meta={
                 **self._arch_meta(ms, arch), "seed": seed, "row": ABLATION_ROWS[arch],
-                "offchain": ms.meta["offchain"]}), ev))
+                **({} if alpha is None else {"alpha": alpha}), "offchain": ms.meta["offchain"]}), ev))
         self._run_together(ready, jobs)
 
     def _alignments_dir(self, seed: int) -> Path:

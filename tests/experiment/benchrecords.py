@@ -164,15 +164,17 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
             add({**main, "key": f"transport/batch/s{seeds[0]}/a{a}", "tasks": batched, "transport": "batch",
                  "batch_wait_s": 2.0, "isolated": True,
                  "chain_check": {"sampled": len(batched), "mismatches": []}})
-    if eval_set:  # the ablation rows: the main table's evaluation tasks, a chain sample of their own
-        for s in seeds[:profile.ablation_seeds]:
-            main_ev = out[f"eval/s{s}"]
-            drawn = sorted(int(i) for i in rng.choice(main_ev["n"], min(profile.ablation_tasks, main_ev["n"]),
-                                                      replace=False))
-            ev = {**main_ev, "key": f"eval/ablation/s{s}", "chain_sample": {**main_ev["chain_sample"], "indices": drawn}}
+    if eval_set:  # the ablation rows: the host table's evaluation tasks, a chain sample of their own
+        hosts = [("ablation", "eval", s, profile.ablation_tasks, {}) for s in seeds[:profile.ablation_seeds]]
+        hosts += [(f"ablation/alpha/{alpha:g}", f"eval/alpha/{alpha:g}", s, profile.alpha_tasks, {"alpha": alpha})
+                  for alpha in profile.ablation_alphas for s in seeds[:profile.alpha_seeds]]
+        for prefix, host, s, k, meta in hosts:
+            main_ev = out[f"{host}/s{s}"]
+            drawn = sorted(int(i) for i in rng.choice(main_ev["n"], min(k, main_ev["n"]), replace=False))
+            ev = {**main_ev, "key": f"eval/{prefix}/s{s}", "chain_sample": {**main_ev["chain_sample"], "indices": drawn}}
             add(ev)
             labels = np.frombuffer(ev["labels"].encode(), dtype=np.uint8).astype(np.int64) - ord("0")
             for a, row, skill in ((Arch.E_D, "E-through", ABLATION_SKILLS[0]), (Arch.U, "U-concat", ABLATION_SKILLS[1])):
-                add(eval_unit(f"ablation/s{s}/a{a}", a, ev, decide(labels, skill, rng), rng, seed=s, row=row))
+                add(eval_unit(f"{prefix}/s{s}/a{a}", a, ev, decide(labels, skill, rng), rng, seed=s, row=row, **meta))
     add({"key": "rerun/models", "seed": seeds[0], "model_ids_equal": {"u": True}, "all_equal": True})
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -499,6 +500,47 @@ def test_ablation_rows_and_the_decomposition_of_the_gap(run_setup) -> None:
     assert "## Which mechanism costs what (ablations)" in text
     for x in steps:  # a sentence only where the interval excludes zero
         assert (f"({x['a']} − {x['b']}):" in text) == x["excludes_zero"]
+
+
+def test_the_decomposition_beside_the_alpha_sweep(tmp_path: Path) -> None:
+    """With `ablation_alphas`, the ablation rows run beside those alpha-sweep points too: each step
+    is paired on that point's evaluation tasks with the sweep's rows, the steps add up to U −
+    M-learned there, the chain samples are checked like any other, and the report has a column
+    per alpha."""
+    profile = replace(get_profile("quick", seeds=5), ablation_alphas=(1.0,))
+    opts = RunOptions(profile=profile, seed=0, out=tmp_path)
+    records = full_records(profile, opts.seeds())
+    run = make_run_info(opts, "test-run", time.time() - 100, time.time(), {"chain_start_s": 1.0}, "anvil")
+    r = build_results(records, opts, run, ENV)
+    point = r["ablations"]["by_alpha"]["1"]
+    seeds = opts.seeds()[:profile.alpha_seeds]
+    assert point["alpha"] == 1.0 and point["seeds"] == len(seeds) == 2
+    assert set(point["rows"]) == {"E-through", "U-concat"} and all(x["chain_mismatches"] == 0
+                                                                     for x in point["rows"].values())
+
+    def acc(key: str, s: int) -> float:
+        return float(np.mean(M.decode_actions(records[key]["eval"]["actions"]) == labels(records[f"eval/alpha/1/s{s}"])))
+
+    steps = point["decomposition"]
+    assert len(steps) == 5
+    assert steps[0]["diff"] == pytest.approx(np.mean([acc(f"alpha/1/s{s}/a6", s) - acc(f"ablation/alpha/1/s{s}/a6", s)
+                                                      for s in seeds]))
+    assert sum(x["diff"] for x in steps) == pytest.approx(
+        np.mean([acc(f"alpha/1/s{s}/a6", s) - acc(f"alpha/1/s{s}/a3", s) for s in seeds]))
+    assert any(x["key"] == "eval/ablation/alpha/1/s0" and x["alpha"] == 1.0 and x["ablation"]
+               for x in r["chain_check"]["samples"])
+    assert r["chain_check"]["off_sample"] == []
+    assert r["chain_check"]["sampled"] > build_results(
+        {k: v for k, v in records.items() if "ablation/alpha/" not in k}, opts, run, ENV)["chain_check"]["sampled"]
+    text = render_markdown(r, {})
+    assert "| mechanism | a − b | alpha 0.5, pts [95% CI] | alpha 1, pts [95% CI] |" in text
+    # flip a chain task of the sweep's ablation row: the run's chain check sees it
+    unit = records["ablation/alpha/1/s0/a6"]
+    t = unit["tasks"][0]
+    records["ablation/alpha/1/s0/a6"] = {**unit, "chain_check": {"sampled": len(unit["tasks"]), "mismatches": [
+        {"i": t["eval_i"], "task_id": t["task_id"], "chain": (t["action"] + 1) % 3, "offchain": t["action"]}]}}
+    mism = build_results(records, opts, run, ENV)["chain_check"]["mismatches"]
+    assert [(m["key"], m["alpha"], m["arch"]) for m in mism] == [("ablation/alpha/1/s0/a6", 1.0, "U-concat")]
 
 
 def test_ablation_units_on_other_tasks_than_the_main_table_are_refused(run_setup) -> None:

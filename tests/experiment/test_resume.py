@@ -11,6 +11,7 @@ import pytest
 from node.protocol.errors import ConfigError
 from node.experiment.checkpoint import CHECKPOINT, Checkpoint, check_run_file
 from node.experiment.config import RunOptions, get_profile
+from node.experiment.plan import unit_tasks
 from node.experiment.runner import Bench, Ui
 from node.protocol.enums import Arch
 
@@ -41,6 +42,13 @@ def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path, profile: s
         assert any(k.startswith(prefix) for k in keys), prefix
     full_grid = {f"ed/{d}-{t}/s0" for d in (4, 16, 64, 384) for t in ("f32", "i8", "binary")} - {"ed/16-f32/s0"}
     assert (full_grid <= set(keys)) == (profile == "full")
+    # the ablation rows beside the alpha-sweep points of `ablation_alphas` (full: 0 and 1), on the sweep's seeds
+    p = opts.profile
+    beside = {f"ablation/alpha/{a:g}/s{s}/a{x}" for a in p.ablation_alphas for s in opts.seeds()[:p.alpha_seeds]
+              for x in (Arch.E_D, Arch.U)}
+    assert beside == {k for k in keys if k.startswith("ablation/alpha/")}
+    assert bool(beside) == (profile == "full") and {f"eval/ablation/alpha/{a:g}/s0" for a in p.ablation_alphas} <= set(keys)
+    assert all(unit_tasks(k, p) == p.alpha_tasks for k in beside)
 
 
 def test_finished_sessions_are_skipped_without_a_chain(tmp_path: Path) -> None:

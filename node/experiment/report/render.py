@@ -270,6 +270,39 @@ def _ablation_section(results: dict[str, Any]) -> list[str]:
                 f"{'more' if st['diff'] > 0 else 'less'} accurate than {st['b']}."
                 for st in steps if excludes_zero(st["ci"])]
         out += [" ".join(said) if said else "No step's interval excludes zero: no mechanism's effect is claimed.", ""]
+    out += _ablation_alpha_part(results, steps)
+    return out
+
+
+def _ablation_alpha_part(results: dict[str, Any], main_steps: list[dict[str, Any]]) -> list[str]:
+    """The decomposition beside the alpha-sweep points where the ablation rows ran too, one column
+    per alpha with the main table's between them (none if they ran beside the main table only)."""
+    by_alpha = (results.get("ablations") or {}).get("by_alpha") or {}
+    if not by_alpha or not main_steps:
+        return []
+    main_alpha = float(((results.get("run") or {}).get("profile") or {}).get("alpha", 0.5))
+    points = sorted([(float(v["alpha"]), v.get("decomposition") or [], v) for v in by_alpha.values()] +
+                    [(main_alpha, main_steps, None)], key=lambda t: t[0])
+    out = [(f"The same steps at alpha {', '.join(f'{a:g}' for a, _, _ in points)} (the main table's alpha "
+            f"{main_alpha:g}; elsewhere the alpha sweep's seeds and evaluation tasks, the ablation rows beside them "
+            "through both tiers):"), ""]
+    by_mech = [{st["mechanism"]: st for st in steps} for _, steps, _ in points]
+    rows = [[st["mechanism"], f"{st['a']} − {st['b']}",
+             *[_pts(m[st["mechanism"]]["diff"], m[st["mechanism"]]["ci"]) if st["mechanism"] in m else "–"
+               for m in by_mech]] for st in main_steps]
+    out += [_table(["mechanism", "a − b", *[f"alpha {a:g}, pts [95% CI]" for a, _, _ in points]], rows), ""]
+    rows_line = []
+    for a, _, v in points:
+        if v is None:
+            continue
+        cells = ", ".join(f"{name} {_accuracy_cell(r)} ({_chain_cell(r)} chain)" for name, r in (v.get("rows") or {}).items())
+        rows_line.append(f"alpha {a:g} ({v.get('seeds')} seed{'' if v.get('seeds') == 1 else 's'}): {cells}")
+    if rows_line:
+        out += ["Ablation rows beside the sweep: " + "; ".join(rows_line) + ".", ""]
+    said = [f"at alpha {a:g}, {st['mechanism']} ({st['a']} − {st['b']}) {_pts(st['diff'])} points, 95% interval "
+            f"{_interval(st['ci'])}" for a, steps, v in points if v is not None for st in steps if excludes_zero(st["ci"])]
+    out += [("Resolved away from the main table's alpha: " + "; ".join(said) + ".") if said else
+            "Away from the main table's alpha no step's interval excludes zero.", ""]
     return out
 
 

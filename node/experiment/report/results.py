@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from node.chain.fees import CHAINS, Prices, cost_usd
-from node.experiment.config import ABLATION_ROWS, MODULAR, RunOptions
+from node.experiment.config import ABLATION_ROWS, MODULAR, RunOptions, ablation_prefix
 from node.experiment.report import metrics as M
 from node.experiment.report.environment import environment
 from node.protocol.enums import ARCH_NAMES, Arch
@@ -436,11 +436,10 @@ def paired_across(ta: Table, a: int, tb: Table, b: int, seeds: Sequence[int] | N
     return (out_s, va, vb) if out_s else None
 
 
-def ablations(records: dict[str, dict], seeds: list[int], main: Table) -> dict[str, Any]:
-    """The ablation rows (E-through, U-concat: accuracy on the main table's evaluation tasks, chain
-    check, costs) and the decomposition of U − M-learned into mechanisms, each step paired per task
-    with its two-level bootstrap interval. Empty when no ablation unit ran."""
-    table = Table(records, seeds, prefix=ABLATION_PREFIX)
+def _ablation_point(records: dict[str, dict], seeds: list[int], host: Table, alpha: float | None) -> dict[str, Any]:
+    """The ablation rows beside one table (`host`: the main table, or an alpha-sweep point's) and
+    the decomposition of U − M-learned on its evaluation tasks. Empty when no ablation unit ran there."""
+    table = Table(records, seeds, prefix=ablation_prefix(alpha))
     if not any(table.units[a] for a in ABLATION_ROWS):
         return {}
     per_arch, _ = architectures(records, seeds, table)
@@ -450,7 +449,7 @@ def ablations(records: dict[str, dict], seeds: list[int], main: Table) -> dict[s
             entry = dict(per_arch[ARCH_NAMES[arch]])
             entry.update(name=row, ablation_of=ARCH_NAMES[arch], definition=ABLATION_DEFINITIONS[row])
             rows[row] = entry
-    tables = {"main": main, ABLATION_PREFIX: table}
+    tables = {"main": host, ABLATION_PREFIX: table}
     # Every step on the seeds both ablation rows ran, so that the steps add up to U − M-learned there.
     common = sorted(set.intersection(*(set(table.units[a]) for a in ABLATION_ROWS)))
     steps = []
@@ -463,8 +462,28 @@ def ablations(records: dict[str, dict], seeds: list[int], main: Table) -> dict[s
         steps.append({"mechanism": mechanism, "a": r1, "b": r2, "diff": diff, "ci": ci,
                       "excludes_zero": M.excludes_zero(ci), "seeds": len(s),
                       "tasks_per_seed": _one_or_list([len(v) for v in va]), "source": EVAL})
-    return {"rows": rows, "decomposition": steps, "definitions": ABLATION_DEFINITIONS,
+    return {"rows": rows, "decomposition": steps,
             "seeds": len({s for a in ABLATION_ROWS for s in table.units[a]})}
+
+
+def ablations(records: dict[str, dict], seeds: list[int], main: Table, alphas: Sequence[float] = ()
+              ) -> dict[str, Any]:
+    """The ablation rows (E-through, U-concat: accuracy on the main table's evaluation tasks, chain
+    check, costs) and the decomposition of U − M-learned into mechanisms, each step paired per task
+    with its two-level bootstrap interval; `by_alpha` the same beside each alpha-sweep point of
+    `alphas` where they ran. Empty when no ablation unit ran beside the main table."""
+    out = _ablation_point(records, seeds, main, None)
+    if not out:
+        return {}
+    out["definitions"] = ABLATION_DEFINITIONS
+    by_alpha = {}
+    for alpha in alphas:
+        point = _ablation_point(records, seeds, Table(records, seeds, alpha=alpha), alpha)
+        if point:
+            by_alpha[f"{alpha:g}"] = {"alpha": alpha, **point}
+    if by_alpha:
+        out["by_alpha"] = by_alpha
+    return out
 
 
 # -- alignment ---------------------------------------------------------------------------------------
@@ -894,7 +913,7 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
             continue
         units += 1
         sampled += cc["sampled"]
-        alpha = re.match(r"alpha/([^/]+)/", key)
+        alpha = re.search(r"(?:^|/)alpha/([^/]+)/", key)
         for m in cc["mismatches"]:
             mismatches.append({"key": key, "seed": _seed_of(key, r), "alpha": float(alpha.group(1)) if alpha else None,
                                "arch": r.get("row") or ARCH_NAMES.get(r.get("arch"), str(r.get("arch"))),
@@ -903,17 +922,16 @@ def chain_check(records: dict[str, dict]) -> dict[str, Any]:
                                "offchain": m["offchain"]})
     samples, off_sample = [], []
     for key, ev in records.items():
-        m = re.fullmatch(r"eval/(?:alpha/([^/]+)/|(ablation)/)?s(\d+)", key)
+        m = re.fullmatch(r"eval/((ablation/)?(?:alpha/([^/]+)/)?)s(\d+)", key)
         cs = ev.get("chain_sample") if m else None
         if not cs:
             continue
-        seed = m.group(3)
-        samples.append({"key": key, "seed": int(seed), "alpha": float(m.group(1)) if m.group(1) else None,
+        seed = m.group(4)
+        samples.append({"key": key, "seed": int(seed), "alpha": float(m.group(3)) if m.group(3) else None,
                         "ablation": bool(m.group(2)),
                         "block": cs.get("block"), "block_hash": cs.get("block_hash"), "k": len(cs.get("indices", []))})
         drawn = set(cs.get("indices", []))
-        prefix = (f"alpha/{m.group(1)}/s{seed}/" if m.group(1) else f"ablation/s{seed}/" if m.group(2)
-                  else f"main/s{seed}/")
+        prefix = f"{m.group(1)}s{seed}/" if m.group(1) else f"main/s{seed}/"
         for arch in ARCH_NAMES:
             u = records.get(f"{prefix}a{arch}")
             if u is None or arch == Arch.M_REGRET or not u.get("tasks"):  # M-regret runs the set's first tasks
@@ -1191,7 +1209,7 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
     chain = chain_check(records)
     transport = transports(records, opts)
     ceilings = {**main_point["ceilings"], "definitions": CEILING_DEFINITIONS}
-    ablation = ablations(records, seeds, table)
+    ablation = ablations(records, seeds, table, [a for a in opts.profile.ablation_alphas if opts.data is None])
     for row, entry in (ablation.get("rows") or {}).items():
         entry["cost_usd_per_task"] = cost_usd_per_task(entry, prices)
         archs[row] = entry
