@@ -62,6 +62,10 @@ class Profile:
     alpha: float = 0.5
     """Synergy of the main table's data."""
     train: TrainBudget = field(default_factory=TrainBudget)
+    train_workers: int = 1
+    """Background processes that train the model sets ahead of need (one torch thread each, at
+    lower priority than the node processes). The full profile's alpha sweep waits on training, not
+    on the chain, so it trains two sets at a time."""
     u_replicas: int = 2
     """k of U-rep: coordinators running the same model id."""
     cost_seeds: int = 1
@@ -148,7 +152,7 @@ QUICK = Profile(
 )
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
-    train=TrainBudget(n_train=5000, n_val=1000, epochs=20, patience=3, trials=4),
+    train=TrainBudget(n_train=5000, n_val=1000, epochs=20, patience=3, trials=4), train_workers=2,
     u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,

@@ -422,11 +422,14 @@ def _worker_init() -> None:  # pragma: no cover - runs in the worker
 
 
 class Factory:
-    """Model sets in plan order, trained ahead of need by one background process (one torch
-    thread, lower priority), so training overlaps the chain work of earlier sessions."""
+    """Model sets in plan order, trained ahead of need by `workers` background processes (one
+    torch thread each, lower priority), so training overlaps the chain work of earlier sessions.
+    A set's training depends only on its spec, so how many train at once changes no model."""
 
-    def __init__(self, background: bool = True) -> None:
-        self.background = background
+    def __init__(self, background: bool = True, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"training workers must be at least 1, got {workers}")
+        self.background, self.workers = background, workers
         self._pool = None
         self._futures: dict[tuple[SetSpec, str | None], Any] = {}
 
@@ -448,7 +451,7 @@ class Factory:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_init)
         future = self._pool.submit(build, spec, root)
         self._futures[(spec, root)] = future

@@ -109,7 +109,7 @@ class Bench:
         self.profile = self.opts.profile
         self.seeds = self.opts.seeds()
         self.synthetic = self.opts.data is None
-        self.factory = Factory(background=self.background)
+        self.factory = Factory(background=self.background, workers=self.profile.train_workers)
         self._lock = threading.Lock()
         self._evals: dict[tuple[int, float], Any] = {}
         self._pending: dict[str, Evaluation] = {}

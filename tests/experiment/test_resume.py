@@ -85,3 +85,14 @@ def test_a_run_folder_refuses_other_options(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "run.json").read_text())["profile"]["name"] == "tiny"
     with pytest.raises(ConfigError, match="other options"):
         check_run_file(tmp_path, RunOptions(profile=get_profile("tiny", tasks=3), out=tmp_path))
+
+
+@pytest.mark.parametrize("profile", ["tiny", "quick", "full"])
+def test_the_profile_sets_how_many_sets_train_at_once(tmp_path: Path, profile: str) -> None:
+    from node.experiment.modelsets import Factory
+
+    opts = RunOptions(profile=get_profile(profile), out=tmp_path)
+    assert Bench(opts, tmp_path, background=False).factory.workers == opts.profile.train_workers
+    assert opts.profile.train_workers == (2 if profile == "full" else 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        Factory(workers=0)
