@@ -6,7 +6,10 @@ and its e-d16 head, trained on the reference market agent's space):
 - `ensure_alignment_set` trains a second market agent *apart*: the same architecture and the
   setting validation chose for the main set's market agent, on the same data, from another seed
   (`APART_SEED_OFFSET`: other initial weights, another data order), exported to ONNX under a model
-  id of its own.
+  id of its own; and a third market agent apart of *another architecture* (`APART_ARCH_NAME`,
+  `other_architecture`: `OTHER_HIDDEN_FACTOR` times the hidden width, the same depth, embedding dim
+  and optimiser setting, the same apart seed), exported likewise; each manifest entry records its
+  architecture (hidden width, depth, embedding dim), and the set refuses two equal ones.
 - `alignment_curve` replays E-d off chain on the seed's evaluation tasks (the main table's, so
   every difference is paired task by task) with the ONNX files, as `node.experiment.offchain` does:
   with the reference market agent (the main table's E-d), with the agent trained apart and *no*
@@ -22,8 +25,18 @@ and its e-d16 head, trained on the reference market agent's space):
   distance to the reference's vectors over their variance). CKA is invariant to an orthogonal map
   (and to translation and isotropic scaling), so Procrustes leaves it unchanged by construction:
   the residual is what a map changes.
+- The same curve is computed for the other variants (`variants`, off chain only): each apart agent
+  (same architecture, other architecture) through each map (`METHODS`: orthogonal Procrustes, or
+  CCA, `fit_procrustes(..., method="cca")`: scikit-learn's CCA with min(K - 1, 16) canonical pairs,
+  the map its linear prediction of the reference vector from the apart one, low rank and not
+  orthogonal), on the same first K usable anchors of that agent, K = 0 raw. `MAIN_VARIANT` (same
+  architecture, Procrustes) is the record's own `by_k`, the one the chain part registers. CKA
+  "after" is always linear CKA of the mapped vectors against the reference's on the evaluation
+  tasks: for Procrustes it equals the CKA before; a CCA map is not orthogonal (nor a rotation and a
+  scaling), so it changes CKA, up where its prediction keeps the reference's directions and down
+  where its rank or its fit on few anchors loses them. `variants_record` is the record's form.
 
-The chain part runs in the runner's alignment session, on a deployment of its own with node
+The chain part (the same-architecture agent, Procrustes only) runs in the runner's alignment session, on a deployment of its own with node
 processes (`session_specs`): the apart market agent, the seed's sentiment and risk agents, and the
 fusion node running the seed's E-d head with an alignments directory. `register_on_chain` registers
 the reference market space and one agent key for it, submits the first `k` anchors (under
@@ -65,7 +78,17 @@ ANCHOR_ARCH = EXPERIMENT_ARCHS[-1]
 """The architecture id the chain anchors are submitted under: the market node publishes its
 embedding for it, the fusion node does not serve it (so it never asks the registry for the pair
 before the map is registered)."""
-LAYOUT = 2
+APART_ARCH_NAME = "market-apart-arch"
+"""The apart agent of another architecture (`other_architecture`): off-chain curve only."""
+OTHER_HIDDEN_FACTOR = 2
+"""The other architecture's hidden width, in multiples of the main market agent's."""
+VARIANTS = (("same-arch", APART_NAME), ("other-arch", APART_ARCH_NAME))
+"""The apart agents of the curve's variants: (label, manifest entry)."""
+METHODS = ("procrustes", "cca")
+"""The maps of the curve's variants (`models.align.fit_procrustes`' methods)."""
+MAIN_VARIANT = "same-arch/procrustes"
+"""The variant whose curve is the record's own `by_k` (the one the chain part registers)."""
+LAYOUT = 3
 """Version of the alignment set's folder layout (in its cache key)."""
 ANCHOR_SOURCE = ("the seed's validation split (public, disjoint from the evaluation tasks, which are its test "
                  "split): the first K tasks on which both market agents publish an embedding")
@@ -91,11 +114,17 @@ def ensure_alignment_set(profile_name: str, seed: int, alpha: float, n_test: int
         **msets._latent_part(latent_dim))
 
 
+def other_architecture(hp: dict[str, Any]) -> dict[str, Any]:
+    """The setting of the apart agent of another architecture: the main market agent's (`hp`, the
+    one validation chose) with `OTHER_HIDDEN_FACTOR` times its hidden width (the depth, the embedding
+    dim, which the E-d head needs, and the optimiser's setting stay)."""
+    return {**hp, "hidden": int(hp["hidden"]) * OTHER_HIDDEN_FACTOR}
+
+
 def _train_apart(cfg, seed: int, budget, main: Any, directory: Path) -> dict[str, Any]:
-    from models import export as ex
     from models.data.splits import make_splits
     from models.manifest import load_manifest, upsert_entries
-    from models.train import _torch_threads, save_checkpoint, train_agent, tuning_of
+    from models.train import tuning_of
     from node.experiment.modelsets import _files
     from node.protocol.errors import ModelError
 
@@ -112,28 +141,48 @@ def _train_apart(cfg, seed: int, budget, main: Any, directory: Path) -> dict[str
     if len(copied) != len(COPIED):
         raise ModelError(f"main set {main.name} lacks some of {COPIED}")
     apart_seed = seed + 11 * k + APART_SEED_OFFSET
+    arch_hp = other_architecture(hp)
+    entries, tuning, archs = [], {}, {}
+    for name, setting in ((APART_NAME, hp), (APART_ARCH_NAME, arch_hp)):
+        entry, fitted, arch = _train_one(name, setting, splits, k, budget, apart_seed, names, main.name, directory)
+        entries.append(entry)
+        tuning[name], archs[name] = tuning_of(fitted, budget), arch
+    if archs[APART_NAME] == archs[APART_ARCH_NAME]:
+        raise ModelError(f"{APART_ARCH_NAME} has the architecture of {APART_NAME}: {archs[APART_NAME]}")
+    upsert_entries([*copied, *entries], directory / "manifest.json")
+    return {"files": _files(directory / "manifest.json"), "apart_seed": apart_seed, "hp": hp,
+            "arch_hp": arch_hp, "architectures": archs, "detail": {"tuning": tuning}}
+
+
+def _train_one(name: str, hp: dict[str, Any], splits: Any, k: int, budget: Any, apart_seed: int,
+               names: list[str], main_set: str, directory: Path) -> tuple[Any, Any, dict[str, int]]:
+    """One apart market agent trained with the setting `hp` and exported to ONNX under `name`
+    (parity with torch checked); its manifest entry records its architecture."""
+    from models import export as ex
+    from models.train import _torch_threads, save_checkpoint, train_agent
+    from node.protocol.errors import ModelError
+
     with _torch_threads(1):
         fitted = train_agent(splits.train, splits.val, k, budget, apart_seed, hps=[hp])
     net = fitted.model
-    save_checkpoint(directory / "checkpoints" / f"{APART_NAME}.pt", net,
-                    {"seed": apart_seed, "name": APART_NAME, "names": names, "publish_dtype": "f32",
-                     "trained": "apart", "main_set": main.name})
+    arch = {"hidden": int(net.cfg.hidden), "depth": int(net.cfg.depth), "embed_dim": int(net.cfg.embed_dim)}
+    save_checkpoint(directory / "checkpoints" / f"{name}.pt", net,
+                    {"seed": apart_seed, "name": name, "names": names, "publish_dtype": "f32",
+                     "trained": "apart", "main_set": main_set, "architecture": arch})
     te = splits.test
     rows = te.mask[:, k] > 0
     sample = np.ascontiguousarray(te.x[Role.MARKET.label][rows][:256], dtype=np.float32)
-    graph = ex.Graph(APART_NAME, ex._AgentGraph(net), {"features": sample}, ["embedding", "probs"],
+    graph = ex.Graph(name, ex._AgentGraph(net), {"features": sample}, ["embedding", "probs"],
                      net.cfg.embed_dim, "f32",
                      {"kind": type(net).__name__, "seed": apart_seed, "modality": Role.MARKET.label,
-                      "trained": "apart"})
-    path = directory / "onnx" / f"{APART_NAME}.onnx"
+                      "trained": "apart", "architecture": arch})
+    path = directory / "onnx" / f"{name}.onnx"
     ex.export_graph(graph, path)
     diff = ex.parity(graph, path)
     if diff > ex.PARITY_ATOL:
-        raise ModelError(f"{APART_NAME} (apart): onnxruntime differs from torch by {diff:.2e}")
+        raise ModelError(f"{name} (apart): onnxruntime differs from torch by {diff:.2e}")
     graph.extra.update(opset=ex.OPSET, parity_atol=ex.PARITY_ATOL, parity_max_abs_diff=diff)
-    upsert_entries([*copied, ex._entry(graph, path, directory)], directory / "manifest.json")
-    return {"files": _files(directory / "manifest.json"), "apart_seed": apart_seed, "hp": hp,
-            "detail": {"tuning": {APART_NAME: tuning_of(fitted, budget)}}}
+    return ex._entry(graph, path, directory), fitted, arch
 
 
 @dataclass(frozen=True)
@@ -208,9 +257,13 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
     """The curve on `stream` (module docstring): finalized E-d actions with the reference market
     agent (`reference`), with the apart one and no map (`dropped`), and per K (`by_k`: K = 0 raw, else
     through the Procrustes map on the first K usable anchors) with the map's id, CKA and residual on
-    the evaluation tasks; plus the anchor embeddings' wire vectors (`anchor_vectors`) and model ids."""
+    the evaluation tasks; plus the anchor embeddings' wire vectors (`anchor_vectors`) and model ids.
+    `variants` holds the other curves (`VARIANTS` x `METHODS` but `MAIN_VARIANT`), each with its
+    apart agent's model id, CKA and residual before any map, and its own `by_k`; the other
+    architecture's only where `apart_manifest` has its entry (`APART_ARCH_NAME`)."""
     from agents.factory import build_agent
     from models.align import fit_procrustes, linear_cka
+    from models.manifest import load_manifest
     from node.experiment import offchain as oc
     from node.experiment import plan
 
@@ -218,13 +271,15 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
     scorer = oc._Scorer(main_manifest, specs, text)
     by_role = {Role.parse(s.role): s for s in specs}
     market_spec, fusion_spec = by_role[Role.MARKET], by_role[Role.FUSION]
-    apart = build_agent(Role.MARKET.label, manifest_path=apart_manifest, model_name=APART_NAME)
     reference = scorer.agent(market_spec)
-    if apart.model is None or reference.model is None:
-        raise ValueError("both market agents must run a trained ONNX model")
-    ref_id, apart_id = bytes(reference.model.model_id), bytes(apart.model.model_id)
-    if ref_id == apart_id:
-        raise ValueError("the apart market agent has the reference's model id: nothing to align")
+    present = load_manifest(Path(apart_manifest))
+    aparts = {label: build_agent(Role.MARKET.label, manifest_path=apart_manifest, model_name=name)
+              for label, name in VARIANTS if name in present or name == APART_NAME}
+    if reference.model is None or any(a.model is None for a in aparts.values()):
+        raise ValueError("every market agent must run a trained ONNX model")
+    ref_id = bytes(reference.model.model_id)
+    if any(bytes(a.model.model_id) == ref_id for a in aparts.values()):
+        raise ValueError("an apart market agent has the reference's model id: nothing to align")
 
     payloads = oc._decode_all(stream.payloads)
     labels = np.asarray(stream.labels, dtype=np.int64)
@@ -239,9 +294,6 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
             decisions[spec.role] = oc._feature_agent(scorer.agent(spec), payloads)
         elif role == Role.SENTIMENT:
             decisions[spec.role] = oc._sentiment_agent(scorer.agent(spec), payloads)
-    swapped = {**decisions, market_spec.role: oc._feature_agent(apart, payloads)}
-    apart_scorer = copy.copy(scorer)
-    apart_scorer.agents = {**scorer.agents, scorer._agent_key(market_spec): apart}
 
     publishers = [oc._Publisher(s, Role.parse(s.role)) for s in specs]
     peers = [p for p in publishers if p.role != Role.FUSION]
@@ -260,44 +312,83 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
                               weights, n)
         return np.where(ok, oc.finalized_actions(tallies), oc.NOT_FINALIZED)
 
-    # The two spaces on the evaluation tasks, where both agents published a vector.
     ref_vecs = _wire(reference, decisions[market_spec.role].vectors)
-    apart_vecs = _wire(apart, swapped[market_spec.role].vectors)
-    both = [i for i in range(n) if ref_vecs[i] is not None and apart_vecs[i] is not None]
-    x_ref = np.stack([ref_vecs[i] for i in both]).astype(np.float64)
-    x_apart = np.stack([apart_vecs[i] for i in both]).astype(np.float64)
-
-    # The anchors: both agents' published vectors, the first K where both published.
     anchor_payloads = oc._decode_all(anchors)
     a_ref = _wire(reference, oc._feature_agent(reference, anchor_payloads).vectors)
-    a_apart = _wire(apart, oc._feature_agent(apart, anchor_payloads).vectors)
-    usable = [i for i in range(len(anchors)) if a_ref[i] is not None and a_apart[i] is not None]
+    dim = int(reference.model.dim)
 
+    def space(apart: Any) -> dict[str, Any]:
+        """The apart agent's decisions swapped in, its vectors against the reference's on the
+        evaluation tasks where both published one, and its anchors (the first where both did)."""
+        swapped = {**decisions, market_spec.role: oc._feature_agent(apart, payloads)}
+        sc = copy.copy(scorer)
+        sc.agents = {**scorer.agents, scorer._agent_key(market_spec): apart}
+        vecs = _wire(apart, swapped[market_spec.role].vectors)
+        both = [i for i in range(n) if ref_vecs[i] is not None and vecs[i] is not None]
+        a_apart = _wire(apart, oc._feature_agent(apart, anchor_payloads).vectors)
+        usable = [i for i in range(len(anchors)) if a_ref[i] is not None and a_apart[i] is not None]
+        return {"agent": apart, "id": bytes(apart.model.model_id), "swapped": swapped, "scorer": sc,
+                "x": np.stack([vecs[i] for i in both]).astype(np.float64),
+                "x_ref": np.stack([ref_vecs[i] for i in both]).astype(np.float64), "tasks": len(both),
+                "anchors": a_apart, "usable": usable}
+
+    def curve(sp: dict[str, Any], method: str) -> dict[int, dict[str, Any]]:
+        """Per K: E-d through the `method` map fitted on the first K usable anchors (K = 0: raw),
+        the map's id, CKA and residual of the mapped vectors against the reference's."""
+        by_k = {}
+        for k in ks:
+            if k > len(sp["usable"]):
+                continue
+            if k == 0:
+                amap = identity_map(dim)
+            else:
+                src = np.stack([sp["anchors"][i] for i in sp["usable"][:k]])
+                dst = np.stack([a_ref[i] for i in sp["usable"][:k]])
+                amap = fit_procrustes(src, dst, method=method)
+            maps = {(sp["id"], ref_id): amap}
+            mapped = amap.apply(sp["x"])
+            by_k[int(k)] = {
+                "actions": finalize(sp["swapped"], sp["scorer"],
+                                    lambda f, t, maps=maps: maps.get((bytes(f), bytes(t)))),
+                "map_id": None if k == 0 else "0x" + amap.map_id.hex(),
+                "cka": linear_cka(mapped, sp["x_ref"]), "residual": _residual(mapped, sp["x_ref"])}
+        return by_k
+
+    spaces = {label: space(agent) for label, agent in aparts.items()}
+    main = spaces["same-arch"]
+    usable = main["usable"]
     out: dict[str, Any] = {
         "n": n, "labels": labels, "reference": finalize(decisions, scorer, None),
-        "dropped": finalize(swapped, apart_scorer, lambda f, t: None),
-        "cka_before": linear_cka(x_apart, x_ref), "residual_before": _residual(x_apart, x_ref),
-        "cka_tasks": len(both), "model_ids": {"reference": "0x" + ref_id.hex(), "apart": "0x" + apart_id.hex()},
-        "anchors_usable": len(usable), "anchor_indices": usable, "by_k": {},
+        "dropped": finalize(main["swapped"], main["scorer"], lambda f, t: None),
+        "cka_before": linear_cka(main["x"], main["x_ref"]), "residual_before": _residual(main["x"], main["x_ref"]),
+        "cka_tasks": main["tasks"], "model_ids": {"reference": "0x" + ref_id.hex(), "apart": "0x" + main["id"].hex()},
+        "anchors_usable": len(usable), "anchor_indices": usable, "by_k": curve(main, "procrustes"), "variants": {},
     }
-    dim = int(reference.model.dim)
-    for k in ks:
-        if k > len(usable):
-            continue
-        if k == 0:
-            amap = identity_map(dim)
-        else:
-            src = np.stack([a_apart[i] for i in usable[:k]])
-            dst = np.stack([a_ref[i] for i in usable[:k]])
-            amap = fit_procrustes(src, dst)
-        maps = {(apart_id, ref_id): amap}
-        mapped = amap.apply(x_apart)
-        out["by_k"][int(k)] = {
-            "actions": finalize(swapped, apart_scorer, lambda f, t, maps=maps: maps.get((bytes(f), bytes(t)))),
-            "map_id": None if k == 0 else "0x" + amap.map_id.hex(),
-            "cka": linear_cka(mapped, x_ref), "residual": _residual(mapped, x_ref)}
-    out["anchor_vectors"] = {"reference": [a_ref[i] for i in usable], "apart": [a_apart[i] for i in usable]}
+    for label, sp in spaces.items():
+        for method in METHODS:
+            name = f"{label}/{method}"
+            if name == MAIN_VARIANT:
+                continue
+            out["variants"][name] = {
+                "apart": label, "method": method, "model_id": "0x" + sp["id"].hex(), "cka_tasks": sp["tasks"],
+                "cka_before": linear_cka(sp["x"], sp["x_ref"]), "residual_before": _residual(sp["x"], sp["x_ref"]),
+                "anchors_usable": len(sp["usable"]), "by_k": curve(sp, method)}
+    out["anchor_vectors"] = {"reference": [a_ref[i] for i in usable], "apart": [main["anchors"][i] for i in usable]}
     return out
+
+
+def variants_record(curve: dict[str, Any]) -> dict[str, Any]:
+    """`curve["variants"]` as the alignment unit's record keeps it (`variants`): per variant its
+    apart agent, method, model id, CKA and residual before any map, and per K (string keys) the
+    finalized actions (`report.metrics.encode_actions`), the map's id, CKA and residual."""
+    from node.experiment.report.metrics import encode_actions
+
+    return {name: {**{f: v[f] for f in ("apart", "method", "model_id", "cka_tasks", "cka_before",
+                                        "residual_before", "anchors_usable")},
+                   "ks": sorted(v["by_k"]),
+                   "actions": {str(k): encode_actions(p["actions"]) for k, p in v["by_k"].items()},
+                   "by_k": {str(k): {f: p[f] for f in ("map_id", "cka", "residual")} for k, p in v["by_k"].items()}}
+            for name, v in curve.get("variants", {}).items()}
 
 
 # -- the chain part -----------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ ENV = {"python": "3.11", "platform": "linux", "machine": "x86_64", "cpu": "test 
 SKILL = {"reference": 0.7, "dropped": 0.55, "0": 0.4, "5": 0.6, "25": 0.7, "100": 0.7, "400": 0.7}
 """Each variant's chance to decide a task right: far below the reference unaligned, level with it
 from K = 25 on."""
+VARIANT_SKILL = {"same-arch/cca": {"0": 0.4, "5": 0.45, "25": 0.6, "100": 0.7, "400": 0.7},
+                 "other-arch/procrustes": {"0": 0.35, "5": 0.6, "25": 0.7, "100": 0.7, "400": 0.7},
+                 "other-arch/cca": {"0": 0.35, "5": 0.4, "25": 0.55, "100": 0.7, "400": 0.7}}
+"""The other curves' chances: CCA needs more anchors than Procrustes."""
 
 
 def alignment_record(seed: int, labels: np.ndarray, rng: np.random.Generator, *, map_equal: bool = True
@@ -33,13 +37,24 @@ def alignment_record(seed: int, labels: np.ndarray, rng: np.random.Generator, *,
             "cka_before": 0.6 + 0.001 * seed, "residual_before": 1.5, "cka_tasks": len(labels),
             "model_ids": {"reference": "0x" + "11" * 32, "apart": "0x" + "22" * 32},
             "anchors": {"source": "the seed's validation split", "drawn": 400, "usable": 400},
-            "reference_equals_main_ed": True, "apart": {"seed": seed + 1000},
+            "reference_equals_main_ed": True,
+            "apart": {"seed": seed + 1000, "tuning": {"market-apart": {"hp": {"hidden": 64}},
+                                                      "market-apart-arch": {"hp": {"hidden": 128}}}},
             "chain": {"anchors": 8, "task_ids": list(range(8)), "publish_gas": gas,
                       "per_anchor_publication": float(np.mean(gas)), "register_alignment": 120_000,
                       "register_model": [], "map_id": "0x" + "cd" * 32,
                       "offchain_map_id": "0x" + ("cd" if map_equal else "ef") * 32, "map_equal": map_equal,
                       "resolver_loaded": True},
-            "offchain_s": 1.0}
+            "offchain_s": 1.0,
+            "variants": {name: {"apart": name.split("/")[0], "method": name.split("/")[1],
+                                "model_id": "0x" + ("22" if name.startswith("same") else "33") * 32,
+                                "cka_tasks": len(labels), "cka_before": 0.5, "residual_before": 1.6,
+                                "anchors_usable": 400, "ks": list(ks),
+                                "actions": {k: digits(decide(labels, p, rng)) for k, p in skill.items()},
+                                "by_k": {str(k): {"map_id": None if k == 0 else "0x" + "ef" * 32,
+                                                  "cka": 0.5 if name.endswith("procrustes") or k == 0 else 0.7,
+                                                  "residual": 0.3} for k in ks}}
+                         for name, skill in VARIANT_SKILL.items()}}
 
 
 @pytest.fixture()
@@ -149,3 +164,62 @@ def test_the_session_nodes_run_the_apart_agent_and_the_fusion_node_s_maps(tmp_pa
     assert specs["fusion"].settings_args()[-2:] == ["--alignments", str(tmp_path / "maps")]
     assert all(s.archs[0] == Arch.E_D for s in specs.values())
     assert "--model" not in specs["sentiment"].settings_args()
+
+
+def test_the_variants_are_paired_per_task_against_the_reference(setup) -> None:
+    opts, records, run = setup
+    al = build_results(records, opts, run, ENV)["alignment"]
+    seeds = opts.seeds()[:opts.profile.alignment_seeds]
+    assert list(al["variants"]) == list(VARIANT_SKILL)
+    for name, v in al["variants"].items():
+        assert [c["k"] for c in v["curve"]] == al["ks"] and v["method"] == name.split("/")[1]
+        for point in v["curve"]:
+            k = str(point["k"])
+            per_task = [M.correctness(records[f"alignment/s{s}"]["variants"][name]["actions"][k],
+                                      records[f"alignment/s{s}"]["labels"])
+                        - M.correctness(records[f"alignment/s{s}"]["actions"]["reference"],
+                                        records[f"alignment/s{s}"]["labels"]) for s in seeds]
+            diff = point["diff_vs_reference"]
+            assert diff["diff"] == pytest.approx(np.mean([np.mean(d) for d in per_task]))
+            assert diff["ci"][0] <= diff["diff"] <= diff["ci"][1]
+            assert point["cka"] == pytest.approx(0.5 if name.endswith("procrustes") or k == "0" else 0.7)
+    assert al["variants"]["other-arch/cca"]["curve"][0]["diff_vs_reference"]["excludes_zero"]
+
+
+def test_the_variants_table_says_only_what_its_intervals_show(setup) -> None:
+    opts, records, run = setup
+    r = build_results(records, opts, run, ENV)
+    text = render_markdown(r, {})
+    header = "| apart agent / map | " + " | ".join(f"K = {k}" for k in r["alignment"]["ks"]) + " | CKA before |"
+    assert header in text
+    for name, v in r["alignment"]["variants"].items():
+        assert f"| {name} | " in text
+        for point in v["curve"]:
+            said = f"{name} at K = {point['k']}: E-d" in text
+            assert said == point["diff_vs_reference"]["excludes_zero"]
+    assert "other-arch/cca at K = 0: E-d less accurate" in text
+    assert "Hidden width: same-arch 64, other-arch 128." in text
+
+
+def test_units_without_variants_give_no_variants_table(setup) -> None:
+    opts, records, run = setup
+    for s in opts.seeds()[:opts.profile.alignment_seeds]:
+        records[f"alignment/s{s}"].pop("variants")
+    r = build_results(records, opts, run, ENV)
+    assert r["alignment"]["variants"] == {} and "apart agent / map" not in render_markdown(r, {})
+
+
+def test_the_chain_check_names_the_alignment_sessions_tasks(setup) -> None:
+    from benchrecords import eval_unit
+
+    opts, records, run = setup
+    s = opts.seeds()[0]
+    u = records[f"alignment/s{s}"]
+    ev = {**records[f"eval/s{s}"], "labels": u["labels"]}
+    unit = eval_unit(f"alignment/chain/s{s}", 5, ev, M.decode_actions(u["actions"]["25"]), np.random.default_rng(2),
+                     row="E-d aligned (K = 25)")
+    records[unit["key"]] = unit
+    text = render_markdown(build_results(records, opts, run, ENV), {})
+    chain = text[text.index("## Chain check"):]
+    assert (f"The alignment sessions' {len(unit['tasks'])} chain tasks (E-d through the registered map, from the "
+            f"alignment seed {s})") in chain

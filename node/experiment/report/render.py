@@ -380,6 +380,36 @@ def _alignment_section(results: dict[str, Any]) -> list[str]:
                        f"accurate by {abs(100 * dv['diff']):.1f} points (95% interval {_interval(dv['ci'])}).")
     out += [" ".join(said) if said else
             "No interval excludes zero: no difference from the reference agent is claimed at any K.", ""]
+    return out + _alignment_variants(al)
+
+
+def _alignment_variants(al: dict[str, Any]) -> list[str]:
+    """The other curves (apart agent of either architecture x Procrustes or CCA): their paired
+    differences against the reference at each K, and a sentence only where an interval excludes 0."""
+    variants = al.get("variants") or {}
+    if not variants:
+        return []
+    d = al.get("definitions") or {}
+    ks = sorted({c["k"] for v in variants.values() for c in v["curve"]})
+    rows, said = [], []
+    for name, v in variants.items():
+        at = {c["k"]: c for c in v["curve"]}
+        rows.append([name, *(_pts(at[k]["diff_vs_reference"]["diff"], at[k]["diff_vs_reference"]["ci"])
+                             if k in at else "–" for k in ks),
+                     _num(v.get("cka_before"), "{:.3f}"),
+                     " / ".join(_num(at[k].get("cka"), "{:.3f}") if k in at else "–" for k in ks)])
+        for k in ks:
+            dv = at[k]["diff_vs_reference"] if k in at else None
+            if dv is not None and excludes_zero(dv["ci"]):
+                said.append(f"{name} at K = {k}: E-d {'more' if dv['diff'] > 0 else 'less'} accurate than with the "
+                            f"reference agent by {abs(100 * dv['diff']):.1f} points (95% interval {_interval(dv['ci'])}).")
+    hidden = al.get("hidden") or {}
+    widths = (" Hidden width: " + ", ".join(f"{label} {w}" for label, w in hidden.items()) + ".") if hidden else ""
+    out = ["Variants (off chain): " + d.get("variants", "") + "." + widths + " Each cell is E-d accuracy minus the reference's, "
+           "in points, paired per task [95% CI]. CKA after the map: " + d.get("cka_variants", "") + ".", ""]
+    out += [_table(["apart agent / map", *(f"K = {k}" for k in ks), "CKA before",
+                    "CKA after (" + ", ".join(f"K = {k}" for k in ks) + ")"], rows), ""]
+    out += [" ".join(said) if said else "No variant's interval excludes zero at any K: no difference is claimed.", ""]
     return out
 
 
@@ -460,6 +490,12 @@ def _chain_section(results: dict[str, Any]) -> list[str]:
                 + (f" Units whose chain tasks are not their drawn sample: {', '.join(cc['off_sample'])}."
                    if cc.get("off_sample") else " Every unit ran its drawn sample (M-regret: the set's first tasks, "
                                                  "in order, as an online learner must)."), ""]
+    al_chain = (results.get("alignment") or {}).get("chain") or {}
+    if al_chain.get("sampled"):
+        al_seeds = [str(x) for x in al_chain.get("sampled_seeds") or []]
+        out += [(f"The alignment sessions' {al_chain['sampled']} chain tasks (E-d through the registered map, from "
+                 f"the alignment seed{'' if len(al_seeds) == 1 else 's'} {', '.join(al_seeds)}) are in these counts; "
+                 "each session's sample was drawn from the hash of a block mined after its map was registered."), ""]
     if bad:
         out += [_table(["unit", "seed", "alpha", "architecture", "eval task", "task id", "chain", "off chain"],
                        [[m["key"], str(m["seed"]), "–" if m["alpha"] is None else f"{m['alpha']:g}", m["arch"],

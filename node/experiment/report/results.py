@@ -507,6 +507,12 @@ ALIGNMENT_DEFINITIONS = {
                               "anchors' receipts",
     "anchors_by_k": "K x 2 agents (reference and apart both answer every anchor) x per_anchor_publication; the "
                     "anchors' submitTask gas is not included",
+    "variants": "the apart agent of the same architecture or of another (a wider encoder: the "
+                "same depth and embedding dim, another hidden width), mapped by orthogonal Procrustes or by CCA (its linear prediction of the "
+                "reference vector, low rank and not orthogonal) fitted on the same K anchors; same-arch/procrustes "
+                "is the curve above",
+    "cka_variants": "linear CKA of the mapped vectors against the reference's: the map leaves it as before for "
+                    "Procrustes (orthogonal), while CCA's map can raise or lower it",
 }
 
 
@@ -515,7 +521,10 @@ def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | No
     tasks with the reference market agent, with the apart one unaligned (refused; fused raw at K = 0)
     and aligned on K anchors, each difference paired per task with its two-level bootstrap interval;
     CKA and residual per K (mean over seeds, t-interval half-width); the anchors' and the map
-    registration's gas from the chain receipts; the chain part's check. None when no unit ran."""
+    registration's gas from the chain receipts; the chain part's check. `variants`: the other
+    curves (the apart agent of either architecture, Procrustes or CCA; those every unit holds),
+    each per K with its accuracy, its difference paired per task against the reference, CKA and
+    residual. None when no unit ran."""
     units = {s: records[f"{ALIGNMENT_PREFIX}/s{s}"] for s in opts.seeds() if f"{ALIGNMENT_PREFIX}/s{s}" in records}
     if not units:
         return None
@@ -550,25 +559,46 @@ def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | No
     if chains:
         bad = [s for s, u in units.items() if u.get("chain") and not (u["chain"]["map_equal"]
                                                                       and u["chain"]["resolver_loaded"])]
-        sampled, mismatches = 0, 0
+        sampled, mismatches, sampled_seeds = 0, 0, []
         for s in seeds:
             cc = chain_check_of(records.get(f"{ALIGNMENT_PREFIX}/chain/s{s}") or {})
             if cc is not None:
                 sampled += cc["sampled"]
                 mismatches += len(cc["mismatches"])
+                sampled_seeds += [s] if cc["sampled"] else []
         chain = {"seeds": len(chains), "anchors_per_seed": _one_or_list([c["anchors"] for c in chains]),
                  "publications": sum(len(c["publish_gas"]) for c in chains),
                  "maps_equal": all(c["map_equal"] for c in chains),
                  "resolver_loaded": all(c["resolver_loaded"] for c in chains), "maps_differ": len(bad),
-                 "sampled": sampled, "mismatches": mismatches,
+                 "sampled": sampled, "sampled_seeds": sampled_seeds, "mismatches": mismatches,
                  "map_ids": {str(s): u["chain"]["map_id"] for s, u in units.items() if u.get("chain")}}
     replay = [u.get("reference_equals_main_ed") for u in units.values()]
+    variants = {}
+    common = set.intersection(*(set(u.get("variants") or {}) for u in units.values()))
+    for name in [n for n in units[seeds[0]].get("variants") or {} if n in common]:  # the curve's order
+        vs = {s: units[s]["variants"][name] for s in seeds}
+        points = []
+        for k in opts.profile.alignment_ks:
+            if not all(str(k) in v["actions"] for v in vs.values()):
+                continue
+            vals = [M.correctness(vs[s]["actions"][str(k)], units[s]["labels"]) for s in seeds]
+            v_acc, v_ci = M.boot_mean(vals)
+            diff, dci = M.paired_difference(vals, ref)
+            cka, cka_ci = M.interval([v["by_k"][str(k)]["cka"] for v in vs.values()])
+            res, res_ci = M.interval([v["by_k"][str(k)]["residual"] for v in vs.values()])
+            points.append({"k": k, "accuracy": v_acc, "accuracy_ci": v_ci,
+                           "diff_vs_reference": {"diff": diff, "ci": dci, "excludes_zero": M.excludes_zero(dci)},
+                           "cka": cka, "cka_ci": cka_ci, "residual": res, "residual_ci": res_ci})
+        first = vs[seeds[0]]
+        variants[name] = {"apart": first["apart"], "method": first["method"], "curve": points,
+                          "cka_before": M.interval([v["cka_before"] for v in vs.values()])[0],
+                          "residual_before": M.interval([v["residual_before"] for v in vs.values()])[0]}
     return {"ks": ks, "seeds": len(seeds), "method": "procrustes", "anchors": units[seeds[0]]["anchors"]["source"],
             "tasks_per_seed": _one_or_list([u["n"] for u in units.values()]),
             "curve": curve, "reference": {"accuracy": acc, "accuracy_ci": ci},
             "dropped": versus("dropped") if all("dropped" in correct[s] for s in seeds) else None,
             "cka_before": cka0, "cka_before_ci": cka0_ci, "residual_before": res0, "residual_before_ci": res0_ci,
-            "gas": gas, "chain": chain,
+            "gas": gas, "chain": chain, "variants": variants, "hidden": _apart_hidden(units[seeds[0]]),
             "reference_equals_main_ed": None if any(r is None for r in replay) else all(replay),
             "apart_seed_offset": _apart_offset(), "source": EVAL, "definitions": ALIGNMENT_DEFINITIONS}
 
@@ -577,6 +607,15 @@ def _apart_offset() -> int:
     from node.experiment.alignment import APART_SEED_OFFSET
 
     return APART_SEED_OFFSET
+
+
+def _apart_hidden(unit: dict[str, Any]) -> dict[str, int]:
+    """The hidden width of each apart agent (by variant label), from the setting it trained with."""
+    from node.experiment.alignment import VARIANTS
+
+    tuning = (unit.get("apart") or {}).get("tuning") or {}
+    return {label: int(tuning[name]["hp"]["hidden"]) for label, name in VARIANTS
+            if (tuning.get(name) or {}).get("hp")}
 
 
 def alignment_check(align: dict[str, Any] | None) -> dict[str, Any] | None:
