@@ -507,10 +507,10 @@ ALIGNMENT_DEFINITIONS = {
                               "anchors' receipts",
     "anchors_by_k": "K x 2 agents (reference and apart both answer every anchor) x per_anchor_publication; the "
                     "anchors' submitTask gas is not included",
-    "variants": "the apart agent of the same architecture or of another (a wider encoder: the "
-                "same depth and embedding dim, another hidden width), mapped by orthogonal Procrustes or by CCA (its linear prediction of the "
-                "reference vector, low rank and not orthogonal) fitted on the same K anchors; same-arch/procrustes "
-                "is the curve above",
+    "variants": "the apart agent of the same architecture or of another (a wider encoder: the same depth and "
+                "embedding dim, another hidden width), mapped by orthogonal Procrustes or by CCA (its linear "
+                "prediction of the reference vector, low rank and not orthogonal) fitted on the same K anchors; "
+                "same-arch/procrustes is the curve above",
     "cka_variants": "linear CKA of the mapped vectors against the reference's: the map leaves it as before for "
                     "Procrustes (orthogonal), while CCA's map can raise or lower it",
 }
