@@ -802,7 +802,8 @@ class Bench:
         checked against the map fitted off chain on the same anchors; and `alignment_tasks` of the
         evaluation set through the chain, each finalized action checked against the off-chain
         replay through that map (the run's chain check)."""
-        from node.experiment.alignment import ANCHOR_SOURCE, alignment_curve, anchor_stream, register_on_chain
+        from node.experiment.alignment import (ANCHOR_SOURCE, alignment_curve, anchor_stream, register_on_chain,
+                                               variants_record)
         from node.experiment.modelsets import dataset_config
 
         key, chain_key = f"alignment/s{seed}", f"alignment/chain/s{seed}"
@@ -816,8 +817,8 @@ class Bench:
         k_chain = p.alignment_chain_anchors
 
         def score() -> dict[str, Any]:
-            self.ui.status(f"{key}: E-d with a market agent trained apart, {len(evals)} tasks x "
-                           f"{len(p.alignment_ks) + 3} variants off chain")
+            self.ui.status(f"{key}: E-d with market agents trained apart, {len(evals)} tasks, "
+                           f"{len(p.alignment_ks)} anchor counts x 4 (agent, map) variants off chain")
             t0 = time.perf_counter()
             out = alignment_curve(main.manifest, apart.manifest, evals, anchors,
                                   tuple(sorted({*p.alignment_ks, k_chain})), self._text_cache())
@@ -848,6 +849,7 @@ class Bench:
                             **{str(k): encode_actions(v["actions"]) for k, v in curve["by_k"].items()}},
                 "ks": sorted(curve["by_k"]), "by_k": {str(k): {n: v[n] for n in ("map_id", "cka", "residual")}
                                                       for k, v in curve["by_k"].items()},
+                "variants": variants_record(curve),
                 "cka_before": curve["cka_before"], "residual_before": curve["residual_before"],
                 "cka_tasks": curve["cka_tasks"], "model_ids": curve["model_ids"],
                 "anchors": {"source": ANCHOR_SOURCE, "drawn": len(anchors), "usable": len(usable)},
