@@ -17,6 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -101,20 +102,27 @@ def run_compare(alphas: list[float], seeds: list[int], budget, base_cfg, progres
     return results
 
 
+def arch_rows(summary: dict[str, Any]) -> list[str]:
+    """The rows of a summary in report order: the architectures of `models.train.ARCH_ORDER`, the
+    E-d variants (named `E-<d>/<dtype>/<mode>`), anything else, then the Oracle."""
+    from models.train import ARCH_ORDER
+
+    rows = [a for a in ARCH_ORDER if a in summary]
+    rows += sorted(a for a in summary if a.startswith("E-") and a not in rows)
+    rows += [a for a in summary if a not in rows and a != "Oracle"]
+    return rows + ["Oracle"] * ("Oracle" in summary)
+
+
 def print_results(results: dict[float, dict], synthetic: bool = True) -> bool:
     """The comparison table and the honesty checks; returns whether every check passed."""
     from rich.console import Console
     from rich.table import Table
 
-    from models.train import ARCH_ORDER, honesty_checks
+    from models.train import honesty_checks
 
     console = Console()
     first = next(iter(results.values()))
-    archs = [a for a in ARCH_ORDER if a in first["summary"]]
-    archs += sorted(a for a in first["summary"] if a.startswith("E-"))
-    archs += [a for a in first["summary"] if a not in archs and a != "Oracle"]
-    if "Oracle" in first["summary"]:
-        archs.append("Oracle")
+    archs = arch_rows(first["summary"])
     n_seeds = len(first["seeds"])
     table = Table(title=f"Test accuracy / macro-F1 (%), mean ± 95% CI over {n_seeds} seed(s)")
     table.add_column("architecture")
@@ -382,7 +390,7 @@ def curves_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from models.train import ARCH_ORDER, learning_curves
+    from models.train import learning_curves
 
     try:
         size_list = [int(x) for x in sizes.split(",") if x.strip()]
@@ -418,8 +426,7 @@ def curves_cmd(
         points = [p for p in result["points"] if p["alpha"] == alpha]
         for p in points:
             table.add_column(f"{p['n_train']:,}", justify="right")
-        names = [n for n in ARCH_ORDER if n in points[0]["summary"]] + ["Oracle"] * ("Oracle" in points[0]["summary"])
-        for name in names:
+        for name in arch_rows(points[0]["summary"]):
             table.add_row(name, *(f"{100 * p['summary'][name]['accuracy']:.1f} ± {100 * p['summary'][name]['accuracy_ci']:.1f}"
                                   for p in points))
         for group in ("agents", "stackers", "e-d", "u"):

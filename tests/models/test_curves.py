@@ -29,3 +29,13 @@ def test_the_cli_refuses_sizes_it_cannot_train_on(tmp_path: Path) -> None:
         out = runner.invoke(app, ["models", "curves", "--sizes", bad, "--json", str(tmp_path / "c.json")])
         assert out.exit_code == 2 and "--sizes" in out.output, (bad, out.output)
     assert not (tmp_path / "c.json").exists()
+
+
+def test_the_tables_list_the_e_d_rows_in_their_place() -> None:
+    """`chorus models curves` and `chorus train` print every architecture: the E-d rows (named by
+    their d, dtype and mode) after the ARCH_ORDER rows, the Oracle last."""
+    from node.cli.models import arch_rows
+
+    summary = {n: {} for n in ("Oracle", "U", "E-16/f32/through", "M-learned", "E-16/f32/frozen", "Uni-best", "other")}
+    assert arch_rows(summary) == ["Uni-best", "M-learned", "U", "E-16/f32/frozen", "E-16/f32/through", "other", "Oracle"]
+    assert arch_rows({"U": {}}) == ["U"]
