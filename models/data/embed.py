@@ -6,7 +6,12 @@ otherwise it falls back to the sentence-transformers (torch) model packaged in
 and only when called, so agents importing this module stay torch-free.
 
 The cache lives under `models/artifacts/cache/` (a build output, never committed): one `.npz` of
-texts and float32 vectors per embedding space. Training embeds each distinct headline once.
+texts and float32 vectors per embedding space. Training embeds each distinct headline once, and
+alone: MiniLM pads a batch to its longest text, and a vector computed beside longer texts differs
+in its last bits (measured: up to 6e-8) from the same text's vector computed alone, so a cache
+filled in batches would hold vectors that depend on which texts happened to be embedded together,
+and training (U's choice between two settings with close validation accuracy, seen once) would
+depend on the cache's history rather than on the seed. Alone, a vector is a function of its text.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 CACHE_DIR = ARTIFACTS_DIR / "cache"
 SPACE = "all-MiniLM-L6-v2-f32"
 """Name of the embedding space the cache holds (both backends produce it)."""
+CACHE_VERSION = 2
+"""Version of the cache file (its name): 2, every text embedded alone; caches of version 1 were filled
+in batches and are not read."""
 
 
 class SentenceTransformerEmbedder:
@@ -53,7 +61,7 @@ class CachedEmbedder:
     def __init__(self, factory, path: Path | None = None) -> None:
         self._factory = factory
         self._base = None
-        self.path = path or CACHE_DIR / f"{SPACE}.npz"
+        self.path = path or CACHE_DIR / f"{SPACE}-v{CACHE_VERSION}.npz"
         self._index: dict[str, int] = {}
         self._vecs = np.zeros((0, 384), np.float32)
         if self.path.exists():
@@ -70,7 +78,9 @@ class CachedEmbedder:
             if self._base is None:
                 self._base = self._factory()
             log.info("embedding %d new texts", len(missing))
-            new = np.asarray(self._base.embed(missing), dtype=np.float32)
+            # One text per call: its vector must not depend on the texts beside it (module docstring).
+            new = np.concatenate([np.asarray(self._base.embed([t]), dtype=np.float32).reshape(1, -1)
+                                  for t in missing])
             start = len(self._vecs)
             self._vecs = np.concatenate([self._vecs, new])
             self._index.update({t: start + i for i, t in enumerate(missing)})

@@ -99,7 +99,11 @@ def _train_budget(budget: TrainBudget):
 
 
 def _key(**parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    """A set's cache key: its parts and the version of the headline embeddings it trained on (a set
+    trained on the batch-filled cache of version 1 is not reused)."""
+    from models.data.embed import CACHE_VERSION
+
+    blob = json.dumps({**parts, "text_cache": CACHE_VERSION}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
 

@@ -65,7 +65,18 @@ def test_cached_embedder_embeds_each_text_once(tmp_path):
     first = cache.embed(["x", "y", "x"])
     again = CachedEmbedder(Counting, tmp_path / "c.npz").embed(["y", "x"])  # from disk, no model
     np.testing.assert_array_equal(first[[1, 0]], again)
-    assert calls == [["x", "y"]]
+    assert calls == [["x"], ["y"]]  # each text alone
+
+
+def test_a_cached_vector_does_not_depend_on_the_texts_embedded_with_it(tmp_path):
+    """MiniLM pads a batch to its longest text, which moves a vector's last bits: the cache embeds
+    every text alone, so the same text gets the same bits whatever it was embedded with."""
+    from models.data.embed import _base_factory
+
+    short, long = "Bitcoin rallies", "Regulators open a long investigation into the exchange's custody after outflows"
+    alone = CachedEmbedder(_base_factory, tmp_path / "a.npz").embed([short])
+    beside = CachedEmbedder(_base_factory, tmp_path / "b.npz").embed([long, short, long])[1:2]
+    assert np.array_equal(alone, beside)
 
 
 def test_build_features_zero_rows_for_absent_modalities():
