@@ -76,7 +76,9 @@ class Profile:
     alphas: tuple[float, ...] = (0.0, 1.0)
     """Synergy sweep points besides `alpha` (the main table is the point at `alpha`)."""
     alpha_seeds: int = 5
-    """Seeds of each alpha-sweep point: the main table's first (so at most `seeds`)."""
+    """Seeds of each alpha-sweep point: seed, seed + 1, ... (`RunOptions.sweep_seeds`), the first of
+    them the main table's; it may exceed `seeds` (each point's model sets are its own). The seed-to-
+    seed spread of the trained models, not the evaluation tasks, sets the sweep's intervals."""
     alpha_tasks: int = 16
     agents: tuple[int, ...] = (2, 4)
     """N sweep: agent processes per task (roles market, sentiment, risk, fusion, then replicas)."""
@@ -153,7 +155,7 @@ QUICK = Profile(
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
     train=TrainBudget(n_train=5000, n_val=1000, epochs=20, patience=3, trials=4), train_workers=2,
-    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=5, alpha_tasks=12,
+    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=10, alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
     ablation_tasks=24, ablation_alphas=(0.0, 1.0), alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24,
@@ -212,3 +214,7 @@ class RunOptions:
 
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.profile.seeds)]
+
+    def sweep_seeds(self) -> list[int]:
+        """The seeds of each alpha-sweep point (and of the ablation rows beside them)."""
+        return [self.seed + i for i in range(self.profile.alpha_seeds)]

@@ -180,7 +180,7 @@ class Bench:
                 for alpha in p.alphas:
                     if alpha == p.alpha:
                         continue
-                    for seed in seeds[:p.alpha_seeds]:
+                    for seed in self.opts.sweep_seeds():
                         units = [f"eval/alpha/{alpha:g}/s{seed}", *(f"alpha/{alpha:g}/s{seed}/a{a}" for a in ALPHA_ARCHS)]
                         out.append(Session(f"alpha-{alpha:g}-s{seed}", units, self.spec(seed, alpha, p.alpha_tasks),
                                            lambda ms: main_specs(ms.uni_best, ms.rules, replace(p, u_replicas=1)),

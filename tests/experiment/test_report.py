@@ -543,6 +543,21 @@ def test_the_decomposition_beside_the_alpha_sweep(tmp_path: Path) -> None:
     assert [(m["key"], m["alpha"], m["arch"]) for m in mism] == [("ablation/alpha/1/s0/a6", 1.0, "U-concat")]
 
 
+def test_the_alpha_sweep_may_have_more_seeds_than_the_main_table(tmp_path: Path) -> None:
+    profile = replace(get_profile("quick", seeds=2), alpha_seeds=4, ablation_alphas=(1.0,))
+    opts = RunOptions(profile=profile, seed=0, out=tmp_path)
+    assert opts.sweep_seeds() == [0, 1, 2, 3]
+    records = full_records(profile, opts.seeds())
+    run = make_run_info(opts, "test-run", time.time() - 100, time.time(), {"chain_start_s": 1.0}, "anvil")
+    r = build_results(records, opts, run, ENV)
+    sw = r["sweeps"]["alpha"]
+    assert sw["1"]["architectures"]["U"]["seeds"] == 4 and sw["0.5"]["architectures"]["U"]["seeds"] == 2
+    assert r["ablations"]["by_alpha"]["1"]["seeds"] == 4 and r["ablations"]["seeds"] == 2  # beside the main table: its seeds
+    acc = np.mean([np.mean(M.decode_actions(records[f"alpha/1/s{s}/a6"]["eval"]["actions"])
+                           == labels(records[f"eval/alpha/1/s{s}"])) for s in range(4)])
+    assert sw["1"]["architectures"]["U"]["accuracy"] == pytest.approx(acc)
+
+
 def test_ablation_units_on_other_tasks_than_the_main_table_are_refused(run_setup) -> None:
     opts, records, run = run_setup
     ev = records["eval/ablation/s0"]

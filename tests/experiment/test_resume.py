@@ -44,11 +44,15 @@ def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path, profile: s
     assert (full_grid <= set(keys)) == (profile == "full")
     # the ablation rows beside the alpha-sweep points of `ablation_alphas` (full: 0 and 1), on the sweep's seeds
     p = opts.profile
-    beside = {f"ablation/alpha/{a:g}/s{s}/a{x}" for a in p.ablation_alphas for s in opts.seeds()[:p.alpha_seeds]
+    beside = {f"ablation/alpha/{a:g}/s{s}/a{x}" for a in p.ablation_alphas for s in opts.sweep_seeds()
               for x in (Arch.E_D, Arch.U)}
     assert beside == {k for k in keys if k.startswith("ablation/alpha/")}
     assert bool(beside) == (profile == "full") and {f"eval/ablation/alpha/{a:g}/s0" for a in p.ablation_alphas} <= set(keys)
     assert all(unit_tasks(k, p) == p.alpha_tasks for k in beside)
+    # the sweep's seeds start with the main table's and may go beyond them (full: 10 against 5)
+    sweep = {int(k.split("/s")[1]) for k in keys if k.startswith("eval/alpha/")}
+    assert sweep == set(opts.sweep_seeds()) == set(range(p.alpha_seeds))
+    assert (max(sweep) >= p.seeds) == (profile == "full")
 
 
 def test_finished_sessions_are_skipped_without_a_chain(tmp_path: Path) -> None:

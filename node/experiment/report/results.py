@@ -466,8 +466,8 @@ def _ablation_point(records: dict[str, dict], seeds: list[int], host: Table, alp
             "seeds": len({s for a in ABLATION_ROWS for s in table.units[a]})}
 
 
-def ablations(records: dict[str, dict], seeds: list[int], main: Table, alphas: Sequence[float] = ()
-              ) -> dict[str, Any]:
+def ablations(records: dict[str, dict], seeds: list[int], main: Table, alphas: Sequence[float] = (),
+              sweep_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """The ablation rows (E-through, U-concat: accuracy on the main table's evaluation tasks, chain
     check, costs) and the decomposition of U − M-learned into mechanisms, each step paired per task
     with its two-level bootstrap interval; `by_alpha` the same beside each alpha-sweep point of
@@ -476,9 +476,10 @@ def ablations(records: dict[str, dict], seeds: list[int], main: Table, alphas: S
     if not out:
         return {}
     out["definitions"] = ABLATION_DEFINITIONS
+    sweep_seeds = list(seeds if sweep_seeds is None else sweep_seeds)
     by_alpha = {}
     for alpha in alphas:
-        point = _ablation_point(records, seeds, Table(records, seeds, alpha=alpha), alpha)
+        point = _ablation_point(records, sweep_seeds, Table(records, sweep_seeds, alpha=alpha), alpha)
         if point:
             by_alpha[f"{alpha:g}"] = {"alpha": alpha, **point}
     if by_alpha:
@@ -762,7 +763,7 @@ def alpha_sweep(records: dict[str, dict], opts: RunOptions, main_point: dict[str
     """`sweeps.alpha.<alpha>`: each alpha's architectures and ceilings (the main table's alpha from
     the main table's records); `alphas` lists the points in order."""
     p = opts.profile
-    seeds = opts.seeds()
+    seeds = opts.sweep_seeds()
     out: dict[str, Any] = {"alphas": [], "reduced": p.reduced,
                            "definition": "gap = U minus the best modular architecture of the same seed (M-rules, "
                                          "M-fixed, M-learned, M-regret, E-d; the best picked after the fact on the "
@@ -1248,7 +1249,8 @@ def build_results(records: dict[str, dict], opts: RunOptions, run: dict[str, Any
     chain = chain_check(records)
     transport = transports(records, opts)
     ceilings = {**main_point["ceilings"], "definitions": CEILING_DEFINITIONS}
-    ablation = ablations(records, seeds, table, [a for a in opts.profile.ablation_alphas if opts.data is None])
+    ablation = ablations(records, seeds, table, [a for a in opts.profile.ablation_alphas if opts.data is None],
+                         opts.sweep_seeds())
     for row, entry in (ablation.get("rows") or {}).items():
         entry["cost_usd_per_task"] = cost_usd_per_task(entry, prices)
         archs[row] = entry
