@@ -166,6 +166,8 @@ class BenchChain:
         self._keys_lock = threading.Lock()
         self._generated: list[tuple[NodeKey, str | None]] = []
         self.funded_wei = 0
+        self.accounts = ANVIL_ACCOUNTS if anvil is not None else 0
+        """Dev accounts the private Anvil funded at start (`start`); 0 on a chain the bench did not start."""
         self.returned_wei = 0
         self._deployer = None
         self._deployer_lock = threading.RLock()  # its nonces: one sender at a time
@@ -175,23 +177,28 @@ class BenchChain:
 
     @classmethod
     def start(cls, work_dir: Path, rpc_url: str | None = None, block_time: float = 0.0, keys: BenchKeys | None = None,
-              keys_dir: Path | None = None) -> BenchChain:
+              keys_dir: Path | None = None, node_keys: int = 0) -> BenchChain:
         """Connect to `rpc_url`, or start a private Anvil (stopped by `stop`, and by the kernel if
-        this process dies), auto-mining or mining a block every `block_time` seconds."""
+        this process dies), auto-mining or mining a block every `block_time` seconds, with a funded
+        dev account for each of the `node_keys` node keys the run will allocate (at least
+        `ANVIL_ACCOUNTS`): the deployer's own balance funds only keys beyond those."""
         from node.devnet.anvil import Anvil
 
         work_dir.mkdir(parents=True, exist_ok=True)
         anvil = None
+        accounts = max(ANVIL_ACCOUNTS, NODE_KEY_START + node_keys + 1)
         if rpc_url is None:
-            anvil = Anvil.start(accounts=ANVIL_ACCOUNTS, log_path=None, die_with_parent=True,
+            anvil = Anvil.start(accounts=accounts, log_path=None, die_with_parent=True,
                                 block_time=block_time or None).stop_at_exit()
             rpc_url = anvil.rpc_url
         try:
-            return cls(rpc_url, work_dir, anvil, keys, keys_dir)
+            chain = cls(rpc_url, work_dir, anvil, keys, keys_dir)
         except BaseException:
             if anvil is not None:
                 anvil.stop()
             raise
+        chain.accounts = accounts if anvil is not None else 0
+        return chain
 
     def stop(self) -> None:
         if self.anvil is not None:
@@ -254,7 +261,7 @@ class BenchChain:
             indices = list(range(self._next_key, self._next_key + n))
             self._next_key += n
         keys = [NodeKey.dev(i) for i in indices]
-        if not self.own_chain or indices[-1] >= ANVIL_ACCOUNTS:
+        if not self.own_chain or indices[-1] >= self.accounts:
             self._fund([k.address for k in keys], FUND_WEI, MIN_BALANCE_WEI)
         return keys
 

@@ -264,11 +264,12 @@ class Bench:
             shutil.rmtree(work, ignore_errors=True)
             t0 = time.perf_counter()
             self.ui.status("starting the chain")
+            plan = chain_plan(on_chain, self.profile)
             self.chain = BenchChain.start(work, self.opts.rpc_url, self.profile.block_time, keys=self.keys,
-                                          keys_dir=self.out / KEYS_DIR)
+                                          keys_dir=self.out / KEYS_DIR, node_keys=plan.keys)
             try:  # before any training or transaction: a keystore run the funder cannot pay stops here
                 self.chain.return_leftovers()
-                self.chain.check_funds(chain_plan(on_chain, self.profile))
+                self.chain.check_funds(plan)
                 self.timings["chain_start_s"] = time.perf_counter() - t0
                 if hasattr(os, "fork") and sys.platform.startswith("linux"):
                     self.zygote = Zygote()
