@@ -162,8 +162,9 @@ FULL = Profile(
     width_seeds=3,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
-every sweep point on the same 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per
-architecture and point), the E-d and robustness grids run on 2 seeds; the ablation rows
+every alpha-sweep point on 10 seeds (the main table's 5 and 5 more) x 5,000 off chain; the sweeps'
+chain samples are smaller (12 tasks per architecture and point), the E-d and robustness grids run
+on 2 seeds; the ablation rows
 (E-through, U-concat) on every seed's 5,000, with 24 of them through the chain, and at alpha 0 and 1
 on the sweep's seeds and tasks (12 through the chain); the alignment curve
 on every seed's 5,000, its map fitted and registered from 25 anchors published on chain and 24 of
