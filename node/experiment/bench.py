@@ -103,7 +103,7 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
     keys = None if r.report_only else bench_keys(r.keystore, r.password_file, r.fund_per_key)
     n_ports = 0 if r.report_only or r.node_port is None else check_node_ports(opts, folder, r.node_port)
     if r.fresh and not r.report_only:
-        for name in (CHECKPOINT, RUN_FILE):
+        for name in (CHECKPOINT, RUN_FILE, INVOCATIONS):
             (folder / name).unlink(missing_ok=True)
         shutil.rmtree(folder / ".work", ignore_errors=True)
     started = time.time()
@@ -123,6 +123,9 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
             try:
                 runner.run()
             finally:
+                if done < len(planned):  # it had units to run (a finished folder re-rendered is not one)
+                    record_invocation(folder, started, time.time(), done,
+                                      sum(runner.checkpoint.done(key) for key in planned), len(planned))
                 if runner.signing:
                     print_funds(runner.signing, console)
             timings, signing = runner.timings, runner.signing
@@ -146,7 +149,9 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
     previous, env = _previous(folder)
     if r.report_only and previous:  # the run's own facts, not the re-rendering's
         run.update({k: previous[k] for k in ("started", "started_ts", "finished", "wall_s", "timings", "chain",
-                                             "signing") if k in previous})
+                                             "signing", "invocations", "wall_s_total") if k in previous})
+    elif not r.report_only:
+        run.update(invocations_of(folder))
     results = write_report(records, opts, folder, run, env if r.report_only else None)
     print_summary(results, console)
     took = "" if r.report_only else f"  ({time.time() - started:.0f} s)"
@@ -203,6 +208,37 @@ def node_ports(first: int | None, count: int) -> Any:
 def _overrides(saved_profile: dict) -> dict:
     base = PROFILES[saved_profile["name"]].to_dict()
     return {k: v for k, v in saved_profile.items() if k in ("seeds", "tasks") and v != base.get(k)}
+
+
+INVOCATIONS = "invocations.jsonl"
+"""One line per `chorus bench` invocation that ran units in the folder (a resumed run has several):
+its start, end, wall seconds and units finished before and after, written even when it fails."""
+
+
+def record_invocation(folder: Path, started: float, finished: float, done_before: int, done_after: int,
+                      planned: int) -> None:
+    line = {"started_ts": started, "finished_ts": finished, "wall_s": finished - started,
+            "units_before": done_before, "units_after": done_after, "units_planned": planned}
+    with open(folder / INVOCATIONS, "a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def invocations_of(folder: Path) -> dict[str, Any]:
+    """`invocations` (the folder's invocations, in order) and `wall_s_total` (their wall seconds
+    summed: the run's wall time when it was resumed); empty when none was recorded."""
+    try:
+        lines = (folder / INVOCATIONS).read_text().splitlines()
+    except OSError:
+        return {}
+    found = []
+    for text in lines:
+        try:
+            found.append(json.loads(text))
+        except ValueError:  # a line cut short by a kill: the others still count
+            continue
+    if not found:
+        return {}
+    return {"invocations": found, "wall_s_total": sum(float(x["wall_s"]) for x in found)}
 
 
 def _previous(folder: Path) -> tuple[dict | None, dict | None]:

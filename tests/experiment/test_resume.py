@@ -100,3 +100,25 @@ def test_the_profile_sets_how_many_sets_train_at_once(tmp_path: Path, profile: s
     assert opts.profile.train_workers == (2 if profile == "full" else 1)
     with pytest.raises(ValueError, match="at least 1"):
         Factory(workers=0)
+
+
+def test_a_resumed_run_reports_the_wall_time_of_all_its_invocations(tmp_path: Path) -> None:
+    """Each invocation that ran units leaves a line (also when it failed); the report's wall time
+    is their sum, with each part, and a line cut short by a kill is skipped."""
+    from node.experiment.bench import INVOCATIONS, invocations_of, record_invocation
+    from node.experiment.report.render import _wall
+
+    assert invocations_of(tmp_path) == {}
+    record_invocation(tmp_path, 100.0, 2513.0, 0, 629, 637)  # stopped by a failure
+    with open(tmp_path / INVOCATIONS, "a") as f:
+        f.write('{"started_ts": 2600.0, "wall')  # killed while writing
+        f.write("\n")
+    record_invocation(tmp_path, 2600.0, 2676.0, 629, 637, 637)
+    got = invocations_of(tmp_path)
+    assert [x["units_after"] for x in got["invocations"]] == [629, 637]
+    assert got["wall_s_total"] == 2413.0 + 76.0
+    text = _wall({"wall_s": 76.0, **got})
+    assert text == "2,489 s over 2 invocations (a resumed run: 2,413 s, 76 s)"
+    # a later invocation with nothing left to run reports the run's time, not its own
+    assert _wall({"wall_s": 0.01, "invocations": got["invocations"][:1], "wall_s_total": 2413.0}) == "2413 s"
+    assert _wall({"wall_s": 12.0}) == "12 s"  # older folders: no invocations recorded

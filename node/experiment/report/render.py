@@ -57,6 +57,18 @@ FALLBACK_MARK = "†"
 """Marks an accuracy measured on the chain sample only (records without an evaluation set)."""
 
 
+def _wall(run: dict[str, Any]) -> str:
+    """The run's wall time: that of the invocation that ran its units (not of a later one that only
+    re-rendered a finished folder), or, for a resumed run, all its invocations' summed."""
+    parts = run.get("invocations") or []
+    if len(parts) > 1:
+        each = ", ".join(f"{float(x['wall_s']):,.0f} s" for x in parts)
+        return f"{float(run['wall_s_total']):,.0f} s over {len(parts)} invocations (a resumed run: {each})"
+    if parts:
+        return f"{float(parts[0]['wall_s']):.0f} s"
+    return f"{_num(run.get('wall_s'), '{:.0f}')} s"
+
+
 def _accuracy_cell(a: dict[str, Any]) -> str:
     cell = _pct(a.get("accuracy"), a.get("accuracy_ci"))
     return cell + (f" {FALLBACK_MARK}" if a.get("accuracy_source") == CHAIN else "")
@@ -120,7 +132,7 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
                + (f"{_num(n_eval, '{}')} evaluation tasks per seed scored off chain, of which " if measured else "")
                + f"{archs['U']['tasks_per_seed']} on-chain tasks per (seed, architecture) at synergy alpha={prof['alpha']:g}. "
                f"Finished {run.get('finished', '?')} on {env.get('cpu') or '?'} ({env.get('cores')} cores), "
-               f"wall time {_num(run.get('wall_s'), '{:.0f}')} s. Data: {run.get('data') or 'synthetic market (models.data.synthetic)'}; "
+               f"wall time {_wall(run)}. Data: {run.get('data') or 'synthetic market (models.data.synthetic)'}; "
                f"chain: {run.get('chain')}.")
     out += ["", ("Two tiers. **The measurement**: each seed's evaluation set is scored off chain by the very ONNX "
                  "files the nodes run, decided and fused as the nodes and TaskBoard do; accuracy, macro-F1, the "
