@@ -150,10 +150,7 @@ class Bench:
             out.append(Session(f"main-s{seed}", units, self.spec(seed), main,
                                lambda ready, seed=seed, first=(n == 0): self._main_session(ready, seed, first)))
             if n < p.ablation_seeds and self.synthetic:
-                out.append(Session(f"ablation-s{seed}", [f"eval/ablation/s{seed}",
-                                                         *(f"ablation/s{seed}/a{a}" for a in ABLATION_ARCHS)],
-                                   self.spec(seed, kind="ablation"), lambda ms: ablation_specs(),
-                                   lambda ready, seed=seed: self._ablation_session(ready, seed)))
+                out.append(self._ablation_plan(seed))
             if n < p.alignment_seeds and self.synthetic:
                 out.append(Session(f"alignment-s{seed}", [f"alignment/s{seed}", f"alignment/chain/s{seed}"],
                                    self.spec(seed, kind="alignment"),
@@ -186,14 +183,7 @@ class Bench:
                                            lambda ms: main_specs(ms.uni_best, ms.rules, replace(p, u_replicas=1)),
                                            lambda ready, alpha=alpha, seed=seed: self._alpha_session(ready, alpha, seed)))
                         if alpha in p.ablation_alphas:
-                            prefix = ablation_prefix(alpha)
-                            out.append(Session(f"ablation-a{alpha:g}-s{seed}",
-                                               [f"eval/{prefix}/s{seed}",
-                                                *(f"{prefix}/s{seed}/a{a}" for a in ABLATION_ARCHS)],
-                                               self.spec(seed, alpha, p.alpha_tasks, kind="ablation"),
-                                               lambda ms: ablation_specs(),
-                                               lambda ready, alpha=alpha, seed=seed:
-                                               self._ablation_session(ready, seed, alpha)))
+                            out.append(self._ablation_plan(seed, alpha))
             for d in p.dims:
                 for dtype in p.dtypes:
                     if (d, dtype) == (16, "f32"):
@@ -770,6 +760,16 @@ class Bench:
                                         meta={"seed": seed, "alpha": alpha, "offchain": ms.meta["offchain"]}), ev)
                 for a in ALPHA_ARCHS if not self.checkpoint.done(f"alpha/{alpha:g}/s{seed}/a{a}")]
         self._run_together(ready, jobs)
+
+    def _ablation_plan(self, seed: int, alpha: float | None = None) -> Session:
+        """The session of the ablation rows beside the main table (`alpha` None) or beside that
+        alpha-sweep point, on its seed's model set of kind "ablation" (the host table's data)."""
+        prefix = ablation_prefix(alpha)
+        name = f"ablation-s{seed}" if alpha is None else f"ablation-a{alpha:g}-s{seed}"
+        spec = self.spec(seed, kind="ablation") if alpha is None else self.spec(seed, alpha, self.profile.alpha_tasks,
+                                                                                kind="ablation")
+        return Session(name, [f"eval/{prefix}/s{seed}", *(f"{prefix}/s{seed}/a{a}" for a in ABLATION_ARCHS)], spec,
+                       lambda ms: ablation_specs(), lambda ready: self._ablation_session(ready, seed, alpha))
 
     def _ablation_session(self, ready: Ready, seed: int, alpha: float | None = None) -> None:
         """The ablation rows on the main table's evaluation set, or with `alpha` on that alpha-sweep
