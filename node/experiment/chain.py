@@ -126,7 +126,7 @@ class BenchChain:
     """The chain of the run: an Anvil started here (or any RPC), clients, key allocation."""
 
     def __init__(self, rpc_url: str, work_dir: Path, anvil: Any = None, keys: BenchKeys | None = None,
-                 keys_dir: Path | None = None) -> None:
+                 keys_dir: Path | None = None, accounts: int = ANVIL_ACCOUNTS) -> None:
         from node.chain.artifacts import load_protocol_artifacts
         from node.chain.client import Web3Client
         from node.chain.contracts import revert_decoder
@@ -166,7 +166,7 @@ class BenchChain:
         self._keys_lock = threading.Lock()
         self._generated: list[tuple[NodeKey, str | None]] = []
         self.funded_wei = 0
-        self.accounts = ANVIL_ACCOUNTS if anvil is not None else 0
+        self.accounts = accounts if anvil is not None else 0
         """Dev accounts the private Anvil funded at start (`start`); 0 on a chain the bench did not start."""
         self.returned_wei = 0
         self._deployer = None
@@ -192,13 +192,11 @@ class BenchChain:
                                 block_time=block_time or None).stop_at_exit()
             rpc_url = anvil.rpc_url
         try:
-            chain = cls(rpc_url, work_dir, anvil, keys, keys_dir)
+            return cls(rpc_url, work_dir, anvil, keys, keys_dir, accounts)
         except BaseException:
             if anvil is not None:
                 anvil.stop()
             raise
-        chain.accounts = accounts if anvil is not None else 0
-        return chain
 
     def stop(self) -> None:
         if self.anvil is not None:
