@@ -534,19 +534,21 @@ def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | No
                for s, u in units.items()}
     ref = [correct[s]["reference"] for s in seeds]
 
-    def versus(name: str) -> dict[str, Any]:
-        vals = [correct[s][name] for s in seeds]
+    def versus(vals: list[np.ndarray]) -> dict[str, Any]:
+        """Accuracy of per-seed correctness `vals`, and its difference from the reference paired per task."""
         acc, ci = M.boot_mean(vals)
         diff, dci = M.paired_difference(vals, ref)
         return {"accuracy": acc, "accuracy_ci": ci,
                 "diff_vs_reference": {"diff": diff, "ci": dci, "excludes_zero": M.excludes_zero(dci)}}
 
+    def point(k: int, vals: list[np.ndarray], by_k: list[dict[str, Any]]) -> dict[str, Any]:
+        """One K of a curve: `versus`, and CKA and residual over the seeds' `by_k` entries."""
+        cka, cka_ci = M.interval([b["cka"] for b in by_k])
+        res, res_ci = M.interval([b["residual"] for b in by_k])
+        return {"k": k, **versus(vals), "cka": cka, "cka_ci": cka_ci, "residual": res, "residual_ci": res_ci}
+
     ks = [k for k in opts.profile.alignment_ks if all(str(k) in units[s]["actions"] for s in seeds)]
-    curve = []
-    for k in ks:
-        cka, cka_ci = M.interval([units[s]["by_k"][str(k)]["cka"] for s in seeds])
-        res, res_ci = M.interval([units[s]["by_k"][str(k)]["residual"] for s in seeds])
-        curve.append({"k": k, **versus(str(k)), "cka": cka, "cka_ci": cka_ci, "residual": res, "residual_ci": res_ci})
+    curve = [point(k, [correct[s][str(k)] for s in seeds], [units[s]["by_k"][str(k)] for s in seeds]) for k in ks]
     acc, ci = M.boot_mean(ref)
     cka0, cka0_ci = M.interval([u["cka_before"] for u in units.values()])
     res0, res0_ci = M.interval([u["residual_before"] for u in units.values()])
@@ -578,18 +580,9 @@ def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | No
     common = set.intersection(*(set(u.get("variants") or {}) for u in units.values()))
     for name in [n for n in units[seeds[0]].get("variants") or {} if n in common]:  # the curve's order
         vs = {s: units[s]["variants"][name] for s in seeds}
-        points = []
-        for k in opts.profile.alignment_ks:
-            if not all(str(k) in v["actions"] for v in vs.values()):
-                continue
-            vals = [M.correctness(vs[s]["actions"][str(k)], units[s]["labels"]) for s in seeds]
-            v_acc, v_ci = M.boot_mean(vals)
-            diff, dci = M.paired_difference(vals, ref)
-            cka, cka_ci = M.interval([v["by_k"][str(k)]["cka"] for v in vs.values()])
-            res, res_ci = M.interval([v["by_k"][str(k)]["residual"] for v in vs.values()])
-            points.append({"k": k, "accuracy": v_acc, "accuracy_ci": v_ci,
-                           "diff_vs_reference": {"diff": diff, "ci": dci, "excludes_zero": M.excludes_zero(dci)},
-                           "cka": cka, "cka_ci": cka_ci, "residual": res, "residual_ci": res_ci})
+        points = [point(k, [M.correctness(vs[s]["actions"][str(k)], units[s]["labels"]) for s in seeds],
+                        [vs[s]["by_k"][str(k)] for s in seeds])
+                  for k in opts.profile.alignment_ks if all(str(k) in v["actions"] for v in vs.values())]
         first = vs[seeds[0]]
         variants[name] = {"apart": first["apart"], "method": first["method"], "curve": points,
                           "cka_before": M.interval([v["cka_before"] for v in vs.values()])[0],
@@ -597,7 +590,8 @@ def alignment(records: dict[str, dict], opts: RunOptions) -> dict[str, Any] | No
     return {"ks": ks, "seeds": len(seeds), "method": "procrustes", "anchors": units[seeds[0]]["anchors"]["source"],
             "tasks_per_seed": _one_or_list([u["n"] for u in units.values()]),
             "curve": curve, "reference": {"accuracy": acc, "accuracy_ci": ci},
-            "dropped": versus("dropped") if all("dropped" in correct[s] for s in seeds) else None,
+            "dropped": versus([correct[s]["dropped"] for s in seeds]) if all("dropped" in correct[s] for s in seeds)
+            else None,
             "cka_before": cka0, "cka_before_ci": cka0_ci, "residual_before": res0, "residual_before_ci": res0_ci,
             "gas": gas, "chain": chain, "variants": variants, "hidden": _apart_hidden(units[seeds[0]]),
             "reference_equals_main_ed": None if any(r is None for r in replay) else all(replay),
