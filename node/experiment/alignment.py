@@ -377,17 +377,20 @@ def alignment_curve(main_manifest: Path, apart_manifest: Path, stream: Any, anch
     return out
 
 
-def variants_record(curve: dict[str, Any]) -> dict[str, Any]:
-    """`curve["variants"]` as the alignment unit's record keeps it (`variants`): per variant its
-    apart agent, method, model id, CKA and residual before any map, and per K (string keys) the
-    finalized actions (`report.metrics.encode_actions`), the map's id, CKA and residual."""
+def by_k_record(by_k: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A curve's `by_k` as the alignment unit's record keeps it: `ks`, and per K (string keys) the
+    finalized actions (`report.metrics.encode_actions`) and the map's id, CKA and residual."""
     from node.experiment.report.metrics import encode_actions
 
+    return {"ks": sorted(by_k), "actions": {str(k): encode_actions(p["actions"]) for k, p in by_k.items()},
+            "by_k": {str(k): {f: p[f] for f in ("map_id", "cka", "residual")} for k, p in by_k.items()}}
+
+
+def variants_record(curve: dict[str, Any]) -> dict[str, Any]:
+    """`curve["variants"]` as the alignment unit's record keeps it (`variants`): per variant its
+    apart agent, method, model id, CKA and residual before any map, and its `by_k_record`."""
     return {name: {**{f: v[f] for f in ("apart", "method", "model_id", "cka_tasks", "cka_before",
-                                        "residual_before", "anchors_usable")},
-                   "ks": sorted(v["by_k"]),
-                   "actions": {str(k): encode_actions(p["actions"]) for k, p in v["by_k"].items()},
-                   "by_k": {str(k): {f: p[f] for f in ("map_id", "cka", "residual")} for k, p in v["by_k"].items()}}
+                                        "residual_before", "anchors_usable")}, **by_k_record(v["by_k"])}
             for name, v in curve.get("variants", {}).items()}
 
 

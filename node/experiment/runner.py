@@ -803,8 +803,8 @@ class Bench:
         checked against the map fitted off chain on the same anchors; and `alignment_tasks` of the
         evaluation set through the chain, each finalized action checked against the off-chain
         replay through that map (the run's chain check)."""
-        from node.experiment.alignment import (ANCHOR_SOURCE, alignment_curve, anchor_stream, register_on_chain,
-                                               variants_record)
+        from node.experiment.alignment import (ANCHOR_SOURCE, alignment_curve, anchor_stream, by_k_record,
+                                               register_on_chain, variants_record)
         from node.experiment.modelsets import dataset_config
 
         key, chain_key = f"alignment/s{seed}", f"alignment/chain/s{seed}"
@@ -844,12 +844,12 @@ class Bench:
         reference = encode_actions(curve["reference"])
         labels = encode_actions(curve["labels"])
         if not self.checkpoint.done(key):
+            main_curve = by_k_record(curve["by_k"])
             self._add({
                 "key": key, "seed": seed, "n": curve["n"], "labels": labels,
                 "actions": {"reference": reference, "dropped": encode_actions(curve["dropped"]),
-                            **{str(k): encode_actions(v["actions"]) for k, v in curve["by_k"].items()}},
-                "ks": sorted(curve["by_k"]), "by_k": {str(k): {n: v[n] for n in ("map_id", "cka", "residual")}
-                                                      for k, v in curve["by_k"].items()},
+                            **main_curve["actions"]},
+                "ks": main_curve["ks"], "by_k": main_curve["by_k"],
                 "variants": variants_record(curve),
                 "cka_before": curve["cka_before"], "residual_before": curve["residual_before"],
                 "cka_tasks": curve["cka_tasks"], "model_ids": curve["model_ids"],
