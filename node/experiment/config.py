@@ -79,6 +79,12 @@ class Profile:
     """Seeds of each alpha-sweep point: seed, seed + 1, ... (`RunOptions.sweep_seeds`), the first of
     them the main table's; it may exceed `seeds` (each point's model sets are its own). The seed-to-
     seed spread of the trained models, not the evaluation tasks, sets the sweep's intervals."""
+    alpha_seed_counts: tuple[tuple[float, int], ...] = ()
+    """Points that run on more (or fewer) seeds than `alpha_seeds`: (alpha, seeds) pairs, seeds again
+    seed, seed + 1, ... A point's interval narrows as one over the square root of its seeds, and the
+    spread between seeds differs by point and architecture (the decision stacker's at high synergy
+    is two to three times the others'), so the seeds go where the spread is. The ablation rows beside
+    a point run on its first `alpha_seeds` seeds only."""
     alpha_tasks: int = 16
     agents: tuple[int, ...] = (2, 4)
     """N sweep: agent processes per task (roles market, sentiment, risk, fusion, then replicas)."""
@@ -141,6 +147,14 @@ class Profile:
     reduced: bool = True
     """Whether the sweeps are a reduced grid (quick, tiny) rather than the full one."""
 
+    def __post_init__(self) -> None:
+        for alpha, n in self.alpha_seed_counts:
+            if alpha not in self.alphas or alpha == self.alpha:
+                raise ValueError(f"alpha_seed_counts names alpha {alpha:g}, which is not a sweep point "
+                                 f"(alphas: {', '.join(f'{a:g}' for a in self.alphas) or 'none'})")
+            if n < 1:
+                raise ValueError(f"alpha_seed_counts: alpha {alpha:g} needs at least 1 seed, got {n}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -155,15 +169,17 @@ QUICK = Profile(
 FULL = Profile(
     name="full", seeds=5, tasks=100, eval_tasks=5000,
     train=TrainBudget(n_train=5000, n_val=1000, epochs=20, patience=3, trials=4), train_workers=2,
-    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=10, alpha_tasks=12,
+    u_replicas=3, cost_seeds=1, paced=4, alphas=(0.0, 0.25, 0.75, 1.0), alpha_seeds=10,
+    alpha_seed_counts=((0.0, 12), (0.75, 24), (1.0, 15)), alpha_tasks=12,
     agents=(2, 4, 8, 16), n_tasks=12, dims=(4, 16, 64, 384), dtypes=("f32", "i8", "binary"), ed_tasks=12, ed_seeds=2,
     robust_tasks=12, robust_seeds=2, reduced=False, transport_tasks=24, ablation_seeds=5,
     ablation_tasks=24, ablation_alphas=(0.0, 1.0), alignment_seeds=5, alignment_chain_anchors=25, alignment_tasks=24,
     width_seeds=3,
 )
 """Every architecture on 5 seeds x 5,000 evaluation tasks with 100 of them through the chain, and
-every alpha-sweep point on 10 seeds (the main table's 5 and 5 more) x 5,000 off chain; the sweeps'
-chain samples are smaller (12 tasks per architecture and point), the E-d and robustness grids run
+every alpha-sweep point on 10 seeds or more (the main table's 5 and 5 more; 12 at alpha 0, 24 at
+0.75 and 15 at 1, where the previous full run's seed-to-seed spread left an interval wider than
+±1.0 point on 10) x 5,000 off chain; the sweeps' chain samples are smaller (12 tasks per architecture and point), the E-d and robustness grids run
 on 2 seeds; the ablation rows
 (E-through, U-concat) on every seed's 5,000, with 24 of them through the chain, and at alpha 0 and 1
 on the sweep's seeds and tasks (12 through the chain); the alignment curve
@@ -216,6 +232,9 @@ class RunOptions:
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.profile.seeds)]
 
-    def sweep_seeds(self) -> list[int]:
-        """The seeds of each alpha-sweep point (and of the ablation rows beside them)."""
-        return [self.seed + i for i in range(self.profile.alpha_seeds)]
+    def sweep_seeds(self, alpha: float | None = None) -> list[int]:
+        """The seeds of alpha-sweep point `alpha` (`Profile.alpha_seed_counts`, else `alpha_seeds`);
+        without `alpha`, the `alpha_seeds` every point has (those of the ablation rows beside them)."""
+        counts = dict(self.profile.alpha_seed_counts)
+        n = counts.get(alpha, self.profile.alpha_seeds) if alpha is not None else self.profile.alpha_seeds
+        return [self.seed + i for i in range(n)]

@@ -177,12 +177,13 @@ class Bench:
                 for alpha in p.alphas:
                     if alpha == p.alpha:
                         continue
-                    for seed in self.opts.sweep_seeds():
+                    beside = set(self.opts.sweep_seeds())  # the ablation rows' seeds at every point
+                    for seed in self.opts.sweep_seeds(alpha):
                         units = [f"eval/alpha/{alpha:g}/s{seed}", *(f"alpha/{alpha:g}/s{seed}/a{a}" for a in ALPHA_ARCHS)]
                         out.append(Session(f"alpha-{alpha:g}-s{seed}", units, self.spec(seed, alpha, p.alpha_tasks),
                                            lambda ms: main_specs(ms.uni_best, ms.rules, replace(p, u_replicas=1)),
                                            lambda ready, alpha=alpha, seed=seed: self._alpha_session(ready, alpha, seed)))
-                        if alpha in p.ablation_alphas:
+                        if alpha in p.ablation_alphas and seed in beside:
                             out.append(self._ablation_plan(seed, alpha))
             for d in p.dims:
                 for dtype in p.dtypes:

@@ -93,7 +93,10 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
     """Every unit a run of `profile` over `seeds` writes (sweeps included)."""
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, Any]] = {}
-    sweep = [seeds[0] + i for i in range(profile.alpha_seeds)]  # RunOptions.sweep_seeds: may go beyond `seeds`
+    counts = dict(profile.alpha_seed_counts)
+
+    def sweep(alpha: float) -> list[int]:  # RunOptions.sweep_seeds(alpha): may go beyond `seeds`
+        return [seeds[0] + i for i in range(counts.get(alpha, profile.alpha_seeds))]
 
     def add(record: dict[str, Any]) -> None:
         out[record["key"]] = record
@@ -125,7 +128,7 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
     for alpha in profile.alphas:
         # at alpha 0, U is as good as M-learned; above it, better
         skills = {a: SKILLS[a] - 0.1 * (a == Arch.U) * (1 - alpha) for a in ARCH_NAMES}
-        for s in sweep:
+        for s in sweep(alpha):
             table(f"alpha/{alpha:g}/s{s}", f"eval/alpha/{alpha:g}/s{s}", s, alpha, profile.alpha_tasks, skills,
                   {a: {"seed": s, "alpha": alpha} for a in ARCH_NAMES}, ALPHA_ARCHS)
     for d in profile.dims:
@@ -168,7 +171,7 @@ def full_records(profile: Profile, seeds: list[int], n: int = 12, seed: int = 0,
     if eval_set:  # the ablation rows: the host table's evaluation tasks, a chain sample of their own
         hosts = [("ablation", "eval", s, profile.ablation_tasks, {}) for s in seeds[:profile.ablation_seeds]]
         hosts += [(f"ablation/alpha/{alpha:g}", f"eval/alpha/{alpha:g}", s, profile.alpha_tasks, {"alpha": alpha})
-                  for alpha in profile.ablation_alphas for s in sweep]
+                  for alpha in profile.ablation_alphas for s in sweep(None)]  # the base seeds, as the runner
         for prefix, host, s, k, meta in hosts:
             main_ev = out[f"{host}/s{s}"]
             drawn = sorted(int(i) for i in rng.choice(main_ev["n"], min(k, main_ev["n"]), replace=False))

@@ -558,6 +558,29 @@ def test_the_alpha_sweep_may_have_more_seeds_than_the_main_table(tmp_path: Path)
     assert sw["1"]["architectures"]["U"]["accuracy"] == pytest.approx(acc)
 
 
+def test_a_sweep_point_runs_on_the_seeds_its_count_gives(tmp_path: Path) -> None:
+    profile = replace(get_profile("quick", seeds=2), alpha_seeds=3, alpha_seed_counts=((1.0, 5),),
+                      ablation_alphas=(1.0,))
+    opts = RunOptions(profile=profile, seed=0, out=tmp_path)
+    assert opts.sweep_seeds(1.0) == [0, 1, 2, 3, 4] and opts.sweep_seeds(0.0) == opts.sweep_seeds() == [0, 1, 2]
+    records = full_records(profile, opts.seeds())
+    r = build_results(records, opts, make_run_info(opts, "test-run", time.time() - 100, time.time(), {}, "anvil"), ENV)
+    sw = r["sweeps"]["alpha"]
+    assert sw["1"]["architectures"]["U"]["seeds"] == 5 and sw["0"]["architectures"]["U"]["seeds"] == 3
+    assert r["ablations"]["by_alpha"]["1"]["seeds"] == 3  # the ablation rows beside it: the base seeds
+    # a seed beyond the count is not read, even where its records exist
+    extra = full_records(replace(profile, alpha_seed_counts=((1.0, 6),)), opts.seeds())
+    assert "alpha/1/s5/a6" in extra
+    assert build_results(extra, opts, make_run_info(opts, "test-run", time.time() - 100, time.time(), {}, "anvil"),
+                         ENV)["sweeps"]["alpha"]["1"]["architectures"]["U"]["seeds"] == 5
+
+
+@pytest.mark.parametrize("counts", [((0.3, 4),), ((0.5, 4),), ((1.0, 0),)])
+def test_a_seed_count_for_no_sweep_point_is_refused(counts: tuple) -> None:
+    with pytest.raises(ValueError, match="alpha_seed_counts"):
+        replace(get_profile("quick"), alpha_seed_counts=counts)
+
+
 def test_ablation_units_on_other_tasks_than_the_main_table_are_refused(run_setup) -> None:
     opts, records, run = run_setup
     ev = records["eval/ablation/s0"]

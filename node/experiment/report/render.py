@@ -534,7 +534,7 @@ def _alpha_section(results: dict[str, Any], plots: dict[str, str]) -> list[str]:
         return out + [f"Not run ({sw.get('skipped', 'no points')}).", ""]
     if sw.get("reduced"):
         out += ["*Reduced sweep (quick profile): alpha in " + ", ".join(f"{a:g}" for a in sw["alphas"]) +
-                "; the full profile runs 0, 0.25, 0.5, 0.75, 1 with 5 seeds.*", ""]
+                "; the full profile runs 0, 0.25, 0.5, 0.75, 1 with 10 seeds or more.*", ""]
     if plots.get("alpha"):
         out += [f"![gap vs alpha]({plots['alpha']})", ""]
     names = list(ARCH_NAMES.values())

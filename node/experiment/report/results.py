@@ -757,7 +757,6 @@ def alpha_sweep(records: dict[str, dict], opts: RunOptions, main_point: dict[str
     """`sweeps.alpha.<alpha>`: each alpha's architectures and ceilings (the main table's alpha from
     the main table's records); `alphas` lists the points in order."""
     p = opts.profile
-    seeds = opts.sweep_seeds()
     out: dict[str, Any] = {"alphas": [], "reduced": p.reduced,
                            "definition": "gap = U minus the best modular architecture of the same seed (M-rules, "
                                          "M-fixed, M-learned, M-regret, E-d; the best picked after the fact on the "
@@ -765,8 +764,8 @@ def alpha_sweep(records: dict[str, dict], opts: RunOptions, main_point: dict[str
                                          "seeds with its two-level bootstrap interval"}
     for alpha in sorted({p.alpha, *p.alphas}):
         main = alpha == p.alpha
-        point = main_point if main and main_point is not None else table_point(Table(records, seeds,
-                                                                                     None if main else alpha))
+        point = main_point if main and main_point is not None else table_point(
+            Table(records, opts.sweep_seeds(alpha), None if main else alpha))
         if not point["architectures"]:
             continue
         out[alpha_point_key(alpha)] = {"alpha": alpha, **point, "oracle_accuracy": point["ceilings"].get("latent"),
