@@ -3,8 +3,10 @@
 One network reads all three modalities at once (per-modality tokens, cross-modal attention, a
 shared embedding) instead of three agents each publishing a label. Its inputs are the same
 features the agents use (`models.data.features`; headlines through all-MiniLM-L6-v2 f32, the text
-features U was trained on) plus a presence mask; its outputs are `probs` (B, 3) and the U
-`embedding` (B, e). The decision is argmax(probs) with its probability in basis points.
+features U was trained on, one slot per headline, which U reads as a token each) plus a presence
+mask; its outputs are `probs` (B, 3) and the U `embedding` (B, e). The decision is argmax(probs)
+with its probability in basis points. A modality U cannot read counts as missing: prices of fewer
+than 8 points, more headlines than the sentiment feature has slots (HEADLINE_SLOTS).
 
 What leaves the coordinator: the decision (on chain, `publishDecision`) and a commitment to the
 embedding, `sha256(encoded embedding bytes)` (f32 little-endian, `node.protocol.codec.encode_vector`).
@@ -118,7 +120,7 @@ class UAgent(Agent):
                                                                     list[tuple[str, ...]]]:
         """U's inputs for a batch: {modality: (B, F_k)} with zero rows where absent, mask (B, 3),
         and the modalities each row has."""
-        from models.data.features import FEATURE_DIMS, flow_features, market_features, text_features
+        from models.data.features import FEATURE_DIMS, HEADLINE_SLOTS, flow_features, market_features, text_features
 
         n = len(payloads)
         market, sentiment, risk = (AGENT_ROLES.index(r) for r in (Role.MARKET, Role.SENTIMENT, Role.RISK))
@@ -131,9 +133,10 @@ class UAgent(Agent):
             if p.flows:
                 x[U_INPUTS[risk]][i] = flow_features(p.flows)
                 mask[i, risk] = 1.0
-            mask[i, sentiment] = 1.0 if p.headlines else 0.0
-        if mask[:, sentiment].any():  # every headline of the batch in one encoder call
-            x[U_INPUTS[sentiment]] = text_features([list(p.headlines) for p in payloads], self.text_encoder)  # (B, 384)
+            mask[i, sentiment] = 1.0 if 0 < len(p.headlines) <= HEADLINE_SLOTS else 0.0
+        if mask[:, sentiment].any():  # every headline U reads in the batch, in one encoder call
+            x[U_INPUTS[sentiment]] = text_features([list(p.headlines) if mask[i, sentiment] else []
+                                                    for i, p in enumerate(payloads)], self.text_encoder)  # (B, 1152)
         seen = [tuple(m for j, m in enumerate(U_INPUTS) if mask[i, j]) for i in range(n)]
         return x, mask, seen
 

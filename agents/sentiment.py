@@ -1,10 +1,13 @@
 """The sentiment agent: reads the headlines, embedded with all-MiniLM-L6-v2 through onnxruntime.
 
-The text encoder always runs (tokenizers + onnxruntime, no torch). On top of the mean headline
-embedding, the trained `sentiment` ONNX model decides when the manifest has it (and its embedding
-is published); otherwise a deterministic prototype rule decides — cosine similarity to a few
-anchor headlines per class, embedded once at start-up — and the MiniLM embedding itself is
-published, in MiniLM's own embedding space (its model id).
+The text encoder always runs (tokenizers + onnxruntime, no torch). When the manifest has the
+trained `sentiment` ONNX model, it decides on the headlines' embeddings one slot per headline in
+payload order (`models.data.features.text_features`, at most HEADLINE_SLOTS headlines) and its
+embedding is published. Otherwise — or, with the model, for a payload of more headlines than it has
+slots — a deterministic prototype rule decides on the mean headline embedding: cosine similarity to
+a few anchor headlines per class, embedded once at start-up. Without a model the rule's input, the
+unit mean MiniLM embedding, is published, in MiniLM's own embedding space (its model id); beside a
+model the rule publishes a decision only (its vector is not in the model's space).
 """
 
 from __future__ import annotations
@@ -66,19 +69,33 @@ class SentimentAgent(Agent):
         return np.stack(rows).astype(np.float32)  # (3, d)
 
     def text_embedding(self, headlines: list[str]) -> np.ndarray:
-        """Mean of the headlines' normalised embeddings (the trained model's input), (d,)."""
+        """Mean of the headlines' normalised embeddings (the prototype rule's input), (d,)."""
         return self.encoder.embed(list(headlines)).mean(axis=0).astype(np.float32)
+
+    def model_reads(self, headlines: list[str]) -> bool:
+        """Whether the trained model can read these headlines (1 to HEADLINE_SLOTS of them)."""
+        from models.data.features import HEADLINE_SLOTS
+
+        return 0 < len(headlines) <= HEADLINE_SLOTS
+
+    def features(self, headlines: list[str]) -> np.ndarray:
+        """The trained model's input: one embedding slot per headline, (SENTIMENT_DIM,)."""
+        from models.data.features import text_features
+
+        return text_features(list(headlines), self.encoder)
 
     def run(self, task: TaskInput) -> AgentOutput:
         p = task.payload
         if not p.headlines:
             return abstained("sentiment modality missing")
-        mean = self.text_embedding(p.headlines)  # (d,)
-        if self.model is not None:
-            out = self.model(mean)
+        if self.model is not None and self.model_reads(p.headlines):
+            out = self.model(self.features(p.headlines))
             emb = Embedding(out["embedding"][0].astype(np.float32), self.model.model_id, self.model.encoding)
             return decided(out["probs"][0], emb)
+        mean = self.text_embedding(p.headlines)  # (d,)
         unit = mean / (np.linalg.norm(mean) + 1e-12)
         probs = softmax(TEMPERATURE * (self._prototypes @ unit))  # (3,)
+        if self.model is not None:
+            return decided(probs, note=f"{len(p.headlines)} headlines, more than the model's slots: prototype rule")
         emb = Embedding(unit, self.identity.model_id, self.identity.encoding)
         return decided(probs, emb)

@@ -8,7 +8,12 @@ and output names). Graphs, inputs -> outputs (B is a dynamic batch axis):
 | market, sentiment, risk   | features (B, F)                              | embedding (B, d), probs (B, 3) |
 | m-learned, m-learned-dec  | scores (B, A*3), mask (B, A)                 | probs (B, 3) |
 | e-d<d>                    | embeddings (B, A*d), mask (B, A)             | probs (B, 3) |
-| u, u-int8                 | market (B, 26), sentiment (B, 384), risk (B, 10), mask (B, 3) | probs (B, 3), embedding (B, e) |
+| u, u-int8                 | market (B, 26), sentiment (B, 1152), risk (B, 10), mask (B, 3) | probs (B, 3), embedding (B, e) |
+
+The sentiment features (the sentiment agent's and U's) are 3 headline slots of 384
+(`models.data.features.text_features`); U splits them into one token per headline inside the graph.
+Every entry's `extra.features_version` is the `models.data.features.FEATURES_VERSION` its checkpoint
+was trained on (1 where the checkpoint does not say: trained before the version existed).
 
 Parity: onnxruntime must match torch within `PARITY_ATOL` (absolute, on every output) over the
 saved test batch, or export fails. `u-int8` (dynamic int8 weights of every MatMul/Gemm) is checked on
@@ -125,7 +130,7 @@ def graphs_for(models: dict[str, tuple[nn.Module, dict]], batch: FeatureSet) -> 
     out = []
     for name, (model, meta) in models.items():
         common = {"kind": type(model).__name__, "dataset": meta.get("dataset"), "seed": meta.get("seed"),
-                  "test_accuracy": meta.get("test_accuracy")}
+                  "test_accuracy": meta.get("test_accuracy"), "features_version": meta.get("features_version", 1)}
         if isinstance(model, AgentNet):
             k = names.index(name)
             rows = batch.mask[:, k] > 0

@@ -8,7 +8,8 @@ One config dataclass per model; checkpoints store `asdict(config)` beside the we
 - `Stacker`: M-learned, late fusion of the agents' scores (+ presence mask).
 - `EdHead`: E-d, a head on the concatenated (dequantised) agent embeddings (+ mask).
 - `EdJoint`: E-d trained through the bottleneck: agent encoders + quantiser + head, end to end.
-- `UNet`: U, one token per modality, cross-modal self-attention with a CLS token, end to end.
+- `UNet`: U, one token per modality (or per slot: one per headline), cross-modal self-attention
+  with a CLS token, end to end.
 """
 
 from __future__ import annotations
@@ -199,11 +200,26 @@ class UConfig:
     """How the modality tokens meet: "attention" (U: cross-modal self-attention over the tokens and a
     CLS token) or "concat" (U-concat, the ablation without attention: the same tokens concatenated
     with the presence mask into an MLP, trained end to end the same way)."""
+    token_slots: tuple[int, ...] = ()
+    """Into how many equal tokens each input splits (`models.data.features.token_slots`: the
+    sentiment input is one slot per headline); () or 1 for every input: one token per modality."""
 
     def __post_init__(self) -> None:
         self.in_dims = tuple(self.in_dims)
+        self.token_slots = tuple(self.token_slots) or (1,) * len(self.in_dims)
         if self.mixer not in MIXERS:
             raise ValueError(f"U mixer must be one of {', '.join(MIXERS)}, got {self.mixer!r}")
+        if len(self.token_slots) != len(self.in_dims):
+            raise ValueError(f"U token_slots {self.token_slots} must give one count per input {self.in_dims}")
+        bad = [(k, s) for k, s in zip(self.in_dims, self.token_slots) if s < 1 or k % s]
+        if bad:
+            raise ValueError(f"U token_slots: an input of width k splits into s equal tokens (s >= 1 divides k), "
+                             f"got (k, s) = {bad}")
+
+    @property
+    def n_tokens(self) -> int:
+        """Modality tokens (the CLS token not counted)."""
+        return sum(self.token_slots)
 
 
 class SelfAttention(nn.Module):
@@ -246,38 +262,81 @@ class Block(nn.Module):
 
 
 class UNet(nn.Module):
-    """U: modality features + presence mask -> (embedding (B, e), logits (B, C))."""
+    """U: modality features + presence mask -> (embedding (B, e), logits (B, C)).
+
+    Input k splits into `token_slots[k]` equal slots; each slot becomes a token through the
+    modality's Standardize and tokenizer MLP (shared by its slots), plus the modality embedding and,
+    where a modality has several slots, a learned slot-position embedding. A token is present iff
+    its modality is present (mask) and, for a slotted modality, its slot is not all zeros (an absent
+    headline), computed in the graph from the input; absent tokens are masked out as keys
+    (attention) or zeroed with their presence beside them (concat).
+    """
 
     def __init__(self, cfg: UConfig) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.norms = nn.ModuleList(Standardize(k) for k in cfg.in_dims)
-        self.tokenizers = nn.ModuleList(mlp(k, d, d, 1, cfg.dropout) for k in cfg.in_dims)
+        widths = [k // s for k, s in zip(cfg.in_dims, cfg.token_slots)]
+        # One Standardize per modality over one slot's width, its statistics shared by the slots and
+        # fitted on the present slots (`fit_norms`): the tokenizer is shared by the slots, so a
+        # headline must reach it normalised the same way whichever slot it is in, and absent (zero)
+        # slots, frequent in the later slots, must not pull the statistics towards zero.
+        self.norms = nn.ModuleList(Standardize(w) for w in widths)
+        self.tokenizers = nn.ModuleList(mlp(w, d, d, 1, cfg.dropout) for w in widths)
         self.modality = nn.Parameter(torch.randn(len(cfg.in_dims), d) * 0.02)
+        if cfg.n_tokens > len(cfg.in_dims):  # only then, so a config of one token per modality rebuilds as before
+            self.slot = nn.Parameter(torch.randn(cfg.n_tokens, d) * 0.02)
         if cfg.mixer == "attention":
             self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
             self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         else:  # concat: as many layers of the same width as the attention stack has blocks
-            m = len(cfg.in_dims)
-            self.mix = mlp(m * d + m, cfg.ff_mult * d, d, cfg.n_layers, cfg.dropout)
+            t = cfg.n_tokens
+            self.mix = mlp(t * d + t, cfg.ff_mult * d, d, cfg.n_layers, cfg.dropout)
         self.ln_f = nn.LayerNorm(d)
         self.to_embed = nn.Linear(d, cfg.embed_dim)
         self.head = nn.Linear(cfg.embed_dim, cfg.n_classes)
 
+    @staticmethod
+    def slot_rows(x: torch.Tensor, slots: int) -> torch.Tensor:
+        """The rows a modality's Standardize is fitted on, from its present rows x (N, F): x itself
+        for one slot, else every slot that is not all zeros, (n, F / slots)."""
+        if slots == 1:
+            return x
+        rows = x.reshape(-1, x.shape[1] // slots)
+        return rows[rows.abs().sum(dim=1) > 0]
+
+    @torch.no_grad()
+    def fit_norms(self, xs: list[torch.Tensor]) -> None:
+        """Fit each modality's Standardize on its present rows xs[k] (N_k, F_k)."""
+        for norm, slots, x in zip(self.norms, self.cfg.token_slots, xs):
+            norm.fit(self.slot_rows(x, slots))
+
+    def tokens(self, xs: list[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens (B, T, d), presence (B, T)); absent tokens are zeros plus their embeddings."""
+        toks, present = [], []
+        for i, (norm, tok, slots, x) in enumerate(zip(self.norms, self.tokenizers, self.cfg.token_slots, xs)):
+            x = x.reshape(x.shape[0], slots, x.shape[1] // slots)  # (B, S, w)
+            p = mask[:, i:i + 1]  # (B, 1)
+            if slots > 1:  # a static branch (the config's), so tracing sees none
+                p = p * (x.abs().sum(dim=2) > 0).to(mask.dtype)  # (B, S): an all-zero slot is absent
+            toks.append(tok(norm(x)) * p[:, :, None] + self.modality[i])  # (B, S, d)
+            present.append(p)
+        x = torch.cat(toks, dim=1)  # (B, T, d)
+        if hasattr(self, "slot"):
+            x = x + self.slot
+        return x, torch.cat(present, dim=1)
+
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         *xs, mask = inputs  # xs: (B, F_k) each; mask: (B, M)
         b = mask.shape[0]
-        toks = [tok(norm(x)) * mask[:, i:i + 1] for i, (norm, tok, x) in
-                enumerate(zip(self.norms, self.tokenizers, xs))]
-        x = torch.stack(toks, dim=1) + self.modality  # (B, M, d)
+        x, present = self.tokens(xs, mask)  # (B, T, d), (B, T)
         if self.cfg.mixer == "concat":
-            h = self.mix(torch.cat([(x * mask[:, :, None]).reshape(b, -1), mask], dim=1))  # (B, d)
+            h = self.mix(torch.cat([(x * present[:, :, None]).reshape(b, -1), present], dim=1))  # (B, d)
             e = torch.tanh(self.to_embed(self.ln_f(h)))
             return e, self.head(e)
-        x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)  # (B, 1+M, d)
-        key_bias = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
-        key_bias = (1.0 - key_bias) * -1e4  # (B, 1+M)
+        x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)  # (B, 1+T, d)
+        key_bias = torch.cat([torch.ones_like(present[:, :1]), present], dim=1)
+        key_bias = (1.0 - key_bias) * -1e4  # (B, 1+T)
         for blk in self.blocks:
             x = blk(x, key_bias)
         e = torch.tanh(self.to_embed(self.ln_f(x[:, 0])))  # (B, e)

@@ -10,7 +10,7 @@
 | M-learned/dec | the same, on the published decisions only (action, confidence) | stacker argmax |
 | M-regret  | Hedge learning rate picked on validation    | online Hedge-weighted vote over the stream |
 | E-d       | a head on d-dim agent embeddings (dtype)    | frozen agents, or trained through the bottleneck |
-| U         | cross-modal attention, end to end           | U argmax |
+| U         | cross-modal attention over modality tokens (one per headline), end to end | U argmax |
 
 The tuning budget (`Budget`): every trainable architecture tries the first `trials` settings of
 the same search list (`SEARCH`), each for at most `epochs` epochs with the same early stopping,
@@ -38,7 +38,7 @@ from torch import nn
 from models import fusion
 from node.protocol import codec
 from node.protocol.enums import ARCH_NAMES, Action, Arch
-from models.data.features import FeatureSet
+from models.data.features import FEATURES_VERSION, FeatureSet, token_slots
 from models.data.splits import DatasetConfig, Splits, config_to_dict, make_splits
 from models.nets import (AgentNetConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
                          StackerConfig, UConfig, UNet, build, kind_of)
@@ -342,8 +342,8 @@ def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int, mixer
         torch.manual_seed(seed + 101 * t)
         d_model = hp["hidden"] if width is None else int(width)
         model = UNet(UConfig(in_dims=train.dims, d_model=d_model, n_heads=heads_for(d_model), dropout=hp["dropout"],
-                             n_classes=train.n_classes, mixer=mixer))
-        _fit_norms(model.norms, train)
+                             n_classes=train.n_classes, mixer=mixer, token_slots=token_slots(train.names)))
+        model.fit_norms([torch.from_numpy(train.x[name][train.mask[:, k] > 0]) for k, name in enumerate(train.names)])
         results.append(fit(model, _inputs(train), train.y, _inputs(val), val.y, hp, budget, seed + 101 * t,
                            _call_logits))
     return _best_of(results)
@@ -668,7 +668,8 @@ def train_deployables(dataset_cfg: DatasetConfig, seed: int, budget: Budget = QU
     splits = make_splits(dataset_cfg, seed, embedder)
     res = evaluate_split(splits, budget, seed, ((AGENT_DIM, ed_dtype, "frozen"),), progress)
     meta = {"dataset": config_to_dict(dataset_cfg), "seed": seed, "budget": asdict(budget),
-            "names": list(splits.train.names), "test_scores": res.scores, "publish_dtype": ed_dtype}
+            "names": list(splits.train.names), "test_scores": res.scores, "publish_dtype": ed_dtype,
+            "features_version": FEATURES_VERSION}
     arch_of = {"m-learned": "M-learned", "m-learned-dec": "M-learned/dec", "u": "U",
                f"e-d{AGENT_DIM}": res.detail.get(f"e-d{AGENT_DIM}", "")}
     for name, model in res.models.items():

@@ -1,8 +1,10 @@
 """Set-up step: build the model artifacts the runtime needs (idempotent; seconds when present).
 
 Called by `make setup`. It exports all-MiniLM-L6-v2 to ONNX (fp32 and int8), then, when the
-manifest lacks any deployed model or its file, trains the quick-profile agent, fusion and unified
-models (`chorus train --quick --no-compare`) and exports them (`chorus export`).
+manifest lacks any deployed model or its file, or has one trained on other features than
+`models.data.features` computes (its `features_version`, 1 where the entry has none), trains the
+quick-profile agent, fusion and unified models (`chorus train --quick --no-compare`) and exports
+them (`chorus export`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ DEPLOYED = ("market", "sentiment", "risk", "m-learned", "m-learned-dec", "e-d16"
 
 
 def missing_models() -> list[str]:
+    """Deployed models that are absent, or stale: trained on another FEATURES_VERSION."""
+    from models.data.features import FEATURES_VERSION
+
     entries = load_manifest()
-    return [n for n in DEPLOYED if n not in entries or not entries[n].file(ARTIFACTS_DIR).exists()]
+    return [n for n in DEPLOYED if n not in entries or not entries[n].file(ARTIFACTS_DIR).exists()
+            or entries[n].extra.get("features_version", 1) != FEATURES_VERSION]
 
 
 def main() -> int:
@@ -30,7 +36,7 @@ def main() -> int:
     if not missing:
         logging.info("models: all %d deployed models present", len(DEPLOYED))
         return 0
-    logging.info("models: training and exporting (missing: %s)", ", ".join(missing))
+    logging.info("models: training and exporting (missing or stale: %s)", ", ".join(missing))
     chorus = [sys.executable, "-m", "node.cli"]
     subprocess.run([*chorus, "train", "--quick", "--no-compare"], check=True)
     subprocess.run([*chorus, "export"], check=True)

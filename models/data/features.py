@@ -6,8 +6,20 @@ scale are buffers exported into the ONNX graph), so these functions need no fitt
 
 - `market_features(prices, volumes)` -> (MARKET_DIM,) from a price/volume series of any length >= 8.
 - `flow_features(flows)` -> (FLOW_DIM,) from the 8 on-chain flow numbers (`FLOW_NAMES` order).
-- `text_features(headlines, embedder)` -> (TEXT_DIM,) the mean MiniLM embedding of the headlines.
+- `text_features(headlines, embedder)` -> (SENTIMENT_DIM,) the headlines' MiniLM embeddings, one
+  slot of TEXT_DIM per headline in payload order (HEADLINE_SLOTS slots, zeros where a task has fewer
+  headlines). A task has at most HEADLINE_SLOTS headlines (`ValueError` otherwise); the loader refuses
+  such rows, and the agents treat such a payload as one the model cannot read.
+- `mean_text_embedding(headlines, embedder)` -> (TEXT_DIM,) the mean of the headlines' embeddings
+  (what the sentiment agent's prototype rule reads; the features before FEATURES_VERSION 2).
 Each accepts one sample (1-D input) or a batch (2-D input / list of lists) and returns float32.
+
+FEATURES_VERSION says what these functions compute; it is part of every cache key of trained models
+(`node.experiment.modelsets`) and of the deployed models' manifest entries, so nothing trained on
+other features is reused. 1: the sentiment feature was the mean headline embedding (TEXT_DIM),
+which loses which headline said what (a distractor is one of them) and the slot order the
+generator's latent_dim > 1 reads (`models.data.synthetic`). 2: the per-slot embeddings
+(SENTIMENT_DIM), the same input for every architecture; U reads each slot as a token of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +37,20 @@ RECENT = 16
 MARKET_DIM = RECENT + 10
 FLOW_DIM = len(FLOW_NAMES) + 2
 TEXT_DIM = 384
-FEATURE_DIMS = {"market": MARKET_DIM, "sentiment": TEXT_DIM, "risk": FLOW_DIM}
+"""Width of one headline's embedding (all-MiniLM-L6-v2)."""
+HEADLINE_SLOTS = 3
+"""Headlines a task may carry (the generator draws 1-3); the sentiment feature has one slot per headline."""
+SENTIMENT_DIM = HEADLINE_SLOTS * TEXT_DIM
+FEATURE_DIMS = {"market": MARKET_DIM, "sentiment": SENTIMENT_DIM, "risk": FLOW_DIM}
+TOKEN_SLOTS = {"sentiment": HEADLINE_SLOTS}
+"""Modalities whose feature is several equal slots (U reads each as a token); the others are one."""
+FEATURES_VERSION = 2
+"""What the feature functions compute (module docstring); 2: per-slot headline embeddings."""
+
+
+def token_slots(names: Sequence[str]) -> tuple[int, ...]:
+    """Slots per modality, in `names` order (1 for a modality not in TOKEN_SLOTS, e.g. digit regions)."""
+    return tuple(TOKEN_SLOTS.get(n, 1) for n in names)
 
 
 class Embedder(Protocol):
@@ -84,10 +109,37 @@ def flow_features(flows: np.ndarray | Sequence[float]) -> np.ndarray:
     return feats[0] if single else feats
 
 
-def text_features(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: Embedder) -> np.ndarray:
-    """Mean of the headlines' (L2-normalised) sentence embeddings; zeros for no headline."""
+def _headline_batch(headlines: Sequence[str] | Sequence[Sequence[str]]) -> tuple[bool, list[list[str]]]:
     single = len(headlines) == 0 or isinstance(headlines[0], str)
-    batch: list[list[str]] = [list(headlines)] if single else [list(h) for h in headlines]  # type: ignore[arg-type]
+    batch = [list(headlines)] if single else [list(h) for h in headlines]  # type: ignore[arg-type]
+    return single, batch
+
+
+def text_features(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: Embedder) -> np.ndarray:
+    """The headlines' (L2-normalised) sentence embeddings side by side: slot j (columns
+    j*TEXT_DIM .. (j+1)*TEXT_DIM) holds headline j's, in payload order; zeros in the slots past the
+    last headline (all zeros for no headline). More than HEADLINE_SLOTS headlines: ValueError."""
+    single, batch = _headline_batch(headlines)
+    for row, hs in enumerate(batch):
+        if len(hs) > HEADLINE_SLOTS:
+            where = "" if single else f"task {row}: "
+            raise ValueError(f"{where}{len(hs)} headlines; the sentiment feature has {HEADLINE_SLOTS} slots "
+                             f"(at most {HEADLINE_SLOTS} headlines per task)")
+    flat = [t for hs in batch for t in hs]
+    vecs = embedder.embed(flat) if flat else np.zeros((0, TEXT_DIM), np.float32)
+    out = np.zeros((len(batch), HEADLINE_SLOTS, TEXT_DIM), np.float32)
+    i = 0
+    for row, hs in enumerate(batch):
+        out[row, :len(hs)] = vecs[i:i + len(hs)]
+        i += len(hs)
+    out = out.reshape(len(batch), SENTIMENT_DIM)
+    return out[0] if single else out
+
+
+def mean_text_embedding(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: Embedder) -> np.ndarray:
+    """Mean of the headlines' (L2-normalised) sentence embeddings, (TEXT_DIM,); zeros for no headline.
+    Any number of headlines; their order does not matter."""
+    single, batch = _headline_batch(headlines)
     flat = [t for hs in batch for t in hs]
     vecs = embedder.embed(flat) if flat else np.zeros((0, TEXT_DIM), np.float32)
     out = np.zeros((len(batch), TEXT_DIM), np.float32)

@@ -6,7 +6,7 @@ Columns (one row per task; extra columns are ignored):
 | asset       | string                                 | non-empty |
 | prices      | list of numbers > 0                    | >= 8 values, the same length in every row; [] = market absent |
 | volumes     | list of numbers >= 0                   | same length as prices |
-| headlines   | list of strings                        | [] = sentiment absent |
+| headlines   | list of strings                        | [] = sentiment absent; at most 3 (`HEADLINE_SLOTS`) |
 | flows       | list of 8 numbers >= 0                 | order `FLOW_NAMES`; [] = risk absent. Or 8 columns named as FLOW_NAMES |
 | label       | sell / hold / buy, or 0 / 1 / 2        | |
 | risk_flag   | 0 / 1                                  | optional, default 0 |
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from models.data.features import HEADLINE_SLOTS
 from models.data.synthetic import ACTIONS, FLOW_NAMES, Dataset
 from node.protocol.errors import ChorusError
 
@@ -153,6 +154,9 @@ def load_tasks(path: str | Path) -> Dataset:
             headlines = _as_list(rec["headlines"], "headlines")
             if not all(isinstance(h, str) and h.strip() for h in headlines):
                 raise ValueError("headlines must be non-empty strings")
+            if len(headlines) > HEADLINE_SLOTS:
+                raise ValueError(f"headlines has {len(headlines)} entries; a task has at most {HEADLINE_SLOTS} "
+                                 "(one slot each in the sentiment feature, models.data.features)")
             if flow_cols and "flows" not in cols:
                 flows = _numbers([rec[n] if not isinstance(rec[n], str) else _num(rec[n], n) for n in FLOW_NAMES], "flows")
             else:

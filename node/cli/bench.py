@@ -23,7 +23,8 @@ import typer
 
 def bench(
     profile: str = typer.Option("quick", "--profile", help="quick (minutes; what `make demo` runs), full (the "
-                                "whole grid, under an hour on 2 cores) or tiny (tests)."),
+                                "whole grid, under an hour on 2 cores), mechanisms (the ablation decomposition "
+                                "at alpha 0, 0.5 and 1 alone, e.g. with --latent-dim 8) or tiny (tests)."),
     seed: int = typer.Option(0, "--seed", help="Base seed: the run's seeds are seed, seed+1, ..."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/<run-id>)."),  # noqa: B008
     rpc_url: str | None = typer.Option(

@@ -192,7 +192,19 @@ TINY = Profile(
     ed_tasks=0, ed_seeds=0, robust_tasks=4, robust_seeds=1, degraded_deadline_s=20, fusion_wait_s=6.0,
     transport_tasks=3,
 )
-PROFILES = {p.name: p for p in (TINY, QUICK, FULL)}
+MECHANISMS = Profile(
+    name="mechanisms", seeds=5, tasks=24, eval_tasks=5000, train=FULL.train, train_workers=2, u_replicas=2,
+    cost_seeds=1, paced=0, alphas=(0.0, 1.0), alpha_seeds=5, alpha_tasks=12, agents=(), n_tasks=0, dims=(), dtypes=(),
+    ed_tasks=0, ed_seeds=0, robust_tasks=0, robust_seeds=0, transport_tasks=0, transports=(), ablation_seeds=5,
+    ablation_tasks=24, ablation_alphas=(0.0, 1.0), reduced=True,
+)
+"""The decomposition alone (which mechanism costs what), for a second data set beside the full
+profile's: every architecture and the ablation rows (E-through, U-concat) at alpha 0, 0.5 and 1 on
+5 seeds x 5,000 evaluation tasks, with the full profile's training budget, 24 tasks per (seed,
+architecture) through the chain at 0.5 and 12 at 0 and 1; no cost, robustness, transport, N or
+d x dtype sweeps. Made for `--latent-dim 8`, where the full profile's grid would not fit in an
+hour beside its own."""
+PROFILES = {p.name: p for p in (TINY, QUICK, FULL, MECHANISMS)}
 
 
 def get_profile(name: str, **overrides: Any) -> Profile:

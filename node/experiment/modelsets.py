@@ -102,8 +102,10 @@ def _key(**parts: Any) -> str:
     """A set's cache key: its parts and the version of the headline embeddings it trained on (a set
     trained on the batch-filled cache of version 1 is not reused)."""
     from models.data.embed import CACHE_VERSION
+    from models.data.features import FEATURES_VERSION
 
-    blob = json.dumps({**parts, "text_cache": CACHE_VERSION}, sort_keys=True, default=str).encode()
+    blob = json.dumps({**parts, "text_cache": CACHE_VERSION, "features": FEATURES_VERSION}, sort_keys=True,
+                      default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
 

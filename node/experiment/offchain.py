@@ -25,8 +25,9 @@ embedding. Each step between a model's output and the finalized action is reprod
 - modality agents (market, risk): the agent's own `present`, `model_reads`, `features` and
   `rule_probs`; the trained model called through the agent's `AgentModel` one row at a time;
   `Decision.from_probs` (argmax, confidence rounded to integer basis points, as published).
-  Sentiment: `SentimentAgent.text_embedding` on the task's headlines, then its model; without a
-  trained sentiment model (the prototype rule) its `run` is called per task.
+  Sentiment: `SentimentAgent.features` on the task's headlines (one slot per headline), then its
+  model; without a trained sentiment model, or for a task of more headlines than the model reads
+  (`model_reads`), the prototype rule decides: its `run` is called per task.
 - embeddings travel as the chain carries them: `Embedding.to_bytes` (f32 / f16 / i8 / binary, the
   agent's registered encoding), and the fusion node decodes them with `decode_vector` under the
   same-space check of `FusionAgent` (model id, encoding, byte length).
@@ -555,7 +556,7 @@ def _feature_agent(agent: Any, payloads: list[Any]) -> Published:
 
 
 def _sentiment_agent(agent: Any, payloads: list[Any]) -> Published:
-    """The sentiment agent (`SentimentAgent.run`): its text embedding, then its model."""
+    """The sentiment agent (`SentimentAgent.run`): its features (headline slots), then its model."""
     from agents.base import NO_PROBS, Decision, TaskInput, probs_bps
 
     act, conf = _decisions(len(payloads))
@@ -564,15 +565,15 @@ def _sentiment_agent(agent: Any, payloads: list[Any]) -> Published:
     for i, p in enumerate(payloads):
         if p is None:
             continue
-        if agent.model is None:  # the prototype rule: the agent itself
-            out = agent.run(TaskInput(i, int(Arch.E_D), p))
+        if agent.model is None or (p.headlines and not agent.model_reads(p.headlines)):
+            out = agent.run(TaskInput(i, int(Arch.E_D), p))  # the prototype rule: the agent itself
             d = out.decision
             vectors[i] = None if out.embedding is None else out.embedding.vector
             bps[i] = out.probs or NO_PROBS
         elif not p.headlines:
             d = Decision.abstain()
         else:
-            res = agent.model(agent.text_embedding(p.headlines))
+            res = agent.model(agent.features(p.headlines))
             vectors[i] = res["embedding"][0].astype(np.float32)
             d, bps[i] = Decision.from_probs(res["probs"][0]), probs_bps(res["probs"][0])
         act[i], conf[i] = int(d.action), d.confidence

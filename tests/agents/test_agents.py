@@ -97,6 +97,59 @@ def test_sentiment_publishes_the_encoder_embedding_in_its_space() -> None:
     assert agent.run(task(TaskPayload(asset="ETH", prices=[1.0, 2.0], volumes=[1.0, 1.0]))).embedding is None
 
 
+class RecordingModel:
+    """An AgentModel stand-in that records its inputs and always says buy."""
+
+    name = "sentiment"
+    model_id = hashlib.sha256(b"fake-sentiment").digest()
+    dim = 4
+    encoding = Encoding.F32
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        self.seen.append(np.atleast_2d(features))
+        return {"embedding": np.full((1, 4), 0.5, np.float32), "probs": np.array([[0.1, 0.2, 0.7]], np.float32)}
+
+
+def test_sentiment_model_reads_one_slot_per_headline_and_the_rule_past_its_slots() -> None:
+    from models.data.embed import HashEmbedder
+    from models.data.features import HEADLINE_SLOTS, SENTIMENT_DIM, TEXT_DIM
+
+    enc, model = HashEmbedder(), RecordingModel()
+    agent = SentimentAgent(enc, ENCODER[1], "fake-minilm", model=model)
+    out = agent.run(task(TaskPayload(asset="ETH", headlines=["Token rallies", "Fees fall"])))
+    assert out.decision.action == Action.BUY and out.embedding is not None
+    assert out.embedding.model_id == model.model_id
+    (x,) = model.seen
+    assert x.shape == (1, SENTIMENT_DIM)
+    slots = x[0].reshape(HEADLINE_SLOTS, TEXT_DIM)
+    np.testing.assert_array_equal(slots[:2], enc.embed(["Token rallies", "Fees fall"]))  # payload order
+    assert not slots[2].any()
+    # more headlines than slots: the prototype rule decides, a decision only (its vector is MiniLM's)
+    many = agent.run(task(TaskPayload(asset="ETH", headlines=["a", "b", "c", "d"])))
+    assert len(model.seen) == 1 and many.embedding is None and "prototype rule" in many.note
+    assert many.decision.confidence > 0
+
+
+def test_u_features_have_one_slot_per_headline_and_no_sentiment_past_the_slots() -> None:
+    from agents.coordinator import UAgent
+    from models.data.embed import HashEmbedder
+    from models.data.features import SENTIMENT_DIM, TEXT_DIM
+
+    class NoModel:
+        name, model_id, dim, dtype = "u", b"\x01" * 32, 8, "f32"
+
+    enc = HashEmbedder()
+    u = UAgent(NoModel(), enc)  # type: ignore[arg-type]
+    feats, mask, seen = u.features([TaskPayload(asset="ETH", headlines=["b", "a"]),
+                                    TaskPayload(asset="ETH", headlines=["a", "b", "c", "d"], flows=[1.0] * 8)])
+    assert feats["sentiment"].shape == (2, SENTIMENT_DIM)
+    np.testing.assert_array_equal(feats["sentiment"][0, :2 * TEXT_DIM], enc.embed(["b", "a"]).reshape(-1))
+    assert not feats["sentiment"][1].any() and mask[1].tolist() == [0.0, 0.0, 1.0] and seen[1] == ("risk",)
+
+
 def test_encoder_identity_needs_a_model_id() -> None:
     class Anonymous:
         def embed(self, texts: list[str]) -> np.ndarray:

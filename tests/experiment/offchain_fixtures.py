@@ -27,7 +27,8 @@ import numpy as np
 from models.data.embed import HashEmbedder
 from node.protocol.enums import AGENT_ROLES, Action, Arch, Role
 
-FEATURES = {"market": 26, "sentiment": 384, "risk": 10}
+FEATURES = {"market": 26, "sentiment": 1152, "risk": 10}
+"""The real feature widths (`models.data.features.FEATURE_DIMS`: sentiment is 3 headline slots of 384)."""
 
 
 class FakeText(HashEmbedder):

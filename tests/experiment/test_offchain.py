@@ -33,11 +33,14 @@ PROFILE = Profile("offchain-test", agents=(2, 4, 6), u_replicas=2)
 
 def _edge_payloads() -> list[bytes]:
     """Payloads the synthetic market never makes: a series too short for the model (the momentum
-    rule, no embedding), single modalities, and one that no node can read."""
+    rule, no embedding), more headlines than the sentiment feature has slots (the prototype rule, no
+    embedding; U without sentiment), single modalities, and one that no node can read."""
     short = dict(prices=[100.0, 101.0, 99.5, 102.0, 103.0], volumes=[1.0, 2.0, 1.5, 3.0, 2.0])
     flows = [120.0, 80.0, 5.0, 40.0, 900.0, 1.0, 2.0, 3.0]
+    many = ["Regulators sue the exchange", "Tokens slide", "Prices surge as demand soars", "Fees fall"]
     docs = [short, {**short, "headlines": ["Prices surge as demand soars"]}, {"flows": flows},
-            {"headlines": ["Regulators sue the exchange", "Tokens slide"]}, {**short, "flows": flows}]
+            {"headlines": ["Regulators sue the exchange", "Tokens slide"]}, {**short, "flows": flows},
+            {"headlines": many}, {"flows": flows, "headlines": many}]
     out = [pl.encode(pl.TaskPayload(asset="ETH", **d)) for d in docs]
     return [*out, b'{"schema": "chorus.task/1", "asset": "ETH"}']
 

@@ -588,3 +588,18 @@ def test_ablation_units_on_other_tasks_than_the_main_table_are_refused(run_setup
     records["eval/ablation/s0"] = {**ev, "labels": flipped}
     with pytest.raises(ValueError, match="evaluation sets differ"):
         build_results(records, opts, run, ENV)
+
+
+def test_the_mechanisms_profile_plans_and_reports_the_decomposition_at_three_alphas(tmp_path: Path) -> None:
+    from node.experiment.runner import Bench
+
+    profile = get_profile("mechanisms")
+    opts = RunOptions(profile=profile, seed=0, out=tmp_path, latent_dim=8)
+    keys = {k for s in Bench(opts, tmp_path, background=False).sessions() for k in s.units}
+    assert {f"ablation/alpha/{a:g}/s{s}/a{x}" for a in (0, 1) for s in range(5) for x in (Arch.E_D, Arch.U)} <= keys
+    assert not any(k.startswith(("n/", "ed/", "robust/", "transport/", "paced/", "alignment/", "width")) for k in keys)
+    records = full_records(profile, opts.seeds())
+    r = build_results(records, opts, make_run_info(opts, "test-run", time.time() - 100, time.time(), {}, "anvil"), ENV)
+    assert set(r["ablations"]["by_alpha"]) == {"0", "1"} and r["ablations"]["decomposition"]
+    text = render_markdown(r, {})
+    assert "## Which mechanism costs what" in text and "alpha 0" in text

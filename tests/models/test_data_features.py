@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from models.data.embed import CachedEmbedder, HashEmbedder
-from models.data.features import (FLOW_DIM, MARKET_DIM, TEXT_DIM, build_features, flow_features, market_features,
-                                  text_features)
+from models.data.features import (FEATURE_DIMS, FLOW_DIM, HEADLINE_SLOTS, MARKET_DIM, SENTIMENT_DIM, TEXT_DIM,
+                                  build_features, flow_features, market_features, mean_text_embedding, text_features,
+                                  token_slots)
 from models.data.synthetic import generate
 
 
@@ -43,14 +44,44 @@ def test_flow_features():
         flow_features([-1.0] * 8)
 
 
-def test_text_features_mean_of_embeddings():
+def test_text_features_are_the_headline_slots_in_payload_order():
     emb = HashEmbedder()
+    assert SENTIMENT_DIM == HEADLINE_SLOTS * TEXT_DIM == FEATURE_DIMS["sentiment"] == 1152
     one = text_features(["a", "b"], emb)
-    np.testing.assert_allclose(one, emb.embed(["a", "b"]).mean(axis=0), rtol=1e-6)
-    batch = text_features([["a", "b"], [], ["c"]], emb)
-    assert batch.shape == (3, TEXT_DIM)
-    np.testing.assert_allclose(batch[0], one, rtol=1e-6)
+    assert one.shape == (SENTIMENT_DIM,) and one.dtype == np.float32
+    slots = one.reshape(HEADLINE_SLOTS, TEXT_DIM)
+    np.testing.assert_array_equal(slots[:2], emb.embed(["a", "b"]))
+    assert not slots[2].any()  # an absent slot is zeros
+    swapped = text_features(["b", "a"], emb)
+    assert not np.array_equal(one, swapped)  # the order is kept ...
+    np.testing.assert_array_equal(swapped.reshape(HEADLINE_SLOTS, TEXT_DIM)[[1, 0, 2]], slots)
+    np.testing.assert_array_equal(mean_text_embedding(["a", "b"], emb), mean_text_embedding(["b", "a"], emb))
+    batch = text_features([["a", "b"], [], ["c", "a", "b"]], emb)
+    assert batch.shape == (3, SENTIMENT_DIM)
+    np.testing.assert_array_equal(batch[0], one)
     assert not batch[1].any()
+    np.testing.assert_array_equal(batch[2], np.concatenate(list(emb.embed(["c", "a", "b"]))))
+
+
+def test_text_features_refuse_more_headlines_than_slots():
+    emb = HashEmbedder()
+    with pytest.raises(ValueError, match="4 headlines.*3 slots"):
+        text_features(["a", "b", "c", "d"], emb)
+    with pytest.raises(ValueError, match="task 1: 4 headlines"):
+        text_features([["a"], ["a", "b", "c", "d"]], emb)
+    assert mean_text_embedding(["a", "b", "c", "d"], emb).shape == (TEXT_DIM,)  # the mean reads any number
+
+
+def test_mean_text_embedding():
+    emb = HashEmbedder()
+    np.testing.assert_allclose(mean_text_embedding(["a", "b"], emb), emb.embed(["a", "b"]).mean(axis=0), rtol=1e-6)
+    batch = mean_text_embedding([["a", "b"], [], ["c"]], emb)
+    assert batch.shape == (3, TEXT_DIM) and not batch[1].any()
+
+
+def test_token_slots():
+    assert token_slots(("market", "sentiment", "risk")) == (1, HEADLINE_SLOTS, 1)
+    assert token_slots(("r0", "r1")) == (1, 1)
 
 
 def test_cached_embedder_embeds_each_text_once(tmp_path):
@@ -82,7 +113,7 @@ def test_a_cached_vector_does_not_depend_on_the_texts_embedded_with_it(tmp_path)
 def test_build_features_zero_rows_for_absent_modalities():
     ds = generate(200, 1, missing_rate=0.3)
     fs = build_features(ds, HashEmbedder())
-    assert fs.dims == (MARKET_DIM, TEXT_DIM, FLOW_DIM)
+    assert fs.dims == (MARKET_DIM, SENTIMENT_DIM, FLOW_DIM)
     for k, name in enumerate(fs.names):
         absent = fs.mask[:, k] == 0
         assert absent.any() and not fs.x[name][absent].any()

@@ -97,3 +97,11 @@ def test_unsupported_and_missing_files(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DataError, match="unsupported"):
         load_tasks(tmp_path / "x.txt")
+
+
+def test_more_headlines_than_the_feature_has_slots_are_refused_at_load_time(tmp_path):
+    rows = _good_rows(3)
+    rows[1]["headlines"] = json.dumps(["ETF approved", "Fees fall", "Hack at exchange", "Token rallies"])
+    with pytest.raises(DataError) as err:
+        load_tasks(_csv(tmp_path, rows))
+    assert "1 bad row(s)" in str(err.value) and "row 2: headlines has 4 entries; a task has at most 3" in str(err.value)

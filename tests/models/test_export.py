@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.data.embed import HashEmbedder
-from models.data.features import flow_features, market_features
+from models.data.features import FEATURES_VERSION, HEADLINE_SLOTS, flow_features, market_features
 from models.data.splits import SyntheticConfig
 from models.data.synthetic import generate, to_payload
 from models.export import INT8_MAX_ACC_LOSS, PARITY_ATOL, export_all, graphs_for
@@ -19,6 +19,7 @@ from models.runtime import OnnxModel
 from models.train import CHECKPOINT_DIR, Budget, load_checkpoint, load_eval_batch, train_deployables
 from node.protocol.errors import ModelError
 
+DEPLOYED = ("market", "sentiment", "risk", "m-learned", "m-learned-dec", "e-d16", "u", "u-int8")
 TOL = 1e-4  # the stated parity tolerance: max |onnxruntime - torch| on every output element
 assert TOL == PARITY_ATOL
 
@@ -66,6 +67,26 @@ def test_every_exported_model_matches_torch(built):
         assert diff <= TOL, f"{name}: |onnxruntime - torch| = {diff:.2e}"
 
 
+def test_u_splits_the_headline_slots_inside_the_graph(built):
+    """U is trained with one token per headline; the exported graph takes the same (B, 1152)
+    sentiment input and computes which slots are present itself, as torch does."""
+    root, _ = built
+    model, _ = load_checkpoint(root / "checkpoints" / "u.pt")
+    assert model.cfg.token_slots == (1, HEADLINE_SLOTS, 1)
+    entries = load_manifest(root / "manifest.json")
+    assert {e.extra["features_version"] for e in entries.values() if e.name in DEPLOYED} == {FEATURES_VERSION}
+    batch = load_eval_batch(root / "checkpoints" / "eval.npz")
+    inputs = {k: batch.x[k][:64].copy() for k in batch.names} | {"mask": batch.mask[:64].copy()}
+    inputs["sentiment"][:, 2 * 384:] = 0.0  # slot 2 absent everywhere
+    inputs["sentiment"][:16, 384:] = 0.0  # slot 1 too on 16 rows
+    inputs["mask"][:4, 1] = 1.0
+    inputs["sentiment"][:4] = 0.0  # a present modality with no headline slot present: no sentiment token at all
+    with torch.no_grad():
+        ref = torch.softmax(model(*[torch.from_numpy(v) for v in inputs.values()])[1], 1).numpy()
+    got = OnnxModel("u", root / "manifest.json").run(**inputs)["probs"]
+    assert float(np.max(np.abs(ref - got))) <= TOL
+
+
 def test_int8_u_loses_at_most_one_point(built):
     root, _ = built
     batch = load_eval_batch(root / "checkpoints" / "eval.npz")
@@ -95,7 +116,7 @@ def test_agent_runs_from_a_task_payload(built):
 def test_runtime_rejects_bad_inputs(built):
     root, _ = built
     m = OnnxModel("u", root / "manifest.json")
-    ok = {"market": np.zeros((2, 26)), "sentiment": np.zeros((2, 384)), "risk": np.zeros((2, 10)), "mask": np.ones((2, 3))}
+    ok = {"market": np.zeros((2, 26)), "sentiment": np.zeros((2, 1152)), "risk": np.zeros((2, 10)), "mask": np.ones((2, 3))}
     assert m.run(**ok)["probs"].shape == (2, 3)
     bad_cases = [
         ({k: v for k, v in ok.items() if k != "mask"}, "missing"),
@@ -103,7 +124,7 @@ def test_runtime_rejects_bad_inputs(built):
         (ok | {"market": np.zeros((2, 25))}, "market"),
         (ok | {"risk": np.zeros(10)}, "risk"),
         (ok | {"mask": np.ones((3, 3))}, "batch"),
-        (ok | {"sentiment": np.full((2, 384), np.nan)}, "NaN"),
+        (ok | {"sentiment": np.full((2, 1152), np.nan)}, "NaN"),
     ]
     for inputs, word in bad_cases:
         with pytest.raises(ModelError, match=word):

@@ -39,6 +39,84 @@ def test_u_shapes_and_absent_modalities_are_ignored():
     assert not torch.allclose(m(*xs)[1], m(*xs[:3], mask)[1])
 
 
+SLOTS = (1, 3, 1)
+SLOT_DIMS = (26, 3 * 384, 10)
+"""U as trained on the synthetic market: the sentiment input is three headline slots of 384."""
+
+
+def _slot_inputs(b: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(b, d, generator=g) for d in SLOT_DIMS]
+    xs[1][:, 2 * 384:] = 0.0  # slot 2 absent (a task of two headlines)
+    return xs + [torch.ones(b, 3)]
+
+
+@pytest.mark.parametrize("mixer", ["attention", "concat"])
+def test_u_absent_headline_slot_has_no_influence(mixer):
+    """A zero slot is an absent token: what only that token carries (its slot-position embedding)
+    cannot move the output, while it does move it once the slot holds a headline. If the slot's
+    token leaked into attention (or into the concat MLP) the first check would fail."""
+    m = UNet(UConfig(in_dims=SLOT_DIMS, d_model=32, n_heads=4, token_slots=SLOTS, mixer=mixer)).eval()
+    xs = _slot_inputs()
+    filled = [x.clone() for x in xs]
+    filled[1][:, 2 * 384:] = torch.randn(6, 384, generator=torch.Generator().manual_seed(5))
+    # not a constant shift: LayerNorm would cancel it before attention reads the token
+    nudge = torch.randn(32, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        before_absent, before_filled = m(*xs)[1], m(*filled)[1]
+        m.slot[3] += nudge  # tokens: market, headline 0, 1, 2, risk -> index 3 is headline slot 2
+        after_absent, after_filled = m(*xs)[1], m(*filled)[1]
+    torch.testing.assert_close(before_absent, after_absent, rtol=0, atol=0)
+    assert (before_filled - after_filled).abs().max() > 1e-3
+
+
+def test_u_with_an_absent_slot_equals_u_that_has_two_slots():
+    """Attention over 1 + 5 tokens with headline slot 2 absent is attention over 1 + 4 tokens: the same
+    weights in a U whose sentiment input has only slots 0 and 1 give the same output."""
+    three = UNet(UConfig(in_dims=SLOT_DIMS, d_model=32, n_heads=4, token_slots=SLOTS)).eval()
+    two = UNet(UConfig(in_dims=(26, 2 * 384, 10), d_model=32, n_heads=4, token_slots=(1, 2, 1))).eval()
+    state = three.state_dict()
+    state["slot"] = state["slot"][[0, 1, 2, 4]]  # drop headline slot 2's position
+    two.load_state_dict(state)
+    xs = _slot_inputs()
+    short = [xs[0], xs[1][:, :2 * 384], xs[2], xs[3]]
+    with torch.no_grad():
+        torch.testing.assert_close(three(*xs)[1], two(*short)[1], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(three(*xs)[0], two(*short)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_u_slot_presence_needs_the_modality_too():
+    """A headline slot is present only when the modality is: a masked-out sentiment input is ignored
+    whatever its slots hold."""
+    m = UNet(UConfig(in_dims=SLOT_DIMS, d_model=32, n_heads=4, token_slots=SLOTS)).eval()
+    xs = _slot_inputs()
+    mask = torch.tensor([[1.0, 0.0, 1.0]] * 6)
+    other = [xs[0], torch.randn(6, 3 * 384) * 50, xs[2], mask]
+    with torch.no_grad():
+        torch.testing.assert_close(m(*xs[:3], mask)[1], m(*other)[1])
+
+
+def test_u_norms_are_fitted_per_slot_on_present_slots():
+    m = UNet(UConfig(in_dims=SLOT_DIMS, d_model=16, n_heads=4, token_slots=SLOTS))
+    g = torch.Generator().manual_seed(1)
+    sent = torch.randn(50, 3 * 384, generator=g) + 2.0
+    sent[:30, 384:] = 0.0  # 30 tasks of one headline, 20 of three: 90 present slots
+    m.fit_norms([torch.randn(50, 26, generator=g), sent, torch.randn(50, 10, generator=g)])
+    assert m.norms[1].mean.shape == (384,)
+    present = torch.cat([sent[:, :384], sent[30:, 384:768], sent[30:, 768:]])
+    torch.testing.assert_close(m.norms[1].mean, present.mean(0))
+    assert UNet.slot_rows(sent, 3).shape == (90, 384)
+
+
+def test_u_config_checks_token_slots():
+    assert UConfig(in_dims=DIMS).token_slots == (1, 1, 1)
+    with pytest.raises(ValueError, match="token_slots"):
+        UConfig(in_dims=(26, 1000, 10), token_slots=(1, 3, 1))
+    with pytest.raises(ValueError, match="token_slots"):
+        UConfig(in_dims=DIMS, token_slots=(1, 3))
+    assert not hasattr(UNet(UConfig(in_dims=DIMS)), "slot")  # one token per modality: no new weights
+
+
 def test_heads_and_joint_shapes():
     s = Stacker(StackerConfig(hidden=0))
     assert s(torch.rand(4, 9), torch.ones(4, 3)).shape == (4, 3)
@@ -68,7 +146,7 @@ def test_fake_quant_passes_gradients_straight_through():
 
 @pytest.mark.parametrize("model", [
     AgentNet(AgentNetConfig(in_dim=10)), Stacker(StackerConfig(scores="decisions")), EdHead(EdHeadConfig(dtype="binary")),
-    UNet(UConfig(in_dims=DIMS)), EdJoint(EdJointConfig([AgentNetConfig(in_dim=4)], EdHeadConfig(n_agents=1))),
+    UNet(UConfig(in_dims=DIMS)), UNet(UConfig(in_dims=SLOT_DIMS, token_slots=SLOTS, mixer="concat")), EdJoint(EdJointConfig([AgentNetConfig(in_dim=4)], EdHeadConfig(n_agents=1))),
 ])
 def test_config_dict_rebuilds_the_same_architecture(model):
     rebuilt = build(kind_of(model), asdict(model.cfg))
