@@ -5,6 +5,7 @@ One config dataclass per model; checkpoints store `asdict(config)` beside the we
 
 - `AgentNet`: one modality's encoder. features -> (embedding (B, d) in [-1, 1], logits (B, C)).
   The tanh bottleneck is what an agent publishes (quantised to f32/f16/i8/binary, `fake_quant`).
+  A slotted input (the sentiment agent: one slot per headline) is read per slot as U reads it.
 - `Stacker`: M-learned, late fusion of the agents' scores (+ presence mask).
 - `EdHead`: E-d, a head on the concatenated (dequantised) agent embeddings (+ mask).
 - `EdJoint`: E-d trained through the bottleneck: agent encoders + quantiser + head, end to end.
@@ -73,6 +74,26 @@ def fake_quant(e: torch.Tensor, dtype: str) -> torch.Tensor:
     return e + (q - e).detach()
 
 
+def slot_rows(x: torch.Tensor, slots: int) -> torch.Tensor:
+    """The rows a slotted input's Standardize is fitted on, from its present rows x (N, F): x
+    itself for one slot, else every slot that is not all zeros (an absent headline), (n, F / slots).
+    One Standardize over a slot's width, its statistics shared by the slots (the encoder reading
+    them is shared, so a headline reaches it normalised the same way whichever slot it is in), and
+    absent (zero) slots, frequent in the later slots, do not pull the statistics towards zero."""
+    if slots == 1:
+        return x
+    rows = x.reshape(-1, x.shape[1] // slots)
+    return rows[rows.abs().sum(dim=1) > 0]
+
+
+def slot_presence(x: torch.Tensor) -> torch.Tensor:
+    """x (B, S, w) -> (B, S): 1 where a slot is not all zeros, computed in the graph."""
+    return (x.abs().sum(dim=2) > 0).to(x.dtype)
+
+
+AGENT_POOLS = ("mean", "attention")
+
+
 @dataclass
 class AgentNetConfig:
     in_dim: int
@@ -82,20 +103,68 @@ class AgentNetConfig:
     depth: int = 2
     dropout: float = 0.1
     n_classes: int = 3
+    slots: int = 1
+    """Into how many equal slots the input splits (`models.data.features.token_slots`: the
+    sentiment input is one slot per headline); 1: one flat input, the agent as before slots."""
+    pool: str = "mean"
+    """How a slotted agent pools its present slots: "mean" (masked mean) or "attention" (masked
+    softmax against a learned query). Unused when slots == 1."""
+
+    def __post_init__(self) -> None:
+        if self.slots < 1 or self.in_dim % self.slots:
+            raise ValueError(f"AgentNet slots: an input of width {self.in_dim} splits into {self.slots} equal "
+                             f"slots (slots >= 1 divides in_dim)")
+        if self.pool not in AGENT_POOLS:
+            raise ValueError(f"AgentNet pool must be one of {', '.join(AGENT_POOLS)}, got {self.pool!r}")
 
 
 class AgentNet(nn.Module):
+    """One modality's encoder: features (B, in_dim) -> (embedding (B, d), logits (B, C)).
+
+    With `slots` > 1 the input is `slots` equal slots (one per headline) read as U reads its
+    headline tokens: one Standardize shared by the slots (fitted on present slots, `fit_norm`), one
+    slot encoder shared by the slots whose first layer adds a learned slot-position embedding (so
+    slot j can be read its own way), then the present slots pooled (masked mean or masked
+    attention) into the trunk. A slot is present iff it is not all zeros, computed in the graph;
+    an absent slot has no influence.
+    """
+
     def __init__(self, cfg: AgentNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.norm = Standardize(cfg.in_dim)
-        self.body = mlp(cfg.in_dim, cfg.hidden, cfg.hidden, cfg.depth - 1, cfg.dropout)
+        w = cfg.in_dim // cfg.slots
+        self.norm = Standardize(w)
+        self.body = mlp(w, cfg.hidden, cfg.hidden, cfg.depth - 1, cfg.dropout)
+        if cfg.slots > 1:  # only then, so a config without slots rebuilds as before
+            self.slot = nn.Parameter(torch.randn(cfg.slots, cfg.hidden) * 0.02)
+            if cfg.pool == "attention":
+                self.query = nn.Parameter(torch.randn(cfg.hidden) * 0.02)
         self.to_embed = nn.Linear(cfg.hidden, cfg.embed_dim)
         self.head = nn.Linear(cfg.embed_dim, cfg.n_classes)
 
+    @torch.no_grad()
+    def fit_norm(self, x: torch.Tensor) -> None:
+        """Fit the Standardize on the agent's present rows x (N, in_dim) (per slot where slotted)."""
+        self.norm.fit(slot_rows(x, self.cfg.slots))
+
+    def _slots(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in_dim) -> pooled hidden state (B, hidden) over the present slots."""
+        s = self.cfg.slots
+        x = x.reshape(x.shape[0], s, x.shape[1] // s)  # (B, S, w)
+        p = slot_presence(x)  # (B, S)
+        first, rest = self.body[0], self.body[1:]
+        h = rest(first(self.norm(x)) + self.slot)  # (B, S, hidden); the position enters before the nonlinearity
+        if self.cfg.pool == "attention":
+            logits = (h * self.query).sum(dim=2) / math.sqrt(self.cfg.hidden) + (1.0 - p) * -1e4  # (B, S)
+            weights = torch.softmax(logits, dim=1) * p  # exact zeros for absent slots
+        else:
+            weights = p
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)  # (B, S); no slot present: zeros
+        return (h * weights[:, :, None]).sum(dim=1)  # (B, hidden)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.gelu(self.body(self.norm(x)))  # (B, hidden)
-        return torch.tanh(self.to_embed(h))  # (B, d)
+        h = self._slots(x) if self.cfg.slots > 1 else self.body(self.norm(x))  # (B, hidden); a static branch
+        return torch.tanh(self.to_embed(F.gelu(h)))  # (B, d)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.embed(x)  # (B, d)
@@ -277,10 +346,8 @@ class UNet(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         widths = [k // s for k, s in zip(cfg.in_dims, cfg.token_slots)]
-        # One Standardize per modality over one slot's width, its statistics shared by the slots and
-        # fitted on the present slots (`fit_norms`): the tokenizer is shared by the slots, so a
-        # headline must reach it normalised the same way whichever slot it is in, and absent (zero)
-        # slots, frequent in the later slots, must not pull the statistics towards zero.
+        # One Standardize per modality over one slot's width, statistics shared by the slots and
+        # fitted on the present slots (`fit_norms`, `slot_rows`).
         self.norms = nn.ModuleList(Standardize(w) for w in widths)
         self.tokenizers = nn.ModuleList(mlp(w, d, d, 1, cfg.dropout) for w in widths)
         self.modality = nn.Parameter(torch.randn(len(cfg.in_dims), d) * 0.02)
@@ -296,20 +363,11 @@ class UNet(nn.Module):
         self.to_embed = nn.Linear(d, cfg.embed_dim)
         self.head = nn.Linear(cfg.embed_dim, cfg.n_classes)
 
-    @staticmethod
-    def slot_rows(x: torch.Tensor, slots: int) -> torch.Tensor:
-        """The rows a modality's Standardize is fitted on, from its present rows x (N, F): x itself
-        for one slot, else every slot that is not all zeros, (n, F / slots)."""
-        if slots == 1:
-            return x
-        rows = x.reshape(-1, x.shape[1] // slots)
-        return rows[rows.abs().sum(dim=1) > 0]
-
     @torch.no_grad()
     def fit_norms(self, xs: list[torch.Tensor]) -> None:
         """Fit each modality's Standardize on its present rows xs[k] (N_k, F_k)."""
         for norm, slots, x in zip(self.norms, self.cfg.token_slots, xs):
-            norm.fit(self.slot_rows(x, slots))
+            norm.fit(slot_rows(x, slots))
 
     def tokens(self, xs: list[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens (B, T, d), presence (B, T)); absent tokens are zeros plus their embeddings."""
@@ -318,7 +376,7 @@ class UNet(nn.Module):
             x = x.reshape(x.shape[0], slots, x.shape[1] // slots)  # (B, S, w)
             p = mask[:, i:i + 1]  # (B, 1)
             if slots > 1:  # a static branch (the config's), so tracing sees none
-                p = p * (x.abs().sum(dim=2) > 0).to(mask.dtype)  # (B, S): an all-zero slot is absent
+                p = p * slot_presence(x)  # (B, S): an all-zero slot is absent
             toks.append(tok(norm(x)) * p[:, :, None] + self.modality[i])  # (B, S, d)
             present.append(p)
         x = torch.cat(toks, dim=1)  # (B, T, d)

@@ -76,6 +76,9 @@ DEFAULT_ED = ((16, "f32", "frozen"), (16, "f32", "through"))
 """E-d variants (d, dtype, mode) evaluated by default."""
 AGENT_DIM = 16
 """Embedding width of the agents the M-* architectures use (and that are deployed)."""
+AGENT_POOL = "mean"
+"""How a slotted agent (the sentiment agent: one slot per headline) pools its present slots
+(`AgentNetConfig.pool`), for every architecture that trains an agent encoder."""
 
 
 @contextlib.contextmanager
@@ -184,10 +187,10 @@ def train_agent(train: FeatureSet, val: FeatureSet, k: int, budget: Budget, seed
     results = []
     for t, hp in enumerate(hps or SEARCH[:budget.trials]):
         cfg = AgentNetConfig(in_dim=x.shape[1], embed_dim=embed_dim, hidden=hp["hidden"], dropout=hp["dropout"],
-                          n_classes=train.n_classes)
+                             n_classes=train.n_classes, slots=token_slots(train.names)[k], pool=AGENT_POOL)
         torch.manual_seed(seed + 101 * t)  # initial weights, too, follow the seed
         model = AgentNet(cfg)
-        model.norm.fit(torch.from_numpy(x))
+        model.fit_norm(torch.from_numpy(x))
         results.append(fit(model, [x], train.y[tr], [xv], val.y[va], hp, budget, seed + 101 * t, _agent_logits))
     return _best_of(results)
 
@@ -281,22 +284,23 @@ def _inputs(fs: FeatureSet) -> list[np.ndarray]:
     return [fs.x[k] for k in fs.names] + [fs.mask]
 
 
-def _fit_norms(norms: Sequence, fs: FeatureSet) -> None:
-    for k, norm in enumerate(norms):
+def _fit_agent_norms(agents: Sequence[AgentNet], fs: FeatureSet) -> None:
+    for k, agent in enumerate(agents):
         rows = fs.mask[:, k] > 0
-        norm.fit(torch.from_numpy(fs.x[fs.names[k]][rows]))
+        agent.fit_norm(torch.from_numpy(fs.x[fs.names[k]][rows]))
 
 
 def train_ed_joint(train: FeatureSet, val: FeatureSet, d: int, dtype: str, budget: Budget, seed: int) -> FitResult:
     results = []
     for t, hp in enumerate(SEARCH[:budget.trials]):
         agents = [AgentNetConfig(in_dim=dim, embed_dim=d, hidden=hp["hidden"], dropout=hp["dropout"],
-                              n_classes=train.n_classes) for dim in train.dims]
+                                 n_classes=train.n_classes, slots=slots, pool=AGENT_POOL)
+                  for dim, slots in zip(train.dims, token_slots(train.names))]
         head = EdHeadConfig(n_agents=len(agents), embed_dim=d, dtype=dtype, hidden=hp["hidden"],
                             dropout=hp["dropout"], n_classes=train.n_classes)
         torch.manual_seed(seed + 101 * t)
         model = EdJoint(EdJointConfig(agents, head))
-        _fit_norms([a.norm for a in model.agents], train)
+        _fit_agent_norms(model.agents, train)
         results.append(fit(model, _inputs(train), train.y, _inputs(val), val.y, hp, budget, seed + 101 * t,
                            _call_logits))
     return _best_of(results)

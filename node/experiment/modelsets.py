@@ -98,14 +98,20 @@ def _train_budget(budget: TrainBudget):
     return Budget(epochs=budget.epochs, trials=budget.trials, patience=budget.patience, folds=budget.folds)
 
 
+AGENT_ENCODER = "slots-mean"
+"""How the trained agent encoders read a slotted input (`models.train.AGENT_POOL`: the sentiment
+agent pools its headline slots by masked mean); in every key, so a set whose sentiment agent was one
+flat MLP on the slots (FEATURES_VERSION 2 before the slot agent) is not reused. Change with AGENT_POOL."""
+
+
 def _key(**parts: Any) -> str:
     """A set's cache key: its parts and the version of the headline embeddings it trained on (a set
     trained on the batch-filled cache of version 1 is not reused)."""
     from models.data.embed import CACHE_VERSION
     from models.data.features import FEATURES_VERSION
 
-    blob = json.dumps({**parts, "text_cache": CACHE_VERSION, "features": FEATURES_VERSION}, sort_keys=True,
-                      default=str).encode()
+    blob = json.dumps({**parts, "text_cache": CACHE_VERSION, "features": FEATURES_VERSION, "agents": AGENT_ENCODER},
+                      sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
 

@@ -64,10 +64,11 @@ SWEEP_BUDGET = {"epochs": 8, "trials": 4, "patience": 3}
 """The full profile's tuning budget (fields of `models.train.Budget`; the rest at their defaults)."""
 CONSTANT_MARK = "‡"
 """Marks a row whose model predicts one class on every test task."""
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 """Bumped when what a cached record holds, or how it is computed, changes (2: trained on headline
 embeddings computed one text at a time, `models.data.embed`; 3: on per-headline sentiment features,
-`models.data.features.FEATURES_VERSION` 2)."""
+`models.data.features.FEATURES_VERSION` 2; 4: E-through's sentiment encoder reads the headline slots,
+`models.nets.AgentNetConfig.slots`)."""
 
 Progress = Callable[[str], None]
 

@@ -87,6 +87,27 @@ def test_u_splits_the_headline_slots_inside_the_graph(built):
     assert float(np.max(np.abs(ref - got))) <= TOL
 
 
+def test_sentiment_agent_splits_the_headline_slots_inside_the_graph(built):
+    """The sentiment agent reads its headline slots as U does (one shared encoder, slot positions,
+    pooled over the present slots); its graph keeps the (B, 1152) input and computes presence
+    itself: rows with absent slots, or none present, match torch."""
+    root, _ = built
+    model, _ = load_checkpoint(root / "checkpoints" / "sentiment.pt")
+    assert model.cfg.slots == HEADLINE_SLOTS and model.cfg.in_dim == HEADLINE_SLOTS * 384
+    market, _ = load_checkpoint(root / "checkpoints" / "market.pt")
+    assert market.cfg.slots == 1
+    batch = load_eval_batch(root / "checkpoints" / "eval.npz")
+    x = batch.x["sentiment"][:64].copy()
+    x[:, 2 * 384:] = 0.0
+    x[:16, 384:] = 0.0
+    x[:4] = 0.0
+    with torch.no_grad():
+        e, logits = model(torch.from_numpy(x))
+    got = OnnxModel("sentiment", root / "manifest.json").run(features=x)
+    assert float(np.max(np.abs(e.numpy() - got["embedding"]))) <= TOL
+    assert float(np.max(np.abs(torch.softmax(logits, 1).numpy() - got["probs"]))) <= TOL
+
+
 def test_int8_u_loses_at_most_one_point(built):
     root, _ = built
     batch = load_eval_batch(root / "checkpoints" / "eval.npz")

@@ -11,7 +11,7 @@ import torch
 from models import fusion
 from node.protocol import codec
 from models.nets import (AgentNetConfig, AgentNet, EdHead, EdHeadConfig, EdJoint, EdJointConfig, Stacker,
-                         StackerConfig, UConfig, UNet, build, fake_quant, kind_of)
+                         StackerConfig, UConfig, UNet, build, fake_quant, kind_of, slot_rows)
 
 DIMS = (26, 384, 10)
 
@@ -105,7 +105,7 @@ def test_u_norms_are_fitted_per_slot_on_present_slots():
     assert m.norms[1].mean.shape == (384,)
     present = torch.cat([sent[:, :384], sent[30:, 384:768], sent[30:, 768:]])
     torch.testing.assert_close(m.norms[1].mean, present.mean(0))
-    assert UNet.slot_rows(sent, 3).shape == (90, 384)
+    assert slot_rows(sent, 3).shape == (90, 384)
 
 
 def test_u_config_checks_token_slots():
@@ -115,6 +115,114 @@ def test_u_config_checks_token_slots():
     with pytest.raises(ValueError, match="token_slots"):
         UConfig(in_dims=DIMS, token_slots=(1, 3))
     assert not hasattr(UNet(UConfig(in_dims=DIMS)), "slot")  # one token per modality: no new weights
+
+
+def _slot_agent(pool: str = "mean", m: int = 3) -> AgentNet:
+    return AgentNet(AgentNetConfig(in_dim=m * 384, embed_dim=8, hidden=32, slots=m, pool=pool)).eval()
+
+
+def _headlines(b: int = 6, seed: int = 0) -> torch.Tensor:
+    x = torch.randn(b, 3 * 384, generator=torch.Generator().manual_seed(seed))
+    x[:, 2 * 384:] = 0.0  # slot 2 absent (tasks of two headlines)
+    x[:2, 384:] = 0.0  # slot 1 too on two rows
+    return x
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_agent_absent_slot_has_no_influence(pool):
+    """A zero slot is an absent headline: what only that slot carries (its slot-position embedding)
+    cannot move the agent's outputs, while it does once the slot holds a headline. If the absent
+    slot entered the pool (an unmasked mean or softmax) the first check would fail."""
+    m = _slot_agent(pool)
+    x = _headlines()
+    filled = x.clone()
+    filled[:, 2 * 384:] = torch.randn(6, 384, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        before = [t.clone() for t in m(x)], [t.clone() for t in m(filled)]
+        m.slot[2] += torch.randn(32, generator=torch.Generator().manual_seed(6))
+        after = m(x), m(filled)
+    for b, a in zip(before[0], after[0]):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    assert (before[1][1] - after[1][1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_agent_with_an_absent_slot_equals_an_agent_that_has_two_slots(pool):
+    three, two = _slot_agent(pool), _slot_agent(pool, m=2)
+    state = three.state_dict()
+    state["slot"] = state["slot"][:2]
+    two.load_state_dict(state)
+    x = _headlines()
+    with torch.no_grad():
+        for a, b in zip(three(x), two(x[:, :2 * 384])):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_agent_reads_slot_order():
+    """Slot order matters (the generator's latent_dim > 1 reads slot j its own way): swapping two
+    headlines changes the output, unlike the mean feature."""
+    m = _slot_agent()
+    x = _headlines()
+    swapped = torch.cat([x[:, 384:768], x[:, :384], x[:, 768:]], dim=1)
+    with torch.no_grad():
+        assert (m(x)[1][2:] - m(swapped)[1][2:]).abs().max() > 1e-4
+
+
+def test_agent_norm_is_fitted_per_slot_on_present_slots():
+    m = _slot_agent()
+    sent = torch.randn(50, 3 * 384, generator=torch.Generator().manual_seed(1)) + 2.0
+    sent[:30, 384:] = 0.0
+    m.fit_norm(sent)
+    assert m.norm.mean.shape == (384,)
+    torch.testing.assert_close(m.norm.mean, slot_rows(sent, 3).mean(0))
+    flat = AgentNet(AgentNetConfig(in_dim=26))
+    x = torch.randn(40, 26)
+    flat.fit_norm(x)
+    torch.testing.assert_close(flat.norm.mean, x.mean(0))
+
+
+def test_agent_without_slots_rebuilds_as_before():
+    """A config without slots (every checkpoint before them) has the pre-slot weights and forward."""
+    old = dict(in_dim=26, embed_dim=8, hidden=64, depth=2, dropout=0.1, n_classes=3)  # a pre-slot checkpoint's config
+    m = AgentNet(AgentNetConfig(**old)).eval()
+    assert m.cfg.slots == 1 and not hasattr(m, "slot") and not hasattr(m, "query")
+    assert [k for k in m.state_dict()] == ["norm.mean", "norm.scale", "body.0.weight", "body.0.bias", "body.3.weight",
+                                           "body.3.bias", "to_embed.weight", "to_embed.bias", "head.weight", "head.bias"]
+    x = torch.randn(5, 26)
+    with torch.no_grad():
+        e = torch.tanh(m.to_embed(torch.nn.functional.gelu(m.body(m.norm(x)))))
+        torch.testing.assert_close(m(x)[0], e)
+        torch.testing.assert_close(m(x)[1], m.head(e))
+
+
+def test_agent_config_checks_slots():
+    with pytest.raises(ValueError, match="slots"):
+        AgentNetConfig(in_dim=1000, slots=3)
+    with pytest.raises(ValueError, match="pool"):
+        AgentNetConfig(in_dim=1152, slots=3, pool="max")
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_slot_agent_onnx_matches_torch_with_empty_slots(pool, tmp_path):
+    """The exported slot agent takes the same (B, 1152) input and computes presence in the graph:
+    rows with absent slots, and a row with none present, match torch."""
+    ort = pytest.importorskip("onnxruntime")
+    from models.export import Graph, _AgentGraph, export_graph
+
+    m = _slot_agent(pool)
+    m.fit_norm(_headlines(40, seed=3))
+    x = _headlines(12)
+    x[7] = 0.0  # no headline at all
+    g = _AgentGraph(m).eval()
+    path = tmp_path / "agent.onnx"
+    export_graph(Graph("sentiment", g, {"features": x.numpy()}, ["embedding", "probs"], 8, "f32"), path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for rows in (x, x[:3], x[8:]):
+        with torch.no_grad():
+            ref = g(rows)
+        got = sess.run(["embedding", "probs"], {"features": rows.numpy()})
+        for r, o in zip(ref, got):
+            np.testing.assert_allclose(o, r.numpy(), atol=1e-5, rtol=0)
 
 
 def test_heads_and_joint_shapes():
@@ -145,10 +253,18 @@ def test_fake_quant_passes_gradients_straight_through():
 
 
 @pytest.mark.parametrize("model", [
-    AgentNet(AgentNetConfig(in_dim=10)), Stacker(StackerConfig(scores="decisions")), EdHead(EdHeadConfig(dtype="binary")),
+    AgentNet(AgentNetConfig(in_dim=10)), AgentNet(AgentNetConfig(in_dim=12, slots=3, pool="attention")), Stacker(StackerConfig(scores="decisions")), EdHead(EdHeadConfig(dtype="binary")),
     UNet(UConfig(in_dims=DIMS)), UNet(UConfig(in_dims=SLOT_DIMS, token_slots=SLOTS, mixer="concat")), EdJoint(EdJointConfig([AgentNetConfig(in_dim=4)], EdHeadConfig(n_agents=1))),
 ])
 def test_config_dict_rebuilds_the_same_architecture(model):
     rebuilt = build(kind_of(model), asdict(model.cfg))
     assert rebuilt.cfg == model.cfg
     assert [(k, v.shape) for k, v in rebuilt.state_dict().items()] == [(k, v.shape) for k, v in model.state_dict().items()]
+
+
+def test_agent_pool_matches_the_cache_keys():
+    """The model-set cache keys name the agents' pooling; changing one without the other would reuse stale sets."""
+    from models.train import AGENT_POOL
+    from node.experiment.modelsets import AGENT_ENCODER
+
+    assert AGENT_ENCODER == f"slots-{AGENT_POOL}"
