@@ -120,7 +120,7 @@ class UAgent(Agent):
                                                                     list[tuple[str, ...]]]:
         """U's inputs for a batch: {modality: (B, F_k)} with zero rows where absent, mask (B, 3),
         and the modalities each row has."""
-        from models.data.features import FEATURE_DIMS, HEADLINE_SLOTS, flow_features, market_features, text_features
+        from models.data.features import FEATURE_DIMS, flow_features, headlines_fit, market_features, text_features
 
         n = len(payloads)
         market, sentiment, risk = (AGENT_ROLES.index(r) for r in (Role.MARKET, Role.SENTIMENT, Role.RISK))
@@ -133,7 +133,7 @@ class UAgent(Agent):
             if p.flows:
                 x[U_INPUTS[risk]][i] = flow_features(p.flows)
                 mask[i, risk] = 1.0
-            mask[i, sentiment] = 1.0 if 0 < len(p.headlines) <= HEADLINE_SLOTS else 0.0
+            mask[i, sentiment] = 1.0 if headlines_fit(p.headlines) else 0.0
         if mask[:, sentiment].any():  # every headline U reads in the batch, in one encoder call
             x[U_INPUTS[sentiment]] = text_features([list(p.headlines) if mask[i, sentiment] else []
                                                     for i, p in enumerate(payloads)], self.text_encoder)  # (B, 1152)

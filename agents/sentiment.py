@@ -70,13 +70,15 @@ class SentimentAgent(Agent):
 
     def text_embedding(self, headlines: list[str]) -> np.ndarray:
         """Mean of the headlines' normalised embeddings (the prototype rule's input), (d,)."""
-        return self.encoder.embed(list(headlines)).mean(axis=0).astype(np.float32)
+        from models.data.features import mean_text_embedding
+
+        return mean_text_embedding(list(headlines), self.encoder)
 
     def model_reads(self, headlines: list[str]) -> bool:
         """Whether the trained model can read these headlines (1 to HEADLINE_SLOTS of them)."""
-        from models.data.features import HEADLINE_SLOTS
+        from models.data.features import headlines_fit
 
-        return 0 < len(headlines) <= HEADLINE_SLOTS
+        return headlines_fit(headlines)
 
     def features(self, headlines: list[str]) -> np.ndarray:
         """The trained model's input: one embedding slot per headline, (SENTIMENT_DIM,)."""

@@ -284,10 +284,14 @@ def _inputs(fs: FeatureSet) -> list[np.ndarray]:
     return [fs.x[k] for k in fs.names] + [fs.mask]
 
 
+def _present_rows(fs: FeatureSet) -> list[torch.Tensor]:
+    """Each modality's feature rows where it is present, in `fs.names` order (what its norm is fitted on)."""
+    return [torch.from_numpy(fs.x[name][fs.mask[:, k] > 0]) for k, name in enumerate(fs.names)]
+
+
 def _fit_agent_norms(agents: Sequence[AgentNet], fs: FeatureSet) -> None:
-    for k, agent in enumerate(agents):
-        rows = fs.mask[:, k] > 0
-        agent.fit_norm(torch.from_numpy(fs.x[fs.names[k]][rows]))
+    for agent, rows in zip(agents, _present_rows(fs)):
+        agent.fit_norm(rows)
 
 
 def train_ed_joint(train: FeatureSet, val: FeatureSet, d: int, dtype: str, budget: Budget, seed: int) -> FitResult:
@@ -347,7 +351,7 @@ def train_u(train: FeatureSet, val: FeatureSet, budget: Budget, seed: int, mixer
         d_model = hp["hidden"] if width is None else int(width)
         model = UNet(UConfig(in_dims=train.dims, d_model=d_model, n_heads=heads_for(d_model), dropout=hp["dropout"],
                              n_classes=train.n_classes, mixer=mixer, token_slots=token_slots(train.names)))
-        model.fit_norms([torch.from_numpy(train.x[name][train.mask[:, k] > 0]) for k, name in enumerate(train.names)])
+        model.fit_norms(_present_rows(train))
         results.append(fit(model, _inputs(train), train.y, _inputs(val), val.y, hp, budget, seed + 101 * t,
                            _call_logits))
     return _best_of(results)

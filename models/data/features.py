@@ -10,6 +10,7 @@ scale are buffers exported into the ONNX graph), so these functions need no fitt
   slot of TEXT_DIM per headline in payload order (HEADLINE_SLOTS slots, zeros where a task has fewer
   headlines). A task has at most HEADLINE_SLOTS headlines (`ValueError` otherwise); the loader refuses
   such rows, and the agents treat such a payload as one the model cannot read.
+- `headlines_fit(headlines)` -> whether one task's headlines fit those slots (1 to HEADLINE_SLOTS).
 - `mean_text_embedding(headlines, embedder)` -> (TEXT_DIM,) the mean of the headlines' embeddings
   (what the sentiment agent's prototype rule reads; the features before FEATURES_VERSION 2).
 Each accepts one sample (1-D input) or a batch (2-D input / list of lists) and returns float32.
@@ -115,6 +116,18 @@ def _headline_batch(headlines: Sequence[str] | Sequence[Sequence[str]]) -> tuple
     return single, batch
 
 
+def _embedded(batch: list[list[str]], embedder: Embedder) -> np.ndarray:
+    """Every headline of the batch, row after row, embedded in one call: (total headlines, TEXT_DIM)."""
+    flat = [t for hs in batch for t in hs]
+    return embedder.embed(flat) if flat else np.zeros((0, TEXT_DIM), np.float32)
+
+
+def headlines_fit(headlines: Sequence[str]) -> bool:
+    """Whether one task's headlines fit the sentiment feature's slots (1 to HEADLINE_SLOTS): what the
+    trained sentiment agent and U can read."""
+    return 0 < len(headlines) <= HEADLINE_SLOTS
+
+
 def text_features(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: Embedder) -> np.ndarray:
     """The headlines' (L2-normalised) sentence embeddings side by side: slot j (columns
     j*TEXT_DIM .. (j+1)*TEXT_DIM) holds headline j's, in payload order; zeros in the slots past the
@@ -125,8 +138,7 @@ def text_features(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: 
             where = "" if single else f"task {row}: "
             raise ValueError(f"{where}{len(hs)} headlines; the sentiment feature has {HEADLINE_SLOTS} slots "
                              f"(at most {HEADLINE_SLOTS} headlines per task)")
-    flat = [t for hs in batch for t in hs]
-    vecs = embedder.embed(flat) if flat else np.zeros((0, TEXT_DIM), np.float32)
+    vecs = _embedded(batch, embedder)
     out = np.zeros((len(batch), HEADLINE_SLOTS, TEXT_DIM), np.float32)
     i = 0
     for row, hs in enumerate(batch):
@@ -137,12 +149,12 @@ def text_features(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: 
 
 
 def mean_text_embedding(headlines: Sequence[str] | Sequence[Sequence[str]], embedder: Embedder) -> np.ndarray:
-    """Mean of the headlines' (L2-normalised) sentence embeddings, (TEXT_DIM,); zeros for no headline.
+    """Mean of the headlines' (L2-normalised) sentence embeddings, (d,) for an embedder of width d
+    (TEXT_DIM for MiniLM); zeros for no headline.
     Any number of headlines; their order does not matter."""
     single, batch = _headline_batch(headlines)
-    flat = [t for hs in batch for t in hs]
-    vecs = embedder.embed(flat) if flat else np.zeros((0, TEXT_DIM), np.float32)
-    out = np.zeros((len(batch), TEXT_DIM), np.float32)
+    vecs = _embedded(batch, embedder)
+    out = np.zeros((len(batch), vecs.shape[1]), np.float32)  # the embedder's width (TEXT_DIM for MiniLM)
     i = 0
     for row, hs in enumerate(batch):
         if hs:

@@ -174,10 +174,10 @@ class Bench:
                                    fusion_wait_s=p.fusion_wait_s))
         if self.opts.sweeps:
             if self.synthetic:
+                beside = set(self.opts.sweep_seeds())  # the ablation rows' seeds at every point
                 for alpha in p.alphas:
                     if alpha == p.alpha:
                         continue
-                    beside = set(self.opts.sweep_seeds())  # the ablation rows' seeds at every point
                     for seed in self.opts.sweep_seeds(alpha):
                         units = [f"eval/alpha/{alpha:g}/s{seed}", *(f"alpha/{alpha:g}/s{seed}/a{a}" for a in ALPHA_ARCHS)]
                         out.append(Session(f"alpha-{alpha:g}-s{seed}", units, self.spec(seed, alpha, p.alpha_tasks),
