@@ -49,13 +49,15 @@ def test_the_plan_covers_every_architecture_and_sweep(tmp_path: Path, profile: s
     assert beside == {k for k in keys if k.startswith("ablation/alpha/")}
     assert bool(beside) == (profile == "full") and {f"eval/ablation/alpha/{a:g}/s0" for a in p.ablation_alphas} <= set(keys)
     assert all(unit_tasks(k, p) == p.alpha_tasks for k in beside)
-    # each point's seeds start with the main table's and may go beyond them (full: 10 or more against
-    # 5), as many as `alpha_seed_counts` gives the point
+    # each point's seeds start with the main table's and may go beyond them (full: 12, 24 and 15 at
+    # alpha 0, 0.75 and 1 against 10), as many as `alpha_seed_counts` gives the point
+    beyond = []
     for alpha in (a for a in p.alphas if a != p.alpha):
         sweep = {int(k.split("/s")[1]) for k in keys if k.startswith(f"eval/alpha/{alpha:g}/")}
         n = dict(p.alpha_seed_counts).get(alpha, p.alpha_seeds)
         assert sweep == set(opts.sweep_seeds(alpha)) == set(range(n)), alpha
-        assert (max(sweep) >= p.seeds) == (profile == "full")
+        beyond.append(max(sweep) >= p.seeds)
+    assert any(beyond) == (profile == "full")
     assert (opts.sweep_seeds(0.75) != opts.sweep_seeds()) == (profile == "full")
 
 
