@@ -556,8 +556,9 @@ def learning_curves(sizes: Sequence[int], alphas: Sequence[float], seeds: Sequen
 
     CPU seconds are the process's (`time.process_time`, one torch thread) between `evaluate_split`'s
     progress steps, summed into TRAINING_STEPS groups: a modular architecture's training cost is
-    its agents' plus its head's, U's is U's alone. Returns {"points": [{alpha, n_train, summary:
-    {arch: {accuracy, accuracy_ci, macro_f1, macro_f1_ci}}, cpu_s: {group: mean over seeds}}], ...}.
+    its agents' plus its head's, U's is U's alone. `data_knobs` go to `SyntheticConfig` (e.g.
+    latent_dim) and are returned as "data". Returns {"points": [{alpha, n_train, summary: {arch:
+    {accuracy, accuracy_ci, macro_f1, macro_f1_ci}}, cpu_s: {group: mean over seeds}}], ...}.
     """
     import time
 
@@ -596,7 +597,7 @@ def learning_curves(sizes: Sequence[int], alphas: Sequence[float], seeds: Sequen
             points.append({"alpha": float(alpha), "n_train": int(n), "summary": summary,
                            "cpu_s": {g: float(np.mean(v)) for g, v in cpu.items()}})
     return {"sizes": [int(n) for n in sizes], "alphas": [float(a) for a in alphas], "seeds": list(seeds),
-            "n_test": int(n_test), "budget": asdict(budget), "points": points}
+            "n_test": int(n_test), "budget": asdict(budget), "data": dict(data_knobs), "points": points}
 
 
 @dataclass

@@ -92,13 +92,20 @@ def test_not_a_dict_is_a_value_error(tmp_path):
         plot_learning_curves([], tmp_path / "x.png")  # type: ignore[arg-type]
 
 
+FAKE_KWARGS: list[dict] = []
+
+
 @pytest.fixture()
 def fake_training(monkeypatch):
-    """`models.train` replaced by a stub whose `learning_curves` returns a small result (and counts calls)."""
+    """`models.train` replaced by a stub whose `learning_curves` returns a small result (and counts calls:
+    the sizes of each; the keyword arguments of each in `FAKE_KWARGS`)."""
     calls = []
+    kwargs_seen = FAKE_KWARGS
+    kwargs_seen.clear()
 
-    def learning_curves(sizes, alphas, seeds, budget, n_test=2000, progress=None, **_):
+    def learning_curves(sizes, alphas, seeds, budget, n_test=2000, progress=None, **kwargs):
         calls.append(sizes)
+        kwargs_seen.append(kwargs)
         if progress is not None:
             progress("stub")
         res = _result(sizes=sizes, alphas=alphas)
@@ -107,7 +114,7 @@ def fake_training(monkeypatch):
 
     stub = types.ModuleType("models.train")
     stub.ARCH_ORDER = ARCHS
-    stub.QUICK, stub.FULL = "quick", "full"
+    stub.QUICK, stub.FULL, stub.AGENT_DIM = "quick", "full", 16
     stub.learning_curves = learning_curves
     monkeypatch.setitem(sys.modules, "models.train", stub)
     return calls
@@ -152,3 +159,25 @@ def test_cli_plot_failure_after_training_is_a_clean_exit(tmp_path, fake_training
     assert isinstance(result.exception, SystemExit)
     assert "could not write" in result.output and "Permission denied" in result.output
     assert (tmp_path / "curves.json").exists()  # the figures are kept even when the plot fails
+
+
+def test_cli_latent_dim_and_e_through_reach_the_curves(tmp_path, fake_training):
+    result = _invoke("--latent-dim", "8", "--e-through")
+    assert result.exit_code == 0, result.output
+    (kw,) = FAKE_KWARGS
+    assert kw["latent_dim"] == 8
+    assert kw["ed_variants"] == ((16, "f32", "frozen"), (16, "f32", "through"))
+    assert "latent dim 8" in result.output
+
+
+def test_cli_defaults_are_the_original_generator_without_e_through(tmp_path, fake_training):
+    assert _invoke().exit_code == 0
+    (kw,) = FAKE_KWARGS
+    assert "latent_dim" not in kw and kw["ed_variants"] == ((16, "f32", "frozen"),)
+
+
+@pytest.mark.parametrize("bad", ["0", "17"])
+def test_cli_latent_dim_out_of_range_is_refused_before_training(fake_training, bad):
+    result = _invoke("--latent-dim", bad)
+    assert result.exit_code == 2 and "--latent-dim" in result.output
+    assert fake_training == []

@@ -23,6 +23,20 @@ def test_a_curve_has_every_architecture_at_every_size_with_its_training_cpu() ->
         assert p["cpu_s"]["agents"] > 0 and p["cpu_s"]["u"] > 0  # both trained, and timed apart
 
 
+@pytest.mark.slow
+def test_a_curve_at_latent_dim_2_with_e_through_trains_on_that_generator() -> None:
+    budget = Budget(epochs=2, patience=1, folds=2)
+    through = ((16, "f32", "frozen"), (16, "f32", "through"))
+    wide = learning_curves([200], [1.0], [0], budget, n_test=200, ed_variants=through, latent_dim=2)
+    plain = learning_curves([200], [1.0], [0], budget, n_test=200)
+    assert wide["data"] == {"latent_dim": 2} and plain["data"] == {}
+    (p,) = wide["points"]
+    assert {"E-16/f32/frozen", "E-16/f32/through", "U"} <= set(p["summary"])
+    assert "E-16/f32/through" not in plain["points"][0]["summary"]
+    # another generator, so another oracle on the same seed
+    assert p["summary"]["Oracle"] != plain["points"][0]["summary"]["Oracle"]
+
+
 def test_the_cli_refuses_sizes_it_cannot_train_on(tmp_path: Path) -> None:
     runner = CliRunner()
     for bad in ("many", "50", ""):
