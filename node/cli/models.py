@@ -373,13 +373,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
 
 
-def curve_ed_variants(e_through: bool) -> tuple[tuple[int, str, str], ...]:
-    """The E-d rows of a learning curve: E-d16 on the frozen agents, and with `e_through` E-through."""
-    from models.train import AGENT_DIM
-
-    return ((AGENT_DIM, "f32", "frozen"), *(((AGENT_DIM, "f32", "through"),) if e_through else ()))
-
-
 @models_app.command("curves")
 def curves_cmd(
     sizes: str = typer.Option("1000,3000,10000,30000", help="Comma-separated training-set sizes (tasks)."),
@@ -404,7 +397,7 @@ def curves_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from models.train import learning_curves
+    from models.train import DEFAULT_ED, learning_curves
 
     try:
         size_list = [int(x) for x in sizes.split(",") if x.strip()]
@@ -431,7 +424,7 @@ def curves_cmd(
     with _progress() as progress:
         task = progress.add_task("curves", total=None)
         result = learning_curves(size_list, alpha_list, list(range(seeds)), budget, n_test=n_test,
-                                 ed_variants=curve_ed_variants(e_through),
+                                 ed_variants=DEFAULT_ED if e_through else DEFAULT_ED[:1],  # E-d16 frozen first
                                  progress=lambda msg: progress.update(task, description=msg[:70]),
                                  **({"latent_dim": latent_dim} if latent_dim > 1 else {}))
     console = Console()

@@ -100,12 +100,11 @@ def fake_training(monkeypatch):
     """`models.train` replaced by a stub whose `learning_curves` returns a small result (and counts calls:
     the sizes of each; the keyword arguments of each in `FAKE_KWARGS`)."""
     calls = []
-    kwargs_seen = FAKE_KWARGS
-    kwargs_seen.clear()
+    FAKE_KWARGS.clear()
 
     def learning_curves(sizes, alphas, seeds, budget, n_test=2000, progress=None, **kwargs):
         calls.append(sizes)
-        kwargs_seen.append(kwargs)
+        FAKE_KWARGS.append(kwargs)
         if progress is not None:
             progress("stub")
         res = _result(sizes=sizes, alphas=alphas)
@@ -114,7 +113,7 @@ def fake_training(monkeypatch):
 
     stub = types.ModuleType("models.train")
     stub.ARCH_ORDER = ARCHS
-    stub.QUICK, stub.FULL, stub.AGENT_DIM = "quick", "full", 16
+    stub.QUICK, stub.FULL, stub.DEFAULT_ED = "quick", "full", ((16, "f32", "frozen"), (16, "f32", "through"))
     stub.learning_curves = learning_curves
     monkeypatch.setitem(sys.modules, "models.train", stub)
     return calls
