@@ -8,6 +8,15 @@ strict nonce order (its nonce manager holds the key's lock until the node accept
 transaction), so auto-mine is safe for everything Chorus sends. Pass `block_time` (seconds) for
 interval mining instead: realistic block times, and nothing stranded whatever the clients do.
 
+Disk. Anvil keeps the state of its recent blocks in memory and writes older ones to a cache
+directory, one JSON file per block (about 100 kB each: a long bench wrote tens of GB), which it
+does not remove when it is stopped. Chorus gives every Anvil a cache directory of its own
+(`chorus-anvil-*` in the system temp directory), keeps at most `MAX_PERSISTED_STATES` states
+there, and removes the directory when it stops that Anvil; a directory left by an Anvil that was
+killed is removed by the next `Anvil.start`. So state is readable at about the last 600 blocks
+(Anvil's in-memory window plus the persisted ones); logs, blocks and receipts stay readable at
+every height. Nothing in Chorus reads state at an older block.
+
 State lives in `<project root>/.chorus/`: `devnet.json` (RPC, chain id, deployer, deploy block,
 contract addresses, the Anvil pid and port), `anvil.pid` and `anvil.log`.
 
@@ -23,7 +32,9 @@ import logging
 import os
 import signal
 import socket
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +52,10 @@ log = logging.getLogger(__name__)
 DEVNET_FILE = "devnet.json"
 PID_FILE = "anvil.pid"
 LOG_FILE = "anvil.log"
+CACHE_PREFIX = "chorus-anvil-"
+CACHE_OWNER = "owner.json"
+MAX_PERSISTED_STATES = 256
+"""Block states Anvil keeps on disk beyond its in-memory ones (it keeps about 300 there)."""
 _SETUP_HINT = "run `make setup` (npm ci installs Foundry's anvil into node_modules)"
 
 
@@ -62,6 +77,40 @@ def find_anvil(root: Path | None = None) -> Path:
     if wrapper.exists():
         return wrapper
     raise DevnetError(f"anvil not found under {root / 'node_modules'}: {_SETUP_HINT}")
+
+
+def _new_cache_dir() -> Path:
+    """A fresh cache directory for one Anvil, after removing those whose Anvil is gone."""
+    sweep_stale_caches()
+    return Path(tempfile.mkdtemp(prefix=CACHE_PREFIX))
+
+
+def sweep_stale_caches(base: Path | None = None, *, grace_s: float = 600.0) -> list[Path]:
+    """Remove the `chorus-anvil-*` cache directories whose Anvil no longer runs; returns them.
+
+    A directory records its Anvil's pid and start time in `owner.json`. One without that file
+    is an Anvil that never got as far as answering (or another sweep's half-removed directory):
+    it is removed once it is older than `grace_s`, so a start in progress elsewhere is left alone.
+    """
+    base = base or Path(tempfile.gettempdir())
+    removed: list[Path] = []
+    for directory in base.glob(CACHE_PREFIX + "*"):
+        if not directory.is_dir():
+            continue
+        try:
+            owner = json.loads((directory / CACHE_OWNER).read_text())
+            running = procs.same_process(int(owner["pid"]), owner.get("start_time"))
+        except FileNotFoundError:
+            try:
+                running = time.time() - directory.stat().st_mtime < grace_s
+            except FileNotFoundError:
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            running = False
+        if not running:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -101,6 +150,8 @@ class Anvil:
     """When the process started (`procs.start_time`): tells our Anvil from a recycled pid."""
     log_path: Path | None = None
     chain_id: int = DEV_CHAIN_ID
+    cache_dir: Path | None = None
+    """Anvil's state cache (`--cache-path`), removed by `stop`."""
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -130,6 +181,8 @@ class Anvil:
             args += ["--block-time", f"{block_time:g}"]
         if log_path is None:
             args.append("--silent")
+        cache_dir = _new_cache_dir()
+        args += ["--cache-path", str(cache_dir), "--max-persisted-states", str(MAX_PERSISTED_STATES)]
         args += list(extra_args)
         out: Any = subprocess.DEVNULL
         if log_path is not None:
@@ -139,11 +192,15 @@ class Anvil:
             # A session of its own: Ctrl-C in our terminal does not reach it, and the whole group
             # (the npm wrapper's child included, if the wrapper is all there is) is signalled at once.
             process = procs.spawn(args, stdout=out, death_signal=signal.SIGTERM if die_with_parent else None)
+        except BaseException:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            raise
         finally:
             if log_path is not None:
                 out.close()
-        anvil = cls(pid=process.pid, port=port, executable=str(executable),
-                    start_time=procs.start_time(process.pid), log_path=log_path, chain_id=chain_id, _process=process)
+        anvil = cls(pid=process.pid, port=port, executable=str(executable), start_time=procs.start_time(process.pid),
+                    log_path=log_path, chain_id=chain_id, cache_dir=cache_dir, _process=process)
+        (cache_dir / CACHE_OWNER).write_text(json.dumps({"pid": anvil.pid, "start_time": anvil.start_time}))
         anvil._wait_ready(startup_timeout)
         log.info("anvil pid %d listening on %s", anvil.pid, anvil.rpc_url)
         return anvil
@@ -179,6 +236,8 @@ class Anvil:
         """SIGTERM its process group, SIGKILL after `timeout`; True if something was stopped."""
         stopped = procs.stop(self.pid, self.is_ours, timeout=timeout, kill_timeout=2.0, group=True, name="anvil")
         self._reap()
+        if self.cache_dir is not None and not self.is_ours():
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
         return stopped
 
     def _reap(self) -> None:
@@ -195,13 +254,15 @@ class Anvil:
 
     def to_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "port": self.port, "host": self.host, "executable": self.executable,
-                "start_time": self.start_time, "log": str(self.log_path) if self.log_path else None}
+                "start_time": self.start_time, "log": str(self.log_path) if self.log_path else None,
+                "cache": str(self.cache_dir) if self.cache_dir else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Anvil:
         return cls(pid=int(data["pid"]), port=int(data["port"]), host=data.get("host", "127.0.0.1"),
                    executable=data.get("executable", ""), start_time=data.get("start_time"),
-                   log_path=Path(data["log"]) if data.get("log") else None)
+                   log_path=Path(data["log"]) if data.get("log") else None,
+                   cache_dir=Path(data["cache"]) if data.get("cache") else None)
 
 
 # --- the devnet: anvil + deployment + state files ---------------------------------------------
