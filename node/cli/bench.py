@@ -6,6 +6,7 @@
     chorus bench --rpc-url https://rpc.example --keystore funder.json --password-file pw.txt  # any chain
     chorus bench --data tasks.parquet     # your own tasks (CSV/Parquet, models.data.loader format)
     chorus bench --latent-dim 8           # the synthetic market with 8-dim latents per modality
+    chorus bench --profile mechanisms --latent-dim 8 --n-train 20000   # more training tasks per model
     chorus bench --report-only --out reports/quick-seed0
     chorus bench --node-port 30000        # node APIs on 30000, 30001, ... (checked free first)
 
@@ -53,6 +54,10 @@ def bench(
              "ceiling. Not with --data."),
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="Override the profile's number of seeds."),
     tasks: int | None = typer.Option(None, "--tasks", min=1, help="Override the on-chain tasks per (seed, arch)."),
+    n_train: int | None = typer.Option(
+        None, "--n-train", min=100, max=1_000_000, metavar="N",
+        help="Override the profile's training tasks for every model the run trains (quick and full: 5,000; "
+             "validation and test sets keep their size). Part of the run folder's name and of its identity."),
     sweeps: bool = typer.Option(True, "--sweeps/--no-sweeps", help="Run the sweeps after the main table."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard the finished units of an earlier run in --out."),
     report_only: bool = typer.Option(False, "--report-only", help="Only render the report from --out's units."),
@@ -89,8 +94,8 @@ def bench(
             raise typer.BadParameter("--latent-dim is for the synthetic market, not --data")
         fee_prices = Prices.load(prices) if prices is not None else None
         results = run_bench(BenchRequest(profile=profile, seed=seed, out=out, rpc_url=rpc_url, data=data, seeds=seeds,
-                                         tasks=tasks, sweeps=sweeps, fresh=fresh, report_only=report_only,
-                                         keystore=keystore, password_file=password_file, fund_per_key=fund_per_key,
+                                         tasks=tasks, n_train=n_train, sweeps=sweeps, fresh=fresh,
+                                         report_only=report_only, keystore=keystore, password_file=password_file, fund_per_key=fund_per_key,
                                          node_port=node_port, prices=fee_prices, latent_dim=latent_dim))
     except ChorusError as exc:
         typer.echo(f"bench failed: {exc}", err=True)

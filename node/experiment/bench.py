@@ -13,12 +13,12 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from node.experiment.checkpoint import CHECKPOINT, RUN_FILE, Checkpoint, check_run_file
-from node.experiment.config import PROFILES, RunOptions, get_profile
+from node.experiment.config import PROFILES, Profile, RunOptions, get_profile
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class BenchRequest:
     """Override of the profile's number of seeds."""
     tasks: int | None = None
     """Override of the profile's on-chain tasks per (seed, architecture)."""
+    n_train: int | None = None
+    """Override of the profile's training tasks (`TrainBudget.n_train`) for every model the run trains."""
     sweeps: bool = True
     """Run the sweeps after the main table."""
     fresh: bool = False
@@ -67,7 +69,8 @@ class BenchRequest:
 
     def run_id(self) -> str:
         """The run folder's default name: profile, seed, data file and overrides."""
-        overrides = {"seeds": self.seeds, "tasks": self.tasks} | ({"nosweeps": ""} if not self.sweeps else {})
+        overrides = ({"seeds": self.seeds, "tasks": self.tasks, "ntrain": self.n_train}
+                     | ({"nosweeps": ""} if not self.sweeps else {}))
         if self.latent_dim != 1:
             overrides["latentdim"] = self.latent_dim
         return run_id(self.profile, self.seed, self.data, overrides)
@@ -96,7 +99,7 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
 
     r = request
     console = console or Console()
-    prof = get_profile(r.profile, seeds=r.seeds, tasks=r.tasks)
+    prof = profile_with(r.profile, seeds=r.seeds, tasks=r.tasks, n_train=r.n_train)
     folder = Path(r.out) if r.out is not None else Path("reports") / r.run_id()
     opts = RunOptions(profile=prof, seed=r.seed, out=folder, rpc_url=r.rpc_url, data=r.data, sweeps=r.sweeps,
                       rerun_check=r.rerun_check, prices=r.prices, latent_dim=r.latent_dim)
@@ -131,7 +134,7 @@ def run_bench(request: BenchRequest, console: Any = None) -> dict | None:
             timings, signing = runner.timings, runner.signing
     elif (folder / RUN_FILE).exists():
         saved = json.loads((folder / RUN_FILE).read_text())
-        opts = RunOptions(profile=get_profile(saved["profile"]["name"], **_overrides(saved["profile"])),
+        opts = RunOptions(profile=profile_with(saved["profile"]["name"], **_overrides(saved["profile"])),
                           seed=saved["seed"], out=folder, data=Path(saved["data"]) if saved.get("data") else None,
                           sweeps=saved.get("sweeps", True), prices=r.prices,
                           latent_dim=int(saved.get("latent_dim", 1)))  # the run's own, as `check_run_file` records it
@@ -205,9 +208,20 @@ def node_ports(first: int | None, count: int) -> Any:
     return nullcontext() if first is None else fixed_ports(first, count)
 
 
+def profile_with(name: str, *, seeds: int | None = None, tasks: int | None = None,
+                 n_train: int | None = None) -> Profile:
+    """The profile `name` with the command's overrides (None: the profile's own)."""
+    prof = get_profile(name, seeds=seeds, tasks=tasks)
+    return prof if n_train is None else replace(prof, train=replace(prof.train, n_train=n_train))
+
+
 def _overrides(saved_profile: dict) -> dict:
     base = PROFILES[saved_profile["name"]].to_dict()
-    return {k: v for k, v in saved_profile.items() if k in ("seeds", "tasks") and v != base.get(k)}
+    out = {k: v for k, v in saved_profile.items() if k in ("seeds", "tasks") and v != base.get(k)}
+    n_train = (saved_profile.get("train") or {}).get("n_train")
+    if n_train is not None and n_train != base["train"]["n_train"]:
+        out["n_train"] = int(n_train)
+    return out
 
 
 INVOCATIONS = "invocations.jsonl"

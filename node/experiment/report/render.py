@@ -119,6 +119,14 @@ def _preregistered_statement() -> str:
             f"alpha = 0 the question is equivalence within ±{100 * EQUIVALENCE_MARGIN:.1f} points.")
 
 
+def _trained_on(prof: dict[str, Any]) -> str:
+    train = prof.get("train") or {}
+    if not train.get("n_train"):
+        return ""
+    val = f" ({train['n_val']:,} for validation)" if isinstance(train.get("n_val"), int) else ""
+    return f"every model trained on {train['n_train']:,} tasks{val}. "
+
+
 def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
     run, env = results["run"], results["environment"]
     prof = run["profile"]
@@ -130,7 +138,8 @@ def render_markdown(results: dict[str, Any], plots: dict[str, str]) -> str:
     out.append(f"Profile **{prof['name']}**{' (reduced sweeps: a subset of the full profile grid, marked below)' if prof['reduced'] else ''}, "
                f"base seed {run['seed']}, seeds {', '.join(map(str, run['seeds']))}; "
                + (f"{_num(n_eval, '{}')} evaluation tasks per seed scored off chain, of which " if measured else "")
-               + f"{archs['U']['tasks_per_seed']} on-chain tasks per (seed, architecture) at synergy alpha={prof['alpha']:g}. "
+               + f"{archs['U']['tasks_per_seed']} on-chain tasks per (seed, architecture) at synergy alpha={prof['alpha']:g}; "
+               + _trained_on(prof) +
                f"Finished {run.get('finished', '?')} on {env.get('cpu') or '?'} ({env.get('cores')} cores), "
                f"wall time {_wall(run)}. Data: {run.get('data') or 'synthetic market (models.data.synthetic)'}; "
                f"chain: {run.get('chain')}.")
