@@ -759,7 +759,8 @@ def _env_section(results: dict[str, Any]) -> list[str]:
             + (f"; the chain's client: {env['chain_client']}" if env.get("chain_client") else ""),
             (f"- git commit {env.get('git_commit')}{' (with uncommitted changes)' if env.get('git_dirty') else ''}; "
              f"base seed {env.get('seed')}"),
-            "- Where the time went (s): " + _timing_summary(run.get("timings", {})), ""]
+            "- Where the time went (s" + (f", the last of {n} invocations" if (n := len(run.get("invocations") or [])) > 1 else "")
+            + "): " + _timing_summary(run.get("timings", {})), ""]
 
 
 def _timing_summary(timings: dict[str, float]) -> str:
