@@ -32,19 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds <= 0 or args.block_time <= 0:
         parser.error("--seconds and --block-time must be positive")
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from node.bench.anvil_state import format_result, run_benchmark
+    from scripts._progress import stage_bars
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as progress:
-        bars: dict[str, int] = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done)
-
+    with stage_bars() as on_progress:
         result = run_benchmark(sizes, args.seconds, args.block_time, on_progress=on_progress)
     print(format_result(result))
     if args.json is not None:

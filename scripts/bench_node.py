@@ -35,19 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from node.bench.throughput import format_result, run_benchmark
+    from scripts._progress import stage_bars
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as progress:
-        bars: dict[str, int] = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done)
-
+    with stage_bars() as on_progress:
         result = run_benchmark(args.nodes, args.tasks, args.arch, args.raw_txs, args.paced, on_progress=on_progress)
     print(format_result(result))
     if args.json is not None:

@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import psutil
-import requests
 
 DEFAULT_SIZES = (0, 40_000, 80_000, 160_000)
 
@@ -41,14 +40,14 @@ class SizeResult:
 
 
 def _rpc(url: str, calls: list[tuple[str, list[Any]]], timeout: float = 120.0) -> list[Any]:
-    batch = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-    replies = requests.post(url, json=batch, timeout=timeout).json()
-    if isinstance(replies, dict):
-        replies = [replies]
-    errors = [r["error"] for r in replies if "error" in r]
+    """`rpc_batch`'s results; any error reply raises."""
+    from node.devnet.anvil import rpc_batch
+
+    replies = rpc_batch(url, calls, timeout=timeout)
+    errors = [r.get("error") or "no reply" for r in replies if "result" not in r]
     if errors:
         raise RuntimeError(f"anvil refused {calls[0][0]}: {errors[0]}")
-    return [r["result"] for r in sorted(replies, key=lambda r: r["id"])]
+    return [r["result"] for r in replies]
 
 
 def measure_size(slots: int, *, seconds: float, block_time: float,

@@ -10,8 +10,8 @@ interval mining instead: realistic block times, and nothing stranded whatever th
 
 Disk. Anvil keeps the state of its recent blocks in memory and writes older ones to a cache
 directory, one JSON file per block (100 kB on a fresh chain, 12 MB late in a full bench; a long
-bench wrote tens of GB), which it does not remove when it is stopped. Chorus gives every Anvil a cache directory of its own
-(`chorus-anvil-*` in the system temp directory), keeps at most `MAX_PERSISTED_STATES` states
+bench wrote tens of GB), which it does not remove when it is stopped. Chorus gives every Anvil a
+cache directory of its own (`chorus-anvil-*` in the system temp directory), keeps at most `MAX_PERSISTED_STATES` states
 there, and removes the directory when it stops that Anvil; a directory left by an Anvil that was
 killed is removed by the next `Anvil.start`. So state is readable at about the last 600 blocks
 (Anvil's in-memory window plus the persisted ones); logs, blocks and receipts stay readable at
@@ -136,6 +136,17 @@ def rpc_ready(url: str, timeout: float = 0.5) -> int | None:
         return int(response.json()["result"], 16)
     except (requests.RequestException, ValueError, KeyError, TypeError):
         return None
+
+
+def rpc_batch(url: str, calls: Sequence[tuple[str, list[Any]]], timeout: float = 60.0,
+              session: Any = None) -> list[dict[str, Any]]:
+    """One JSON-RPC batch request: each call's reply object, in `calls` order ({} for a missing reply)."""
+    import requests
+
+    body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+    answer = (session or requests).post(url, json=body, timeout=timeout).json()
+    by_id = {a.get("id"): a for a in ([answer] if isinstance(answer, dict) else answer)}
+    return [by_id.get(i, {}) for i in range(len(calls))]
 
 
 @dataclass

@@ -384,14 +384,12 @@ class BenchChain:
         """JSON-RPC batch requests (results in order); one HTTP round trip per `RPC_BATCH` calls."""
         import requests
 
+        from node.devnet.anvil import rpc_batch
+
         out: list[Any] = []
         with requests.Session() as http:
             for start in range(0, len(calls), RPC_BATCH):
-                chunk = calls[start:start + RPC_BATCH]
-                body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(chunk)]
-                answer = http.post(self.rpc_url, json=body, timeout=60).json()
-                by_id = {a["id"]: a.get("result") for a in answer}
-                out += [by_id.get(i) for i in range(len(chunk))]
+                out += [r.get("result") for r in rpc_batch(self.rpc_url, calls[start:start + RPC_BATCH], session=http)]
         return out
 
     def tx_costs(self, tx_hashes: Iterable[str]) -> dict[str, tuple[int, int]]:
